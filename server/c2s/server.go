@@ -1,0 +1,476 @@
+// Package c2s serves client-to-server XMPP streams (RFC 6120): STARTTLS,
+// direct TLS (XEP-0368) and WebSocket (RFC 7395) listeners, SASL, resource
+// binding, and the per-session reader and writer that own XEP-0198 stream
+// management and XEP-0352 client state.
+package c2s
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/router"
+	"github.com/palisade-im/palisade/server/sasl"
+	"github.com/palisade-im/palisade/server/stanza"
+	"go.uber.org/zap"
+	"golang.org/x/net/websocket"
+	"mellium.im/xmpp/jid"
+)
+
+// Handler is the rest of the server as the c2s layer sees it.
+type Handler interface {
+	// Mechanisms lists the SASL mechanisms offered for a domain.
+	Mechanisms(domain string, b sasl.Binding) []sasl.Mechanism
+	// StreamFeatures returns module stream features.
+	StreamFeatures(authenticated bool) []*element.Element
+	// PreAuthIQ answers an IQ before authentication, or returns nil.
+	PreAuthIQ(ctx context.Context, domain string, iq *stanza.Stanza) *stanza.Stanza
+	// SessionStarted runs after bind.
+	SessionStarted(ctx context.Context, s *Session)
+	// HandleStanza processes a stanza from a bound session ('from' stamped).
+	HandleStanza(ctx context.Context, s *Session, st *stanza.Stanza)
+	// SessionEnded runs when the session is gone for good.
+	SessionEnded(ctx context.Context, s *Session)
+	// Reroute takes stanzas a session could not deliver (serialized).
+	Reroute(ctx context.Context, s *Session, stanzas [][]byte)
+}
+
+// Config holds the c2s settings.
+type Config struct {
+	Domains       []string
+	TLS           *tls.Config
+	Leaf          func() []byte // tls-server-end-point data of the current certificate
+	MaxStanza     int64
+	AuthTimeout   time.Duration
+	IdleTimeout   time.Duration
+	PingTimeout   time.Duration
+	WriteTimeout  time.Duration
+	SendQueue     int
+	ResumeTimeout time.Duration
+	MaxSessions   int
+}
+
+// Server accepts client connections.
+type Server struct {
+	cfg   Config
+	h     Handler
+	table *router.Table
+	log   *zap.Logger
+	audit *zap.Logger
+
+	mu        sync.Mutex
+	resumable map[string]*Session
+	listeners []io.Closer
+	conns     sync.WaitGroup
+	pingSeq   uint64
+}
+
+// New returns a c2s server.
+func New(cfg Config, h Handler, table *router.Table, log, audit *zap.Logger) *Server {
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 30 * time.Second
+	}
+	return &Server{cfg: cfg, h: h, table: table, log: log, audit: audit, resumable: make(map[string]*Session)}
+}
+
+func (srv *Server) isLocal(domain string) bool {
+	for _, d := range srv.cfg.Domains {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeTCP accepts STARTTLS (directTLS=false) or direct TLS connections
+// until ctx ends or the listener is closed.
+func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool) error {
+	srv.track(ln)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		srv.conns.Add(1)
+		go func() {
+			defer srv.conns.Done()
+			srv.serveTCPConn(ctx, c, directTLS)
+		}()
+	}
+}
+
+func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool) {
+	var cb sasl.Binding
+	if directTLS {
+		tc := tls.Server(c, srv.cfg.TLS)
+		hctx, cancel := context.WithTimeout(ctx, srv.cfg.AuthTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			srv.log.Debug("TLS handshake failed", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
+			_ = c.Close()
+			return
+		}
+		c = tc
+		cb = bindingOf(tc.ConnectionState(), srv.cfg.Leaf)
+	}
+	tt := newTCPTransport(c, directTLS, srv.cfg.MaxStanza, srv.cfg.WriteTimeout)
+	cn := &conn{srv: srv, tr: tt, tcp: tt, cb: cb}
+	cn.serve(ctx)
+}
+
+// WebSocketHandler serves RFC 7395 at the path it is mounted on. secure
+// says whether the HTTP server runs TLS (or a trusted TLS proxy sits on
+// loopback in front of it).
+func (srv *Server) WebSocketHandler(ctx context.Context, secure bool) http.Handler {
+	return websocket.Server{
+		Handshake: func(cfg *websocket.Config, r *http.Request) error {
+			for _, p := range cfg.Protocol {
+				if p == "xmpp" {
+					cfg.Protocol = []string{"xmpp"}
+					return nil
+				}
+			}
+			return errors.New("c2s: websocket subprotocol xmpp required")
+		},
+		Handler: func(ws *websocket.Conn) {
+			r := ws.Request()
+			var cb sasl.Binding
+			if r.TLS != nil {
+				cb = bindingOf(*r.TLS, srv.cfg.Leaf)
+			}
+			srv.conns.Add(1)
+			defer srv.conns.Done()
+			tr := newWSTransport(ws, r.RemoteAddr, secure, srv.cfg.MaxStanza, srv.cfg.WriteTimeout)
+			cn := &conn{srv: srv, tr: tr, cb: cb}
+			cn.serve(ctx)
+		},
+	}
+}
+
+func (srv *Server) track(c io.Closer) {
+	srv.mu.Lock()
+	srv.listeners = append(srv.listeners, c)
+	srv.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes every session with system-shutdown and
+// waits for connections to finish or ctx to end.
+func (srv *Server) Shutdown(ctx context.Context) {
+	srv.mu.Lock()
+	for _, l := range srv.listeners {
+		_ = l.Close()
+	}
+	srv.listeners = nil
+	detached := make([]*Session, 0)
+	for _, s := range srv.resumable {
+		detached = append(detached, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range srv.table.All() {
+		s.Close("system-shutdown", "")
+	}
+	for _, s := range detached {
+		s.Close("system-shutdown", "")
+	}
+	done := make(chan struct{})
+	go func() { srv.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func logJID(j jid.JID) zap.Field { return zap.String("jid", j.String()) }
+
+// bindResource binds a resource for an authenticated stream (RFC 6120 7).
+// It returns the session and the reply; a nil session means the reply is
+// an error and the client may try again.
+func (srv *Server) bindResource(ctx context.Context, c *conn, bare jid.JID, iq *stanza.Stanza) (*Session, *stanza.Stanza) {
+	res := iq.Payload().ChildText(nsBind, "resource")
+	if res == "" {
+		res = randomID()[:12]
+	}
+	full, err := jid.New(bare.Localpart(), bare.Domainpart(), res)
+	if err != nil {
+		return nil, iq.ErrorReply(stanza.Err(stanza.Modify, stanza.BadRequest, "invalid resource"))
+	}
+	if srv.cfg.MaxSessions > 0 && srv.table.Count(bare) >= srv.cfg.MaxSessions && srv.table.Session(full) == nil {
+		return nil, iq.ErrorReply(stanza.Err(stanza.Cancel, stanza.ResourceConstraint, "too many sessions"))
+	}
+	s := &Session{srv: srv, id: c.id, jid: full, mech: c.mech, remote: c.tr.remoteAddr(), tr: c.tr}
+	if old := srv.table.Bind(s); old != nil {
+		// Resource conflict: the new session wins (RFC 6120 7.7.2.2).
+		old.Close("conflict", "replaced by a new session")
+	}
+	srv.log.Info("session started", logJID(full), zap.String("stream", c.id), zap.String("remote", s.remote), zap.String("mechanism", c.mech))
+	srv.audit.Info("session_start", logJID(full), zap.String("remote", s.remote), zap.String("mechanism", c.mech))
+	srv.h.SessionStarted(ctx, s)
+	res2 := element.New(nsBind, "bind").Append(element.New(nsBind, "jid").SetText(full.String()))
+	r := iq.Result(res2)
+	r.SetFrom(jid.JID{})
+	r.SetTo(jid.JID{})
+	return s, r
+}
+
+// readLoop reads the client's stanzas until the connection ends.
+func (srv *Server) readLoop(ctx context.Context, s *Session, tr transport) {
+	tr.setIdle(srv.cfg.IdleTimeout, srv.cfg.PingTimeout, func() { srv.pingClient(s) })
+	var err error
+	for {
+		var ev event
+		ev, err = tr.next()
+		if err != nil {
+			break
+		}
+		if ev.kind == evClose {
+			err = errClientClosed
+			break
+		}
+		if ev.kind == evOpen {
+			err = errStream("bad-format", "unexpected stream header")
+			break
+		}
+		if err = srv.handleElement(ctx, s, ev.el); err != nil {
+			break
+		}
+	}
+	srv.readLoopEnded(ctx, s, tr, err)
+}
+
+// pingClient checks an idle client: an XEP-0198 request or an XEP-0199 ping.
+func (srv *Server) pingClient(s *Session) {
+	s.mu.Lock()
+	sm := s.smOn
+	s.mu.Unlock()
+	if sm {
+		s.sendNonza(element.New(nsSM, "r"))
+		return
+	}
+	srv.mu.Lock()
+	srv.pingSeq++
+	id := "ping-" + itoa(srv.pingSeq)
+	srv.mu.Unlock()
+	d, _ := jid.New("", s.jid.Domainpart(), "")
+	p := stanza.New(stanza.IQ, d, s.jid, "get", id)
+	p.El.Append(element.New(nsPing, "ping"))
+	s.sendNonza(p.El) // not counted: it is ours, not a routed stanza
+}
+
+func itoa(n uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}
+
+// handleElement processes one top-level element from a bound session.
+func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.Element) error {
+	switch el.Space {
+	case nsSM:
+		return srv.handleSM(s, el)
+	case nsCSI:
+		switch el.Local {
+		case "active":
+			s.setInactive(false)
+		case "inactive":
+			s.setInactive(true)
+		}
+		return nil
+	case stanza.NSClient:
+	default:
+		return errStream("unsupported-stanza-type", "")
+	}
+	st, perr := stanza.Parse(el)
+	if errors.Is(perr, stanza.ErrNotStanza) {
+		return errStream("unsupported-stanza-type", "")
+	}
+	defer s.handled()
+	if perr != nil {
+		var se *stanza.Error
+		if errors.As(perr, &se) && st.Type != "error" {
+			st.From = jid.JID{}
+			r := st.ErrorReply(se)
+			r.SetTo(s.jid)
+			s.Send(r)
+		}
+		return nil
+	}
+	// Stamp 'from' (RFC 6120 8.1.2.1): a client can never speak as another.
+	st.SetFrom(s.jid)
+	srv.h.HandleStanza(ctx, s, st)
+	return nil
+}
+
+func (srv *Server) handleSM(s *Session, el *element.Element) error {
+	switch el.Local {
+	case "r":
+		s.mu.Lock()
+		h := s.inHandled
+		on := s.smOn
+		s.mu.Unlock()
+		if on {
+			s.sendNonza(element.New(nsSM, "a", element.A("h", itoa(uint64(h)))))
+		}
+	case "a":
+		h, ok := parseH(el.Attr("h"))
+		if !ok {
+			return errStream("bad-format", "invalid h")
+		}
+		return s.ack(h)
+	case "enable":
+		s.mu.Lock()
+		if s.smOn {
+			s.mu.Unlock()
+			s.sendNonza(element.New(nsSM, "failed").Append(element.New(stanza.NSStanzas, "unexpected-request")))
+			return nil
+		}
+		s.smOn = true
+		resume := el.Attr("resume") == "true" || el.Attr("resume") == "1"
+		if resume && srv.cfg.ResumeTimeout > 0 {
+			s.smResume = true
+		}
+		s.mu.Unlock()
+		en := element.New(nsSM, "enabled")
+		if resume && srv.cfg.ResumeTimeout > 0 {
+			srv.mu.Lock()
+			srv.resumable[s.id] = s
+			srv.mu.Unlock()
+			en.SetAttr("id", s.id).SetAttr("resume", "true").SetAttr("max", itoa(uint64(srv.cfg.ResumeTimeout/time.Second)))
+		}
+		s.sendNonza(en)
+	case "resume":
+		s.sendNonza(element.New(nsSM, "failed").Append(element.New(stanza.NSStanzas, "unexpected-request")))
+	}
+	return nil
+}
+
+// readLoopEnded tears down after the connection of s ended: it detaches a
+// resumable session, or ends it.
+func (srv *Server) readLoopEnded(ctx context.Context, s *Session, tr transport, err error) {
+	var se *streamError
+	switch {
+	case errors.As(err, &se):
+		s.mu.Lock()
+		s.closeLocked(se, false)
+		s.mu.Unlock()
+	case errors.Is(err, errClientClosed):
+		// A clean close: no resumption (XEP-0198 section 5).
+		s.mu.Lock()
+		s.smResume = false
+		s.closeLocked(nil, true)
+		s.mu.Unlock()
+	default:
+		_ = tr.close()
+	}
+	s.mu.Lock()
+	if s.tr != tr {
+		s.mu.Unlock() // resumed on another connection meanwhile
+		return
+	}
+	s.tr = nil
+	if s.smResume && !s.ended {
+		s.closing, s.closeErr = false, nil
+		s.detach = time.AfterFunc(srv.cfg.ResumeTimeout, func() { s.end(context.Background()) })
+		s.mu.Unlock()
+		srv.log.Info("session detached, awaiting resumption", logJID(s.jid))
+		return
+	}
+	s.mu.Unlock()
+	s.end(ctx)
+}
+
+// end finishes a session for good.
+func (s *Session) end(ctx context.Context) {
+	srv := s.srv
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	s.avail, s.pres = false, nil
+	s.mu.Unlock()
+	srv.mu.Lock()
+	if srv.resumable[s.id] == s {
+		delete(srv.resumable, s.id)
+	}
+	srv.mu.Unlock()
+	srv.table.Unbind(s)
+	srv.h.SessionEnded(ctx, s)
+	if left := s.takeLeftovers(); len(left) > 0 {
+		srv.h.Reroute(ctx, s, left)
+	}
+	srv.log.Info("session ended", logJID(s.jid), zap.String("stream", s.id))
+	srv.audit.Info("session_end", logJID(s.jid), zap.String("remote", s.remote))
+}
+
+// resume handles <resume/> (XEP-0198 section 5): it moves a detached or
+// stale session onto this connection. It returns nil after answering
+// <failed/>, and the client may bind instead.
+func (srv *Server) resume(ctx context.Context, c *conn, bare jid.JID, el *element.Element) *Session {
+	h, ok := parseH(el.Attr("h"))
+	srv.mu.Lock()
+	s := srv.resumable[el.Attr("previd")]
+	srv.mu.Unlock()
+	if !ok || s == nil || !s.jid.Bare().Equal(bare) {
+		_ = c.tr.write([][]byte{smFailed("item-not-found")})
+		return nil
+	}
+	s.mu.Lock()
+	if s.ended || !s.smResume || (s.detach != nil && s.tr == nil && !s.detach.Stop()) {
+		s.mu.Unlock()
+		_ = c.tr.write([][]byte{smFailed("item-not-found")})
+		return nil
+	}
+	old := s.tr
+	n := h - s.outAcked
+	if int64(n) > int64(s.wpos) {
+		n = uint32(s.wpos)
+	}
+	s.dropAckedLocked(n)
+	s.tr = c.tr
+	s.wpos = 0 // resend everything not acknowledged
+	s.closing, s.closeErr, s.rRequested = false, nil, false
+	s.detach = nil
+	s.remote = c.tr.remoteAddr()
+	resumed := element.New(nsSM, "resumed", element.A("h", itoa(uint64(s.inHandled))), element.A("previd", s.id))
+	s.nonzas = append([][]byte{resumed.AppendTo(nil, stanza.NSClient)}, s.nonzas[:0]...)
+	s.kickLocked()
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.close()
+	}
+	srv.log.Info("session resumed", logJID(s.jid), zap.Uint32("acked", h))
+	srv.audit.Info("session_resume", logJID(s.jid), zap.String("remote", s.remote))
+	return s
+}

@@ -1,0 +1,381 @@
+package c2s
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/stanza"
+)
+
+// Namespaces of the stream layer.
+const (
+	nsStream  = "http://etherx.jabber.org/streams"
+	nsStreams = "urn:ietf:params:xml:ns:xmpp-streams"
+	nsFraming = "urn:ietf:params:xml:ns:xmpp-framing"
+	nsTLS     = "urn:ietf:params:xml:ns:xmpp-tls"
+	nsSASL    = "urn:ietf:params:xml:ns:xmpp-sasl"
+	nsBind    = "urn:ietf:params:xml:ns:xmpp-bind"
+	nsSession = "urn:ietf:params:xml:ns:xmpp-session"
+	nsSM      = "urn:xmpp:sm:3"
+	nsCSI     = "urn:xmpp:csi:0"
+	nsSASLCB  = "urn:xmpp:sasl-cb:0"
+	nsPing    = "urn:xmpp:ping"
+)
+
+// eventKind is what a transport read produced.
+type eventKind uint8
+
+const (
+	evOpen eventKind = iota + 1
+	evElement
+	evClose
+)
+
+// event is one unit read from a client stream.
+type event struct {
+	kind eventKind
+	el   *element.Element // evElement
+	// evOpen attributes
+	to, version, lang, ns string
+}
+
+// streamError is a stream-level error to send before closing (RFC 6120 4.9).
+type streamError struct {
+	cond, text string
+}
+
+func (e *streamError) Error() string {
+	if e.text != "" {
+		return "stream error " + e.cond + ": " + e.text
+	}
+	return "stream error " + e.cond
+}
+
+func errStream(cond, text string) *streamError { return &streamError{cond: cond, text: text} }
+
+// transport is one client connection's framing: TCP stream or WebSocket.
+type transport interface {
+	// next returns the next stream event. Errors are *streamError for
+	// protocol violations, or I/O errors.
+	next() (event, error)
+	// restart prepares for a new stream header on the same connection
+	// (after SASL success).
+	restart()
+	// writeOpen writes the server's stream header.
+	writeOpen(from, id string) error
+	// frame appends one serialized top-level element (written with
+	// parent namespace jabber:client) to buf in the transport's framing.
+	// For WebSocket every element is a message on its own; buf is then
+	// written as is by write.
+	write(elems [][]byte) error
+	// writeFeatures writes <stream:features/>.
+	writeFeatures(children []*element.Element) error
+	// writeError writes a stream error and the closing tag.
+	writeError(se *streamError) error
+	// writeClose writes the closing tag.
+	writeClose() error
+	// close closes the connection.
+	close() error
+	// setDeadline bounds how long reads may wait: the idle reader pings
+	// first, then fails.
+	setIdle(idle, ping time.Duration, onIdle func())
+	remoteAddr() string
+	secure() bool
+}
+
+// idleConn wraps a net.Conn so that read timeouts never reach the XML
+// decoder (whose errors are sticky): after idle it calls onIdle once, then
+// waits ping more before failing with a connection-timeout stream error.
+type idleConn struct {
+	net.Conn
+	mu     sync.Mutex
+	idle   time.Duration
+	ping   time.Duration
+	onIdle func()
+	// limit: bytes that may still be read before the current stanza is
+	// too large (reset by the reader at stanza boundaries); <0 means none.
+	limit int64
+}
+
+var errTimeout = errStream("connection-timeout", "no traffic")
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	idle, ping, onIdle := c.idle, c.ping, c.onIdle
+	c.mu.Unlock()
+	pinged := false
+	for {
+		if idle > 0 {
+			d := idle
+			if pinged {
+				d = ping
+			}
+			_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+		}
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.mu.Lock()
+			if c.limit >= 0 {
+				c.limit -= int64(n)
+				if c.limit < 0 {
+					c.mu.Unlock()
+					return n, errTooBig
+				}
+			}
+			c.mu.Unlock()
+			return n, nil
+		}
+		var ne net.Error
+		if err != nil && errors.As(err, &ne) && ne.Timeout() && idle > 0 {
+			if pinged || onIdle == nil {
+				return 0, errTimeout
+			}
+			pinged = true
+			onIdle()
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *idleConn) setIdle(idle, ping time.Duration, onIdle func()) {
+	c.mu.Lock()
+	c.idle, c.ping, c.onIdle = idle, ping, onIdle
+	c.mu.Unlock()
+}
+
+func (c *idleConn) setLimit(n int64) {
+	c.mu.Lock()
+	c.limit = n
+	c.mu.Unlock()
+}
+
+var errTooBig = errStream("policy-violation", "stanza too large")
+
+// tcpTransport is an RFC 6120 XML stream over TCP (plain until STARTTLS,
+// or direct TLS).
+type tcpTransport struct {
+	conn    *idleConn
+	raw     net.Conn // the TCP or TLS connection
+	dec     *xml.Decoder
+	max     int64
+	tls     bool
+	wmu     sync.Mutex
+	wbuf    []byte
+	wtime   time.Duration
+	started bool
+}
+
+func newTCPTransport(c net.Conn, isTLS bool, max int64, writeTimeout time.Duration) *tcpTransport {
+	t := &tcpTransport{raw: c, tls: isTLS, max: max, wtime: writeTimeout}
+	t.conn = &idleConn{Conn: c, limit: -1}
+	t.newDecoder()
+	return t
+}
+
+func (t *tcpTransport) newDecoder() {
+	t.dec = xml.NewDecoder(t.conn)
+	t.dec.Strict = true
+}
+
+func (t *tcpTransport) restart() {}
+
+// upgrade replaces the connection after STARTTLS.
+func (t *tcpTransport) upgrade(c net.Conn) {
+	t.raw = c
+	t.tls = true
+	t.conn = &idleConn{Conn: c, limit: -1, idle: t.conn.idle, ping: t.conn.ping, onIdle: t.conn.onIdle}
+	t.newDecoder()
+}
+
+func (t *tcpTransport) next() (event, error) {
+	for {
+		// Bound what one stanza may read; the decoder buffers up to 4 KiB
+		// ahead, so the precise check is below after the element.
+		t.conn.setLimit(t.max + 8192)
+		start := t.dec.InputOffset()
+		tok, err := t.dec.Token()
+		if err != nil {
+			return event{}, classify(err)
+		}
+		switch tk := tok.(type) {
+		case xml.StartElement:
+			if tk.Name.Space == nsStream && tk.Name.Local == "stream" {
+				ev := event{kind: evOpen}
+				for _, a := range tk.Attr {
+					switch {
+					case a.Name.Space == "" && a.Name.Local == "to":
+						ev.to = a.Value
+					case a.Name.Space == "" && a.Name.Local == "version":
+						ev.version = a.Value
+					case a.Name.Space == "" && a.Name.Local == "xmlns":
+						ev.ns = a.Value
+					case a.Name.Local == "lang":
+						ev.lang = a.Value
+					}
+				}
+				return ev, nil
+			}
+			el, err := element.Read(t.dec, tk)
+			if err != nil {
+				return event{}, classify(err)
+			}
+			if t.dec.InputOffset()-start > t.max {
+				return event{}, errTooBig
+			}
+			return event{kind: evElement, el: el}, nil
+		case xml.EndElement:
+			return event{kind: evClose}, nil
+		case xml.CharData:
+			if len(bytes.TrimSpace(tk)) > 0 {
+				return event{}, errStream("bad-format", "text outside stanzas")
+			}
+		case xml.ProcInst:
+			if tk.Target == "xml" {
+				continue // the XML declaration, also sent again on restarts
+			}
+			return event{}, errStream("restricted-xml", "processing instructions are not allowed")
+		case xml.Comment, xml.Directive:
+			return event{}, errStream("restricted-xml", "comments and DTDs are not allowed")
+		}
+	}
+}
+
+// classify maps decoder and I/O errors to stream errors where the peer
+// broke the protocol.
+func classify(err error) error {
+	var se *streamError
+	if errors.As(err, &se) {
+		return se
+	}
+	var syn *xml.SyntaxError
+	if errors.As(err, &syn) {
+		return errStream("not-well-formed", "")
+	}
+	if errors.Is(err, element.ErrTooDeep) {
+		return errStream("policy-violation", "nesting too deep")
+	}
+	if err != nil && strings.HasPrefix(err.Error(), "element: ") {
+		return errStream("restricted-xml", "")
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return io.EOF
+	}
+	return err
+}
+
+func (t *tcpTransport) send(b []byte) error {
+	if t.wtime > 0 {
+		_ = t.raw.SetWriteDeadline(time.Now().Add(t.wtime))
+	}
+	_, err := t.raw.Write(b)
+	return err
+}
+
+func (t *tcpTransport) writeOpen(from, id string) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.started = true
+	b := []byte(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' from='`)
+	b = element.EscapeText(b, from)
+	b = append(b, "' id='"...)
+	b = append(b, id...)
+	b = append(b, "'>"...)
+	return t.send(b)
+}
+
+func (t *tcpTransport) write(elems [][]byte) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	buf := t.wbuf[:0]
+	for _, e := range elems {
+		buf = append(buf, e...)
+	}
+	err := t.send(buf)
+	if cap(buf) <= 64<<10 {
+		t.wbuf = buf[:0]
+	} else {
+		t.wbuf = nil
+	}
+	return err
+}
+
+func (t *tcpTransport) writeFeatures(children []*element.Element) error {
+	b := []byte("<stream:features>")
+	for _, c := range children {
+		b = c.AppendTo(b, stanza.NSClient)
+	}
+	b = append(b, "</stream:features>"...)
+	return t.write([][]byte{b})
+}
+
+func streamErrorBytes(b []byte, se *streamError) []byte {
+	b = append(b, "<stream:error>"...)
+	b = append(b, '<')
+	b = append(b, se.cond...)
+	b = append(b, ` xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>`...)
+	if se.text != "" {
+		b = append(b, `<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>`...)
+		b = element.EscapeText(b, se.text)
+		b = append(b, "</text>"...)
+	}
+	return append(b, "</stream:error>"...)
+}
+
+func (t *tcpTransport) writeError(se *streamError) error {
+	t.wmu.Lock()
+	started := t.started
+	t.wmu.Unlock()
+	var b []byte
+	if !started {
+		// RFC 6120 4.9.1.1: open the stream before the error.
+		b = append(b, `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>`...)
+	}
+	b = streamErrorBytes(b, se)
+	b = append(b, "</stream:stream>"...)
+	return t.write([][]byte{b})
+}
+
+func (t *tcpTransport) writeClose() error {
+	return t.write([][]byte{[]byte("</stream:stream>")})
+}
+
+func (t *tcpTransport) close() error { return t.raw.Close() }
+
+func (t *tcpTransport) setIdle(idle, ping time.Duration, onIdle func()) {
+	t.conn.setIdle(idle, ping, onIdle)
+}
+
+func (t *tcpTransport) remoteAddr() string { return t.raw.RemoteAddr().String() }
+func (t *tcpTransport) secure() bool       { return t.tls }
+
+// withClientNS returns a top-level element serialized for jabber:client
+// with the xmlns attribute made explicit (WebSocket framing, RFC 7395 3.3.3).
+func withClientNS(b []byte) []byte {
+	if len(b) < 2 || b[0] != '<' || bytes.HasPrefix(b[1:], []byte("stream:")) {
+		return b
+	}
+	end := bytes.IndexAny(b, " />")
+	if end < 0 {
+		return b
+	}
+	// Elements outside jabber:client already carry their xmlns first.
+	if bytes.HasPrefix(b[end:], []byte(` xmlns="`)) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+24)
+	out = append(out, b[:end]...)
+	out = append(out, ` xmlns="jabber:client"`...)
+	return append(out, b[end:]...)
+}
+
+// frameError is returned for a WebSocket message that is not one element.
+var frameError = fmt.Errorf("c2s: websocket message is not a single XML element")

@@ -1,0 +1,196 @@
+package c2s
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/palisade-im/palisade/server/element"
+	"golang.org/x/net/websocket"
+)
+
+// wsTransport is RFC 7395 XMPP over WebSocket: one element per message,
+// <open/> and <close/> framing instead of the stream tags.
+type wsTransport struct {
+	ws     *websocket.Conn
+	remote string
+	isTLS  bool
+	max    int64
+	wtime  time.Duration
+	wmu    sync.Mutex
+
+	mu     sync.Mutex
+	idle   time.Duration
+	ping   time.Duration
+	onIdle func()
+}
+
+func newWSTransport(ws *websocket.Conn, remote string, isTLS bool, max int64, writeTimeout time.Duration) *wsTransport {
+	ws.MaxPayloadBytes = int(max)
+	return &wsTransport{ws: ws, remote: remote, isTLS: isTLS, max: max, wtime: writeTimeout}
+}
+
+func (t *wsTransport) restart() {}
+
+func (t *wsTransport) next() (event, error) {
+	t.mu.Lock()
+	idle, ping, onIdle := t.idle, t.ping, t.onIdle
+	t.mu.Unlock()
+	pinged := false
+	var msg []byte
+	for {
+		if idle > 0 {
+			d := idle
+			if pinged {
+				d = ping
+			}
+			_ = t.ws.SetReadDeadline(time.Now().Add(d))
+		}
+		err := websocket.Message.Receive(t.ws, &msg)
+		if err == nil {
+			break
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && idle > 0 {
+			if pinged || onIdle == nil {
+				return event{}, errTimeout
+			}
+			pinged = true
+			onIdle()
+			continue
+		}
+		if errors.Is(err, websocket.ErrFrameTooLarge) {
+			return event{}, errTooBig
+		}
+		return event{}, err
+	}
+	if len(bytes.TrimSpace(msg)) == 0 {
+		return t.next() // keepalive
+	}
+	d := xml.NewDecoder(bytes.NewReader(msg))
+	d.Strict = true
+	var start xml.StartElement
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return event{}, classify(err)
+		}
+		if s, ok := tok.(xml.StartElement); ok {
+			start = s
+			break
+		}
+		if cd, ok := tok.(xml.CharData); ok && len(bytes.TrimSpace(cd)) == 0 {
+			continue
+		}
+		if pi, ok := tok.(xml.ProcInst); ok && pi.Target == "xml" {
+			continue
+		}
+		return event{}, errStream("restricted-xml", "")
+	}
+	el, err := element.Read(d, start)
+	if err != nil {
+		return event{}, classify(err)
+	}
+	// Nothing but white space may follow the element.
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			break
+		}
+		if cd, ok := tok.(xml.CharData); ok && len(bytes.TrimSpace(cd)) == 0 {
+			continue
+		}
+		return event{}, errStream("not-well-formed", frameError.Error())
+	}
+	if el.Space == nsFraming {
+		switch el.Local {
+		case "open":
+			return event{kind: evOpen, to: el.Attr("to"), version: el.Attr("version"), lang: el.Lang(), ns: "jabber:client"}, nil
+		case "close":
+			return event{kind: evClose}, nil
+		}
+	}
+	if el.Space == "" {
+		el.Space = "jabber:client"
+	}
+	return event{kind: evElement, el: el}, nil
+}
+
+func (t *wsTransport) sendMsg(b []byte) error {
+	if t.wtime > 0 {
+		_ = t.ws.SetWriteDeadline(time.Now().Add(t.wtime))
+	}
+	return websocket.Message.Send(t.ws, string(b))
+}
+
+func (t *wsTransport) writeOpen(from, id string) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	b := []byte(`<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" version="1.0" xml:lang="en" from="`)
+	b = element.EscapeText(b, from)
+	b = append(b, `" id="`...)
+	b = append(b, id...)
+	b = append(b, `"/>`...)
+	return t.sendMsg(b)
+}
+
+func (t *wsTransport) write(elems [][]byte) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	for _, e := range elems {
+		if err := t.sendMsg(withClientNS(e)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *wsTransport) writeFeatures(children []*element.Element) error {
+	b := []byte(`<stream:features xmlns:stream="http://etherx.jabber.org/streams">`)
+	for _, c := range children {
+		b = c.AppendTo(b, "")
+	}
+	b = append(b, "</stream:features>"...)
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	return t.sendMsg(b)
+}
+
+func (t *wsTransport) writeError(se *streamError) error {
+	b := []byte(`<stream:error xmlns:stream="http://etherx.jabber.org/streams">`)
+	b = append(b, '<')
+	b = append(b, se.cond...)
+	b = append(b, ` xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>`...)
+	if se.text != "" {
+		b = append(b, `<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>`...)
+		b = element.EscapeText(b, se.text)
+		b = append(b, "</text>"...)
+	}
+	b = append(b, "</stream:error>"...)
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	if err := t.sendMsg(b); err != nil {
+		return err
+	}
+	return t.sendMsg([]byte(`<close xmlns="urn:ietf:params:xml:ns:xmpp-framing"/>`))
+}
+
+func (t *wsTransport) writeClose() error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	return t.sendMsg([]byte(`<close xmlns="urn:ietf:params:xml:ns:xmpp-framing"/>`))
+}
+
+func (t *wsTransport) close() error { return t.ws.Close() }
+
+func (t *wsTransport) setIdle(idle, ping time.Duration, onIdle func()) {
+	t.mu.Lock()
+	t.idle, t.ping, t.onIdle = idle, ping, onIdle
+	t.mu.Unlock()
+}
+
+func (t *wsTransport) remoteAddr() string { return t.remote }
+func (t *wsTransport) secure() bool       { return t.isTLS }

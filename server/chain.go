@@ -1,0 +1,8 @@
+package server
+
+// policyOrder is the policy chain, in the order every stanza meets it.
+// A module that implements module.Policy must be listed here; start-up
+// fails otherwise, so the road a stanza takes is always readable here.
+var policyOrder = []string{
+	"blocking", // XEP-0191: stanzas to and from blocked JIDs
+}

@@ -1,0 +1,378 @@
+// Package cli is Palisade's command line: serve, check-config and user
+// administration. Exit status: 0 success, 1 runtime failure, 2 bad usage or
+// configuration.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/palisade-im/palisade/server"
+	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/sasl"
+	"github.com/palisade-im/palisade/storage"
+	"github.com/palisade-im/palisade/storage/sqlite"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+	"mellium.im/xmpp/jid"
+)
+
+// Version is the build's version, set with -ldflags "-X ...cli.Version=...".
+var Version = "dev"
+
+// minPasswordLength is the shortest password the CLI accepts.
+const minPasswordLength = 8
+
+const usage = `usage: palisade [--config FILE] <command> [args]
+
+commands:
+  serve                    run the server (the default with no command)
+  check-config FILE        validate a configuration file
+  user add JID             create an account (password from stdin or a prompt)
+  user passwd JID          set an account's password
+  user del JID             delete an account and its data
+  user list DOMAIN         list the accounts of a domain
+  version                  print the version
+
+Without --config, the embedded default serves localhost with data in ./data.
+`
+
+// env is what a command may touch, so tests can run commands in-process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	configPath     string
+}
+
+// exitError carries an exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+// Main runs the command line and returns the exit status.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("palisade", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.StringVar(&e.configPath, "config", "", "configuration file (TOML)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	rest := fs.Args()
+	cmd := "serve"
+	if len(rest) > 0 {
+		cmd, rest = rest[0], rest[1:]
+	}
+	// Allow --config after the subcommand too: "palisade user add --config f JID".
+	rest, err := e.takeConfigFlag(rest)
+	if err == nil {
+		err = e.run(cmd, rest)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "palisade:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return 1
+	}
+	return 0
+}
+
+func (e *env) takeConfigFlag(args []string) ([]string, error) {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 >= len(args) {
+				return nil, usageErr("--config needs a file")
+			}
+			e.configPath = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--config="):
+			e.configPath = strings.TrimPrefix(a, "--config=")
+		default:
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func (e *env) run(cmd string, args []string) error {
+	switch cmd {
+	case "serve":
+		if len(args) > 0 {
+			return usageErr("serve takes no arguments")
+		}
+		return e.serve()
+	case "check-config":
+		if len(args) != 1 {
+			return usageErr("usage: palisade check-config FILE")
+		}
+		cfg, err := config.Load(args[0], module.ConfigRegistry{})
+		if err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		fmt.Fprintf(e.stdout, "%s: OK\n%s", args[0], cfg.Summary())
+		return nil
+	case "user":
+		return e.user(args)
+	case "version":
+		fmt.Fprintln(e.stdout, "palisade", Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(e.stdout, usage)
+		return nil
+	}
+	return usageErr("unknown command %q (see palisade help)", cmd)
+}
+
+func (e *env) loadConfig() (*config.Config, error) {
+	if e.configPath == "" {
+		return config.Default(), nil
+	}
+	cfg, err := config.Load(e.configPath, module.ConfigRegistry{})
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return cfg, nil
+}
+
+// newLogger builds the zap logger the configuration asks for.
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(orDefault(c.Level, "info"))
+	if err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey = "time"
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+func openStore(ctx context.Context, cfg *config.Config) (storage.Store, error) {
+	path := filepath.Join(cfg.Server.DataDir, "palisade.db")
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return st, nil
+}
+
+func (e *env) serve() error {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	srv, err := server.New(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	src := cfg.Path
+	if src == "" {
+		src = "embedded default"
+	}
+	log.Info("palisade starting", zap.String("version", Version), zap.String("config", src),
+		zap.Strings("domains", cfg.Server.Domains), zap.String("data_dir", cfg.Server.DataDir),
+		zap.String("add_user", "palisade user add alice@"+cfg.Server.Domains[0]+configHint(e.configPath)))
+	err = srv.Run(ctx)
+	log.Info("palisade stopped")
+	return err
+}
+
+func configHint(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " --config " + path
+}
+
+func (e *env) user(args []string) error {
+	if len(args) == 0 {
+		return usageErr("usage: palisade user add|passwd|del|list ...")
+	}
+	sub, args := args[0], args[1:]
+	if len(args) != 1 {
+		return usageErr("usage: palisade user %s %s", sub, map[bool]string{true: "DOMAIN", false: "JID"}[sub == "list"])
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	audit, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	if err != nil {
+		return err
+	}
+	audit = audit.Named("audit").With(zap.Bool("audit", true), zap.String("actor", "cli"))
+
+	if sub == "list" {
+		domain := args[0]
+		if !isServed(cfg, domain) {
+			return usageErr("domain %q is not served (server.domains)", domain)
+		}
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		users, err := st.ListUsers(ctx, domain)
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			fmt.Fprintf(e.stdout, "%s@%s\n", u, domain)
+		}
+		return nil
+	}
+
+	j, err := jid.Parse(args[0])
+	if err != nil || j.Localpart() == "" || j.Resourcepart() != "" {
+		return usageErr("%q is not a bare JID like alice@%s", args[0], cfg.Server.Domains[0])
+	}
+	if !isServed(cfg, j.Domainpart()) {
+		return usageErr("domain %q is not served (server.domains)", j.Domainpart())
+	}
+	switch sub {
+	case "add", "passwd":
+		pw, err := e.readPassword()
+		if err != nil {
+			return err
+		}
+		creds, err := sasl.DeriveAll(pw, cfg.Auth.SCRAMIterations)
+		if err != nil {
+			return err
+		}
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if sub == "add" {
+			err = st.CreateUser(ctx, storage.User{Localpart: j.Localpart(), Domain: j.Domainpart(), SCRAM: creds})
+			if errors.Is(err, storage.ErrExists) {
+				return fmt.Errorf("user %s already exists", j)
+			}
+		} else {
+			err = st.SetCredentials(ctx, j.Localpart(), j.Domainpart(), creds)
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("user %s does not exist", j)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		audit.Info("user_"+sub, zap.String("jid", j.String()))
+		fmt.Fprintf(e.stdout, "%s: %s\n", j, map[string]string{"add": "created", "passwd": "password changed"}[sub])
+		return nil
+	case "del":
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := st.DeleteUser(ctx, j.Localpart(), j.Domainpart()); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("user %s does not exist", j)
+			}
+			return err
+		}
+		audit.Info("user_del", zap.String("jid", j.String()))
+		fmt.Fprintf(e.stdout, "%s: deleted\n", j)
+		return nil
+	}
+	return usageErr("unknown user command %q", sub)
+}
+
+func isServed(cfg *config.Config, domain string) bool {
+	for _, d := range cfg.Server.Domains {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// readPassword reads the password from a terminal prompt (twice) or, when
+// stdin is not a terminal, from its first line. Never from argv.
+func (e *env) readPassword() (string, error) {
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(e.stderr, "Password: ")
+		p1, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprint(e.stderr, "Again: ")
+		p2, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return "", err
+		}
+		if string(p1) != string(p2) {
+			return "", usageErr("passwords do not match")
+		}
+		return checkPassword(string(p1))
+	}
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	return checkPassword(strings.TrimRight(line, "\r\n"))
+}
+
+func checkPassword(p string) (string, error) {
+	if len([]rune(p)) < minPasswordLength {
+		return "", usageErr("password must have at least %d characters", minPasswordLength)
+	}
+	return p, nil
+}

@@ -1,0 +1,269 @@
+// Package module is the seam between Palisade's core and its modules.
+//
+// A module is a package under modules/ that calls Register from init with a
+// name, a constructor and (optionally) a typed config struct decoded strictly
+// from [modules.NAME]. The constructed value implements only the hook
+// interfaces it needs (IQHandlers, Policy, SessionObserver, ...); the host
+// finds them by type assertion and wires them into the stanza path:
+//
+//	reader -> stamp from -> Policy chain -> Journal -> router -> deliver
+package module
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/stanza"
+	"github.com/palisade-im/palisade/storage"
+	"go.uber.org/zap"
+	"mellium.im/xmpp/jid"
+)
+
+// Info describes a module for registration.
+type Info struct {
+	// Name is the module's name and its config section, [modules.NAME].
+	Name string
+	// Config returns a new config struct pointer with defaults set, or nil
+	// when the module has no settings. It may implement Validate() error.
+	Config func() any
+	// New builds the module from its decoded config (nil without one).
+	New func(h *Host, cfg any) (any, error)
+}
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Info{}
+)
+
+// Register adds a module. It panics on a duplicate or empty name: both are
+// programming errors found at start-up.
+func Register(info Info) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if info.Name == "" || info.New == nil {
+		panic("module: Register needs a name and a constructor")
+	}
+	if _, dup := registry[info.Name]; dup {
+		panic(fmt.Sprintf("module: %q registered twice", info.Name))
+	}
+	registry[info.Name] = info
+}
+
+// Registered returns every registered module sorted by name.
+func Registered() []Info {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	out := make([]Info, 0, len(registry))
+	for _, i := range registry {
+		out = append(out, i)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+// ConfigRegistry implements config.Registry over the registered modules.
+type ConfigRegistry struct{}
+
+// ModuleConfig returns a fresh config for the named module.
+func (ConfigRegistry) ModuleConfig(name string) (any, bool) {
+	regMu.RLock()
+	info, ok := registry[name]
+	regMu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	if info.Config == nil {
+		return &struct{}{}, true
+	}
+	return info.Config(), true
+}
+
+// Session is a bound client resource as modules see it.
+type Session interface {
+	// JID is the session's full JID.
+	JID() jid.JID
+	// Send queues a stanza for this session. It never blocks; a session
+	// whose queue overflows is closed and keeps what it did not acknowledge.
+	Send(st *stanza.Stanza)
+	// Presence is the last available presence the client broadcast, or nil
+	// when it has not sent one (or went unavailable).
+	Presence() *stanza.Stanza
+	// Priority is the priority of the current presence (0 when none).
+	Priority() int
+	// Available reports whether the client has sent available presence.
+	Available() bool
+	// RosterRequested reports whether the client fetched its roster (RFC 6121 2.1.6: interested resource).
+	RosterRequested() bool
+	SetRosterRequested()
+	// Carbons reports whether XEP-0280 carbons are enabled.
+	Carbons() bool
+	SetCarbons(on bool)
+	// RemoteAddr is the client's network address.
+	RemoteAddr() string
+	// Close ends the session with a stream error condition (RFC 6120 4.9.3).
+	Close(condition, text string)
+}
+
+// Router is the core routing service that modules call.
+type Router interface {
+	// Process runs a stanza through the policy chain, the journal and the
+	// router, as for a stanza a client sent. It returns the denial or error
+	// that stopped it, already answered to the sender when appropriate.
+	Process(ctx context.Context, st *stanza.Stanza) error
+	// Route delivers a server-generated stanza without policy or journal
+	// (roster pushes, IQ results, presence the server already vetted).
+	Route(ctx context.Context, st *stanza.Stanza)
+	// Sessions returns the bound sessions of a bare JID.
+	Sessions(bare jid.JID) []Session
+	// Session returns the session bound to a full JID, or nil.
+	Session(full jid.JID) Session
+	// IsLocal reports whether the domain is served here.
+	IsLocal(domain string) bool
+	// UserExists reports whether a local account exists.
+	UserExists(ctx context.Context, bare jid.JID) (bool, error)
+}
+
+// Host is what a module's constructor receives.
+type Host struct {
+	Router  Router
+	Store   storage.Store
+	Log     *zap.Logger
+	Audit   *zap.Logger
+	Config  *config.Config
+	modules func() []any
+}
+
+// NewHost builds a host; modules returns the constructed module instances.
+func NewHost(r Router, st storage.Store, log, audit *zap.Logger, cfg *config.Config, modules func() []any) *Host {
+	return &Host{Router: r, Store: st, Log: log, Audit: audit, Config: cfg, modules: modules}
+}
+
+// Modules returns every constructed module instance (for discovery).
+func (h *Host) Modules() []any {
+	if h.modules == nil {
+		return nil
+	}
+	return h.modules()
+}
+
+// Scope says which IQ addresses a handler serves.
+type Scope uint8
+
+// Scopes for IQ handlers.
+const (
+	// ScopeServer: IQs addressed to a served domain.
+	ScopeServer Scope = 1 << iota
+	// ScopeAccount: IQs addressed to a local bare JID, or with no 'to'
+	// (RFC 6120 10.3.3: handled on behalf of the sender's account).
+	ScopeAccount
+)
+
+// IQFunc handles an iq get or set. It returns the result payload (nil for
+// an empty result) or an error; a *stanza.Error is sent as is, any other
+// error becomes internal-server-error. sess is the requesting local session
+// (nil for requests from elsewhere). Returning ErrHandled means the
+// handler already replied.
+type IQFunc func(ctx context.Context, sess Session, iq *stanza.Stanza) (*element.Element, error)
+
+// ErrHandled tells the host an IQ handler sent its own reply.
+var ErrHandled = fmt.Errorf("module: iq handled")
+
+// IQRoute binds a payload (namespace and element name) to a handler.
+type IQRoute struct {
+	Space, Local string
+	Scope        Scope
+	Handle       IQFunc
+}
+
+// IQHandlers is implemented by modules that answer IQs.
+type IQHandlers interface {
+	IQRoutes() []IQRoute
+}
+
+// PreAuthIQHandler answers IQs on a stream before authentication (XEP-0077
+// in-band registration). domain is the stream's domain.
+type PreAuthIQHandler interface {
+	PreAuthIQ(ctx context.Context, domain string, iq *stanza.Stanza) (*element.Element, error)
+	PreAuthSpace() string
+}
+
+// Features is implemented by modules that advertise disco#info features.
+type Features interface {
+	// ServerFeatures are features of the server's domain.
+	ServerFeatures() []string
+	// AccountFeatures are features of each account's bare JID.
+	AccountFeatures() []string
+}
+
+// StreamFeatures is implemented by modules that add stream features.
+type StreamFeatures interface {
+	// StreamFeatures returns features for a stream; authenticated says
+	// whether SASL has completed.
+	StreamFeatures(authenticated bool) []*element.Element
+}
+
+// Denial stops a stanza in the policy chain.
+type Denial struct {
+	// Err is returned to the sender; nil drops the stanza silently.
+	Err *stanza.Error
+	// Reason is the audit reason.
+	Reason string
+}
+
+// Policy is one link of the policy chain.
+type Policy interface {
+	// Check inspects a stamped stanza; it returns nil to pass.
+	Check(ctx context.Context, st *stanza.Stanza) *Denial
+}
+
+// Journal records a stanza before it is delivered. An error stops delivery.
+type Journal interface {
+	Append(ctx context.Context, st *stanza.Stanza) error
+}
+
+// PresenceHandler implements RFC 6121 presence semantics (one module).
+type PresenceHandler interface {
+	// OutboundPresence handles presence sent by a local client (after the
+	// policy chain): broadcasts, directed presence, subscription requests.
+	OutboundPresence(ctx context.Context, sess Session, st *stanza.Stanza)
+	// InboundPresence handles presence addressed to a local account.
+	InboundPresence(ctx context.Context, st *stanza.Stanza)
+}
+
+// SessionObserver is told when sessions start (after bind) and end (after
+// the connection is gone and no resumption is possible).
+type SessionObserver interface {
+	SessionStarted(ctx context.Context, sess Session)
+	SessionEnded(ctx context.Context, sess Session)
+}
+
+// PresenceObserver is told after a session's initial available presence
+// was handled (offline delivery hooks on this).
+type PresenceObserver interface {
+	InitialPresence(ctx context.Context, sess Session)
+}
+
+// MessageObserver sees messages after routing (carbons hook on this).
+type MessageObserver interface {
+	// MessageSent: a local client sent st (already routed).
+	MessageSent(ctx context.Context, from Session, st *stanza.Stanza)
+	// MessageDelivered: st, addressed to a local account, was delivered to
+	// the sessions in to. bare is true when st was addressed to the bare JID.
+	MessageDelivered(ctx context.Context, st *stanza.Stanza, to []Session, bare bool)
+}
+
+// OfflineStore keeps messages for accounts with no available resource.
+type OfflineStore interface {
+	// StoreOffline stores st. It returns a *stanza.Error to bounce it.
+	StoreOffline(ctx context.Context, st *stanza.Stanza) error
+}
+
+// Starter and Stopper are optional life-cycle steps.
+type Starter interface{ Start(ctx context.Context) error }
+
+// Stopper is called on shutdown, in reverse start order.
+type Stopper interface{ Stop(ctx context.Context) error }

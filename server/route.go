@@ -1,0 +1,351 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"time"
+
+	"github.com/palisade-im/palisade/server/c2s"
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/router"
+	"github.com/palisade-im/palisade/server/sasl"
+	"github.com/palisade-im/palisade/server/stanza"
+	"go.uber.org/zap"
+	"mellium.im/xmpp/jid"
+)
+
+// errDenied is returned by Process when a policy stopped the stanza.
+var errDenied = errors.New("server: denied by policy")
+
+// Process runs st through the policy chain and the journal, then routes it.
+func (s *Server) Process(ctx context.Context, st *stanza.Stanza) error {
+	for i, p := range s.policies {
+		d := p.Check(ctx, st)
+		if d == nil {
+			continue
+		}
+		s.audit.Info("policy_denied",
+			zap.String("policy", s.policyName[i]), zap.String("reason", d.Reason),
+			zap.String("from", st.From.String()), zap.String("to", st.To.String()), zap.String("kind", st.Kind.String()))
+		if d.Err != nil {
+			s.bounce(ctx, st, d.Err)
+		}
+		return errDenied
+	}
+	if err := s.journal.Append(ctx, st); err != nil {
+		// Fail closed: nothing is delivered that is not journaled.
+		s.log.Error("journal append failed", zap.Error(err))
+		s.audit.Error("journal_failed", zap.String("from", st.From.String()), zap.String("to", st.To.String()), zap.Error(err))
+		s.SetHealth("journal: " + err.Error())
+		s.bounce(ctx, st, stanza.Err(stanza.Wait, stanza.InternalServerError, "the message could not be recorded"))
+		return err
+	}
+	s.Route(ctx, st)
+	return nil
+}
+
+// bounce answers st with an error, unless st is itself an error or a
+// presence that needs none.
+func (s *Server) bounce(ctx context.Context, st *stanza.Stanza, e *stanza.Error) {
+	if st.Type == "error" || st.From.Equal(jid.JID{}) {
+		return
+	}
+	if st.Kind == stanza.IQ && !st.IsRequest() {
+		return
+	}
+	s.Route(ctx, st.ErrorReply(e))
+}
+
+// Route delivers st without policy or journal.
+func (s *Server) Route(ctx context.Context, st *stanza.Stanza) {
+	to := st.To
+	if !s.IsLocal(to.Domainpart()) {
+		// Federation is not served yet.
+		s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.RemoteServerNotFound, ""))
+		return
+	}
+	if to.Localpart() == "" {
+		if st.Kind == stanza.IQ {
+			s.dispatchIQ(ctx, st, module.ScopeServer)
+		}
+		return // messages and presence to the server itself are not served
+	}
+	switch st.Kind {
+	case stanza.IQ:
+		if to.Resourcepart() == "" {
+			s.dispatchIQ(ctx, st, module.ScopeAccount)
+			return
+		}
+		if sess := s.table.Session(to); sess != nil {
+			sess.Send(st)
+			return
+		}
+		s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+	case stanza.Message:
+		s.deliverMessage(ctx, st)
+	case stanza.Presence:
+		if s.presence != nil {
+			s.presence.InboundPresence(ctx, st)
+		}
+	}
+}
+
+func (s *Server) dispatchIQ(ctx context.Context, st *stanza.Stanza, scope module.Scope) {
+	if !st.IsRequest() {
+		return // results and errors for the server (our pings) end here
+	}
+	p := st.Payload()
+	if p == nil || len(st.El.Elements()) != 1 {
+		s.bounce(ctx, st, stanza.Err(stanza.Modify, stanza.BadRequest, "an iq request carries exactly one payload"))
+		return
+	}
+	h := s.iq[iqKey{p.Space, p.Local, scope}]
+	if h == nil {
+		s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+		return
+	}
+	var sess module.Session
+	if s.IsLocal(st.From.Domainpart()) && st.From.Resourcepart() != "" {
+		sess = s.table.Session(st.From)
+	}
+	res, err := h(ctx, sess, st)
+	if errors.Is(err, module.ErrHandled) {
+		return
+	}
+	if err != nil {
+		var se *stanza.Error
+		if !errors.As(err, &se) {
+			s.log.Error("iq handler failed", zap.String("ns", p.Space), zap.Error(err))
+			se = stanza.Err(stanza.Wait, stanza.InternalServerError, "")
+		}
+		s.bounce(ctx, st, se)
+		return
+	}
+	s.Route(ctx, st.Result(res))
+}
+
+// deliverMessage applies RFC 6121 8.5.2 and 8.5.3 to a message for a local account.
+func (s *Server) deliverMessage(ctx context.Context, st *stanza.Stanza) {
+	to := st.To
+	typ := st.Type
+	if typ == "" {
+		typ = "normal"
+	}
+	if to.Resourcepart() != "" {
+		if sess := s.table.Session(to); sess != nil {
+			sess.Send(st)
+			s.delivered(ctx, st, []module.Session{sess}, false)
+			return
+		}
+		switch typ {
+		case "error", "headline":
+			return
+		case "groupchat":
+			s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+			return
+		}
+	}
+	switch typ {
+	case "error":
+		return
+	case "groupchat":
+		s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+		return
+	}
+	sessions := s.table.Sessions(to.Bare())
+	var targets []module.Session
+	if typ == "headline" {
+		for _, t := range router.Available(sessions) {
+			if t.Priority() >= 0 {
+				targets = append(targets, t)
+			}
+		}
+	} else {
+		targets = router.MessageTargets(sessions)
+	}
+	if len(targets) > 0 {
+		for _, t := range targets {
+			t.Send(st)
+		}
+		s.delivered(ctx, st, targets, true)
+		return
+	}
+	if typ == "headline" {
+		return
+	}
+	if len(sessions) == 0 {
+		ok, err := s.UserExists(ctx, to.Bare())
+		if err != nil {
+			s.bounce(ctx, st, stanza.Err(stanza.Wait, stanza.InternalServerError, ""))
+			return
+		}
+		if !ok {
+			s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+			return
+		}
+	}
+	if s.offline == nil {
+		s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+		return
+	}
+	if err := s.offline.StoreOffline(ctx, st); err != nil {
+		var se *stanza.Error
+		if !errors.As(err, &se) {
+			s.log.Error("offline store failed", zap.Error(err))
+			se = stanza.Err(stanza.Wait, stanza.InternalServerError, "")
+		}
+		s.bounce(ctx, st, se)
+	}
+}
+
+func (s *Server) delivered(ctx context.Context, st *stanza.Stanza, to []module.Session, bare bool) {
+	for _, o := range s.msgObs {
+		o.MessageDelivered(ctx, st, to, bare)
+	}
+}
+
+// handler adapts Server to c2s.Handler.
+type handler struct{ s *Server }
+
+func (h handler) Mechanisms(domain string, b sasl.Binding) []sasl.Mechanism {
+	return h.s.mechanisms(domain, b)
+}
+
+func (h handler) StreamFeatures(authenticated bool) []*element.Element {
+	return h.s.streamFeatures(authenticated)
+}
+
+func (h handler) PreAuthIQ(ctx context.Context, domain string, iq *stanza.Stanza) *stanza.Stanza {
+	p := iq.Payload()
+	if p == nil {
+		return nil
+	}
+	m := h.s.preAuth[p.Space]
+	if m == nil {
+		return nil
+	}
+	d, _ := jid.New("", domain, "")
+	iq.To = d
+	res, err := m.PreAuthIQ(ctx, domain, iq)
+	var reply *stanza.Stanza
+	if err != nil {
+		var se *stanza.Error
+		if !errors.As(err, &se) {
+			se = stanza.Err(stanza.Wait, stanza.InternalServerError, "")
+		}
+		reply = iq.ErrorReply(se)
+	} else {
+		reply = iq.Result(res)
+	}
+	reply.SetTo(jid.JID{})
+	return reply
+}
+
+func (h handler) SessionStarted(ctx context.Context, sess *c2s.Session) {
+	for _, o := range h.s.sessObs {
+		o.SessionStarted(ctx, sess)
+	}
+}
+
+func (h handler) SessionEnded(ctx context.Context, sess *c2s.Session) {
+	for _, o := range h.s.sessObs {
+		o.SessionEnded(ctx, sess)
+	}
+}
+
+// HandleStanza processes a stanza from a bound client ('from' is stamped).
+func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza.Stanza) {
+	s := h.s
+	switch st.Kind {
+	case stanza.Presence:
+		initial := false
+		if st.To.Equal(jid.JID{}) {
+			switch st.Type {
+			case "", "unavailable":
+				initial = sess.UpdatePresence(st)
+			default:
+				// Subscription states, probes and errors need an address.
+				if st.Type != "error" {
+					s.bounce(ctx, st, stanza.Err(stanza.Modify, stanza.BadRequest, "presence of this type needs a 'to'"))
+				}
+				return
+			}
+		}
+		if s.presence != nil {
+			s.presence.OutboundPresence(ctx, sess, st)
+		}
+		if initial {
+			for _, o := range s.presObs {
+				o.InitialPresence(ctx, sess)
+			}
+		}
+	case stanza.Message:
+		if st.To.Equal(jid.JID{}) {
+			st.SetTo(sess.JID().Bare())
+		}
+		if s.Process(ctx, st) == nil {
+			for _, o := range s.msgObs {
+				o.MessageSent(ctx, sess, st)
+			}
+		}
+	case stanza.IQ:
+		if st.To.Equal(jid.JID{}) {
+			// RFC 6120 10.3.3: handled on behalf of the sender's account.
+			st.To = sess.JID().Bare()
+		}
+		_ = s.Process(ctx, st)
+	}
+}
+
+// Reroute redelivers what a session did not deliver (XEP-0198 section 5:
+// unacknowledged stanzas): messages go to other resources or offline
+// storage with a delay stamp, IQ requests are bounced, the rest dropped.
+func (h handler) Reroute(ctx context.Context, sess *c2s.Session, stanzas [][]byte) {
+	s := h.s
+	stamp := time.Now().UTC().Format(time.RFC3339)
+	for _, b := range stanzas {
+		el, err := parseElement(b)
+		if err != nil {
+			s.log.Error("reroute: cannot parse queued stanza", zap.Error(err))
+			continue
+		}
+		st, err := stanza.Parse(el)
+		if err != nil {
+			continue
+		}
+		switch st.Kind {
+		case stanza.IQ:
+			if st.IsRequest() {
+				s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+			}
+		case stanza.Message:
+			if st.Type == "error" || st.Type == "groupchat" || st.Type == "headline" ||
+				el.Child("urn:xmpp:carbons:2", "received") != nil || el.Child("urn:xmpp:carbons:2", "sent") != nil {
+				continue
+			}
+			if el.Child(stanza.NSDelay, "delay") == nil {
+				el.Append(element.New(stanza.NSDelay, "delay", element.A("from", sess.JID().Domainpart()), element.A("stamp", stamp)))
+			}
+			st.To = st.To.Bare() // the resource is gone: deliver as to the account
+			s.deliverMessage(ctx, st)
+		}
+	}
+}
+
+// parseElement parses one serialized element in jabber:client.
+func parseElement(b []byte) (*element.Element, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	d.DefaultSpace = stanza.NSClient
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		if start, ok := tok.(xml.StartElement); ok {
+			return element.Read(d, start)
+		}
+	}
+}

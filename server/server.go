@@ -1,0 +1,358 @@
+// Package server assembles Palisade: it builds the modules, wires their
+// hooks into the stanza path (stamp, policy chain, journal, router,
+// delivery) and runs the listeners.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/palisade-im/palisade/certs"
+	"github.com/palisade-im/palisade/server/c2s"
+	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/router"
+	"github.com/palisade-im/palisade/server/sasl"
+	"github.com/palisade-im/palisade/server/stanza"
+	"github.com/palisade-im/palisade/storage"
+	"go.uber.org/zap"
+	"mellium.im/xmpp/jid"
+)
+
+type iqKey struct {
+	space, local string
+	scope        module.Scope
+}
+
+// Server is a configured Palisade instance.
+type Server struct {
+	cfg   *config.Config
+	store storage.Store
+	log   *zap.Logger
+	audit *zap.Logger
+	kp    *certs.Keypair
+	table *router.Table
+	c2s   *c2s.Server
+	host  *module.Host
+
+	modules    []any
+	names      []string
+	iq         map[iqKey]module.IQFunc
+	preAuth    map[string]module.PreAuthIQHandler
+	policies   []module.Policy
+	policyName []string
+	journal    module.Journal
+	presence   module.PresenceHandler
+	sessObs    []module.SessionObserver
+	presObs    []module.PresenceObserver
+	msgObs     []module.MessageObserver
+	offline    module.OfflineStore
+	features   []module.StreamFeatures
+	domains    map[string]bool
+
+	healthMu  sync.Mutex
+	unhealthy string
+}
+
+// noJournal is the journal step until the archive module replaces it.
+type noJournal struct{}
+
+func (noJournal) Append(context.Context, *stanza.Stanza) error { return nil }
+
+// New builds the server and its modules. It does not listen yet.
+func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, error) {
+	kp, err := certs.LoadOrCreate(cfg.Server.DataDir, cfg.Server.Domains, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: TLS certificate: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, store: store, log: log, audit: log.Named("audit").With(zap.Bool("audit", true)),
+		kp: kp, table: router.NewTable(), iq: map[iqKey]module.IQFunc{},
+		preAuth: map[string]module.PreAuthIQHandler{}, journal: noJournal{}, domains: map[string]bool{},
+	}
+	for _, d := range cfg.Server.Domains {
+		s.domains[d] = true
+	}
+	s.host = module.NewHost(s, store, log, s.audit, cfg, func() []any { return s.modules })
+	if err := s.buildModules(); err != nil {
+		return nil, err
+	}
+	tlsCfg := certs.ServerConfig(kp)
+	leafEP := func() []byte { return certs.TLSServerEndPoint(kp.Leaf()) }
+	s.c2s = c2s.New(c2s.Config{
+		Domains:       cfg.Server.Domains,
+		TLS:           tlsCfg,
+		Leaf:          leafEP,
+		MaxStanza:     int64(cfg.Limits.MaxStanzaBytes),
+		AuthTimeout:   time.Duration(cfg.Limits.AuthTimeout),
+		IdleTimeout:   time.Duration(cfg.Limits.IdleTimeout),
+		PingTimeout:   time.Duration(cfg.Limits.PingTimeout),
+		SendQueue:     cfg.Limits.SendQueue,
+		ResumeTimeout: time.Duration(cfg.Limits.ResumeTimeout),
+		MaxSessions:   cfg.Limits.MaxSessionsPerUser,
+	}, handler{s}, s.table, log.Named("c2s"), s.audit)
+	return s, nil
+}
+
+func (s *Server) buildModules() error {
+	for _, info := range module.Registered() {
+		var cfg any
+		if sec, ok := s.cfg.Modules[info.Name]; ok {
+			cfg = sec.Value
+		} else if info.Config != nil {
+			cfg = info.Config()
+		}
+		m, err := info.New(s.host, cfg)
+		if err != nil {
+			return fmt.Errorf("module %s: %w", info.Name, err)
+		}
+		s.modules = append(s.modules, m)
+		s.names = append(s.names, info.Name)
+	}
+	policies := map[string]module.Policy{}
+	for i, m := range s.modules {
+		name := s.names[i]
+		if h, ok := m.(module.IQHandlers); ok {
+			for _, r := range h.IQRoutes() {
+				for _, sc := range []module.Scope{module.ScopeServer, module.ScopeAccount} {
+					if r.Scope&sc == 0 {
+						continue
+					}
+					k := iqKey{r.Space, r.Local, sc}
+					if _, dup := s.iq[k]; dup {
+						return fmt.Errorf("module %s: IQ %s %s handled twice", name, r.Space, r.Local)
+					}
+					s.iq[k] = r.Handle
+				}
+			}
+		}
+		if h, ok := m.(module.PreAuthIQHandler); ok {
+			s.preAuth[h.PreAuthSpace()] = h
+		}
+		if p, ok := m.(module.Policy); ok {
+			policies[name] = p
+		}
+		if j, ok := m.(module.Journal); ok {
+			s.journal = j
+		}
+		if p, ok := m.(module.PresenceHandler); ok {
+			if s.presence != nil {
+				return fmt.Errorf("module %s: a second presence handler", name)
+			}
+			s.presence = p
+		}
+		if o, ok := m.(module.SessionObserver); ok {
+			s.sessObs = append(s.sessObs, o)
+		}
+		if o, ok := m.(module.PresenceObserver); ok {
+			s.presObs = append(s.presObs, o)
+		}
+		if o, ok := m.(module.MessageObserver); ok {
+			s.msgObs = append(s.msgObs, o)
+		}
+		if o, ok := m.(module.OfflineStore); ok {
+			s.offline = o
+		}
+		if f, ok := m.(module.StreamFeatures); ok {
+			s.features = append(s.features, f)
+		}
+	}
+	for _, name := range policyOrder {
+		if p, ok := policies[name]; ok {
+			s.policies = append(s.policies, p)
+			s.policyName = append(s.policyName, name)
+			delete(policies, name)
+		}
+	}
+	for name := range policies {
+		return fmt.Errorf("module %s implements a policy but is not listed in server/chain.go", name)
+	}
+	return nil
+}
+
+// Run listens on the configured addresses and serves until ctx ends, then
+// drains sessions and stops the modules.
+func (s *Server) Run(ctx context.Context) error {
+	var started []any
+	for _, m := range s.modules {
+		if st, ok := m.(module.Starter); ok {
+			if err := st.Start(ctx); err != nil {
+				return fmt.Errorf("server: start module: %w", err)
+			}
+		}
+		started = append(started, m)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for i := len(started) - 1; i >= 0; i-- {
+			if st, ok := started[i].(module.Stopper); ok {
+				if err := st.Stop(sctx); err != nil {
+					s.log.Warn("module stop failed", zap.Error(err))
+				}
+			}
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	listen := func(what, addr string, serve func(net.Listener) error) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("server: listen %s on %s: %w", what, addr, err)
+		}
+		s.log.Info("listening", zap.String("listener", what), zap.String("addr", ln.Addr().String()))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serve(ln); err != nil {
+				errc <- fmt.Errorf("server: %s: %w", what, err)
+			}
+		}()
+		return nil
+	}
+	l := s.cfg.Listen
+	var httpServers []*http.Server
+	err := errors.Join(
+		listen("c2s", l.C2S, func(ln net.Listener) error { return s.c2s.ServeTCP(ctx, ln, false) }),
+		listen("c2s_direct_tls", l.C2SDirectTLS, func(ln net.Listener) error { return s.c2s.ServeTCP(ctx, ln, true) }),
+	)
+	if err == nil && l.WebSocket != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/xmpp-websocket", s.c2s.WebSocketHandler(ctx, true))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+		if !l.WebSocketPlain {
+			hs.TLSConfig = certs.ServerConfig(s.kp)
+		}
+		httpServers = append(httpServers, hs)
+		err = listen("websocket", l.WebSocket, func(ln net.Listener) error {
+			var e error
+			if l.WebSocketPlain {
+				e = hs.Serve(ln)
+			} else {
+				e = hs.ServeTLS(ln, "", "")
+			}
+			if errors.Is(e, http.ErrServerClosed) {
+				return nil
+			}
+			return e
+		})
+	}
+	if err == nil && l.Admin != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", s.healthz)
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		httpServers = append(httpServers, hs)
+		err = listen("admin", l.Admin, func(ln net.Listener) error {
+			if e := hs.Serve(ln); !errors.Is(e, http.ErrServerClosed) {
+				return e
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		cancel()
+		s.c2s.Shutdown(context.Background())
+		wg.Wait()
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.log.Info("shutting down", zap.Int("sessions", s.table.Total()))
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	for _, hs := range httpServers {
+		_ = hs.Shutdown(sctx)
+	}
+	s.c2s.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	s.healthMu.Lock()
+	bad := s.unhealthy
+	s.healthMu.Unlock()
+	if bad != "" {
+		http.Error(w, "unhealthy: "+bad, http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// SetHealth records a failing component ("" clears it).
+func (s *Server) SetHealth(problem string) {
+	s.healthMu.Lock()
+	s.unhealthy = problem
+	s.healthMu.Unlock()
+}
+
+// IsLocal reports whether the domain is served here.
+func (s *Server) IsLocal(domain string) bool { return s.domains[domain] }
+
+// Sessions returns the sessions of a bare JID.
+func (s *Server) Sessions(bare jid.JID) []module.Session { return s.table.Sessions(bare) }
+
+// Session returns the session bound to a full JID.
+func (s *Server) Session(full jid.JID) module.Session { return s.table.Session(full) }
+
+// UserExists reports whether a local account exists.
+func (s *Server) UserExists(ctx context.Context, bare jid.JID) (bool, error) {
+	if !s.IsLocal(bare.Domainpart()) || bare.Localpart() == "" {
+		return false, nil
+	}
+	_, err := s.store.GetUser(ctx, bare.Localpart(), bare.Domainpart())
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// mechanisms lists SASL mechanisms for the configured providers, strongest first.
+func (s *Server) mechanisms(domain string, b sasl.Binding) []sasl.Mechanism {
+	var out []sasl.Mechanism
+	for _, p := range s.cfg.Auth.Providers {
+		if p != "internal" {
+			continue
+		}
+		lookup := func(ctx context.Context, username, hash string) (storage.Credentials, error) {
+			u, err := s.store.GetUser(ctx, username, domain)
+			if err != nil {
+				return storage.Credentials{}, err
+			}
+			c, ok := u.SCRAM[hash]
+			if !ok {
+				return storage.Credentials{}, storage.ErrNotFound
+			}
+			return c, nil
+		}
+		if b.Exporter != nil || b.EndPoint != nil {
+			out = append(out, sasl.SCRAM("SHA-256", true, lookup), sasl.SCRAM("SHA-1", true, lookup))
+		}
+		out = append(out, sasl.SCRAM("SHA-256", false, lookup), sasl.SCRAM("SHA-1", false, lookup),
+			sasl.Plain(sasl.CheckWithCredentials("SHA-256", lookup)))
+	}
+	return out
+}
+
+func (s *Server) streamFeatures(authenticated bool) []*element.Element {
+	var out []*element.Element
+	for _, f := range s.features {
+		out = append(out, f.StreamFeatures(authenticated)...)
+	}
+	return out
+}

@@ -1,0 +1,201 @@
+// Package stanza wraps an element as an XMPP stanza (RFC 6120 section 8):
+// its kind, parsed addresses, type and id, and builds standard error replies.
+package stanza
+
+import (
+	"errors"
+
+	"github.com/palisade-im/palisade/server/element"
+	"mellium.im/xmpp/jid"
+)
+
+// Namespaces used across the server.
+const (
+	NSClient  = "jabber:client"
+	NSServer  = "jabber:server"
+	NSStanzas = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	NSDelay   = "urn:xmpp:delay"
+)
+
+// Kind is the stanza kind.
+type Kind uint8
+
+// Stanza kinds.
+const (
+	Message Kind = iota + 1
+	Presence
+	IQ
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Message:
+		return "message"
+	case Presence:
+		return "presence"
+	case IQ:
+		return "iq"
+	}
+	return "unknown"
+}
+
+// Stanza is a message, presence or iq with parsed routing attributes.
+// From and To mirror the element's attributes; change them with SetFrom/SetTo.
+type Stanza struct {
+	El   *element.Element
+	Kind Kind
+	From jid.JID
+	To   jid.JID
+	Type string
+	ID   string
+}
+
+// ErrNotStanza is returned by Parse for an element that is not a stanza.
+var ErrNotStanza = errors.New("stanza: not a message, presence or iq")
+
+// KindOf returns the kind for a top-level element name, or 0.
+func KindOf(local string) Kind {
+	switch local {
+	case "message":
+		return Message
+	case "presence":
+		return Presence
+	case "iq":
+		return IQ
+	}
+	return 0
+}
+
+// Parse wraps el. A malformed 'to' or 'from' returns an *Error with
+// condition jid-malformed (the stanza is still returned, for the reply).
+func Parse(el *element.Element) (*Stanza, error) {
+	k := KindOf(el.Local)
+	if k == 0 {
+		return nil, ErrNotStanza
+	}
+	s := &Stanza{El: el, Kind: k, Type: el.Attr("type"), ID: el.Attr("id")}
+	if v := el.Attr("to"); v != "" {
+		j, err := jid.Parse(v)
+		if err != nil {
+			return s, &Error{Type: Modify, Condition: JIDMalformed, Text: "invalid 'to' address"}
+		}
+		s.To = j
+	}
+	if v := el.Attr("from"); v != "" {
+		j, err := jid.Parse(v)
+		if err != nil {
+			return s, &Error{Type: Modify, Condition: JIDMalformed, Text: "invalid 'from' address"}
+		}
+		s.From = j
+	}
+	return s, nil
+}
+
+// New builds a stanza of the given kind.
+func New(k Kind, from, to jid.JID, typ, id string) *Stanza {
+	el := element.New(NSClient, k.String())
+	s := &Stanza{El: el, Kind: k}
+	if typ != "" {
+		el.SetAttr("type", typ)
+		s.Type = typ
+	}
+	if id != "" {
+		el.SetAttr("id", id)
+		s.ID = id
+	}
+	s.SetFrom(from)
+	s.SetTo(to)
+	return s
+}
+
+// SetFrom sets the from address (zero removes it).
+func (s *Stanza) SetFrom(j jid.JID) {
+	s.From = j
+	if j.Equal(jid.JID{}) {
+		s.El.RemoveAttr("from")
+		return
+	}
+	s.El.SetAttr("from", j.String())
+}
+
+// SetTo sets the to address (zero removes it).
+func (s *Stanza) SetTo(j jid.JID) {
+	s.To = j
+	if j.Equal(jid.JID{}) {
+		s.El.RemoveAttr("to")
+		return
+	}
+	s.El.SetAttr("to", j.String())
+}
+
+// SetType sets the type attribute ("" removes it).
+func (s *Stanza) SetType(t string) {
+	s.Type = t
+	if t == "" {
+		s.El.RemoveAttr("type")
+		return
+	}
+	s.El.SetAttr("type", t)
+}
+
+// Copy returns a deep copy.
+func (s *Stanza) Copy() *Stanza {
+	c := *s
+	c.El = s.El.Copy()
+	return &c
+}
+
+// ShallowCopy copies the top-level element (attributes) but shares the payload.
+// Use it to readdress a stanza without copying its children.
+func (s *Stanza) ShallowCopy() *Stanza {
+	c := *s
+	c.El = s.El.ShallowCopy()
+	return &c
+}
+
+// IsRequest reports whether the stanza is an iq get or set.
+func (s *Stanza) IsRequest() bool {
+	return s.Kind == IQ && (s.Type == "get" || s.Type == "set")
+}
+
+// Payload returns the first child element (the IQ payload), or nil.
+func (s *Stanza) Payload() *element.Element {
+	return s.El.FirstElement()
+}
+
+// Body returns the text of the message body, or "".
+func (s *Stanza) Body() string {
+	return s.El.ChildText(NSClient, "body")
+}
+
+// Result builds an iq result for this request with an optional payload.
+func (s *Stanza) Result(payload *element.Element) *Stanza {
+	r := New(IQ, s.To, s.From, "result", s.ID)
+	if s.To.Equal(jid.JID{}) {
+		r.El.RemoveAttr("from")
+	}
+	r.El.Append(payload)
+	return r
+}
+
+// ErrorReply builds the error response to this stanza (RFC 6120 8.3): the
+// addresses swapped, type error, the original payload kept and an <error/>
+// appended. Callers must not reply to a stanza of type error.
+func (s *Stanza) ErrorReply(e *Error) *Stanza {
+	r := s.Copy()
+	to, from := s.From, s.To
+	r.SetFrom(from)
+	r.SetTo(to)
+	r.SetType("error")
+	r.El.RemoveChildren(NSStanzas, "")
+	r.El.RemoveChildren(NSClient, "error")
+	if s.Kind == IQ {
+		// Keep only the request payload: clients match on it.
+		if p := s.Payload(); p != nil {
+			r.El.Nodes = r.El.Nodes[:0]
+			r.El.Append(p.Copy())
+		}
+	}
+	r.El.Append(e.Element())
+	return r
+}
