@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/palisade-im/palisade/certs"
@@ -20,7 +21,7 @@ import (
 
 // maxAuthFailures is how many failed SASL attempts a stream gets (RFC 6120
 // 6.4.5 asks for 2 to 5) before it is closed with not-authorized.
-const maxAuthFailures = 3
+const maxAuthFailures = 5
 
 var errClientClosed = errors.New("c2s: client closed the stream")
 
@@ -36,6 +37,12 @@ type conn struct {
 	user   string // SASL identity (localpart)
 	mech   string
 	fails  int
+	// cbRejected is set when a -PLUS attempt on this stream failed because
+	// the client's channel-binding type is not offered (slixmpp 1.8.3
+	// tries tls-unique, which TLS 1.3 lacks). Its honest fallback with the
+	// gs2 'y' flag is then accepted; a MITM that strips -PLUS from the
+	// features never causes a -PLUS attempt, so downgrade detection holds.
+	cbRejected bool
 }
 
 func (c *conn) log() *zap.Logger {
@@ -271,7 +278,11 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 		audit("failure", "invalid-mechanism")
 		return false, c.tr.write([][]byte{saslFailure("invalid-mechanism", "")})
 	}
-	ex := mech.Start(c.cb)
+	cb := c.cb
+	if c.cbRejected && !strings.HasSuffix(name, "-PLUS") {
+		cb = sasl.Binding{}
+	}
+	ex := mech.Start(cb)
 	in, bad := decodeSASL(auth.Text())
 	for {
 		if bad {
@@ -294,6 +305,9 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 				cond, text = f.Condition, f.Text
 			}
 			c.user = ex.Identity()
+			if strings.HasSuffix(name, "-PLUS") && text == "unsupported channel binding type" {
+				c.cbRejected = true
+			}
 			audit("failure", cond)
 			if cond == "temporary-auth-failure" {
 				c.log().Warn("authentication backend failed", zap.Error(serr))

@@ -1,0 +1,233 @@
+// Package sqlite implements storage.Store on a single SQLite file.
+//
+// Writes go through one connection (so the process never contends with
+// itself for the write lock) in BEGIN IMMEDIATE transactions with
+// synchronous=FULL in WAL mode: a write is on disk when the call returns.
+// Reads use a separate read-only pool and see every committed write.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	// Registers the "sqlite3" database/sql driver.
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/palisade-im/palisade/storage"
+)
+
+// ErrSchemaTooNew is returned by Open when the database was written by a
+// newer build whose schema version this code does not know.
+var ErrSchemaTooNew = errors.New("sqlite: database schema is newer than this build supports")
+
+// Store is a storage.Store backed by SQLite. It is safe for concurrent use.
+type Store struct {
+	wr *sql.DB // single connection; all writes
+	rd *sql.DB // read-only pool
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens or creates the database at path, creating its parent directory
+// (mode 0700) and the file (mode 0600) if missing, and applies pending
+// schema migrations.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create directory: %w", err)
+	}
+	// Create the file ourselves so SQLite never creates it with a wider mode;
+	// the -wal and -shm files inherit the database file's permissions.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: create database file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite: create database file: %w", err)
+	}
+
+	uri := "file:" + escapePath(path)
+	wr, err := sql.Open("sqlite3", uri+"?mode=rw&_journal_mode=WAL&_synchronous=FULL"+
+		"&_foreign_keys=on&_busy_timeout=5000&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	wr.SetMaxOpenConns(1)
+	wr.SetMaxIdleConns(1)
+	s := &Store{wr: wr}
+	if err := s.migrate(ctx); err != nil {
+		wr.Close()
+		return nil, err
+	}
+
+	// Opened after the writer has switched the file to WAL mode.
+	rd, err := sql.Open("sqlite3", uri+"?mode=ro&_foreign_keys=on&_busy_timeout=5000")
+	if err != nil {
+		wr.Close()
+		return nil, fmt.Errorf("sqlite: open %s read-only: %w", path, err)
+	}
+	n := max(4, runtime.NumCPU())
+	rd.SetMaxOpenConns(n)
+	rd.SetMaxIdleConns(n)
+	if err := rd.PingContext(ctx); err != nil {
+		rd.Close()
+		wr.Close()
+		return nil, fmt.Errorf("sqlite: open %s read-only: %w", path, err)
+	}
+	s.rd = rd
+	return s, nil
+}
+
+// escapePath makes path safe inside a file: URI; the driver splits its
+// options at the first '?'.
+func escapePath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
+// Close closes both connection pools.
+func (s *Store) Close() error {
+	var errs []error
+	if s.rd != nil {
+		errs = append(errs, s.rd.Close())
+	}
+	errs = append(errs, s.wr.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// write runs fn in a write transaction and commits it. Errors are wrapped
+// with op, except the storage sentinels, which are returned as they are.
+func (s *Store) write(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	tx, err := s.wr.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: begin: %w", op, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return wrap(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: %s: commit: %w", op, err)
+	}
+	return nil
+}
+
+// read runs fn in a read transaction, giving it a consistent snapshot.
+func (s *Store) read(ctx context.Context, op string, fn func(*sql.Tx) error) error {
+	tx, err := s.rd.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: begin: %w", op, err)
+	}
+	defer tx.Rollback()
+	return wrap(op, fn(tx))
+}
+
+func wrap(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrExists), errors.Is(err, storage.ErrQuota):
+		return err
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// migrate applies migrations one transaction each, re-reading the version
+// inside every transaction so concurrent openers cannot apply a step twice.
+func (s *Store) migrate(ctx context.Context) error {
+	for {
+		var v int
+		err := s.write(ctx, "migrate", func(tx *sql.Tx) error {
+			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+				return err
+			}
+			if v >= len(migrations) {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("step %d: %w", v+1, err)
+			}
+			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1))
+			return err
+		})
+		switch {
+		case err != nil:
+			return err
+		case v > len(migrations):
+			return fmt.Errorf("%w (database version %d, supported %d)", ErrSchemaTooNew, v, len(migrations))
+		case v == len(migrations):
+			return nil
+		}
+	}
+}
+
+// migrations[i] moves the schema from version i to i+1 (PRAGMA user_version).
+// Append only; never edit a released step.
+var migrations = []string{
+	// 1: initial schema. Per-user tables are keyed by the bare JID "local@domain".
+	`
+CREATE TABLE users (
+	id        INTEGER PRIMARY KEY,
+	localpart TEXT NOT NULL,
+	domain    TEXT NOT NULL,
+	created   INTEGER NOT NULL, -- Unix nanoseconds
+	UNIQUE (domain, localpart)
+) STRICT;
+
+CREATE TABLE scram_credentials (
+	user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+	hash       TEXT NOT NULL, -- "SHA-1", "SHA-256", ...
+	salt       BLOB NOT NULL,
+	iterations INTEGER NOT NULL,
+	stored_key BLOB NOT NULL,
+	server_key BLOB NOT NULL,
+	PRIMARY KEY (user_id, hash)
+) STRICT;
+
+CREATE TABLE roster_versions (
+	user_jid TEXT PRIMARY KEY,
+	version  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE roster_items (
+	user_jid          TEXT NOT NULL,
+	jid               TEXT NOT NULL,
+	name              TEXT NOT NULL,
+	subscription      TEXT NOT NULL CHECK (subscription IN ('none', 'to', 'from', 'both')),
+	ask               INTEGER NOT NULL,
+	pending_in        INTEGER NOT NULL,
+	pending_in_stanza BLOB,
+	approved          INTEGER NOT NULL,
+	groups_json       TEXT NOT NULL, -- JSON array of group names
+	PRIMARY KEY (user_jid, jid)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE offline_messages (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused
+	user_jid TEXT NOT NULL,
+	stamp    INTEGER NOT NULL, -- Unix nanoseconds
+	stanza   BLOB NOT NULL
+) STRICT;
+CREATE INDEX offline_messages_user ON offline_messages (user_jid, id);
+
+CREATE TABLE private_data (
+	user_jid TEXT NOT NULL,
+	key      TEXT NOT NULL,
+	data     BLOB NOT NULL,
+	PRIMARY KEY (user_jid, key)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE blocklist (
+	user_jid TEXT NOT NULL,
+	jid      TEXT NOT NULL,
+	PRIMARY KEY (user_jid, jid)
+) STRICT, WITHOUT ROWID;
+`,
+}
