@@ -71,6 +71,7 @@ type Server struct {
 	listeners []io.Closer
 	conns     sync.WaitGroup
 	pingSeq   uint64
+	direct    *tls.Config
 }
 
 // New returns a c2s server.
@@ -118,7 +119,7 @@ func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool
 func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool) {
 	var cb sasl.Binding
 	if directTLS {
-		tc := tls.Server(c, srv.cfg.TLS)
+		tc := tls.Server(c, srv.directTLS())
 		hctx, cancel := context.WithTimeout(ctx, srv.cfg.AuthTimeout)
 		err := tc.HandshakeContext(hctx)
 		cancel()
@@ -162,6 +163,17 @@ func (srv *Server) WebSocketHandler(ctx context.Context, secure bool) http.Handl
 			cn.serve(ctx)
 		},
 	}
+}
+
+// directTLS is the TLS config for XEP-0368 direct TLS, with its ALPN id.
+func (srv *Server) directTLS() *tls.Config {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.direct == nil {
+		srv.direct = srv.cfg.TLS.Clone()
+		srv.direct.NextProtos = []string{"xmpp-client"}
+	}
+	return srv.direct
 }
 
 func (srv *Server) track(c io.Closer) {

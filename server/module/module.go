@@ -263,7 +263,11 @@ type OfflineStore interface {
 }
 
 // Starter and Stopper are optional life-cycle steps.
-type Starter interface{ Start(ctx context.Context) error }
+type Starter interface {
+	Start(ctx context.Context) error
+}
 
 // Stopper is called on shutdown, in reverse start order.
-type Stopper interface{ Stop(ctx context.Context) error }
+type Stopper interface {
+	Stop(ctx context.Context) error
+}
