@@ -271,3 +271,13 @@ type Starter interface {
 type Stopper interface {
 	Stop(ctx context.Context) error
 }
+
+// ModuleNames lists the registered modules (config.ModuleLister), so that
+// modules absent from the file still get a section with their defaults.
+func (ConfigRegistry) ModuleNames() []string {
+	var out []string
+	for _, i := range Registered() {
+		out = append(out, i.Name)
+	}
+	return out
+}

@@ -1,0 +1,287 @@
+// Package config loads Palisade's TOML configuration file.
+//
+// Decoding is strict: unknown keys, values of the wrong type and invalid
+// settings are all errors, and every error names the file, the line (and the
+// column when known) and the dotted key it is about, for example
+//
+//	palisade.toml:12:1: limits.max_stanza_bytes: must be between 1024 and 16777216
+//
+// All the problems found in a file are reported together as one *Errors
+// value, sorted by line.
+//
+// Modules get their own sections, [modules.NAME], decoded strictly into the
+// typed struct that the module host supplies through a Registry.
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Config is Palisade's whole configuration.
+type Config struct {
+	// Path is the file the configuration came from, "" for defaults.
+	Path string `toml:"-"`
+	// Server holds the served domains and the data directory.
+	Server Server `toml:"server"`
+	// Listen holds the listening addresses.
+	Listen Listen `toml:"listen"`
+	// TLS holds the certificate used by every TLS listener.
+	TLS TLS `toml:"tls"`
+	// Limits holds resource limits and timeouts.
+	Limits Limits `toml:"limits"`
+	// Log configures logging.
+	Log Log `toml:"log"`
+	// Auth configures authentication.
+	Auth Auth `toml:"auth"`
+	// Modules holds one Section per module, keyed by module name: every
+	// module present in the file, plus, when the Registry implements
+	// ModuleLister, every registered module absent from the file (with its
+	// defaults and Line 0).
+	Modules map[string]Section `toml:"-"`
+}
+
+// Server is the [server] section.
+type Server struct {
+	// Domains are the XMPP domains this server hosts (lowercase, normalized).
+	Domains []string `toml:"domains"`
+	// DataDir is the directory for the server's persistent data.
+	DataDir string `toml:"data_dir"`
+}
+
+// Listen is the [listen] section. An empty address turns the listener off.
+type Listen struct {
+	// C2S is the client-to-server listener using STARTTLS (RFC 6120).
+	C2S string `toml:"c2s"`
+	// C2SDirectTLS is the client-to-server listener using direct TLS (XEP-0368).
+	C2SDirectTLS string `toml:"c2s_direct_tls"`
+	// WebSocket is the RFC 7395 listener, serving /xmpp-websocket.
+	WebSocket string `toml:"websocket"`
+	// Admin is the administrative HTTP listener (/healthz).
+	Admin string `toml:"admin"`
+	// WebSocketPlain serves ws:// instead of wss://; only allowed when the
+	// WebSocket address is a loopback address (e.g. behind a reverse proxy).
+	WebSocketPlain bool `toml:"websocket_plain"`
+}
+
+// TLS is the [tls] section. Both files are set, or neither.
+type TLS struct {
+	// CertFile is the PEM certificate chain.
+	CertFile string `toml:"cert_file"`
+	// KeyFile is the PEM private key.
+	KeyFile string `toml:"key_file"`
+}
+
+// Limits is the [limits] section.
+type Limits struct {
+	// MaxStanzaBytes is the largest stanza accepted, in bytes.
+	MaxStanzaBytes int `toml:"max_stanza_bytes"`
+	// AuthTimeout is how long an unauthenticated connection has to log in.
+	AuthTimeout Duration `toml:"auth_timeout"`
+	// IdleTimeout is how long a connection may stay silent before the
+	// server pings it.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// PingTimeout is how long the server waits for a ping's answer before
+	// closing the connection.
+	PingTimeout Duration `toml:"ping_timeout"`
+	// SendQueue is how many stanzas may be queued for one session before
+	// the session is cut.
+	SendQueue int `toml:"send_queue"`
+	// ResumeTimeout is how long a detached XEP-0198 session may be resumed.
+	ResumeTimeout Duration `toml:"resume_timeout"`
+	// MaxOfflineMessages is how many offline messages are kept per user.
+	MaxOfflineMessages int `toml:"max_offline_messages"`
+	// MaxSessionsPerUser is how many sessions one account may have at once.
+	MaxSessionsPerUser int `toml:"max_sessions_per_user"`
+}
+
+// Log is the [log] section.
+type Log struct {
+	// Format is "json" or "console".
+	Format string `toml:"format"`
+	// Level is "debug", "info", "warn" or "error".
+	Level string `toml:"level"`
+}
+
+// Auth is the [auth] section.
+type Auth struct {
+	// Providers are the authentication back ends, tried in order.
+	Providers []string `toml:"providers"`
+	// SCRAMIterations is the PBKDF2 iteration count for new SCRAM
+	// credentials (at least 4096).
+	SCRAMIterations int `toml:"scram_iterations"`
+}
+
+// Limits on a few values, shared by validation and the example file.
+const (
+	// MinStanzaBytes is the smallest allowed limits.max_stanza_bytes.
+	MinStanzaBytes = 1024
+	// MaxStanzaBytes is the largest allowed limits.max_stanza_bytes (16 MiB).
+	MaxStanzaBytes = 16 << 20
+	// MinSCRAMIterations is the smallest allowed auth.scram_iterations.
+	MinSCRAMIterations = 4096
+)
+
+// KnownProviders returns the authentication provider names accepted in
+// auth.providers.
+func KnownProviders() []string { return []string{"internal", "ldap"} }
+
+// Default returns the configuration used for every key the file leaves out.
+func Default() *Config {
+	return &Config{
+		Server: Server{
+			Domains: []string{"localhost"},
+			DataDir: "./data",
+		},
+		Listen: Listen{
+			C2S:          "127.0.0.1:5222",
+			C2SDirectTLS: "127.0.0.1:5223",
+			WebSocket:    "127.0.0.1:5280",
+			Admin:        "127.0.0.1:5281",
+		},
+		Limits: Limits{
+			MaxStanzaBytes:     262144,
+			AuthTimeout:        Duration(30 * time.Second),
+			IdleTimeout:        Duration(300 * time.Second),
+			PingTimeout:        Duration(30 * time.Second),
+			SendQueue:          1000,
+			ResumeTimeout:      Duration(300 * time.Second),
+			MaxOfflineMessages: 1000,
+			MaxSessionsPerUser: 10,
+		},
+		Log: Log{Format: "json", Level: "info"},
+		Auth: Auth{
+			Providers:       []string{"internal"},
+			SCRAMIterations: 4096,
+		},
+		Modules: map[string]Section{},
+	}
+}
+
+// Duration is a time.Duration written in the file as a Go duration string
+// ("60s", "5m", "1h30m"). Convert with time.Duration(d).
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (write e.g. \"30s\", \"5m\" or \"1h\")", text)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(time.Duration(d).String()), nil
+}
+
+// String returns the duration in Go syntax, e.g. "5m0s".
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Registry tells the loader which module sections exist and how to decode them.
+type Registry interface {
+	// ModuleConfig returns a pointer to a new zero config struct for the
+	// named module (with its defaults set), or ok=false if no such module is
+	// registered.
+	ModuleConfig(name string) (cfg any, ok bool)
+}
+
+// ModuleLister may be implemented by a Registry to list every registered
+// module, so that modules absent from the file still get a Section with
+// their defaults in Config.Modules.
+type ModuleLister interface {
+	// ModuleNames returns the names of all registered modules.
+	ModuleNames() []string
+}
+
+// StaticRegistry is a Registry (and ModuleLister) built from a map of module
+// names to functions returning a new config struct pointer with its defaults.
+type StaticRegistry map[string]func() any
+
+// ModuleConfig implements Registry.
+func (r StaticRegistry) ModuleConfig(name string) (any, bool) {
+	f, ok := r[name]
+	if !ok || f == nil {
+		return nil, false
+	}
+	return f(), true
+}
+
+// ModuleNames implements ModuleLister; the names are sorted.
+func (r StaticRegistry) ModuleNames() []string {
+	names := make([]string, 0, len(r))
+	for n := range r {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Section is a decoded module section.
+type Section struct {
+	// Name is the module name, as in [modules.NAME].
+	Name string
+	// Value is the typed struct pointer returned by the Registry, decoded
+	// strictly from the section.
+	Value any
+	// Line is the line of the section in the file, 0 if the section is
+	// absent and Value holds the module's defaults.
+	Line int
+}
+
+// Summary returns a short human-readable description of the configuration,
+// one item per line, as printed by `palisade check-config`.
+func (c *Config) Summary() string {
+	var b strings.Builder
+	row := func(label, value string) { fmt.Fprintf(&b, "%-17s %s\n", label+":", value) }
+	addr := func(a, note string) string {
+		if a == "" {
+			return "off"
+		}
+		if note != "" {
+			return a + " (" + note + ")"
+		}
+		return a
+	}
+	if c.Path != "" {
+		row("config file", c.Path)
+	}
+	row("domains", orNone(strings.Join(c.Server.Domains, ", ")))
+	row("data dir", c.Server.DataDir)
+	row("c2s (STARTTLS)", addr(c.Listen.C2S, ""))
+	row("c2s (direct TLS)", addr(c.Listen.C2SDirectTLS, ""))
+	scheme := "wss"
+	if c.Listen.WebSocketPlain {
+		scheme = "ws, plain"
+	}
+	row("websocket", addr(c.Listen.WebSocket, scheme+", /xmpp-websocket"))
+	row("admin http", addr(c.Listen.Admin, "/healthz"))
+	if c.TLS.CertFile != "" {
+		row("tls", "cert "+c.TLS.CertFile+", key "+c.TLS.KeyFile)
+	} else {
+		row("tls", "no certificate configured")
+	}
+	row("auth providers", orNone(strings.Join(c.Auth.Providers, ", ")))
+	row("log", c.Log.Format+", level "+c.Log.Level)
+	names := make([]string, 0, len(c.Modules))
+	for n, s := range c.Modules {
+		if s.Line == 0 {
+			n += " (defaults)"
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	row("modules", orNone(strings.Join(names, ", ")))
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -1,0 +1,186 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"mellium.im/xmpp/jid"
+)
+
+// validator is implemented by module config structs that check themselves.
+type validator interface{ Validate() error }
+
+// validate checks every setting of c, reporting through l.invalid.
+func (l *loader) validate(c *Config) {
+	l.validateServer(&c.Server)
+	l.validateListen(&c.Listen)
+
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		if c.TLS.CertFile == "" {
+			l.invalid("tls.cert_file", -1, "must be set when tls.key_file is set")
+		} else {
+			l.invalid("tls.key_file", -1, "must be set when tls.cert_file is set")
+		}
+	}
+
+	lim := &c.Limits
+	if lim.MaxStanzaBytes < MinStanzaBytes || lim.MaxStanzaBytes > MaxStanzaBytes {
+		l.invalid("limits.max_stanza_bytes", -1, "must be between %d and %d", MinStanzaBytes, MaxStanzaBytes)
+	}
+	for _, d := range []struct {
+		key string
+		val Duration
+	}{
+		{"limits.auth_timeout", lim.AuthTimeout},
+		{"limits.idle_timeout", lim.IdleTimeout},
+		{"limits.ping_timeout", lim.PingTimeout},
+		{"limits.resume_timeout", lim.ResumeTimeout},
+	} {
+		if d.val <= 0 {
+			l.invalid(d.key, -1, "must be a positive duration, got %s", d.val)
+		}
+	}
+	for _, n := range []struct {
+		key string
+		val int
+	}{
+		{"limits.send_queue", lim.SendQueue},
+		{"limits.max_offline_messages", lim.MaxOfflineMessages},
+		{"limits.max_sessions_per_user", lim.MaxSessionsPerUser},
+	} {
+		if n.val < 1 {
+			l.invalid(n.key, -1, "must be at least 1, got %d", n.val)
+		}
+	}
+
+	if !slices.Contains([]string{"json", "console"}, c.Log.Format) {
+		l.invalid("log.format", -1, `must be "json" or "console", got %q`, c.Log.Format)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		l.invalid("log.level", -1, `must be one of "debug", "info", "warn", "error", got %q`, c.Log.Level)
+	}
+
+	if len(c.Auth.Providers) == 0 {
+		l.invalid("auth.providers", -1, "at least one provider is required")
+	}
+	known := KnownProviders()
+	for i, p := range c.Auth.Providers {
+		switch {
+		case !slices.Contains(known, p):
+			l.invalid("auth.providers", i, "unknown provider %q (known: %s)", p, strings.Join(known, ", "))
+		case slices.Index(c.Auth.Providers, p) < i:
+			l.invalid("auth.providers", i, "duplicate provider %q", p)
+		}
+	}
+	if c.Auth.SCRAMIterations < MinSCRAMIterations {
+		l.invalid("auth.scram_iterations", -1, "must be at least %d, got %d", MinSCRAMIterations, c.Auth.SCRAMIterations)
+	}
+
+	names := make([]string, 0, len(c.Modules))
+	for n := range c.Modules {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		v, ok := c.Modules[n].Value.(validator)
+		if !ok {
+			continue
+		}
+		if err := v.Validate(); err != nil {
+			msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+			l.invalid("modules."+n, -1, "%s", msg)
+		}
+	}
+}
+
+func (l *loader) validateServer(s *Server) {
+	if len(s.Domains) == 0 {
+		l.invalid("server.domains", -1, "at least one domain is required")
+	}
+	for i, d := range s.Domains {
+		if err := checkDomain(d); err != nil {
+			l.invalid("server.domains", i, "%v", err)
+		} else if slices.Index(s.Domains, d) < i {
+			l.invalid("server.domains", i, "duplicate domain %q", d)
+		}
+	}
+	if s.DataDir == "" {
+		l.invalid("server.data_dir", -1, "must not be empty")
+	}
+}
+
+// checkDomain accepts a domain only in the normalized form that
+// mellium.im/xmpp/jid gives it (lowercase, no trailing dot, Unicode rather
+// than punycode).
+func checkDomain(d string) error {
+	j, err := jid.New("", d, "")
+	if err != nil {
+		return fmt.Errorf("%q is not a valid domain: %v", d, err)
+	}
+	if norm := j.Domainpart(); norm != d {
+		return fmt.Errorf("%q is not a normalized domain (write %q)", d, norm)
+	}
+	if !strings.HasPrefix(d, "[") && slices.Contains(strings.Split(d, "."), "") {
+		return fmt.Errorf("%q is not a valid domain: empty label", d)
+	}
+	return nil
+}
+
+func (l *loader) validateListen(ls *Listen) {
+	addrs := []struct{ key, val string }{
+		{"listen.c2s", ls.C2S},
+		{"listen.c2s_direct_tls", ls.C2SDirectTLS},
+		{"listen.websocket", ls.WebSocket},
+		{"listen.admin", ls.Admin},
+	}
+	for i, a := range addrs {
+		if a.val == "" {
+			continue
+		}
+		if err := checkAddr(a.val); err != nil {
+			l.invalid(a.key, -1, "%v", err)
+			continue
+		}
+		for _, b := range addrs[:i] {
+			if b.val == a.val {
+				l.invalid(a.key, -1, "address %q is already used by %s", a.val, b.key)
+				break
+			}
+		}
+	}
+	if ls.WebSocketPlain && ls.WebSocket != "" && !isLoopback(ls.WebSocket) {
+		l.invalid("listen.websocket_plain", -1,
+			"may only be true when listen.websocket is a loopback address, not %q", ls.WebSocket)
+	}
+}
+
+// checkAddr accepts "host:port" with a numeric port in 1..65535; the host
+// may be empty (all interfaces).
+func checkAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not a valid host:port address: %v", a, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number between 1 and 65535", a)
+	}
+	return nil
+}
+
+// isLoopback reports whether the host of a valid address is "localhost" or a
+// loopback IP.
+func isLoopback(a string) bool {
+	host, _, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
