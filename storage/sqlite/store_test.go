@@ -247,7 +247,8 @@ func TestDeleteUser(t *testing.T) {
 	fill(t, s, "alice", "example.com")
 	fill(t, s, "bob", "example.com")
 	const full = "roster=1 ver=1 offline=1 private=true blocked=1"
-	const empty = "roster=0 ver=0 offline=0 private=false blocked=0"
+	// The version is bumped, never reset: see TestRosterVersionNotReusedAfterDelete.
+	const empty = "roster=0 ver=2 offline=0 private=false blocked=0"
 	cases := []struct {
 		name          string
 		local, domain string
@@ -598,5 +599,42 @@ func TestOpenOddPath(t *testing.T) {
 	s.Close()
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		t.Fatalf("database not at %q: %v", path, err)
+	}
+}
+
+func TestRosterVersionNotReusedAfterDelete(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	u := storage.User{Localpart: "alice", Domain: "example.test"}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	old, err := s.PutItem(ctx, "alice@example.test", storage.RosterItem{JID: "bob@example.test", Subscription: storage.SubNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "alice", "example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	items, ver, err := s.Roster(ctx, "alice@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 0 || ver == old {
+		t.Fatalf("re-created account: %d items, version %q; want empty roster with a version other than %q", len(items), ver, old)
+	}
+	again, err := s.PutItem(ctx, "alice@example.test", storage.RosterItem{JID: "carol@example.test", Subscription: storage.SubNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again == old {
+		t.Fatalf("version %q reused after re-creation", again)
 	}
 }

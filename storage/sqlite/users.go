@@ -97,9 +97,11 @@ func (s *Store) DeleteUser(ctx context.Context, localpart, domain string) error 
 			return storage.ErrNotFound
 		}
 		// scram_credentials goes with users through ON DELETE CASCADE.
+		// The roster version is bumped, not deleted: a re-created account
+		// must never reuse a version a client may have cached (XEP-0237).
 		for _, q := range []string{
 			`DELETE FROM roster_items WHERE user_jid = ?`,
-			`DELETE FROM roster_versions WHERE user_jid = ?`,
+			`UPDATE roster_versions SET version = version + 1 WHERE user_jid = ?`,
 			`DELETE FROM offline_messages WHERE user_jid = ?`,
 			`DELETE FROM private_data WHERE user_jid = ?`,
 			`DELETE FROM blocklist WHERE user_jid = ?`,
