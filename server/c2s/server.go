@@ -322,6 +322,8 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 	default:
 		return errStream("unsupported-stanza-type", "")
 	}
+	// Whatever 'from' the client wrote is replaced below; never parse it.
+	el.RemoveAttr("from")
 	st, perr := stanza.Parse(el)
 	if errors.Is(perr, stanza.ErrNotStanza) {
 		return errStream("unsupported-stanza-type", "")
