@@ -3,5 +3,15 @@
 package all
 
 import (
-	_ "github.com/palisade-im/palisade/modules/roster" // RFC 6121 roster, subscriptions, presence
+	_ "github.com/palisade-im/palisade/modules/blocking" // XEP-0191 blocking command
+	_ "github.com/palisade-im/palisade/modules/carbons"  // XEP-0280 message carbons
+	_ "github.com/palisade-im/palisade/modules/disco"    // XEP-0030 discovery, XEP-0115 caps
+	_ "github.com/palisade-im/palisade/modules/offline"  // XEP-0160 offline messages
+	_ "github.com/palisade-im/palisade/modules/ping"     // XEP-0199 ping
+	_ "github.com/palisade-im/palisade/modules/private"  // XEP-0049 private XML storage
+	_ "github.com/palisade-im/palisade/modules/register" // XEP-0077 registration, password change
+	_ "github.com/palisade-im/palisade/modules/roster"   // RFC 6121 roster, subscriptions, presence
+	_ "github.com/palisade-im/palisade/modules/vcard"    // XEP-0054 vcard-temp
+	_ "github.com/palisade-im/palisade/modules/version"  // XEP-0092 software version
+	_ "github.com/palisade-im/palisade/modules/xtime"    // XEP-0202 entity time
 )

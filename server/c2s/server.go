@@ -195,10 +195,12 @@ func (srv *Server) Shutdown(ctx context.Context) {
 		detached = append(detached, s)
 	}
 	srv.mu.Unlock()
-	for _, s := range srv.table.All() {
-		s.Close("system-shutdown", "")
-	}
+	// End detached sessions here, not in goroutines of their own, so that
+	// nothing outlives Shutdown; attached ones are closed below.
 	for _, s := range detached {
+		s.endDetached(ctx)
+	}
+	for _, s := range srv.table.All() {
 		s.Close("system-shutdown", "")
 	}
 	done := make(chan struct{})
@@ -341,8 +343,25 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 	}
 	// Stamp 'from' (RFC 6120 8.1.2.1): a client can never speak as another.
 	st.SetFrom(s.jid)
+	if isLegacySession(st) && (st.To.Equal(jid.JID{}) || srv.isLocal(st.To.Domainpart())) {
+		// RFC 3921 session establishment comes after bind; it is a no-op
+		// that must be answered (RFC 6121 appendix E).
+		r := st.Result(nil)
+		r.SetFrom(jid.JID{})
+		s.Send(r)
+		return nil
+	}
 	srv.h.HandleStanza(ctx, s, st)
 	return nil
+}
+
+// isLegacySession reports an RFC 3921 session request to the server.
+func isLegacySession(st *stanza.Stanza) bool {
+	if st.Kind != stanza.IQ || st.Type != "set" || (st.To.Localpart() != "" || st.To.Resourcepart() != "") {
+		return false
+	}
+	p := st.Payload()
+	return p != nil && p.Space == nsSession && p.Local == "session"
 }
 
 func (srv *Server) handleSM(s *Session, el *element.Element) error {
@@ -388,30 +407,39 @@ func (srv *Server) handleSM(s *Session, el *element.Element) error {
 	return nil
 }
 
-// readLoopEnded tears down after the connection of s ended: it detaches a
-// resumable session, or ends it.
+// readLoopEnded tears down after the connection of s ended. The reader
+// finishes the stream on its own connection (stream error or closing tag),
+// closes it, then detaches a resumable session or ends it. A protocol
+// violation or a clean close by the client ends the session for good; a
+// lost connection or a slow-client cut keeps it resumable (XEP-0198).
 func (srv *Server) readLoopEnded(ctx context.Context, s *Session, tr transport, err error) {
 	var se *streamError
-	switch {
-	case errors.As(err, &se):
-		s.mu.Lock()
-		s.closeLocked(se, false)
-		s.mu.Unlock()
-	case errors.Is(err, errClientClosed):
-		// A clean close: no resumption (XEP-0198 section 5).
-		s.mu.Lock()
-		s.smResume = false
-		s.closeLocked(nil, true)
-		s.mu.Unlock()
-	default:
-		_ = tr.close()
-	}
+	isErr := errors.As(err, &se)
+	clean := errors.Is(err, errClientClosed)
 	s.mu.Lock()
 	if s.tr != tr {
 		s.mu.Unlock() // resumed on another connection meanwhile
+		_ = tr.close()
 		return
 	}
-	s.tr = nil
+	s.tr = nil // the writer for tr stops after its current batch
+	if isErr || clean {
+		s.smResume = false
+	}
+	s.mu.Unlock()
+	switch {
+	case isErr:
+		srv.log.Debug("stream error", logJID(s.jid), zap.String("condition", se.cond), zap.String("text", se.text))
+		_ = tr.writeError(se)
+		_ = tr.lingerClose() // the peer may still be sending (an oversized stanza)
+	case clean:
+		_ = tr.writeClose()
+		_ = tr.close()
+	default:
+		_ = tr.close()
+	}
+
+	s.mu.Lock()
 	if s.smResume && !s.ended {
 		s.closing, s.closeErr = false, nil
 		s.detach = time.AfterFunc(srv.cfg.ResumeTimeout, func() { s.end(context.Background()) })
@@ -445,7 +473,7 @@ func (s *Session) end(ctx context.Context) {
 		srv.h.Reroute(ctx, s, left)
 	}
 	srv.log.Info("session ended", logJID(s.jid), zap.String("stream", s.id))
-	srv.audit.Info("session_end", logJID(s.jid), zap.String("remote", s.remote))
+	srv.audit.Info("session_end", logJID(s.jid), zap.String("remote", s.RemoteAddr()))
 }
 
 // resume handles <resume/> (XEP-0198 section 5): it moves a detached or
@@ -485,6 +513,6 @@ func (srv *Server) resume(ctx context.Context, c *conn, bare jid.JID, el *elemen
 		_ = old.close()
 	}
 	srv.log.Info("session resumed", logJID(s.jid), zap.Uint32("acked", h))
-	srv.audit.Info("session_resume", logJID(s.jid), zap.String("remote", s.remote))
+	srv.audit.Info("session_resume", logJID(s.jid), zap.String("remote", s.RemoteAddr()))
 	return s
 }

@@ -69,7 +69,11 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) Mechanism() string { return s.mech }
 
 // RemoteAddr returns the client's address.
-func (s *Session) RemoteAddr() string { return s.remote }
+func (s *Session) RemoteAddr() string {
+	s.mu.Lock() // resume changes it
+	defer s.mu.Unlock()
+	return s.remote
+}
 
 // Presence returns the last available presence, or nil.
 func (s *Session) Presence() *stanza.Stanza {
@@ -323,6 +327,26 @@ func (s *Session) closeLocked(se *streamError, final bool) {
 		return
 	}
 	s.kickLocked() // the writer closes after its batch
+	// A peer that does not read keeps the writer blocked until the write
+	// timeout; do not wait that long to cut it.
+	tr := s.tr
+	time.AfterFunc(closeGrace, func() { _ = tr.close() })
+}
+
+// closeGrace is how long a closing session's writer gets to write what is
+// queued and the stream error before the connection is cut.
+const closeGrace = 5 * time.Second
+
+// endDetached ends the session now if it is detached (server shutdown).
+func (s *Session) endDetached(ctx context.Context) {
+	s.mu.Lock()
+	s.smResume = false
+	if s.tr == nil && s.detach != nil && s.detach.Stop() {
+		s.mu.Unlock()
+		s.end(ctx)
+		return
+	}
+	s.mu.Unlock()
 }
 
 // ack handles <a h=.../> from the client.

@@ -57,8 +57,19 @@ func (c *conn) serve(ctx context.Context) {
 		_ = c.tr.close()
 	})
 	c.tr.setIdle(c.srv.cfg.AuthTimeout, 0, nil)
+	// Shutdown closes bound sessions; a stream still negotiating is
+	// closed here when the server stops.
+	stop := context.AfterFunc(ctx, func() {
+		_ = c.tr.writeError(errStream("system-shutdown", ""))
+		_ = c.tr.close()
+	})
 	sess, err := c.negotiate(ctx)
 	authTimer.Stop()
+	if !stop() && err == nil {
+		err = errStream("system-shutdown", "")
+		c.srv.readLoopEnded(ctx, sess, c.tr, err)
+		return
+	}
 	if err != nil {
 		c.fail(err)
 		return
@@ -72,6 +83,8 @@ func (c *conn) fail(err error) {
 	if errors.As(err, &se) {
 		c.log().Debug("stream error", zap.String("condition", se.cond), zap.String("text", se.text))
 		_ = c.tr.writeError(se)
+		_ = c.tr.lingerClose()
+		return
 	} else if errors.Is(err, errClientClosed) {
 		_ = c.tr.writeClose()
 	} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -304,7 +317,7 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			if errors.As(serr, &f) {
 				cond, text = f.Condition, f.Text
 			}
-			c.user = ex.Identity()
+			c.user = ex.Username()
 			if strings.HasSuffix(name, "-PLUS") && text == "unsupported channel binding type" {
 				c.cbRejected = true
 			}

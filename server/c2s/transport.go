@@ -2,6 +2,7 @@ package c2s
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -84,6 +85,10 @@ type transport interface {
 	writeClose() error
 	// close closes the connection.
 	close() error
+	// lingerClose closes after a stream error caused by the peer: it ends
+	// our side and discards what the peer still sends for a moment, so the
+	// error is not lost to a TCP reset (unread data on close).
+	lingerClose() error
 	// setDeadline bounds how long reads may wait: the idle reader pings
 	// first, then fails.
 	setIdle(idle, ping time.Duration, onIdle func())
@@ -164,7 +169,8 @@ var errTooBig = errStream("policy-violation", "stanza too large")
 // or direct TLS).
 type tcpTransport struct {
 	conn    *idleConn
-	raw     net.Conn // the TCP or TLS connection
+	rmu     sync.Mutex // guards raw: timers and writers read it during STARTTLS
+	raw     net.Conn   // the TCP or TLS connection
 	dec     *xml.Decoder
 	max     int64
 	tls     bool
@@ -190,7 +196,11 @@ func (t *tcpTransport) restart() {}
 
 // upgrade replaces the connection after STARTTLS.
 func (t *tcpTransport) upgrade(c net.Conn) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.rmu.Lock()
 	t.raw = c
+	t.rmu.Unlock()
 	t.tls = true
 	t.conn = &idleConn{Conn: c, limit: -1, idle: t.conn.idle, ping: t.conn.ping, onIdle: t.conn.onIdle}
 	t.newDecoder()
@@ -204,7 +214,7 @@ func (t *tcpTransport) next() (event, error) {
 		start := t.dec.InputOffset()
 		tok, err := t.dec.Token()
 		if err != nil {
-			return event{}, classify(err)
+			return event{}, classifyTCP(err)
 		}
 		switch tk := tok.(type) {
 		case xml.StartElement:
@@ -226,7 +236,7 @@ func (t *tcpTransport) next() (event, error) {
 			}
 			el, err := element.Read(t.dec, tk)
 			if err != nil {
-				return event{}, classify(err)
+				return event{}, classifyTCP(err)
 			}
 			if t.dec.InputOffset()-start > t.max {
 				return event{}, errTooBig
@@ -249,6 +259,18 @@ func (t *tcpTransport) next() (event, error) {
 	}
 }
 
+// classifyTCP is classify for a TCP stream, where the decoder reports the
+// peer going away mid-stream (or mid-stanza) as the syntax error
+// "unexpected EOF": that is a lost connection, which may be resumed
+// (XEP-0198), not a not-well-formed stream.
+func classifyTCP(err error) error {
+	var syn *xml.SyntaxError
+	if errors.As(err, &syn) && strings.HasPrefix(syn.Msg, "unexpected EOF") {
+		return io.EOF
+	}
+	return classify(err)
+}
+
 // classify maps decoder and I/O errors to stream errors where the peer
 // broke the protocol.
 func classify(err error) error {
@@ -258,6 +280,9 @@ func classify(err error) error {
 	}
 	var syn *xml.SyntaxError
 	if errors.As(err, &syn) {
+		if syn.Msg == "unexpected EOF" {
+			return io.EOF // the connection was cut mid-stream, not bad XML
+		}
 		return errStream("not-well-formed", "")
 	}
 	if errors.Is(err, element.ErrTooDeep) {
@@ -272,11 +297,19 @@ func classify(err error) error {
 	return err
 }
 
+// rawConn returns the current TCP or TLS connection.
+func (t *tcpTransport) rawConn() net.Conn {
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	return t.raw
+}
+
 func (t *tcpTransport) send(b []byte) error {
+	raw := t.rawConn()
 	if t.wtime > 0 {
-		_ = t.raw.SetWriteDeadline(time.Now().Add(t.wtime))
+		_ = raw.SetWriteDeadline(time.Now().Add(t.wtime))
 	}
-	_, err := t.raw.Write(b)
+	_, err := raw.Write(b)
 	return err
 }
 
@@ -348,13 +381,33 @@ func (t *tcpTransport) writeClose() error {
 	return t.write([][]byte{[]byte("</stream:stream>")})
 }
 
-func (t *tcpTransport) close() error { return t.raw.Close() }
+func (t *tcpTransport) close() error { return t.rawConn().Close() }
+
+// Bounds of lingerClose.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 1 << 20
+)
+
+func (t *tcpTransport) lingerClose() error {
+	raw := t.rawConn()
+	base := raw
+	if tc, ok := raw.(*tls.Conn); ok {
+		base = tc.NetConn()
+	}
+	if tcp, ok := base.(*net.TCPConn); ok {
+		_ = tcp.CloseWrite()
+		_ = tcp.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.CopyN(io.Discard, tcp, lingerBytes)
+	}
+	return raw.Close()
+}
 
 func (t *tcpTransport) setIdle(idle, ping time.Duration, onIdle func()) {
 	t.conn.setIdle(idle, ping, onIdle)
 }
 
-func (t *tcpTransport) remoteAddr() string { return t.raw.RemoteAddr().String() }
+func (t *tcpTransport) remoteAddr() string { return t.rawConn().RemoteAddr().String() }
 func (t *tcpTransport) secure() bool       { return t.tls }
 
 // withClientNS returns a top-level element serialized for jabber:client
@@ -368,7 +421,7 @@ func withClientNS(b []byte) []byte {
 		return b
 	}
 	// Elements outside jabber:client already carry their xmlns first.
-	if bytes.HasPrefix(b[end:], []byte(` xmlns="`)) {
+	if bytes.HasPrefix(b[end:], []byte(` xmlns="`)) || bytes.HasPrefix(b[end:], []byte(` xmlns='`)) {
 		return b
 	}
 	out := make([]byte, 0, len(b)+24)

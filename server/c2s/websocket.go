@@ -186,6 +186,8 @@ func (t *wsTransport) writeClose() error {
 
 func (t *wsTransport) close() error { return t.ws.Close() }
 
+func (t *wsTransport) lingerClose() error { return t.ws.Close() }
+
 func (t *wsTransport) setIdle(idle, ping time.Duration, onIdle func()) {
 	t.mu.Lock()
 	t.idle, t.ping, t.onIdle = idle, ping, onIdle

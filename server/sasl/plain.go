@@ -77,6 +77,7 @@ func (e *plainExchange) verify(ctx context.Context, in []byte) error {
 	if err != nil {
 		return fail(NotAuthorized, "")
 	}
+	e.username = user
 	pass, err := precis.OpaqueString.String(string(passwd))
 	if err != nil {
 		return fail(NotAuthorized, "")
@@ -91,7 +92,7 @@ func (e *plainExchange) verify(ctx context.Context, in []byte) error {
 	if !ok {
 		return fail(NotAuthorized, "")
 	}
-	e.username, e.authzid = user, string(authzid)
+	e.authzid = string(authzid)
 	return nil
 }
 
@@ -110,3 +111,6 @@ func (e *plainExchange) Authzid() string {
 	}
 	return e.authzid
 }
+
+// Username returns the username the client claimed, or "".
+func (e *plainExchange) Username() string { return e.username }

@@ -85,6 +85,9 @@ type Exchange interface {
 	// Authzid is the requested authorization identity, if any, after
 	// success. The caller decides whether Identity may act as it.
 	Authzid() string
+	// Username is the prepared username the client claimed, known once its
+	// first message was parsed, success or not (for audit and lockout).
+	Username() string
 }
 
 // Failure is a SASL failure with its RFC 6120 section 6.5 condition, optional

@@ -417,3 +417,6 @@ func checkExtensions(fields []string) error {
 	}
 	return nil
 }
+
+// Username returns the username the client claimed, or "".
+func (e *scramExchange) Username() string { return e.username }

@@ -1,0 +1,180 @@
+// Package private implements XEP-0049 Private XML Storage
+// (jabber:iq:private): an account's owner stores and retrieves XML
+// fragments, each keyed by its root element's namespace and name.
+//
+// It registers the module "private". Fragments are kept in
+// storage.Private under the key "NAMESPACE NAME" (a space between).
+package private
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/stanza"
+	"github.com/palisade-im/palisade/storage"
+	"go.uber.org/zap"
+)
+
+// NS is the jabber:iq:private namespace.
+const NS = "jabber:iq:private"
+
+// Config is the [modules.private] section.
+type Config struct {
+	// MaxBytes is the largest serialized fragment accepted.
+	MaxBytes int `toml:"max_bytes"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() *Config { return &Config{MaxBytes: 65536} }
+
+// Validate checks the limits.
+func (c *Config) Validate() error {
+	if c.MaxBytes < 1 {
+		return errors.New("max_bytes must be at least 1")
+	}
+	return nil
+}
+
+func init() {
+	module.Register(module.Info{
+		Name:   "private",
+		Config: func() any { return DefaultConfig() },
+		New: func(h *module.Host, cfg any) (any, error) {
+			c, _ := cfg.(*Config)
+			if c == nil {
+				c = DefaultConfig()
+			}
+			return New(h.Store, h.Log, *c)
+		},
+	})
+}
+
+// Module stores private XML.
+type Module struct {
+	store storage.Private
+	log   *zap.Logger
+	cfg   Config
+}
+
+var (
+	_ module.IQHandlers = (*Module)(nil)
+	_ module.Features   = (*Module)(nil)
+)
+
+// New builds the module.
+func New(store storage.Private, log *zap.Logger, cfg Config) (*Module, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("private: %w", err)
+	}
+	return &Module{store: store, log: log, cfg: cfg}, nil
+}
+
+// IQRoutes implements module.IQHandlers.
+func (m *Module) IQRoutes() []module.IQRoute {
+	return []module.IQRoute{{Space: NS, Local: "query", Scope: module.ScopeAccount, Handle: m.handle}}
+}
+
+// ServerFeatures implements module.Features.
+func (m *Module) ServerFeatures() []string { return []string{NS} }
+
+// AccountFeatures implements module.Features.
+func (m *Module) AccountFeatures() []string { return nil }
+
+// Key returns the storage key of a fragment.
+func Key(el *element.Element) string { return el.Space + " " + el.Local }
+
+func (m *Module) handle(ctx context.Context, _ module.Session, iq *stanza.Stanza) (*element.Element, error) {
+	if !iq.From.Bare().Equal(iq.To.Bare()) {
+		// XEP-0049 section 2.3: another user's data.
+		return nil, stanza.Err(stanza.Auth, stanza.Forbidden, "private data belongs to its owner only")
+	}
+	user := iq.To.Bare().String()
+	children := iq.Payload().Elements()
+	if len(children) == 0 {
+		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "the query must contain a namespaced child element")
+	}
+	for _, c := range children {
+		if reserved(c.Space) {
+			return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, fmt.Sprintf("namespace %q cannot be stored", c.Space))
+		}
+	}
+	switch iq.Type {
+	case "get":
+		if len(children) != 1 {
+			return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "query one element at a time")
+		}
+		return m.get(ctx, user, children[0])
+	case "set":
+		return nil, m.set(ctx, user, children)
+	}
+	return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "")
+}
+
+// reserved reports namespaces a fragment may not have: none (it would
+// inherit jabber:iq:private) and the stanza namespaces.
+func reserved(space string) bool {
+	switch space {
+	case "", NS, stanza.NSClient, stanza.NSServer:
+		return true
+	}
+	return false
+}
+
+// get returns the stored fragment, or the requested element empty.
+func (m *Module) get(ctx context.Context, user string, want *element.Element) (*element.Element, error) {
+	q := element.New(NS, "query")
+	data, err := m.store.GetPrivate(ctx, user, Key(want))
+	if errors.Is(err, storage.ErrNotFound) {
+		return q.Append(element.New(want.Space, want.Local)), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("private: load %s: %w", user, err)
+	}
+	el, err := parseElement(data)
+	if err != nil || Key(el) != Key(want) {
+		m.log.Error("stored private data is unreadable", zap.String("user", user), zap.String("key", Key(want)), zap.Error(err))
+		return nil, fmt.Errorf("private: stored data of %s is unreadable: %v", user, err)
+	}
+	return q.Append(el), nil
+}
+
+// set stores each fragment; an empty element deletes its key.
+func (m *Module) set(ctx context.Context, user string, children []*element.Element) error {
+	data := make([][]byte, len(children))
+	for i, c := range children {
+		if len(c.Nodes) == 0 && len(c.Attrs) == 0 {
+			continue
+		}
+		data[i] = []byte(c.String())
+		if len(data[i]) > m.cfg.MaxBytes {
+			return stanza.Err(stanza.Modify, stanza.NotAcceptable,
+				fmt.Sprintf("the element is larger than %d bytes", m.cfg.MaxBytes))
+		}
+	}
+	for i, c := range children {
+		if err := m.store.SetPrivate(ctx, user, Key(c), data[i]); err != nil {
+			return fmt.Errorf("private: store %s: %w", user, err)
+		}
+	}
+	m.log.Debug("private data stored", zap.String("user", user), zap.Int("elements", len(children)))
+	return nil
+}
+
+// parseElement reads one serialized element.
+func parseElement(b []byte) (*element.Element, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		if start, ok := tok.(xml.StartElement); ok {
+			return element.Read(d, start)
+		}
+	}
+}

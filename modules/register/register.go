@@ -1,0 +1,311 @@
+// Package register implements XEP-0077 In-Band Registration: account
+// creation before authentication (off unless allowed), password changes,
+// and account removal (only when registration is allowed).
+//
+// It registers the module "register". Passwords are stored only as SCRAM
+// credentials (server/sasl.DeriveAll) and never logged, audited or echoed
+// in error replies.
+package register
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/sasl"
+	"github.com/palisade-im/palisade/server/stanza"
+	"github.com/palisade-im/palisade/storage"
+	"go.uber.org/zap"
+	"golang.org/x/text/secure/precis"
+	"mellium.im/xmpp/jid"
+)
+
+// Namespaces.
+const (
+	// NS is the XEP-0077 namespace.
+	NS = "jabber:iq:register"
+	// NSFeature is the in-band registration stream feature.
+	NSFeature = "http://jabber.org/features/iq-register"
+)
+
+// MaxPasswordBytes is the longest password accepted.
+const MaxPasswordBytes = 1024
+
+// Instructions is sent with the registration fields.
+const Instructions = "Choose a username and password to register with this server."
+
+// Config is the [modules.register] section.
+type Config struct {
+	// Allow turns on in-band account creation and removal.
+	Allow bool `toml:"allow"`
+	// MinPasswordLength is the shortest password accepted, in characters.
+	MinPasswordLength int `toml:"min_password_length"`
+}
+
+// DefaultConfig returns the defaults: registration off, 8 characters.
+func DefaultConfig() *Config { return &Config{MinPasswordLength: 8} }
+
+// Validate checks the limits.
+func (c *Config) Validate() error {
+	if c.MinPasswordLength < 1 || c.MinPasswordLength > 256 {
+		return errors.New("min_password_length must be between 1 and 256")
+	}
+	return nil
+}
+
+func init() {
+	module.Register(module.Info{
+		Name:   "register",
+		Config: func() any { return DefaultConfig() },
+		New: func(h *module.Host, cfg any) (any, error) {
+			c, _ := cfg.(*Config)
+			if c == nil {
+				c = DefaultConfig()
+			}
+			iterations := 0
+			if h.Config != nil {
+				iterations = h.Config.Auth.SCRAMIterations
+			}
+			return New(h.Router, h.Store, h.Log, h.Audit, *c, iterations)
+		},
+	})
+}
+
+// Module handles jabber:iq:register.
+type Module struct {
+	router     module.Router
+	store      storage.Users
+	log        *zap.Logger
+	audit      *zap.Logger
+	cfg        Config
+	iterations int
+}
+
+var (
+	_ module.IQHandlers       = (*Module)(nil)
+	_ module.PreAuthIQHandler = (*Module)(nil)
+	_ module.Features         = (*Module)(nil)
+	_ module.StreamFeatures   = (*Module)(nil)
+)
+
+// New builds the module; iterations is the PBKDF2 count for new SCRAM
+// credentials (0: sasl.DefaultIterations).
+func New(r module.Router, store storage.Users, log, audit *zap.Logger, cfg Config, iterations int) (*Module, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("register: %w", err)
+	}
+	return &Module{router: r, store: store, log: log, audit: audit, cfg: cfg, iterations: iterations}, nil
+}
+
+// IQRoutes implements module.IQHandlers: requests from authenticated
+// clients, to their server or with no 'to'.
+func (m *Module) IQRoutes() []module.IQRoute {
+	return []module.IQRoute{{Space: NS, Local: "query", Scope: module.ScopeServer | module.ScopeAccount, Handle: m.handle}}
+}
+
+// PreAuthSpace implements module.PreAuthIQHandler.
+func (m *Module) PreAuthSpace() string { return NS }
+
+// ServerFeatures implements module.Features: password changes are always
+// offered.
+func (m *Module) ServerFeatures() []string { return []string{NS} }
+
+// AccountFeatures implements module.Features.
+func (m *Module) AccountFeatures() []string { return nil }
+
+// StreamFeatures implements module.StreamFeatures: the registration
+// feature before authentication when registration is allowed.
+func (m *Module) StreamFeatures(authenticated bool) []*element.Element {
+	if authenticated || !m.cfg.Allow {
+		return nil
+	}
+	return []*element.Element{element.New(NSFeature, "register")}
+}
+
+// PreAuthIQ implements module.PreAuthIQHandler: registration of a new
+// account on an unauthenticated stream (XEP-0077 section 3.1).
+func (m *Module) PreAuthIQ(ctx context.Context, domain string, iq *stanza.Stanza) (*element.Element, error) {
+	res, err := m.preAuth(ctx, domain, iq)
+	if err != nil {
+		scrub(iq)
+	}
+	return res, err
+}
+
+func (m *Module) preAuth(ctx context.Context, domain string, iq *stanza.Stanza) (*element.Element, error) {
+	q := iq.Payload()
+	if q == nil || q.Local != "query" {
+		return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "")
+	}
+	if !m.cfg.Allow {
+		return nil, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, "in-band registration is not offered")
+	}
+	switch iq.Type {
+	case "get":
+		return element.New(NS, "query").Append(
+			element.New(NS, "instructions").SetText(Instructions),
+			element.New(NS, "username"),
+			element.New(NS, "password"),
+		), nil
+	case "set":
+	default:
+		return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "")
+	}
+	if q.Child(NS, "remove") != nil {
+		return nil, stanza.Err(stanza.Cancel, stanza.UnexpectedRequest, "log in to cancel a registration")
+	}
+	username, password := q.ChildText(NS, "username"), q.ChildText(NS, "password")
+	if username == "" || password == "" {
+		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "a username and a password are required")
+	}
+	j, err := jid.New(username, domain, "")
+	if err != nil {
+		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "this username is not allowed")
+	}
+	if err := m.checkPassword(password, j.Localpart()); err != nil {
+		return nil, err
+	}
+	if _, err := m.store.GetUser(ctx, j.Localpart(), j.Domainpart()); err == nil {
+		return nil, stanza.Err(stanza.Cancel, stanza.Conflict, "this username is taken")
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Errorf("register: look up %s: %w", j, err)
+	}
+	creds, err := sasl.DeriveAll(password, m.iterations)
+	if err != nil {
+		return nil, fmt.Errorf("register: derive credentials: %w", err)
+	}
+	err = m.store.CreateUser(ctx, storage.User{Localpart: j.Localpart(), Domain: j.Domainpart(), SCRAM: creds, Created: time.Now().UTC()})
+	if errors.Is(err, storage.ErrExists) {
+		return nil, stanza.Err(stanza.Cancel, stanza.Conflict, "this username is taken")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("register: create %s: %w", j, err)
+	}
+	m.audit.Info("account_created", zap.String("who", j.String()), zap.String("what", j.String()),
+		zap.String("why", "in-band registration (XEP-0077)"))
+	return nil, nil
+}
+
+// handle serves authenticated clients: the registration's details, a
+// password change (XEP-0077 section 3.3) and removal (section 3.2).
+func (m *Module) handle(ctx context.Context, sess module.Session, iq *stanza.Stanza) (*element.Element, error) {
+	res, err := m.authenticated(ctx, sess, iq)
+	if err != nil && !errors.Is(err, module.ErrHandled) {
+		scrub(iq)
+	}
+	return res, err
+}
+
+func (m *Module) authenticated(ctx context.Context, sess module.Session, iq *stanza.Stanza) (*element.Element, error) {
+	user := iq.From.Bare()
+	if sess == nil || !m.router.IsLocal(user.Domainpart()) {
+		return nil, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, "")
+	}
+	if iq.To.Domainpart() != user.Domainpart() || (iq.To.Localpart() != "" && !iq.To.Bare().Equal(user)) {
+		return nil, stanza.Err(stanza.Auth, stanza.Forbidden, "only one's own registration can be managed")
+	}
+	q := iq.Payload()
+	switch iq.Type {
+	case "get":
+		return element.New(NS, "query").Append(
+			element.New(NS, "registered"),
+			element.New(NS, "username").SetText(user.Localpart()),
+			element.New(NS, "password"),
+		), nil
+	case "set":
+	default:
+		return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "")
+	}
+	if q.Child(NS, "remove") != nil {
+		return m.remove(ctx, sess, iq)
+	}
+	return nil, m.changePassword(ctx, sess, user, q)
+}
+
+// changePassword sets new credentials (XEP-0077 section 3.3).
+func (m *Module) changePassword(ctx context.Context, sess module.Session, user jid.JID, q *element.Element) error {
+	un := q.Child(NS, "username")
+	password := q.ChildText(NS, "password")
+	if un == nil || password == "" {
+		// An empty password never replaces the current one.
+		return stanza.Err(stanza.Modify, stanza.BadRequest, "a username and a new password are required")
+	}
+	if j, err := jid.New(un.Text(), user.Domainpart(), ""); err != nil || j.Localpart() != user.Localpart() {
+		return stanza.Err(stanza.Auth, stanza.Forbidden, "only one's own password can be changed")
+	}
+	if err := m.checkPassword(password, user.Localpart()); err != nil {
+		return err
+	}
+	creds, err := sasl.DeriveAll(password, m.iterations)
+	if err != nil {
+		return fmt.Errorf("register: derive credentials: %w", err)
+	}
+	if err := m.store.SetCredentials(ctx, user.Localpart(), user.Domainpart(), creds); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return stanza.Err(stanza.Auth, stanza.RegistrationRequired, "")
+		}
+		return fmt.Errorf("register: set credentials of %s: %w", user, err)
+	}
+	m.audit.Info("password_changed", zap.String("who", user.String()), zap.String("what", user.String()),
+		zap.String("why", "password change (XEP-0077)"), zap.String("remote", sess.RemoteAddr()))
+	return nil
+}
+
+// remove deletes the account (XEP-0077 section 3.2), answers, and ends
+// every session of the account with a not-authorized stream error.
+func (m *Module) remove(ctx context.Context, sess module.Session, iq *stanza.Stanza) (*element.Element, error) {
+	if len(iq.Payload().Elements()) != 1 {
+		return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "<remove/> must be the only child")
+	}
+	if !m.cfg.Allow {
+		return nil, stanza.Err(stanza.Cancel, stanza.NotAllowed, "accounts are not removed in-band on this server")
+	}
+	user := iq.From.Bare()
+	if err := m.store.DeleteUser(ctx, user.Localpart(), user.Domainpart()); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, stanza.Err(stanza.Auth, stanza.RegistrationRequired, "")
+		}
+		return nil, fmt.Errorf("register: delete %s: %w", user, err)
+	}
+	m.audit.Info("account_removed", zap.String("who", user.String()), zap.String("what", user.String()),
+		zap.String("why", "registration cancelled in-band (XEP-0077)"), zap.String("remote", sess.RemoteAddr()))
+	m.router.Route(ctx, iq.Result(nil))
+	for _, s := range m.router.Sessions(user) {
+		s.Close("not-authorized", "the account was removed")
+	}
+	return nil, module.ErrHandled
+}
+
+// checkPassword applies the password policy: valid per the PRECIS
+// OpaqueString profile, at least MinPasswordLength characters, not the
+// username, not a common password.
+func (m *Module) checkPassword(password, localpart string) error {
+	if len(password) > MaxPasswordBytes {
+		return stanza.Err(stanza.Modify, stanza.NotAcceptable, "the password is too long")
+	}
+	prepared, err := precis.OpaqueString.String(password)
+	if err != nil {
+		return stanza.Err(stanza.Modify, stanza.NotAcceptable, "the password contains characters that are not allowed")
+	}
+	if utf8.RuneCountInString(prepared) < m.cfg.MinPasswordLength {
+		return stanza.Err(stanza.Modify, stanza.NotAcceptable,
+			fmt.Sprintf("the password must be at least %d characters long", m.cfg.MinPasswordLength))
+	}
+	if strings.EqualFold(prepared, localpart) || isCommon(prepared) {
+		return stanza.Err(stanza.Modify, stanza.NotAcceptable, "this password is too easy to guess")
+	}
+	return nil
+}
+
+// scrub removes passwords from a request before an error reply copies its
+// payload (XEP-0077 section 3.3: the original XML is not returned).
+func scrub(iq *stanza.Stanza) {
+	if q := iq.Payload(); q != nil {
+		q.RemoveChildren(NS, "password")
+	}
+}

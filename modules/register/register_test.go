@@ -1,0 +1,279 @@
+package register
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/sasl"
+	"github.com/palisade-im/palisade/server/stanza"
+	"github.com/palisade-im/palisade/storage"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+type env struct {
+	m     *Module
+	r     *fakeRouter
+	audit *observer.ObservedLogs
+}
+
+func newEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	h, r := newHost(t, nil)
+	core, logs := observer.New(zapcore.InfoLevel)
+	m, err := New(r, h.Store, h.Log, zap.New(core), cfg, sasl.DefaultIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{m: m, r: r, audit: logs}
+}
+
+// preAuth sends an IQ on an unauthenticated stream as the core does.
+func (e *env) preAuth(t *testing.T, xml string) (*stanza.Stanza, *element.Element, error) {
+	t.Helper()
+	st := parse(t, xml)
+	st.To = mustJID(t, testDomain)
+	res, err := e.m.PreAuthIQ(context.Background(), testDomain, st)
+	return st, res, err
+}
+
+func (e *env) verify(t *testing.T, local, password string) bool {
+	t.Helper()
+	u, err := e.r.store.GetUser(context.Background(), local, testDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := sasl.VerifyPassword(sasl.SHA256, u.SCRAM[sasl.SHA256], password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok1, err := sasl.VerifyPassword(sasl.SHA1, u.SCRAM[sasl.SHA1], password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok && ok1
+}
+
+func (e *env) noSecrets(t *testing.T, secrets ...string) {
+	t.Helper()
+	for _, l := range e.audit.All() {
+		s := l.Message
+		for _, f := range l.Context {
+			s += " " + f.String
+		}
+		for _, p := range secrets {
+			if strings.Contains(s, p) {
+				t.Errorf("audit event %q holds a password", l.Message)
+			}
+		}
+	}
+}
+
+func TestStreamFeature(t *testing.T) {
+	off := newEnv(t, *DefaultConfig())
+	if f := off.m.StreamFeatures(false); len(f) != 0 {
+		t.Errorf("registration off but advertised: %v", f)
+	}
+	on := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
+	f := on.m.StreamFeatures(false)
+	if len(f) != 1 || f[0].String() != `<register xmlns="http://jabber.org/features/iq-register"/>` {
+		t.Errorf("pre-auth features %v", f)
+	}
+	if f := on.m.StreamFeatures(true); len(f) != 0 {
+		t.Errorf("post-auth features %v", f)
+	}
+}
+
+func TestRegistrationOff(t *testing.T) {
+	e := newEnv(t, *DefaultConfig())
+	_, _, err := e.preAuth(t, `<iq type='get' id='reg1'><query xmlns='jabber:iq:register'/></iq>`)
+	if condition(err) != stanza.ServiceUnavailable {
+		t.Errorf("get: %v", err)
+	}
+	_, _, err = e.preAuth(t, `<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>bill</username><password>Calliope1</password></query></iq>`)
+	if condition(err) != stanza.ServiceUnavailable {
+		t.Errorf("set: %v", err)
+	}
+}
+
+func TestRegister(t *testing.T) {
+	e := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
+	// XEP-0077 section 3.1: the fields ...
+	_, res, err := e.preAuth(t, `<iq type='get' id='reg1' to='shakespeare.lit'><query xmlns='jabber:iq:register'/></iq>`)
+	want := `<query xmlns="jabber:iq:register"><instructions>` + Instructions + `</instructions><username/><password/></query>`
+	if err != nil || str(res) != want {
+		t.Errorf("get: %s, %v", str(res), err)
+	}
+	// ... and bill registers.
+	_, res, err = e.preAuth(t, `<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>Bill</username><password>Calliope</password></query></iq>`)
+	if err != nil || res != nil {
+		t.Fatalf("set: %s, %v", str(res), err)
+	}
+	if !e.verify(t, "bill", "Calliope") {
+		t.Error("bill's password does not verify")
+	}
+	if l := e.audit.FilterMessage("account_created").All(); len(l) != 1 || l[0].ContextMap()["who"] != "bill@example.com" {
+		t.Errorf("audit %v", e.audit.All())
+	}
+	// Section 3.1: the username is taken (conflict).
+	_, _, err = e.preAuth(t, `<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>bill</username><password>m1ce&amp;men</password></query></iq>`)
+	if condition(err) != stanza.Conflict {
+		t.Errorf("conflict: %v", err)
+	}
+	e.noSecrets(t, "Calliope", "m1ce&men")
+}
+
+func TestRegisterRefused(t *testing.T) {
+	e := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
+	for _, tc := range []struct {
+		query string
+		want  stanza.Condition
+	}{
+		// Section 3.1: required information missing.
+		{`<username>bill</username>`, stanza.NotAcceptable},
+		{`<password>Calliope1</password>`, stanza.NotAcceptable},
+		{`<username>bill</username><password></password>`, stanza.NotAcceptable},
+		// Bad usernames.
+		{`<username>bill@globe</username><password>Calliope1</password>`, stanza.NotAcceptable},
+		{`<username>bi ll</username><password>Calliope1</password>`, stanza.NotAcceptable},
+		// Weak passwords: too short, common, the username.
+		{`<username>bill</username><password>short</password>`, stanza.NotAcceptable},
+		{`<username>bill</username><password>Password123</password>`, stanza.NotAcceptable},
+		{`<username>bill</username><password>qwertyuiop</password>`, stanza.NotAcceptable},
+		{`<username>williamshakespeare</username><password>WilliamShakespeare</password>`, stanza.NotAcceptable},
+		{`<username>bill</username><password>` + strings.Repeat("x", MaxPasswordBytes+1) + `</password>`, stanza.NotAcceptable},
+		// No removal before authentication.
+		{`<remove/>`, stanza.UnexpectedRequest},
+	} {
+		st, _, err := e.preAuth(t, `<iq type='set' id='reg'><query xmlns='jabber:iq:register'>`+tc.query+`</query></iq>`)
+		if condition(err) != tc.want {
+			t.Errorf("%s: %v, want %s", tc.query, err, tc.want)
+		}
+		// The error reply does not carry the password back.
+		if p := st.Payload().Child(NS, "password"); p != nil {
+			t.Errorf("%s: password left in the request for the error reply", tc.query)
+		}
+	}
+	if _, err := e.r.store.GetUser(context.Background(), "bill", testDomain); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("bill was created: %v", err)
+	}
+	if n := len(e.audit.All()); n != 0 {
+		t.Errorf("%d audit events for refused registrations", n)
+	}
+}
+
+func TestChangePassword(t *testing.T) {
+	e := newEnv(t, *DefaultConfig())
+	ctx := context.Background()
+	creds, err := sasl.DeriveAll("old-secret-1", sasl.DefaultIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.r.store.SetCredentials(ctx, "alice", testDomain, creds); err != nil {
+		t.Fatal(err)
+	}
+	alice := e.r.login(t, "alice@example.com/globe")
+
+	res, err := requestSess(t, e.m, alice, module.ScopeServer, `<iq type='get' to='example.com' id='reg1'><query xmlns='jabber:iq:register'/></iq>`)
+	if err != nil || str(res) != `<query xmlns="jabber:iq:register"><registered/><username>alice</username><password/></query>` {
+		t.Errorf("get: %s, %v", str(res), err)
+	}
+
+	for _, tc := range []struct {
+		iq   string
+		want stanza.Condition
+	}{
+		// XEP-0077 section 3.3's example password is too short for the policy.
+		{`<iq type='set' to='example.com' id='change1'><query xmlns='jabber:iq:register'><username>alice</username><password>newpass</password></query></iq>`, stanza.NotAcceptable},
+		// An empty password keeps the current one.
+		{`<iq type='set' to='example.com' id='change2'><query xmlns='jabber:iq:register'><username>alice</username><password/></query></iq>`, stanza.BadRequest},
+		{`<iq type='set' to='example.com' id='change3'><query xmlns='jabber:iq:register'><password>new-secret-2</password></query></iq>`, stanza.BadRequest},
+		// Someone else's password.
+		{`<iq type='set' to='example.com' id='change4'><query xmlns='jabber:iq:register'><username>bob</username><password>new-secret-2</password></query></iq>`, stanza.Forbidden},
+		{`<iq type='set' to='bob@example.com' id='change5'><query xmlns='jabber:iq:register'><username>alice</username><password>new-secret-2</password></query></iq>`, stanza.Forbidden},
+		{`<iq type='set' to='other.example' id='change6'><query xmlns='jabber:iq:register'><username>alice</username><password>new-secret-2</password></query></iq>`, stanza.Forbidden},
+	} {
+		scope := module.ScopeServer
+		if strings.Contains(tc.iq, "bob@") {
+			scope = module.ScopeAccount
+		}
+		_, err := requestSess(t, e.m, alice, scope, tc.iq)
+		if condition(err) != tc.want {
+			t.Errorf("%s: %v, want %s", tc.iq, err, tc.want)
+		}
+	}
+	if !e.verify(t, "alice", "old-secret-1") {
+		t.Fatal("a refused change altered the password")
+	}
+
+	// A change with no 'to' (the account), and one to the server.
+	if _, err := requestSess(t, e.m, alice, module.ScopeAccount,
+		`<iq type='set' id='change7'><query xmlns='jabber:iq:register'><username>alice</username><password>new-secret-2</password></query></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if !e.verify(t, "alice", "new-secret-2") {
+		t.Error("password not changed")
+	}
+	if _, err := requestSess(t, e.m, alice, module.ScopeServer,
+		`<iq type='set' to='example.com' id='change8'><query xmlns='jabber:iq:register'><username>alice</username><password>new-secret-3</password></query></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if !e.verify(t, "alice", "new-secret-3") {
+		t.Error("password not changed")
+	}
+	if l := e.audit.FilterMessage("password_changed").All(); len(l) != 2 {
+		t.Errorf("audit %v", e.audit.All())
+	}
+	e.noSecrets(t, "new-secret-2", "new-secret-3", "old-secret-1")
+
+	// Not from a local session.
+	_, err = request(t, e.m, "alice@example.com/globe", module.ScopeServer,
+		`<iq type='set' to='example.com' id='change9'><query xmlns='jabber:iq:register'><username>alice</username><password>new-secret-4</password></query></iq>`)
+	if condition(err) != stanza.ServiceUnavailable {
+		t.Errorf("no session: %v", err)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	ctx := context.Background()
+	off := newEnv(t, *DefaultConfig())
+	s := off.r.login(t, "bill@example.com/globe")
+	// XEP-0077 section 3.2, with in-band removal not allowed.
+	_, err := requestSess(t, off.m, s, module.ScopeAccount,
+		`<iq type='set' from='bill@shakespeare.lit/globe' id='unreg1'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
+	if condition(err) != stanza.NotAllowed {
+		t.Errorf("not allowed: %v", err)
+	}
+
+	e := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
+	globe := e.r.login(t, "juliet@example.com/globe")
+	balcony := e.r.login(t, "juliet@example.com/balcony")
+	_, err = requestSess(t, e.m, globe, module.ScopeAccount,
+		`<iq type='set' id='unreg0'><query xmlns='jabber:iq:register'><remove/><username>juliet</username></query></iq>`)
+	if condition(err) != stanza.BadRequest {
+		t.Errorf("remove with more: %v", err)
+	}
+	// Section 3.2: cancellation.
+	_, err = requestSess(t, e.m, globe, module.ScopeAccount,
+		`<iq type='set' id='unreg1'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
+	if !errors.Is(err, module.ErrHandled) {
+		t.Fatalf("remove: %v", err)
+	}
+	if _, err := e.r.store.GetUser(ctx, "juliet", testDomain); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("juliet still exists: %v", err)
+	}
+	if got := globe.take(); len(got) != 1 || got[0] != `<iq xmlns="jabber:client" type="result" id="unreg1" from="juliet@example.com" to="juliet@example.com/globe"/>` {
+		t.Errorf("result: %v", got)
+	}
+	if globe.closed != "not-authorized" || balcony.closed != "not-authorized" {
+		t.Errorf("sessions not closed: %q %q", globe.closed, balcony.closed)
+	}
+	if l := e.audit.FilterMessage("account_removed").All(); len(l) != 1 {
+		t.Errorf("audit %v", e.audit.All())
+	}
+}
