@@ -1,9 +1,7 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"time"
 
@@ -307,7 +305,7 @@ func (h handler) Reroute(ctx context.Context, sess *c2s.Session, stanzas [][]byt
 	s := h.s
 	stamp := time.Now().UTC().Format(time.RFC3339)
 	for _, b := range stanzas {
-		el, err := parseElement(b)
+		el, err := element.Parse(b, stanza.NSClient)
 		if err != nil {
 			s.log.Error("reroute: cannot parse queued stanza", zap.Error(err))
 			continue
@@ -331,21 +329,6 @@ func (h handler) Reroute(ctx context.Context, sess *c2s.Session, stanzas [][]byt
 			}
 			st.To = st.To.Bare() // the resource is gone: deliver as to the account
 			s.deliverMessage(ctx, st)
-		}
-	}
-}
-
-// parseElement parses one serialized element in jabber:client.
-func parseElement(b []byte) (*element.Element, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.DefaultSpace = stanza.NSClient
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, err
-		}
-		if start, ok := tok.(xml.StartElement); ok {
-			return element.Read(d, start)
 		}
 	}
 }

@@ -10,9 +10,7 @@
 package offline
 
 import (
-	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -198,28 +196,16 @@ func (m *Module) lockFor(user string) *sync.Mutex {
 
 // parseStanza reads a stored message.
 func parseStanza(b []byte) (*stanza.Stanza, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.DefaultSpace = stanza.NSClient
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, err
-		}
-		start, ok := tok.(xml.StartElement)
-		if !ok {
-			continue
-		}
-		el, err := element.Read(d, start)
-		if err != nil {
-			return nil, err
-		}
-		st, err := stanza.Parse(el)
-		if err != nil {
-			return nil, err
-		}
-		if st.Kind != stanza.Message {
-			return nil, errors.New("offline: stored stanza is not a message")
-		}
-		return st, nil
+	el, err := element.Parse(b, stanza.NSClient)
+	if err != nil {
+		return nil, err
 	}
+	st, err := stanza.Parse(el)
+	if err != nil {
+		return nil, err
+	}
+	if st.Kind != stanza.Message {
+		return nil, errors.New("offline: stored stanza is not a message")
+	}
+	return st, nil
 }

@@ -4,6 +4,7 @@
 package element
 
 import (
+	"bytes"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -283,4 +284,21 @@ func fromStart(s xml.StartElement) *Element {
 		}
 	}
 	return el
+}
+
+// Parse reads one serialized element. Elements without a namespace get
+// defaultNS (e.g. jabber:client for stored stanzas).
+func Parse(b []byte, defaultNS string) (*Element, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	d.Strict = true
+	d.DefaultSpace = defaultNS
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, fmt.Errorf("element: parse: %w", err)
+		}
+		if start, ok := tok.(xml.StartElement); ok {
+			return Read(d, start)
+		}
+	}
 }
