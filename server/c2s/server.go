@@ -72,6 +72,19 @@ type Server struct {
 	conns     sync.WaitGroup
 	pingSeq   uint64
 	direct    *tls.Config
+	closed    bool // set by Shutdown: no new connections are counted
+}
+
+// addConn counts a new connection unless the server is shutting down, so
+// that conns.Add never races with Shutdown's conns.Wait.
+func (srv *Server) addConn() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
+		return false
+	}
+	srv.conns.Add(1)
+	return true
 }
 
 // New returns a c2s server.
@@ -108,7 +121,10 @@ func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool
 			}
 			return err
 		}
-		srv.conns.Add(1)
+		if !srv.addConn() {
+			_ = c.Close()
+			return nil
+		}
 		go func() {
 			defer srv.conns.Done()
 			srv.serveTCPConn(ctx, c, directTLS)
@@ -156,7 +172,10 @@ func (srv *Server) WebSocketHandler(ctx context.Context, secure bool) http.Handl
 			if r.TLS != nil {
 				cb = bindingOf(*r.TLS, srv.cfg.Leaf)
 			}
-			srv.conns.Add(1)
+			if !srv.addConn() {
+				_ = ws.Close()
+				return
+			}
 			defer srv.conns.Done()
 			tr := newWSTransport(ws, r.RemoteAddr, secure, srv.cfg.MaxStanza, srv.cfg.WriteTimeout)
 			cn := &conn{srv: srv, tr: tr, cb: cb}
@@ -186,6 +205,7 @@ func (srv *Server) track(c io.Closer) {
 // waits for connections to finish or ctx to end.
 func (srv *Server) Shutdown(ctx context.Context) {
 	srv.mu.Lock()
+	srv.closed = true
 	for _, l := range srv.listeners {
 		_ = l.Close()
 	}
@@ -423,7 +443,9 @@ func (srv *Server) readLoopEnded(ctx context.Context, s *Session, tr transport, 
 		return
 	}
 	s.tr = nil // the writer for tr stops after its current batch
-	if isErr || clean {
+	// A protocol violation or a clean close ends the session; an idle
+	// timeout is a lost network, which resumption exists for.
+	if (isErr && se.cond != "connection-timeout") || clean {
 		s.smResume = false
 	}
 	s.mu.Unlock()
@@ -495,9 +517,17 @@ func (srv *Server) resume(ctx context.Context, c *conn, bare jid.JID, el *elemen
 		return nil
 	}
 	old := s.tr
-	n := h - s.outAcked
+	n := h - s.outAcked // wraps below outAcked, so it is also caught here
 	if int64(n) > int64(s.wpos) {
-		n = uint32(s.wpos)
+		// h acknowledges stanzas never sent or goes back before an
+		// earlier ack: refuse rather than drop what is unacknowledged.
+		if s.tr == nil {
+			// The detach timer was stopped above: arm it again.
+			s.detach = time.AfterFunc(srv.cfg.ResumeTimeout, func() { s.end(context.Background()) })
+		}
+		s.mu.Unlock()
+		_ = c.tr.write([][]byte{smFailed("unexpected-request")})
+		return nil
 	}
 	s.dropAckedLocked(n)
 	s.tr = c.tr
