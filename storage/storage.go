@@ -73,7 +73,11 @@ type RosterItem struct {
 	PendingInStanza []byte
 	// Approved is true for a pre-approved inbound subscription (RFC 6121 3.4).
 	Approved bool
-	Groups   []string
+	// Hidden marks an item the server created only to hold a stranger's
+	// pending subscription request: it is not shown to clients (RFC 6121
+	// 3.1.3, "None + Pending In") until the user acts on the contact.
+	Hidden bool
+	Groups []string
 }
 
 // Rosters stores rosters with a per-user version counter (XEP-0237).

@@ -113,6 +113,7 @@ func (m *Module) rosterSet(ctx context.Context, user jid.JID, q *element.Element
 	c, err := m.modify(ctx, user.String(), contact.String(), func(it *storage.RosterItem, _ bool) op {
 		it.Name = name
 		it.Groups = groups
+		unhide(it) // the user acted on the contact: it is listed now
 		return opPut
 	})
 	if errors.Is(err, errRosterFull) {

@@ -335,7 +335,7 @@ func (m *Module) inboundSubscription(ctx context.Context, in *stanza.Stanza) {
 		if st.Type == typeSubscribe {
 			it.PendingInStanza = serialize(st)
 			if !existed {
-				it.Groups = []string{hiddenGroup}
+				it.Hidden = true
 			}
 		}
 		if existed && hidden(*it) && unused(*it) {

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"sync"
 
 	"github.com/palisade-im/palisade/server/element"
@@ -291,27 +290,16 @@ func (m *Module) checkSize(ctx context.Context, user string, isHidden bool) erro
 	return nil
 }
 
-// hiddenGroup marks an item the server created to hold a subscription
-// request from an entity the user never added: it is stored as a group
-// with an empty name, which a client cannot create (RFC 6121 2.3.3), and is
-// never shown. Such items are left out of roster results and pushes (the
-// "None + Pending In" state is not shown, RFC 6121 3.1.3; the request itself
-// is delivered as presence). The first action of the user on the item
-// (roster set, subscribe, subscribed) lists it.
-const hiddenGroup = ""
-
-// hidden reports whether an item carries the hidden marker.
-func hidden(it storage.RosterItem) bool {
-	return slices.Contains(it.Groups, hiddenGroup)
-}
+// hidden reports whether an item is one the server created to hold a subscription
+// request from an entity the user never added (storage.RosterItem.Hidden).
+// Such items are left out of roster results and pushes (the "None + Pending
+// In" state is not shown, RFC 6121 3.1.3; the request itself is delivered
+// as presence). The first action of the user on the item (roster set,
+// subscribe, subscribed) lists it.
+func hidden(it storage.RosterItem) bool { return it.Hidden }
 
 // unhide lists an item.
-func unhide(it *storage.RosterItem) {
-	it.Groups = slices.DeleteFunc(it.Groups, func(g string) bool { return g == hiddenGroup })
-	if len(it.Groups) == 0 {
-		it.Groups = nil
-	}
-}
+func unhide(it *storage.RosterItem) { it.Hidden = false }
 
 // unused reports whether an item holds no subscription state at all.
 func unused(it storage.RosterItem) bool {
@@ -379,9 +367,7 @@ func itemElement(it storage.RosterItem) *element.Element {
 		el.SetAttr("approved", "true")
 	}
 	for _, g := range it.Groups {
-		if g != hiddenGroup {
-			el.Append(element.New(NSRoster, "group").SetText(g))
-		}
+		el.Append(element.New(NSRoster, "group").SetText(g))
 	}
 	return el
 }

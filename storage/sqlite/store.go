@@ -230,4 +230,6 @@ CREATE TABLE blocklist (
 	PRIMARY KEY (user_jid, jid)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 2: roster items the server holds for a stranger's pending request.
+	`ALTER TABLE roster_items ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;`,
 }
