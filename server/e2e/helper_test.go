@@ -89,7 +89,7 @@ func init() {
 
 // env is one running server with its store and accounts.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    *config.Config
 	store  *sqlite.Store
 	srv    *server.Server
@@ -100,7 +100,7 @@ type env struct {
 	runErr error
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -112,7 +112,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // newEnv starts a server; mod may adjust the configuration first.
-func newEnv(t *testing.T, mod func(*config.Config)) *env {
+func newEnv(t testing.TB, mod func(*config.Config)) *env {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Server.DataDir = t.TempDir()
@@ -299,7 +299,7 @@ type item struct {
 
 // client is a raw XMPP client for tests.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	e    *env
 	mode mode
 	raw  net.Conn // TCP
@@ -319,7 +319,7 @@ type client struct {
 }
 
 // dial connects without sending anything.
-func dial(t *testing.T, e *env, m mode) *client {
+func dial(t testing.TB, e *env, m mode) *client {
 	t.Helper()
 	c := &client{t: t, e: e, mode: m}
 	switch m {
@@ -755,7 +755,7 @@ func (c *client) bind(res string) string {
 }
 
 // login connects, authenticates, binds and starts asynchronous reading.
-func login(t *testing.T, e *env, m mode, user, res string) *client {
+func login(t testing.TB, e *env, m mode, user, res string) *client {
 	t.Helper()
 	c := dial(t, e, m)
 	c.authed(user)
