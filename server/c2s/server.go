@@ -134,8 +134,10 @@ func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool
 
 func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool) {
 	var cb sasl.Binding
+	var rec *recordConn
 	if directTLS {
-		tc := tls.Server(c, srv.directTLS())
+		rec = newRecordConn(c)
+		tc := tls.Server(rec, srv.directTLS())
 		hctx, cancel := context.WithTimeout(ctx, srv.cfg.AuthTimeout)
 		err := tc.HandshakeContext(hctx)
 		cancel()
@@ -147,9 +149,18 @@ func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool)
 		c = tc
 		cb = bindingOf(tc.ConnectionState(), srv.cfg.Leaf)
 	}
-	tt := newTCPTransport(c, directTLS, srv.cfg.MaxStanza, srv.cfg.WriteTimeout)
+	tt := newTCPTransport(c, rec, srv.cfg.MaxStanza, srv.cfg.WriteTimeout)
 	cn := &conn{srv: srv, tr: tt, tcp: tt, cb: cb}
-	cn.serve(ctx)
+	loop := cn.negotiated(ctx)
+	if loop == nil {
+		return
+	}
+	// The caller still holds its count, so this Add cannot race Shutdown's Wait.
+	srv.conns.Add(1)
+	go func() {
+		defer srv.conns.Done()
+		loop()
+	}()
 }
 
 // WebSocketHandler serves RFC 7395 at the path it is mounted on. secure
@@ -274,6 +285,9 @@ func (srv *Server) readLoop(ctx context.Context, s *Session, tr transport) {
 	tr.setIdle(srv.cfg.IdleTimeout, srv.cfg.PingTimeout, func() { srv.pingClient(s) })
 	var err error
 	for {
+		if err = tr.wait(); err != nil {
+			break
+		}
 		var ev event
 		ev, err = tr.next()
 		if err != nil {

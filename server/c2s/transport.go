@@ -92,6 +92,10 @@ type transport interface {
 	// setDeadline bounds how long reads may wait: the idle reader pings
 	// first, then fails.
 	setIdle(idle, ping time.Duration, onIdle func())
+	// wait blocks, with the idle timeouts, until next has something to
+	// read, in a shallow stack where it can tell (see recordConn); else it
+	// returns at once and next waits.
+	wait() error
 	remoteAddr() string
 	secure() bool
 }
@@ -157,6 +161,12 @@ func (c *idleConn) setIdle(idle, ping time.Duration, onIdle func()) {
 	c.mu.Unlock()
 }
 
+func (c *idleConn) settings() (idle, ping time.Duration, onIdle func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.idle, c.ping, c.onIdle
+}
+
 func (c *idleConn) setLimit(n int64) {
 	c.mu.Lock()
 	c.limit = n
@@ -169,38 +179,112 @@ var errTooBig = errStream("policy-violation", "stanza too large")
 // or direct TLS).
 type tcpTransport struct {
 	conn    *idleConn
-	rmu     sync.Mutex // guards raw: timers and writers read it during STARTTLS
-	raw     net.Conn   // the TCP or TLS connection
+	rmu     sync.Mutex  // guards raw: timers and writers read it during STARTTLS
+	raw     net.Conn    // the TCP or TLS connection
+	rec     *recordConn // under TLS; nil before it
+	lazy    *lazyReader
 	dec     *xml.Decoder
 	max     int64
 	tls     bool
 	wmu     sync.Mutex
-	wbuf    []byte
 	wtime   time.Duration
 	started bool
 }
 
-func newTCPTransport(c net.Conn, isTLS bool, max int64, writeTimeout time.Duration) *tcpTransport {
-	t := &tcpTransport{raw: c, tls: isTLS, max: max, wtime: writeTimeout}
+// newTCPTransport frames a connection; rec is the recordConn under c when
+// c is a direct TLS connection, else nil.
+func newTCPTransport(c net.Conn, rec *recordConn, max int64, writeTimeout time.Duration) *tcpTransport {
+	t := &tcpTransport{raw: c, rec: rec, tls: rec != nil, max: max, wtime: writeTimeout}
 	t.conn = &idleConn{Conn: c, limit: -1}
 	t.newDecoder()
 	return t
 }
 
 func (t *tcpTransport) newDecoder() {
-	t.dec = xml.NewDecoder(t.conn)
+	t.lazy = &lazyReader{r: t.conn}
+	t.dec = xml.NewDecoder(t.lazy)
 	t.dec.Strict = true
+}
+
+// writeBuffers lend the buffers that join a batch into one write, so an
+// idle session keeps none.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// burstBuffers lend read buffers to sessions that are receiving a burst.
+var burstBuffers = sync.Pool{New: func() any { return new([4096]byte) }}
+
+// lazyReader is the XML decoder's buffered reader (io.ByteReader, so the
+// decoder adds no bufio of its own). A session waiting for its client
+// holds only the small inline buffer; a read that fills it borrows a 4 KiB
+// buffer from burstBuffers for the following reads and gives it back once
+// a read no longer fills it. bufio would keep 4 KiB for every idle session.
+type lazyReader struct {
+	r     io.Reader
+	small [256]byte
+	burst *[4096]byte
+	buf   []byte // unread bytes of the last read
+	full  bool   // the last read filled its buffer: more is likely queued
+	err   error
+}
+
+// drained reports that every byte read so far was consumed and the last
+// read did not fill its buffer, so the layer below holds nothing more.
+func (l *lazyReader) drained() bool { return len(l.buf) == 0 && !l.full && l.err == nil }
+
+func (l *lazyReader) ReadByte() (byte, error) {
+	for len(l.buf) == 0 {
+		if l.err != nil {
+			return 0, l.err
+		}
+		l.fill()
+	}
+	b := l.buf[0]
+	l.buf = l.buf[1:]
+	return b, nil
+}
+
+func (l *lazyReader) Read(p []byte) (int, error) {
+	for len(l.buf) == 0 {
+		if l.err != nil {
+			return 0, l.err
+		}
+		l.fill()
+	}
+	n := copy(p, l.buf)
+	l.buf = l.buf[n:]
+	return n, nil
+}
+
+func (l *lazyReader) fill() {
+	var dst []byte
+	if l.full {
+		if l.burst == nil {
+			l.burst = burstBuffers.Get().(*[4096]byte)
+		}
+		dst = l.burst[:]
+	} else {
+		if l.burst != nil {
+			burstBuffers.Put(l.burst)
+			l.burst = nil
+		}
+		dst = l.small[:]
+	}
+	n, err := l.r.Read(dst)
+	l.buf = dst[:n]
+	l.full = n == len(dst)
+	l.err = err
 }
 
 func (t *tcpTransport) restart() {}
 
-// upgrade replaces the connection after STARTTLS.
-func (t *tcpTransport) upgrade(c net.Conn) {
+// upgrade replaces the connection after STARTTLS; rec is under c.
+func (t *tcpTransport) upgrade(c net.Conn, rec *recordConn) {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 	t.rmu.Lock()
 	t.raw = c
 	t.rmu.Unlock()
+	t.rec = rec
 	t.tls = true
 	t.conn = &idleConn{Conn: c, limit: -1, idle: t.conn.idle, ping: t.conn.ping, onIdle: t.conn.onIdle}
 	t.newDecoder()
@@ -328,15 +412,18 @@ func (t *tcpTransport) writeOpen(from, id string) error {
 func (t *tcpTransport) write(elems [][]byte) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	buf := t.wbuf[:0]
+	if len(elems) == 1 {
+		return t.send(elems[0])
+	}
+	bp := writeBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
 	for _, e := range elems {
 		buf = append(buf, e...)
 	}
 	err := t.send(buf)
 	if cap(buf) <= 64<<10 {
-		t.wbuf = buf[:0]
-	} else {
-		t.wbuf = nil
+		*bp = buf[:0]
+		writeBuffers.Put(bp)
 	}
 	return err
 }
@@ -395,6 +482,9 @@ func (t *tcpTransport) lingerClose() error {
 	if tc, ok := raw.(*tls.Conn); ok {
 		base = tc.NetConn()
 	}
+	if rc, ok := base.(*recordConn); ok {
+		base = rc.Conn
+	}
 	if tcp, ok := base.(*net.TCPConn); ok {
 		_ = tcp.CloseWrite()
 		_ = tcp.SetReadDeadline(time.Now().Add(lingerTime))
@@ -405,6 +495,13 @@ func (t *tcpTransport) lingerClose() error {
 
 func (t *tcpTransport) setIdle(idle, ping time.Duration, onIdle func()) {
 	t.conn.setIdle(idle, ping, onIdle)
+}
+
+func (t *tcpTransport) wait() error {
+	if t.rec == nil || !t.lazy.drained() {
+		return nil
+	}
+	return t.rec.waitIdle(t.conn.settings())
 }
 
 func (t *tcpTransport) remoteAddr() string { return t.rawConn().RemoteAddr().String() }

@@ -196,3 +196,6 @@ func (t *wsTransport) setIdle(idle, ping time.Duration, onIdle func()) {
 
 func (t *wsTransport) remoteAddr() string { return t.remote }
 func (t *wsTransport) secure() bool       { return t.isTLS }
+
+// wait returns at once: the WebSocket reader waits in next.
+func (t *wsTransport) wait() error { return nil }
