@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 )
@@ -25,13 +26,13 @@ func (c *countingStore) Blocked(ctx context.Context, user string) ([]string, err
 type env struct {
 	t     *testing.T
 	m     *Module
-	r     *fakeRouter
+	r     *moduletest.Router
 	store *countingStore
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	h, r := newHost(t, nil)
+	h, r := moduletest.NewHost(t, nil)
 	cs := &countingStore{Store: h.Store}
 	m, err := New(r, cs, h.Log, h.Audit, cfg)
 	if err != nil {
@@ -41,51 +42,50 @@ func newEnv(t *testing.T, cfg Config) *env {
 }
 
 // online binds an available session.
-func (e *env) online(full string) *fakeSession {
-	s := e.r.login(e.t, full)
-	s.avail = true
-	s.pres = parse(e.t, `<presence><show>away</show></presence>`)
+func (e *env) online(full string) *moduletest.Session {
+	s := e.r.Login(e.t, full)
+	s.UpdatePresence(moduletest.Parse(e.t, `<presence><show>away</show></presence>`))
 	return s
 }
 
 func (e *env) check(xml string) *module.Denial {
 	e.t.Helper()
-	return e.m.Check(context.Background(), parse(e.t, xml))
+	return e.m.Check(context.Background(), moduletest.Parse(e.t, xml))
 }
 
 func TestBlockListAndPushes(t *testing.T) {
 	e := newEnv(t, *DefaultConfig())
 	chamber := e.online("juliet@example.com/chamber")
 	balcony := e.online("juliet@example.com/balcony")
-	if _, err := e.r.store.PutItem(context.Background(), "juliet@example.com",
+	if _, err := e.r.Store().PutItem(context.Background(), "juliet@example.com",
 		storage.RosterItem{JID: "romeo@montague.net", Subscription: storage.SubBoth}); err != nil {
 		t.Fatal(err)
 	}
 
 	// XEP-0191 section 3.2: the (empty) block list; chamber now wants pushes.
-	res, err := requestSess(t, e.m, chamber, module.ScopeAccount,
+	res, err := moduletest.RequestSession(t, e.m, chamber, module.ScopeAccount,
 		`<iq type='get' id='blocklist1'><blocklist xmlns='urn:xmpp:blocking'/></iq>`)
-	if err != nil || str(res) != `<blocklist xmlns="urn:xmpp:blocking"/>` {
-		t.Fatalf("blocklist: %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != `<blocklist xmlns="urn:xmpp:blocking"/>` {
+		t.Fatalf("blocklist: %s, %v", moduletest.String(res), err)
 	}
 
 	// Section 3.3: block romeo.
-	res, err = requestSess(t, e.m, balcony, module.ScopeAccount,
+	res, err = moduletest.RequestSession(t, e.m, balcony, module.ScopeAccount,
 		`<iq from='juliet@example.com/balcony' type='set' id='block1'><block xmlns='urn:xmpp:blocking'><item jid='romeo@montague.net'/></block></iq>`)
 	if err != nil || res != nil {
-		t.Fatalf("block: %s, %v", str(res), err)
+		t.Fatalf("block: %s, %v", moduletest.String(res), err)
 	}
 	// The push goes only to the session that fetched the list.
-	got := chamber.take()
+	got := chamber.TakeXML()
 	if len(got) != 1 {
 		t.Fatalf("pushes to chamber: %v", got)
 	}
-	push := parse(t, got[0])
+	push := moduletest.Parse(t, got[0])
 	if push.Type != "set" || push.From.String() != "juliet@example.com" || push.To.String() != "juliet@example.com/chamber" ||
-		str(push.Payload()) != `<block xmlns="urn:xmpp:blocking"><item jid="romeo@montague.net"/></block>` {
+		moduletest.String(push.Payload()) != `<block xmlns="urn:xmpp:blocking"><item jid="romeo@montague.net"/></block>` {
 		t.Errorf("push %s", got[0])
 	}
-	if got := balcony.take(); len(got) != 0 {
+	if got := balcony.TakeXML(); len(got) != 0 {
 		t.Errorf("balcony did not fetch the list but got %v", got)
 	}
 	// Section 3.3: romeo (subscribed) sees both resources go unavailable.
@@ -93,63 +93,63 @@ func TestBlockListAndPushes(t *testing.T) {
 		`<presence xmlns="jabber:client" type="unavailable" from="juliet@example.com/chamber" to="romeo@montague.net"/>`,
 		`<presence xmlns="jabber:client" type="unavailable" from="juliet@example.com/balcony" to="romeo@montague.net"/>`,
 	}
-	if got := e.r.takeRouted(); !slices.Equal(got, want) {
+	if got := moduletest.XML(e.r.TakeRouted()); !slices.Equal(got, want) {
 		t.Errorf("presence:\n got %v\nwant %v", got, want)
 	}
 
-	res, err = requestSess(t, e.m, chamber, module.ScopeAccount,
+	res, err = moduletest.RequestSession(t, e.m, chamber, module.ScopeAccount,
 		`<iq type='get' id='blocklist2'><blocklist xmlns='urn:xmpp:blocking'/></iq>`)
-	if err != nil || str(res) != `<blocklist xmlns="urn:xmpp:blocking"><item jid="romeo@montague.net"/></blocklist>` {
-		t.Errorf("blocklist: %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != `<blocklist xmlns="urn:xmpp:blocking"><item jid="romeo@montague.net"/></blocklist>` {
+		t.Errorf("blocklist: %s, %v", moduletest.String(res), err)
 	}
 
 	// Section 3.4: unblock romeo; he gets the current presence again.
-	if _, err := requestSess(t, e.m, balcony, module.ScopeAccount,
+	if _, err := moduletest.RequestSession(t, e.m, balcony, module.ScopeAccount,
 		`<iq type='set' id='unblock1'><unblock xmlns='urn:xmpp:blocking'><item jid='romeo@montague.net'/></unblock></iq>`); err != nil {
 		t.Fatal(err)
 	}
-	got = chamber.take()
-	if len(got) != 1 || str(parse(t, got[0]).Payload()) != `<unblock xmlns="urn:xmpp:blocking"><item jid="romeo@montague.net"/></unblock>` {
+	got = chamber.TakeXML()
+	if len(got) != 1 || moduletest.String(moduletest.Parse(t, got[0]).Payload()) != `<unblock xmlns="urn:xmpp:blocking"><item jid="romeo@montague.net"/></unblock>` {
 		t.Errorf("unblock push %v", got)
 	}
 	want = []string{
 		`<presence xmlns="jabber:client" from="juliet@example.com/chamber" to="romeo@montague.net"><show>away</show></presence>`,
 		`<presence xmlns="jabber:client" from="juliet@example.com/balcony" to="romeo@montague.net"><show>away</show></presence>`,
 	}
-	if got := e.r.takeRouted(); !slices.Equal(got, want) {
+	if got := moduletest.XML(e.r.TakeRouted()); !slices.Equal(got, want) {
 		t.Errorf("presence:\n got %v\nwant %v", got, want)
 	}
 
 	// Section 3.5: unblock all.
 	for _, j := range []string{"iago@shakespeare.lit", "mercutio@montague.net"} {
-		if _, err := requestSess(t, e.m, balcony, module.ScopeAccount,
+		if _, err := moduletest.RequestSession(t, e.m, balcony, module.ScopeAccount,
 			`<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='`+j+`'/></block></iq>`); err != nil {
 			t.Fatal(err)
 		}
 	}
-	chamber.take()
-	if _, err := requestSess(t, e.m, balcony, module.ScopeAccount,
+	chamber.TakeXML()
+	if _, err := moduletest.RequestSession(t, e.m, balcony, module.ScopeAccount,
 		`<iq type='set' id='unblock2'><unblock xmlns='urn:xmpp:blocking'/></iq>`); err != nil {
 		t.Fatal(err)
 	}
-	got = chamber.take()
-	if len(got) != 1 || str(parse(t, got[0]).Payload()) != `<unblock xmlns="urn:xmpp:blocking"/>` {
+	got = chamber.TakeXML()
+	if len(got) != 1 || moduletest.String(moduletest.Parse(t, got[0]).Payload()) != `<unblock xmlns="urn:xmpp:blocking"/>` {
 		t.Errorf("unblock-all push %v", got)
 	}
-	res, _ = requestSess(t, e.m, chamber, module.ScopeAccount,
+	res, _ = moduletest.RequestSession(t, e.m, chamber, module.ScopeAccount,
 		`<iq type='get' id='blocklist3'><blocklist xmlns='urn:xmpp:blocking'/></iq>`)
-	if str(res) != `<blocklist xmlns="urn:xmpp:blocking"/>` {
-		t.Errorf("after unblock all: %s", str(res))
+	if moduletest.String(res) != `<blocklist xmlns="urn:xmpp:blocking"/>` {
+		t.Errorf("after unblock all: %s", moduletest.String(res))
 	}
 
 	// A session that ended gets no pushes.
-	e.r.logout(chamber)
+	e.r.Logout(chamber)
 	e.m.SessionEnded(context.Background(), chamber)
-	if _, err := requestSess(t, e.m, balcony, module.ScopeAccount,
+	if _, err := moduletest.RequestSession(t, e.m, balcony, module.ScopeAccount,
 		`<iq type='set' id='b2'><block xmlns='urn:xmpp:blocking'><item jid='iago@shakespeare.lit'/></block></iq>`); err != nil {
 		t.Fatal(err)
 	}
-	if got := chamber.take(); len(got) != 0 {
+	if got := chamber.TakeXML(); len(got) != 0 {
 		t.Errorf("ended session got %v", got)
 	}
 }
@@ -157,7 +157,7 @@ func TestBlockListAndPushes(t *testing.T) {
 func TestPolicy(t *testing.T) {
 	e := newEnv(t, *DefaultConfig())
 	juliet := e.online("juliet@example.com/balcony")
-	if _, err := requestSess(t, e.m, juliet, module.ScopeAccount, `<iq type='set' id='block1'><block xmlns='urn:xmpp:blocking'>
+	if _, err := moduletest.RequestSession(t, e.m, juliet, module.ScopeAccount, `<iq type='set' id='block1'><block xmlns='urn:xmpp:blocking'>
 		<item jid='romeo@montague.net'/>
 		<item jid='example.org'/>
 		<item jid='tybalt@capulet.lit/sword'/>
@@ -242,7 +242,7 @@ func TestPolicy(t *testing.T) {
 func TestOwnDomainBlocked(t *testing.T) {
 	e := newEnv(t, *DefaultConfig())
 	juliet := e.online("juliet@example.com/balcony")
-	if _, err := requestSess(t, e.m, juliet, module.ScopeAccount,
+	if _, err := moduletest.RequestSession(t, e.m, juliet, module.ScopeAccount,
 		`<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='example.com'/></block></iq>`); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestCache(t *testing.T) {
 		t.Errorf("%d reads for 100 checks", n)
 	}
 	// A change reloads the list once.
-	if _, err := requestSess(t, e.m, juliet, module.ScopeAccount,
+	if _, err := moduletest.RequestSession(t, e.m, juliet, module.ScopeAccount,
 		`<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='romeo@montague.net'/></block></iq>`); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestCache(t *testing.T) {
 		t.Errorf("%d reads after a change", n)
 	}
 	// The list is dropped with the user's last session and read again.
-	e.r.logout(juliet)
+	e.r.Logout(juliet)
 	e.m.SessionEnded(context.Background(), juliet)
 	if d := e.check(msg); d == nil {
 		t.Fatal("not blocked after reload")
@@ -330,14 +330,14 @@ func TestErrors(t *testing.T) {
 		{`<iq type='set' to='bob@example.com' id='block8'><block xmlns='urn:xmpp:blocking'><item jid='x@y'/></block></iq>`, stanza.Forbidden},
 		{`<iq type='set' id='block9'><block xmlns='urn:xmpp:blocking'><item jid='a@y'/><item jid='b@y'/><item jid='c@y'/></block></iq>`, stanza.PolicyViolation},
 	} {
-		_, err := requestSess(t, e.m, juliet, module.ScopeAccount, tc.xml)
-		if condition(err) != tc.want {
+		_, err := moduletest.RequestSession(t, e.m, juliet, module.ScopeAccount, tc.xml)
+		if moduletest.Condition(err) != tc.want {
 			t.Errorf("%s: %v, want %s", tc.xml, err, tc.want)
 		}
 	}
 	// Blocking what is already blocked does not count twice.
 	for range 2 {
-		if _, err := requestSess(t, e.m, juliet, module.ScopeAccount,
+		if _, err := moduletest.RequestSession(t, e.m, juliet, module.ScopeAccount,
 			`<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='a@y'/><item jid='b@y'/></block></iq>`); err != nil {
 			t.Fatal(err)
 		}

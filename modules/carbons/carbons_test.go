@@ -5,58 +5,58 @@ import (
 	"testing"
 
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
-	"go.uber.org/zap/zaptest"
 )
 
-func newCarbons(t *testing.T) (*Module, *fakeRouter) {
+func newCarbons(t *testing.T) (*Module, *moduletest.Router) {
 	t.Helper()
-	r := &fakeRouter{sessions: map[string][]*fakeSession{}}
-	return New(r, zaptest.NewLogger(t)), r
+	h, r := moduletest.NewHost(t, nil)
+	return New(r, h.Log), r
 }
 
 func TestEnableDisable(t *testing.T) {
 	m, r := newCarbons(t)
-	garden := r.login(t, "romeo@montague.example/garden")
+	garden := r.Login(t, "romeo@montague.example/garden")
 	// XEP-0280 section 4: client enables carbons.
-	res, err := requestSess(t, m, garden, module.ScopeAccount,
+	res, err := moduletest.RequestSession(t, m, garden, module.ScopeAccount,
 		`<iq xmlns='jabber:client' from='romeo@montague.example/garden' id='enable1' type='set'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
 	if err != nil || res != nil || !garden.Carbons() {
-		t.Fatalf("enable: %s, %v, %v", str(res), err, garden.Carbons())
+		t.Fatalf("enable: %s, %v, %v", moduletest.String(res), err, garden.Carbons())
 	}
 	// Enabling twice is fine.
-	if _, err := requestSess(t, m, garden, module.ScopeServer,
+	if _, err := moduletest.RequestSession(t, m, garden, module.ScopeServer,
 		`<iq to='montague.example' id='enable2' type='set'><enable xmlns='urn:xmpp:carbons:2'/></iq>`); err != nil || !garden.Carbons() {
 		t.Fatal(err)
 	}
 	// Section 5: client disables carbons.
-	if _, err := requestSess(t, m, garden, module.ScopeAccount,
+	if _, err := moduletest.RequestSession(t, m, garden, module.ScopeAccount,
 		`<iq xmlns='jabber:client' from='romeo@montague.example/garden' id='disable1' type='set'><disable xmlns='urn:xmpp:carbons:2'/></iq>`); err != nil || garden.Carbons() {
 		t.Fatalf("disable: %v, %v", err, garden.Carbons())
 	}
 	// Not a local session (section 4.1), another user's account, a get.
-	_, err = request(t, m, "romeo@montague.example/garden", module.ScopeAccount,
+	_, err = moduletest.Request(t, m, "romeo@montague.example/garden", module.ScopeAccount,
 		`<iq id='enable3' type='set'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
-	if condition(err) != stanza.NotAllowed {
+	if moduletest.Condition(err) != stanza.NotAllowed {
 		t.Errorf("no session: %v", err)
 	}
-	_, err = requestSess(t, m, garden, module.ScopeAccount,
+	_, err = moduletest.RequestSession(t, m, garden, module.ScopeAccount,
 		`<iq to='juliet@capulet.example' id='disable2' type='set'><disable xmlns='urn:xmpp:carbons:2'/></iq>`)
-	if condition(err) != stanza.NotAllowed {
+	if moduletest.Condition(err) != stanza.NotAllowed {
 		t.Errorf("other account: %v", err)
 	}
-	_, err = requestSess(t, m, garden, module.ScopeAccount,
+	_, err = moduletest.RequestSession(t, m, garden, module.ScopeAccount,
 		`<iq id='enable4' type='get'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
-	if condition(err) != stanza.BadRequest {
+	if moduletest.Condition(err) != stanza.BadRequest {
 		t.Errorf("get: %v", err)
 	}
 }
 
 // romeo has three sessions: garden and home with carbons, work without.
-func romeo(t *testing.T, r *fakeRouter) (garden, home, work *fakeSession) {
-	garden = r.login(t, "romeo@montague.example/garden")
-	home = r.login(t, "romeo@montague.example/home")
-	work = r.login(t, "romeo@montague.example/work")
+func romeo(t *testing.T, r *moduletest.Router) (garden, home, work *moduletest.Session) {
+	garden = r.Login(t, "romeo@montague.example/garden")
+	home = r.Login(t, "romeo@montague.example/home")
+	work = r.Login(t, "romeo@montague.example/work")
 	garden.SetCarbons(true)
 	home.SetCarbons(true)
 	return
@@ -66,7 +66,7 @@ func TestReceived(t *testing.T) {
 	m, r := newCarbons(t)
 	garden, home, work := romeo(t, r)
 	// XEP-0280 section 6 (Receiving Messages): Juliet sends Romeo a directed message ...
-	msg := parse(t, `<message xmlns='jabber:client' from='juliet@capulet.example/balcony' to='romeo@montague.example/garden' type='chat'>
+	msg := moduletest.Parse(t, `<message xmlns='jabber:client' from='juliet@capulet.example/balcony' to='romeo@montague.example/garden' type='chat'>
   <body>What man art thou that, thus bescreen'd in night, so stumblest on my counsel?</body>
   <thread>0e3141cd80894871a68e6fe6b1ec56fa</thread>
 </message>`)
@@ -75,14 +75,14 @@ func TestReceived(t *testing.T) {
 	want := `<message xmlns="jabber:client" type="chat" from="romeo@montague.example" to="romeo@montague.example/home">` +
 		`<received xmlns="urn:xmpp:carbons:2"><forwarded xmlns="urn:xmpp:forward:0">` + msg.El.String() +
 		`</forwarded></received></message>`
-	got := home.take()
+	got := home.TakeXML()
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("home:\n got %v\nwant %s", got, want)
 	}
-	if g := garden.take(); len(g) != 0 {
+	if g := garden.TakeXML(); len(g) != 0 {
 		t.Errorf("garden got the message and a copy: %v", g)
 	}
-	if g := work.take(); len(g) != 0 {
+	if g := work.TakeXML(); len(g) != 0 {
 		t.Errorf("work has carbons disabled: %v", g)
 	}
 }
@@ -91,7 +91,7 @@ func TestSent(t *testing.T) {
 	m, r := newCarbons(t)
 	garden, home, work := romeo(t, r)
 	// XEP-0280 section 7 (Sending Messages): Romeo replies from home ...
-	msg := parse(t, `<message xmlns='jabber:client' from='romeo@montague.example/home' to='juliet@capulet.example/balcony' type='chat'>
+	msg := moduletest.Parse(t, `<message xmlns='jabber:client' from='romeo@montague.example/home' to='juliet@capulet.example/balcony' type='chat'>
   <body>Neither, fair saint, if either thee dislike.</body>
   <thread>0e3141cd80894871a68e6fe6b1ec56fa</thread>
 </message>`)
@@ -100,14 +100,14 @@ func TestSent(t *testing.T) {
 	want := `<message xmlns="jabber:client" type="chat" from="romeo@montague.example" to="romeo@montague.example/garden">` +
 		`<sent xmlns="urn:xmpp:carbons:2"><forwarded xmlns="urn:xmpp:forward:0">` + msg.El.String() +
 		`</forwarded></sent></message>`
-	got := garden.take()
+	got := garden.TakeXML()
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("garden:\n got %v\nwant %s", got, want)
 	}
-	if g := home.take(); len(g) != 0 {
+	if g := home.TakeXML(); len(g) != 0 {
 		t.Errorf("sender got a copy: %v", g)
 	}
-	if g := work.take(); len(g) != 0 {
+	if g := work.TakeXML(); len(g) != 0 {
 		t.Errorf("work has carbons disabled: %v", g)
 	}
 }
@@ -116,16 +116,16 @@ func TestToSelf(t *testing.T) {
 	m, r := newCarbons(t)
 	garden, home, work := romeo(t, r)
 	work.SetCarbons(true)
-	msg := parse(t, `<message from='romeo@montague.example/home' to='romeo@montague.example' type='chat'><body>note</body></message>`)
+	msg := moduletest.Parse(t, `<message from='romeo@montague.example/home' to='romeo@montague.example' type='chat'><body>note</body></message>`)
 	m.MessageSent(context.Background(), home, msg)
 	m.MessageDelivered(context.Background(), msg, []module.Session{garden}, true)
-	if g := garden.take(); len(g) != 0 {
+	if g := garden.TakeXML(); len(g) != 0 {
 		t.Errorf("garden got the message itself: %v", g)
 	}
-	if g := home.take(); len(g) != 0 {
+	if g := home.TakeXML(); len(g) != 0 {
 		t.Errorf("sender: %v", g)
 	}
-	if g := work.take(); len(g) != 1 {
+	if g := work.TakeXML(); len(g) != 1 {
 		t.Errorf("work: one received copy expected, got %v", g)
 	}
 }
@@ -154,12 +154,12 @@ func TestEligible(t *testing.T) {
 		{`<message type='chat'><received xmlns='urn:xmpp:carbons:2'/></message>`, false},
 		{`<message type='chat'><sent xmlns='urn:xmpp:carbons:2'/></message>`, false},
 	} {
-		if got := Eligible(parse(t, tc.xml)); got != tc.want {
+		if got := Eligible(moduletest.Parse(t, tc.xml)); got != tc.want {
 			t.Errorf("%s: %v", tc.xml, got)
 		}
 	}
 	// Presence is never eligible.
-	if Eligible(parse(t, `<presence/>`)) {
+	if Eligible(moduletest.Parse(t, `<presence/>`)) {
 		t.Error("presence eligible")
 	}
 }
@@ -172,9 +172,9 @@ func TestPrivateMessageNotCopied(t *testing.T) {
 		// A private message from a chat room occupant.
 		`<message from='room@muc.example/nurse' to='romeo@montague.example/garden' type='chat'><body>x</body><x xmlns='http://jabber.org/protocol/muc#user'/></message>`,
 	} {
-		msg := parse(t, x)
+		msg := moduletest.Parse(t, x)
 		m.MessageDelivered(context.Background(), msg, []module.Session{garden}, false)
-		if g := home.take(); len(g) != 0 {
+		if g := home.TakeXML(); len(g) != 0 {
 			t.Errorf("%s copied: %v", x, g)
 		}
 	}

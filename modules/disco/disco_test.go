@@ -7,6 +7,7 @@ import (
 
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 )
@@ -71,10 +72,10 @@ type features struct{ server, account []string }
 func (f features) ServerFeatures() []string  { return f.server }
 func (f features) AccountFeatures() []string { return f.account }
 
-func newDisco(t *testing.T, cfg Config) (*Module, *fakeRouter) {
+func newDisco(t *testing.T, cfg Config) (*Module, *moduletest.Router) {
 	t.Helper()
 	var m *Module
-	h, r := newHost(t, func() []any {
+	h, r := moduletest.NewHost(t, func() []any {
 		return []any{
 			m,
 			features{server: []string{"urn:xmpp:ping", "jabber:iq:version"}},
@@ -101,12 +102,12 @@ const ourServerInfo = `<query xmlns="http://jabber.org/protocol/disco#info">` +
 func TestServerInfo(t *testing.T) {
 	m, _ := newDisco(t, Config{})
 	// XEP-0030 Example 1.
-	res, err := request(t, m, "romeo@example.com/orchard", module.ScopeServer,
+	res, err := moduletest.Request(t, m, "romeo@example.com/orchard", module.ScopeServer,
 		`<iq type='get' to='example.com' id='info1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := str(res); got != ourServerInfo {
+	if got := moduletest.String(res); got != ourServerInfo {
 		t.Errorf("info:\n got %s\nwant %s", got, ourServerInfo)
 	}
 	wantS := "server/im//Palisade<http://jabber.org/protocol/disco#info<http://jabber.org/protocol/disco#items<" +
@@ -120,24 +121,24 @@ func TestServerInfo(t *testing.T) {
 
 	// XEP-0115 section 6.2: a query to node#ver returns the same info.
 	node := CapsNode + "#" + m.Ver()
-	res, err = request(t, m, "romeo@example.com/orchard", module.ScopeServer,
+	res, err = moduletest.Request(t, m, "romeo@example.com/orchard", module.ScopeServer,
 		`<iq type='get' to='example.com' id='disco1'><query xmlns='http://jabber.org/protocol/disco#info' node='`+node+`'/></iq>`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := strings.Replace(ourServerInfo, `#info">`, `#info" node="`+node+`">`, 1)
-	if got := str(res); got != want {
+	if got := moduletest.String(res); got != want {
 		t.Errorf("node info:\n got %s\nwant %s", got, want)
 	}
 
-	_, err = request(t, m, "romeo@example.com/orchard", module.ScopeServer,
+	_, err = moduletest.Request(t, m, "romeo@example.com/orchard", module.ScopeServer,
 		`<iq type='get' to='example.com' id='disco2'><query xmlns='http://jabber.org/protocol/disco#info' node='https://palisade.im#stale'/></iq>`)
-	if condition(err) != stanza.ItemNotFound {
+	if moduletest.Condition(err) != stanza.ItemNotFound {
 		t.Errorf("unknown node: %v", err)
 	}
-	_, err = request(t, m, "romeo@example.com/orchard", module.ScopeServer,
+	_, err = moduletest.Request(t, m, "romeo@example.com/orchard", module.ScopeServer,
 		`<iq type='set' to='example.com' id='disco3'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
-	if condition(err) != stanza.BadRequest {
+	if moduletest.Condition(err) != stanza.BadRequest {
 		t.Errorf("set: %v", err)
 	}
 }
@@ -156,24 +157,24 @@ func TestCapsStreamFeature(t *testing.T) {
 func TestServerItems(t *testing.T) {
 	m, _ := newDisco(t, Config{})
 	// XEP-0030 section 4: no items is an empty query, not an error.
-	res, err := request(t, m, "romeo@example.com/orchard", module.ScopeServer,
+	res, err := moduletest.Request(t, m, "romeo@example.com/orchard", module.ScopeServer,
 		`<iq type='get' to='example.com' id='items1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`)
-	if err != nil || str(res) != `<query xmlns="http://jabber.org/protocol/disco#items"/>` {
-		t.Errorf("empty items: %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != `<query xmlns="http://jabber.org/protocol/disco#items"/>` {
+		t.Errorf("empty items: %s, %v", moduletest.String(res), err)
 	}
 
 	cfg := Config{Items: []Item{{JID: "Conference.Example.com", Name: "Chatrooms"}, {JID: "pubsub.example.com", Node: "news"}}}
 	m, _ = newDisco(t, cfg)
-	res, err = request(t, m, "romeo@example.com/orchard", module.ScopeServer,
+	res, err = moduletest.Request(t, m, "romeo@example.com/orchard", module.ScopeServer,
 		`<iq type='get' to='example.com' id='items1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`)
 	want := `<query xmlns="http://jabber.org/protocol/disco#items">` +
 		`<item jid="conference.example.com" name="Chatrooms"/><item jid="pubsub.example.com" node="news"/></query>`
-	if err != nil || str(res) != want {
-		t.Errorf("items: %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != want {
+		t.Errorf("items: %s, %v", moduletest.String(res), err)
 	}
-	_, err = request(t, m, "romeo@example.com/orchard", module.ScopeServer,
+	_, err = moduletest.Request(t, m, "romeo@example.com/orchard", module.ScopeServer,
 		`<iq type='get' to='example.com' id='items2'><query xmlns='http://jabber.org/protocol/disco#items' node='x'/></iq>`)
-	if condition(err) != stanza.ItemNotFound {
+	if moduletest.Condition(err) != stanza.ItemNotFound {
 		t.Errorf("items node: %v", err)
 	}
 }
@@ -203,47 +204,47 @@ func TestAccountInfo(t *testing.T) {
 	get := `<iq type='get' to='juliet@example.com' id='info1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`
 
 	// The owner, with or without a 'to'.
-	res, err := request(t, m, "juliet@example.com/balcony", module.ScopeAccount, get)
-	if err != nil || str(res) != ourAccountInfo {
-		t.Errorf("owner: %s, %v", str(res), err)
+	res, err := moduletest.Request(t, m, "juliet@example.com/balcony", module.ScopeAccount, get)
+	if err != nil || moduletest.String(res) != ourAccountInfo {
+		t.Errorf("owner: %s, %v", moduletest.String(res), err)
 	}
-	res, err = request(t, m, "juliet@example.com/balcony", module.ScopeAccount,
+	res, err = moduletest.Request(t, m, "juliet@example.com/balcony", module.ScopeAccount,
 		`<iq type='get' id='info2'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
-	if err != nil || str(res) != ourAccountInfo {
-		t.Errorf("owner without to: %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != ourAccountInfo {
+		t.Errorf("owner without to: %s, %v", moduletest.String(res), err)
 	}
 
 	// XEP-0030 section 10: not subscribed, or no such account: the same
 	// service-unavailable.
-	_, err = request(t, m, "bob@example.com/home", module.ScopeAccount, get)
-	if condition(err) != stanza.ServiceUnavailable {
+	_, err = moduletest.Request(t, m, "bob@example.com/home", module.ScopeAccount, get)
+	if moduletest.Condition(err) != stanza.ServiceUnavailable {
 		t.Errorf("unsubscribed: %v", err)
 	}
-	_, err = request(t, m, "bob@example.com/home", module.ScopeAccount,
+	_, err = moduletest.Request(t, m, "bob@example.com/home", module.ScopeAccount,
 		`<iq type='get' to='nobody@example.com' id='info3'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
-	if condition(err) != stanza.ServiceUnavailable {
+	if moduletest.Condition(err) != stanza.ServiceUnavailable {
 		t.Errorf("no account: %v", err)
 	}
 
 	// A contact juliet shares presence with may see it.
-	if _, err := r.store.PutItem(ctx, "juliet@example.com", storage.RosterItem{JID: "bob@example.com", Subscription: storage.SubFrom}); err != nil {
+	if _, err := r.Store().PutItem(ctx, "juliet@example.com", storage.RosterItem{JID: "bob@example.com", Subscription: storage.SubFrom}); err != nil {
 		t.Fatal(err)
 	}
-	res, err = request(t, m, "bob@example.com/home", module.ScopeAccount, get)
-	if err != nil || str(res) != ourAccountInfo {
-		t.Errorf("subscribed: %s, %v", str(res), err)
+	res, err = moduletest.Request(t, m, "bob@example.com/home", module.ScopeAccount, get)
+	if err != nil || moduletest.String(res) != ourAccountInfo {
+		t.Errorf("subscribed: %s, %v", moduletest.String(res), err)
 	}
 	// Subscription "to" is not enough: bob does not get juliet's presence.
-	if _, err := r.store.PutItem(ctx, "juliet@example.com", storage.RosterItem{JID: "alice@example.com", Subscription: storage.SubTo}); err != nil {
+	if _, err := r.Store().PutItem(ctx, "juliet@example.com", storage.RosterItem{JID: "alice@example.com", Subscription: storage.SubTo}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = request(t, m, "alice@example.com/home", module.ScopeAccount, get)
-	if condition(err) != stanza.ServiceUnavailable {
+	_, err = moduletest.Request(t, m, "alice@example.com/home", module.ScopeAccount, get)
+	if moduletest.Condition(err) != stanza.ServiceUnavailable {
 		t.Errorf("subscription to: %v", err)
 	}
-	_, err = request(t, m, "juliet@example.com/balcony", module.ScopeAccount,
+	_, err = moduletest.Request(t, m, "juliet@example.com/balcony", module.ScopeAccount,
 		`<iq type='get' id='info4'><query xmlns='http://jabber.org/protocol/disco#info' node='x'/></iq>`)
-	if condition(err) != stanza.ItemNotFound {
+	if moduletest.Condition(err) != stanza.ItemNotFound {
 		t.Errorf("account node: %v", err)
 	}
 }
@@ -251,10 +252,10 @@ func TestAccountInfo(t *testing.T) {
 func TestAccountItems(t *testing.T) {
 	m, _ := newDisco(t, Config{})
 	for _, from := range []string{"juliet@example.com/balcony", "bob@example.com/home"} {
-		res, err := request(t, m, from, module.ScopeAccount,
+		res, err := moduletest.Request(t, m, from, module.ScopeAccount,
 			`<iq type='get' to='juliet@example.com' id='items1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`)
-		if err != nil || str(res) != `<query xmlns="http://jabber.org/protocol/disco#items"/>` {
-			t.Errorf("%s: %s, %v", from, str(res), err)
+		if err != nil || moduletest.String(res) != `<query xmlns="http://jabber.org/protocol/disco#items"/>` {
+			t.Errorf("%s: %s, %v", from, moduletest.String(res), err)
 		}
 	}
 }

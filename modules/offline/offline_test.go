@@ -7,14 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
 )
 
 var stamp = time.Date(2002, 9, 10, 23, 8, 25, 0, time.UTC)
 
-func newOffline(t *testing.T, max int) (*Module, *fakeRouter) {
+func newOffline(t *testing.T, max int) (*Module, *moduletest.Router) {
 	t.Helper()
-	h, r := newHost(t, nil)
+	h, r := moduletest.NewHost(t, nil)
 	return New(h.Store, h.Log, max, func() time.Time { return stamp }), r
 }
 
@@ -23,26 +24,26 @@ func TestStoreAndDeliver(t *testing.T) {
 	ctx := context.Background()
 	// XEP-0160 Example 1: a message to a user who is offline ...
 	msg := `<message from='romeo@montague.net/orchard' to='juliet@example.com' type='chat'><body>O blessed, blessed night! I am afeard.</body></message>`
-	if err := m.StoreOffline(ctx, parse(t, msg)); err != nil {
+	if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.StoreOffline(ctx, parse(t, `<message from='romeo@montague.net/orchard' to='juliet@example.com/balcony'><body>second</body></message>`)); err != nil {
+	if err := m.StoreOffline(ctx, moduletest.Parse(t, `<message from='romeo@montague.net/orchard' to='juliet@example.com/balcony'><body>second</body></message>`)); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := r.store.Count(ctx, "juliet@example.com"); n != 2 {
+	if n, _ := r.Store().Count(ctx, "juliet@example.com"); n != 2 {
 		t.Fatalf("%d stored", n)
 	}
 
 	// A resource with negative priority gets nothing.
-	hidden := r.login(t, "juliet@example.com/hidden")
-	hidden.prio = -1
+	hidden := r.Login(t, "juliet@example.com/hidden")
+	hidden.SetPriority(-1)
 	m.InitialPresence(ctx, hidden)
-	if got := hidden.take(); len(got) != 0 {
+	if got := hidden.TakeXML(); len(got) != 0 {
 		t.Errorf("negative priority got %v", got)
 	}
 
 	// ... Example 3: delivered with a delay stamp when she comes online.
-	balcony := r.login(t, "juliet@example.com/balcony")
+	balcony := r.Login(t, "juliet@example.com/balcony")
 	m.InitialPresence(ctx, balcony)
 	want := []string{
 		`<message xmlns="jabber:client" from="romeo@montague.net/orchard" to="juliet@example.com" type="chat">` +
@@ -51,16 +52,16 @@ func TestStoreAndDeliver(t *testing.T) {
 		`<message xmlns="jabber:client" from="romeo@montague.net/orchard" to="juliet@example.com/balcony"><body>second</body>` +
 			`<delay xmlns="urn:xmpp:delay" from="example.com" stamp="2002-09-10T23:08:25Z">Offline Storage</delay></message>`,
 	}
-	if got := balcony.take(); !slices.Equal(got, want) {
+	if got := balcony.TakeXML(); !slices.Equal(got, want) {
 		t.Errorf("delivered:\n got %v\nwant %v", got, want)
 	}
-	if n, _ := r.store.Count(ctx, "juliet@example.com"); n != 0 {
+	if n, _ := r.Store().Count(ctx, "juliet@example.com"); n != 0 {
 		t.Errorf("%d left after delivery", n)
 	}
 	// Nothing twice.
-	again := r.login(t, "juliet@example.com/chamber")
+	again := r.Login(t, "juliet@example.com/chamber")
 	m.InitialPresence(ctx, again)
-	if got := again.take(); len(got) != 0 {
+	if got := again.TakeXML(); len(got) != 0 {
 		t.Errorf("delivered twice: %v", got)
 	}
 }
@@ -70,12 +71,12 @@ func TestQuota(t *testing.T) {
 	ctx := context.Background()
 	msg := `<message from='romeo@montague.net/orchard' to='juliet@example.com' type='chat'><body>hi</body></message>`
 	for i := range 2 {
-		if err := m.StoreOffline(ctx, parse(t, msg)); err != nil {
+		if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); err != nil {
 			t.Fatalf("%d: %v", i, err)
 		}
 	}
 	// XEP-0160 section 3: storage full.
-	if err := m.StoreOffline(ctx, parse(t, msg)); condition(err) != stanza.ServiceUnavailable {
+	if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); moduletest.Condition(err) != stanza.ServiceUnavailable {
 		t.Errorf("over quota: %v", err)
 	}
 }
@@ -87,13 +88,13 @@ func TestExistingDelay(t *testing.T) {
 	msg := `<message from='romeo@montague.net/orchard' to='juliet@example.com'><body>x</body>` +
 		`<delay xmlns='urn:xmpp:delay' from='montague.net' stamp='2002-09-10T23:05:37Z'/>` +
 		`<delay xmlns='urn:xmpp:delay' from='example.com' stamp='2002-09-10T23:06:00Z'/></message>`
-	if err := m.StoreOffline(ctx, parse(t, msg)); err != nil {
+	if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); err != nil {
 		t.Fatal(err)
 	}
-	s := r.login(t, "juliet@example.com/balcony")
+	s := r.Login(t, "juliet@example.com/balcony")
 	m.InitialPresence(ctx, s)
-	got := s.take()
-	if len(got) != 1 || got[0] != parse(t, msg).El.String() {
+	got := s.TakeXML()
+	if len(got) != 1 || got[0] != moduletest.Parse(t, msg).El.String() {
 		t.Errorf("got %v", got)
 	}
 }
@@ -121,16 +122,16 @@ func TestStorable(t *testing.T) {
 		{`<message type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/><store xmlns='urn:xmpp:hints'/></message>`, true},
 		{`<presence/>`, false},
 	} {
-		if got := Storable(parse(t, tc.xml)); got != tc.want {
+		if got := Storable(moduletest.Parse(t, tc.xml)); got != tc.want {
 			t.Errorf("%s: %v", tc.xml, got)
 		}
 	}
 	m, r := newOffline(t, 0)
 	ctx := context.Background()
-	if err := m.StoreOffline(ctx, parse(t, `<message from='a@b/c' to='juliet@example.com' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`)); err != nil {
+	if err := m.StoreOffline(ctx, moduletest.Parse(t, `<message from='a@b/c' to='juliet@example.com' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`)); err != nil {
 		t.Error(err)
 	}
-	if n, _ := r.store.Count(ctx, "juliet@example.com"); n != 0 {
+	if n, _ := r.Store().Count(ctx, "juliet@example.com"); n != 0 {
 		t.Errorf("chat state stored")
 	}
 }
@@ -140,21 +141,21 @@ func TestConcurrentDelivery(t *testing.T) {
 	ctx := context.Background()
 	const n = 20
 	for range n {
-		if err := m.StoreOffline(ctx, parse(t, `<message from='a@b/c' to='juliet@example.com'><body>x</body></message>`)); err != nil {
+		if err := m.StoreOffline(ctx, moduletest.Parse(t, `<message from='a@b/c' to='juliet@example.com'><body>x</body></message>`)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var sessions []*fakeSession
+	var sessions []*moduletest.Session
 	var wg sync.WaitGroup
 	for _, res := range []string{"a", "b", "c", "d"} {
-		s := r.login(t, "juliet@example.com/"+res)
+		s := r.Login(t, "juliet@example.com/"+res)
 		sessions = append(sessions, s)
 		wg.Go(func() { m.InitialPresence(ctx, s) })
 	}
 	wg.Wait()
 	total := 0
 	for _, s := range sessions {
-		total += len(s.take())
+		total += len(s.TakeXML())
 	}
 	if total != n {
 		t.Errorf("%d messages delivered, want %d", total, n)

@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
 )
 
 func newPrivate(t *testing.T, cfg Config) *Module {
 	t.Helper()
-	h, _ := newHost(t, nil)
+	h, _ := moduletest.NewHost(t, nil)
 	m, err := New(h.Store, h.Log, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -25,13 +26,13 @@ func TestPrivate(t *testing.T) {
 	get := `<iq type="get" id="1002"><query xmlns="jabber:iq:private"><exodus xmlns="exodus:prefs"/></query></iq>`
 
 	// Nothing stored: the empty element.
-	res, err := request(t, m, hamlet, module.ScopeAccount, get)
-	if err != nil || str(res) != `<query xmlns="jabber:iq:private"><exodus xmlns="exodus:prefs"/></query>` {
-		t.Errorf("empty: %s, %v", str(res), err)
+	res, err := moduletest.Request(t, m, hamlet, module.ScopeAccount, get)
+	if err != nil || moduletest.String(res) != `<query xmlns="jabber:iq:private"><exodus xmlns="exodus:prefs"/></query>` {
+		t.Errorf("empty: %s, %v", moduletest.String(res), err)
 	}
 
 	// XEP-0049 Example 1: client stores private data.
-	res, err = request(t, m, hamlet, module.ScopeAccount, `<iq type="set" id="1001">
+	res, err = moduletest.Request(t, m, hamlet, module.ScopeAccount, `<iq type="set" id="1001">
   <query xmlns="jabber:iq:private">
     <exodus xmlns="exodus:prefs">
       <defaultnick>Hamlet</defaultnick>
@@ -39,32 +40,32 @@ func TestPrivate(t *testing.T) {
   </query>
 </iq>`)
 	if err != nil || res != nil {
-		t.Fatalf("set: %s, %v", str(res), err)
+		t.Fatalf("set: %s, %v", moduletest.String(res), err)
 	}
 	// Example 2: client retrieves private data.
-	res, err = request(t, m, hamlet, module.ScopeAccount, get)
+	res, err = moduletest.Request(t, m, hamlet, module.ScopeAccount, get)
 	want := "<query xmlns=\"jabber:iq:private\"><exodus xmlns=\"exodus:prefs\">\n      <defaultnick>Hamlet</defaultnick>\n    </exodus></query>"
-	if err != nil || str(res) != want {
-		t.Errorf("get:\n got %q\nwant %q (%v)", str(res), want, err)
+	if err != nil || moduletest.String(res) != want {
+		t.Errorf("get:\n got %q\nwant %q (%v)", moduletest.String(res), want, err)
 	}
 
 	// Other namespaces are separate; an empty element deletes.
-	if _, err := request(t, m, hamlet, module.ScopeAccount,
+	if _, err := moduletest.Request(t, m, hamlet, module.ScopeAccount,
 		`<iq type="set" id="3"><query xmlns="jabber:iq:private"><storage xmlns="storage:bookmarks"><conference jid="x@y"/></storage></query></iq>`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := request(t, m, hamlet, module.ScopeAccount,
+	if _, err := moduletest.Request(t, m, hamlet, module.ScopeAccount,
 		`<iq type="set" id="4"><query xmlns="jabber:iq:private"><exodus xmlns="exodus:prefs"/></query></iq>`); err != nil {
 		t.Fatal(err)
 	}
-	res, err = request(t, m, hamlet, module.ScopeAccount, get)
-	if err != nil || str(res) != `<query xmlns="jabber:iq:private"><exodus xmlns="exodus:prefs"/></query>` {
-		t.Errorf("after delete: %s, %v", str(res), err)
+	res, err = moduletest.Request(t, m, hamlet, module.ScopeAccount, get)
+	if err != nil || moduletest.String(res) != `<query xmlns="jabber:iq:private"><exodus xmlns="exodus:prefs"/></query>` {
+		t.Errorf("after delete: %s, %v", moduletest.String(res), err)
 	}
-	res, err = request(t, m, hamlet, module.ScopeAccount,
+	res, err = moduletest.Request(t, m, hamlet, module.ScopeAccount,
 		`<iq type="get" id="5"><query xmlns="jabber:iq:private"><storage xmlns="storage:bookmarks"/></query></iq>`)
-	if err != nil || str(res) != `<query xmlns="jabber:iq:private"><storage xmlns="storage:bookmarks"><conference jid="x@y"/></storage></query>` {
-		t.Errorf("bookmarks: %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != `<query xmlns="jabber:iq:private"><storage xmlns="storage:bookmarks"><conference jid="x@y"/></storage></query>` {
+		t.Errorf("bookmarks: %s, %v", moduletest.String(res), err)
 	}
 }
 
@@ -92,8 +93,8 @@ func TestPrivateErrors(t *testing.T) {
 		// Too large.
 		{hamlet, `<iq type="set" id="1010"><query xmlns="jabber:iq:private"><a xmlns="a:a">` + strings.Repeat("x", 64) + `</a></query></iq>`, stanza.NotAcceptable},
 	} {
-		_, err := request(t, m, tc.from, module.ScopeAccount, tc.iq)
-		if condition(err) != tc.want {
+		_, err := moduletest.Request(t, m, tc.from, module.ScopeAccount, tc.iq)
+		if moduletest.Condition(err) != tc.want {
 			t.Errorf("%s: %v, want %s", tc.iq, err, tc.want)
 		}
 	}

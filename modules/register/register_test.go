@@ -8,6 +8,7 @@ import (
 
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/sasl"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
@@ -18,13 +19,13 @@ import (
 
 type env struct {
 	m     *Module
-	r     *fakeRouter
+	r     *moduletest.Router
 	audit *observer.ObservedLogs
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	h, r := newHost(t, nil)
+	h, r := moduletest.NewHost(t, nil)
 	core, logs := observer.New(zapcore.InfoLevel)
 	m, err := New(r, h.Store, h.Log, zap.New(core), cfg, sasl.DefaultIterations)
 	if err != nil {
@@ -36,15 +37,15 @@ func newEnv(t *testing.T, cfg Config) *env {
 // preAuth sends an IQ on an unauthenticated stream as the core does.
 func (e *env) preAuth(t *testing.T, xml string) (*stanza.Stanza, *element.Element, error) {
 	t.Helper()
-	st := parse(t, xml)
-	st.To = mustJID(t, testDomain)
-	res, err := e.m.PreAuthIQ(context.Background(), testDomain, st)
+	st := moduletest.Parse(t, xml)
+	st.To = moduletest.JID(t, moduletest.Domain)
+	res, err := e.m.PreAuthIQ(context.Background(), moduletest.Domain, st)
 	return st, res, err
 }
 
 func (e *env) verify(t *testing.T, local, password string) bool {
 	t.Helper()
-	u, err := e.r.store.GetUser(context.Background(), local, testDomain)
+	u, err := e.r.Store().GetUser(context.Background(), local, moduletest.Domain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,11 +93,11 @@ func TestStreamFeature(t *testing.T) {
 func TestRegistrationOff(t *testing.T) {
 	e := newEnv(t, *DefaultConfig())
 	_, _, err := e.preAuth(t, `<iq type='get' id='reg1'><query xmlns='jabber:iq:register'/></iq>`)
-	if condition(err) != stanza.ServiceUnavailable {
+	if moduletest.Condition(err) != stanza.ServiceUnavailable {
 		t.Errorf("get: %v", err)
 	}
 	_, _, err = e.preAuth(t, `<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>bill</username><password>Calliope1</password></query></iq>`)
-	if condition(err) != stanza.ServiceUnavailable {
+	if moduletest.Condition(err) != stanza.ServiceUnavailable {
 		t.Errorf("set: %v", err)
 	}
 }
@@ -106,13 +107,13 @@ func TestRegister(t *testing.T) {
 	// XEP-0077 section 3.1: the fields ...
 	_, res, err := e.preAuth(t, `<iq type='get' id='reg1' to='shakespeare.lit'><query xmlns='jabber:iq:register'/></iq>`)
 	want := `<query xmlns="jabber:iq:register"><instructions>` + Instructions + `</instructions><username/><password/></query>`
-	if err != nil || str(res) != want {
-		t.Errorf("get: %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != want {
+		t.Errorf("get: %s, %v", moduletest.String(res), err)
 	}
 	// ... and bill registers.
 	_, res, err = e.preAuth(t, `<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>Bill</username><password>Calliope</password></query></iq>`)
 	if err != nil || res != nil {
-		t.Fatalf("set: %s, %v", str(res), err)
+		t.Fatalf("set: %s, %v", moduletest.String(res), err)
 	}
 	if !e.verify(t, "bill", "Calliope") {
 		t.Error("bill's password does not verify")
@@ -122,7 +123,7 @@ func TestRegister(t *testing.T) {
 	}
 	// Section 3.1: the username is taken (conflict).
 	_, _, err = e.preAuth(t, `<iq type='set' id='reg2'><query xmlns='jabber:iq:register'><username>bill</username><password>m1ce&amp;men</password></query></iq>`)
-	if condition(err) != stanza.Conflict {
+	if moduletest.Condition(err) != stanza.Conflict {
 		t.Errorf("conflict: %v", err)
 	}
 	e.noSecrets(t, "Calliope", "m1ce&men")
@@ -151,7 +152,7 @@ func TestRegisterRefused(t *testing.T) {
 		{`<remove/>`, stanza.UnexpectedRequest},
 	} {
 		st, _, err := e.preAuth(t, `<iq type='set' id='reg'><query xmlns='jabber:iq:register'>`+tc.query+`</query></iq>`)
-		if condition(err) != tc.want {
+		if moduletest.Condition(err) != tc.want {
 			t.Errorf("%s: %v, want %s", tc.query, err, tc.want)
 		}
 		// The error reply does not carry the password back.
@@ -159,7 +160,7 @@ func TestRegisterRefused(t *testing.T) {
 			t.Errorf("%s: password left in the request for the error reply", tc.query)
 		}
 	}
-	if _, err := e.r.store.GetUser(context.Background(), "bill", testDomain); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := e.r.Store().GetUser(context.Background(), "bill", moduletest.Domain); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("bill was created: %v", err)
 	}
 	if n := len(e.audit.All()); n != 0 {
@@ -174,14 +175,14 @@ func TestChangePassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.r.store.SetCredentials(ctx, "alice", testDomain, creds); err != nil {
+	if err := e.r.Store().SetCredentials(ctx, "alice", moduletest.Domain, creds); err != nil {
 		t.Fatal(err)
 	}
-	alice := e.r.login(t, "alice@example.com/globe")
+	alice := e.r.Login(t, "alice@example.com/globe")
 
-	res, err := requestSess(t, e.m, alice, module.ScopeServer, `<iq type='get' to='example.com' id='reg1'><query xmlns='jabber:iq:register'/></iq>`)
-	if err != nil || str(res) != `<query xmlns="jabber:iq:register"><registered/><username>alice</username><password/></query>` {
-		t.Errorf("get: %s, %v", str(res), err)
+	res, err := moduletest.RequestSession(t, e.m, alice, module.ScopeServer, `<iq type='get' to='example.com' id='reg1'><query xmlns='jabber:iq:register'/></iq>`)
+	if err != nil || moduletest.String(res) != `<query xmlns="jabber:iq:register"><registered/><username>alice</username><password/></query>` {
+		t.Errorf("get: %s, %v", moduletest.String(res), err)
 	}
 
 	for _, tc := range []struct {
@@ -202,8 +203,8 @@ func TestChangePassword(t *testing.T) {
 		if strings.Contains(tc.iq, "bob@") {
 			scope = module.ScopeAccount
 		}
-		_, err := requestSess(t, e.m, alice, scope, tc.iq)
-		if condition(err) != tc.want {
+		_, err := moduletest.RequestSession(t, e.m, alice, scope, tc.iq)
+		if moduletest.Condition(err) != tc.want {
 			t.Errorf("%s: %v, want %s", tc.iq, err, tc.want)
 		}
 	}
@@ -212,14 +213,14 @@ func TestChangePassword(t *testing.T) {
 	}
 
 	// A change with no 'to' (the account), and one to the server.
-	if _, err := requestSess(t, e.m, alice, module.ScopeAccount,
+	if _, err := moduletest.RequestSession(t, e.m, alice, module.ScopeAccount,
 		`<iq type='set' id='change7'><query xmlns='jabber:iq:register'><username>alice</username><password>new-secret-2</password></query></iq>`); err != nil {
 		t.Fatal(err)
 	}
 	if !e.verify(t, "alice", "new-secret-2") {
 		t.Error("password not changed")
 	}
-	if _, err := requestSess(t, e.m, alice, module.ScopeServer,
+	if _, err := moduletest.RequestSession(t, e.m, alice, module.ScopeServer,
 		`<iq type='set' to='example.com' id='change8'><query xmlns='jabber:iq:register'><username>alice</username><password>new-secret-3</password></query></iq>`); err != nil {
 		t.Fatal(err)
 	}
@@ -232,9 +233,9 @@ func TestChangePassword(t *testing.T) {
 	e.noSecrets(t, "new-secret-2", "new-secret-3", "old-secret-1")
 
 	// Not from a local session.
-	_, err = request(t, e.m, "alice@example.com/globe", module.ScopeServer,
+	_, err = moduletest.Request(t, e.m, "alice@example.com/globe", module.ScopeServer,
 		`<iq type='set' to='example.com' id='change9'><query xmlns='jabber:iq:register'><username>alice</username><password>new-secret-4</password></query></iq>`)
-	if condition(err) != stanza.ServiceUnavailable {
+	if moduletest.Condition(err) != stanza.ServiceUnavailable {
 		t.Errorf("no session: %v", err)
 	}
 }
@@ -242,36 +243,36 @@ func TestChangePassword(t *testing.T) {
 func TestRemove(t *testing.T) {
 	ctx := context.Background()
 	off := newEnv(t, *DefaultConfig())
-	s := off.r.login(t, "bill@example.com/globe")
+	s := off.r.Login(t, "bill@example.com/globe")
 	// XEP-0077 section 3.2, with in-band removal not allowed.
-	_, err := requestSess(t, off.m, s, module.ScopeAccount,
+	_, err := moduletest.RequestSession(t, off.m, s, module.ScopeAccount,
 		`<iq type='set' from='bill@shakespeare.lit/globe' id='unreg1'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
-	if condition(err) != stanza.NotAllowed {
+	if moduletest.Condition(err) != stanza.NotAllowed {
 		t.Errorf("not allowed: %v", err)
 	}
 
 	e := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
-	globe := e.r.login(t, "juliet@example.com/globe")
-	balcony := e.r.login(t, "juliet@example.com/balcony")
-	_, err = requestSess(t, e.m, globe, module.ScopeAccount,
+	globe := e.r.Login(t, "juliet@example.com/globe")
+	balcony := e.r.Login(t, "juliet@example.com/balcony")
+	_, err = moduletest.RequestSession(t, e.m, globe, module.ScopeAccount,
 		`<iq type='set' id='unreg0'><query xmlns='jabber:iq:register'><remove/><username>juliet</username></query></iq>`)
-	if condition(err) != stanza.BadRequest {
+	if moduletest.Condition(err) != stanza.BadRequest {
 		t.Errorf("remove with more: %v", err)
 	}
 	// Section 3.2: cancellation.
-	_, err = requestSess(t, e.m, globe, module.ScopeAccount,
+	_, err = moduletest.RequestSession(t, e.m, globe, module.ScopeAccount,
 		`<iq type='set' id='unreg1'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
 	if !errors.Is(err, module.ErrHandled) {
 		t.Fatalf("remove: %v", err)
 	}
-	if _, err := e.r.store.GetUser(ctx, "juliet", testDomain); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := e.r.Store().GetUser(ctx, "juliet", moduletest.Domain); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("juliet still exists: %v", err)
 	}
-	if got := globe.take(); len(got) != 1 || got[0] != `<iq xmlns="jabber:client" type="result" id="unreg1" from="juliet@example.com" to="juliet@example.com/globe"/>` {
+	if got := globe.TakeXML(); len(got) != 1 || got[0] != `<iq xmlns="jabber:client" type="result" id="unreg1" from="juliet@example.com" to="juliet@example.com/globe"/>` {
 		t.Errorf("result: %v", got)
 	}
-	if globe.closed != "not-authorized" || balcony.closed != "not-authorized" {
-		t.Errorf("sessions not closed: %q %q", globe.closed, balcony.closed)
+	if globe.Closed() != "not-authorized" || balcony.Closed() != "not-authorized" {
+		t.Errorf("sessions not closed: %q %q", globe.Closed(), balcony.Closed())
 	}
 	if l := e.audit.FilterMessage("account_removed").All(); len(l) != 1 {
 		t.Errorf("audit %v", e.audit.All())

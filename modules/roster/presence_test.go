@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 )
@@ -24,11 +25,11 @@ func TestInitialPresence(t *testing.T) {
 	carol := e.online("carol@example.com/pc")
 	juliet := e.online("juliet@example.com/balcony")
 	work := e.online("alice@example.com/work")
-	for _, s := range []*fakeSession{bob, carol, juliet, work} {
-		s.take()
+	for _, s := range []*moduletest.Session{bob, carol, juliet, work} {
+		take(s)
 	}
-	e.r.takeProcessed()
-	e.r.takeRemote()
+	e.processed()
+	e.remote()
 
 	home := e.login("alice@example.com/home")
 	e.presence(home, `<presence><status>hi</status></presence>`)
@@ -40,10 +41,10 @@ func TestInitialPresence(t *testing.T) {
 		"presence probe alice@example.com > bob@example.com",
 		"presence probe alice@example.com > carol@example.com",
 	}
-	if got := e.r.takeProcessed(); !slices.Equal(got, wantProcessed) {
+	if got := e.processed(); !slices.Equal(got, wantProcessed) {
 		t.Errorf("processed %q, want %q", got, wantProcessed)
 	}
-	if got := e.r.takeRemote(); !slices.Equal(got, wantProcessed[1:2]) {
+	if got := e.remote(); !slices.Equal(got, wantProcessed[1:2]) {
 		t.Errorf("remote %q", got)
 	}
 	wantHome := []string{
@@ -52,7 +53,7 @@ func TestInitialPresence(t *testing.T) {
 		"presence available bob@example.com/work > alice@example.com",
 		"presence available carol@example.com/pc > alice@example.com",
 	}
-	if got := home.take(); !slices.Equal(got, wantHome) {
+	if got := take(home); !slices.Equal(got, wantHome) {
 		t.Errorf("home got %q, want %q", got, wantHome)
 	}
 	wantWork := []string{
@@ -60,15 +61,15 @@ func TestInitialPresence(t *testing.T) {
 		"presence available bob@example.com/work > alice@example.com",
 		"presence available carol@example.com/pc > alice@example.com",
 	}
-	if got := work.take(); !slices.Equal(got, wantWork) {
+	if got := take(work); !slices.Equal(got, wantWork) {
 		t.Errorf("work got %q, want %q", got, wantWork)
 	}
-	if got := bob.take(); !slices.Equal(got, wantProcessed[:1]) {
+	if got := take(bob); !slices.Equal(got, wantProcessed[:1]) {
 		t.Errorf("bob got %q", got)
 	}
-	for _, s := range []*fakeSession{carol, juliet} {
-		if got := s.take(); len(got) != 0 {
-			t.Errorf("%s got %q", s.j, got)
+	for _, s := range []*moduletest.Session{carol, juliet} {
+		if got := take(s); len(got) != 0 {
+			t.Errorf("%s got %q", s.JID(), got)
 		}
 	}
 
@@ -79,7 +80,7 @@ func TestInitialPresence(t *testing.T) {
 		"presence available alice@example.com/home > romeo@example.net",
 		"presence available alice@example.com/home > alice@example.com",
 	}
-	if got := e.r.takeProcessed(); !slices.Equal(got, wantProcessed) {
+	if got := e.processed(); !slices.Equal(got, wantProcessed) {
 		t.Errorf("processed %q, want %q", got, wantProcessed)
 	}
 }
@@ -94,25 +95,25 @@ func TestDirectedPresence(t *testing.T) {
 	bob := e.online("bob@example.com/work")
 	carol := e.online("carol@example.com/pc")
 	a := e.online("alice@example.com/home")
-	bob.take()
-	carol.take()
-	a.take()
-	e.r.takeProcessed()
-	e.r.takeRemote()
+	take(bob)
+	take(carol)
+	take(a)
+	e.processed()
+	e.remote()
 
 	e.presence(a, `<presence to='room@conference.example.net/alice'/>`)
 	e.presence(a, `<presence to='carol@example.com'/>`)
 	e.presence(a, `<presence to='bob@example.com/work'/>`)       // subscribed: not tracked
 	e.presence(a, `<presence to='juliet@example.com/balcony'/>`) // unavailable afterwards: untracked
 	e.presence(a, `<presence to='juliet@example.com/balcony' type='unavailable'/>`)
-	if got, want := carol.take(), []string{"presence available alice@example.com/home > carol@example.com"}; !slices.Equal(got, want) {
+	if got, want := take(carol), []string{"presence available alice@example.com/home > carol@example.com"}; !slices.Equal(got, want) {
 		t.Errorf("carol got %q, want %q", got, want)
 	}
-	if got, want := bob.take(), []string{"presence available alice@example.com/home > bob@example.com/work"}; !slices.Equal(got, want) {
+	if got, want := take(bob), []string{"presence available alice@example.com/home > bob@example.com/work"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
-	e.r.takeProcessed()
-	e.r.takeRemote()
+	e.processed()
+	e.remote()
 
 	e.logout(a)
 	want := []string{
@@ -121,13 +122,13 @@ func TestDirectedPresence(t *testing.T) {
 		"presence unavailable alice@example.com/home > carol@example.com",
 		"presence unavailable alice@example.com/home > room@conference.example.net/alice",
 	}
-	if got := e.r.takeProcessed(); !slices.Equal(got, want) {
+	if got := e.processed(); !slices.Equal(got, want) {
 		t.Errorf("processed %q, want %q", got, want)
 	}
-	if got := carol.take(); !slices.Equal(got, want[2:3]) {
+	if got := take(carol); !slices.Equal(got, want[2:3]) {
 		t.Errorf("carol got %q", got)
 	}
-	if got := bob.take(); !slices.Equal(got, want[:1]) {
+	if got := take(bob); !slices.Equal(got, want[:1]) {
 		t.Errorf("bob got %q", got)
 	}
 	e.m.mu.Lock()
@@ -147,18 +148,18 @@ func TestExplicitUnavailable(t *testing.T) {
 	e.put(alice, storage.RosterItem{JID: "romeo@example.net", Subscription: storage.SubFrom})
 	a := e.online("alice@example.com/home")
 	e.presence(a, `<presence to='room@conference.example.net/alice'/>`)
-	e.r.takeProcessed()
+	e.processed()
 	e.presence(a, `<presence type='unavailable'><status>bye</status></presence>`)
 	want := []string{
 		"presence unavailable alice@example.com/home > romeo@example.net status=bye",
 		"presence unavailable alice@example.com/home > alice@example.com status=bye",
 		"presence unavailable alice@example.com/home > room@conference.example.net/alice status=bye",
 	}
-	if got := e.r.takeProcessed(); !slices.Equal(got, want) {
+	if got := e.processed(); !slices.Equal(got, want) {
 		t.Errorf("processed %q, want %q", got, want)
 	}
 	e.logout(a)
-	if got := e.r.takeProcessed(); len(got) != 0 {
+	if got := e.processed(); len(got) != 0 {
 		t.Errorf("after unavailable, the end sent %q", got)
 	}
 	// Available again: a new initial presence, with probes.
@@ -166,9 +167,9 @@ func TestExplicitUnavailable(t *testing.T) {
 	_ = a2
 	e.put(alice, storage.RosterItem{JID: "romeo@example.net", Subscription: storage.SubBoth})
 	e.presence(a2, `<presence type='unavailable'/>`)
-	e.r.takeProcessed()
+	e.processed()
 	e.presence(a2, `<presence/>`)
-	if got := e.r.takeProcessed(); !slices.Contains(got, "presence probe alice@example.com > romeo@example.net") {
+	if got := e.processed(); !slices.Contains(got, "presence probe alice@example.com > romeo@example.net") {
 		t.Errorf("becoming available again sent %q, want probes", got)
 	}
 }
@@ -180,10 +181,10 @@ func TestDirectedWhileUnavailable(t *testing.T) {
 	e.put("alice@example.com", storage.RosterItem{JID: "romeo@example.net", Subscription: storage.SubFrom})
 	a := e.login("alice@example.com/home")
 	e.presence(a, `<presence to='room@conference.example.net/alice'/>`)
-	e.r.takeProcessed()
+	e.processed()
 	e.logout(a)
 	want := []string{"presence unavailable alice@example.com/home > room@conference.example.net/alice"}
-	if got := e.r.takeProcessed(); !slices.Equal(got, want) {
+	if got := e.processed(); !slices.Equal(got, want) {
 		t.Errorf("processed %q, want %q", got, want)
 	}
 }
@@ -192,11 +193,11 @@ func TestDirectedWhileUnavailable(t *testing.T) {
 func TestDeniedDirected(t *testing.T) {
 	e := newEnv(t)
 	a := e.online("alice@example.com/home")
-	e.r.deny = func(st *stanza.Stanza) bool { return st.To.String() == "carol@example.com" }
+	e.r.SetDeny(func(st *stanza.Stanza) bool { return st.To.String() == "carol@example.com" })
 	e.presence(a, `<presence to='carol@example.com'/>`)
-	e.r.takeProcessed()
+	e.processed()
 	e.logout(a)
-	for _, s := range e.r.takeProcessed() {
+	for _, s := range e.processed() {
 		if s == "presence unavailable alice@example.com/home > carol@example.com" {
 			t.Error("unavailable sent for a denied directed presence")
 		}
@@ -209,14 +210,12 @@ func TestReplacedSession(t *testing.T) {
 	e := newEnv(t)
 	e.put("alice@example.com", storage.RosterItem{JID: "romeo@example.net", Subscription: storage.SubFrom})
 	old := e.online("alice@example.com/home")
-	e.r.mu.Lock()
-	e.r.sessions["alice@example.com"] = nil
-	e.r.mu.Unlock()
+	e.r.Unbind(old)
 	nu := e.online("alice@example.com/home")
 	_ = nu
-	e.r.takeProcessed()
+	e.processed()
 	e.m.SessionEnded(e.ctx, old)
-	if got := e.r.takeProcessed(); len(got) != 0 {
+	if got := e.processed(); len(got) != 0 {
 		t.Errorf("the replaced session's end sent %q", got)
 	}
 }
@@ -238,7 +237,7 @@ func TestProbes(t *testing.T) {
 		"presence unsubscribed bob@example.com > mercutio@example.net",
 		"presence unsubscribed bob@example.com > tybalt@example.net",
 	}
-	if got := e.r.takeRemote(); !slices.Equal(got, want) {
+	if got := e.remote(); !slices.Equal(got, want) {
 		t.Errorf("replies %q, want %q", got, want)
 	}
 
@@ -247,19 +246,17 @@ func TestProbes(t *testing.T) {
 	e.login("bob@example.com/idle") // connected, not available
 	p := e.online("bob@example.com/phone")
 	_ = p
-	e.r.takeRemote()
+	e.remote()
 	// A probe to a full JID is about the account.
 	e.inbound(`<presence from='romeo@example.net' to='bob@example.com/gone' type='probe'/>`)
 	want = []string{
 		"presence available bob@example.com/work > romeo@example.net",
 		"presence available bob@example.com/phone > romeo@example.net",
 	}
-	if got := e.r.takeRemote(); !slices.Equal(got, want) {
+	if got := e.remote(); !slices.Equal(got, want) {
 		t.Errorf("replies %q, want %q", got, want)
 	}
-	e.r.mu.Lock()
-	routed := e.r.routed
-	e.r.mu.Unlock()
+	routed := e.r.Routed()
 	last := routed[len(routed)-2]
 	if last.El.ChildText(stanza.NSClient, "show") != "chat" {
 		t.Errorf("probe answer %s lacks the last presence", last.El)
@@ -271,19 +268,19 @@ func TestInboundDelivery(t *testing.T) {
 	e := newEnv(t)
 	home := e.online("alice@example.com/home")
 	idle := e.login("alice@example.com/idle")
-	home.take()
+	take(home)
 	e.inbound(`<presence from='romeo@example.net/orchard' to='alice@example.com'/>`)
 	e.inbound(`<presence from='romeo@example.net/orchard' to='alice@example.com/idle'><status>direct</status></presence>`)
 	e.inbound(`<presence from='romeo@example.net/orchard' to='alice@example.com/gone'/>`)
 	e.inbound(`<presence from='romeo@example.net/orchard' to='alice@example.com' type='unavailable'/>`)
 	e.inbound(`<presence from='romeo@example.net/orchard' to='alice@example.com' type='bogus'/>`)
-	if got, want := home.take(), []string{
+	if got, want := take(home), []string{
 		"presence available romeo@example.net/orchard > alice@example.com",
 		"presence unavailable romeo@example.net/orchard > alice@example.com",
 	}; !slices.Equal(got, want) {
 		t.Errorf("home got %q, want %q", got, want)
 	}
-	if got, want := idle.take(), []string{"presence available romeo@example.net/orchard > alice@example.com/idle status=direct"}; !slices.Equal(got, want) {
+	if got, want := take(idle), []string{"presence available romeo@example.net/orchard > alice@example.com/idle status=direct"}; !slices.Equal(got, want) {
 		t.Errorf("idle got %q, want %q", got, want)
 	}
 }
@@ -292,8 +289,8 @@ func TestInboundDelivery(t *testing.T) {
 func TestMalformedPresence(t *testing.T) {
 	e := newEnv(t)
 	a := e.online("alice@example.com/home")
-	a.take()
-	e.r.takeProcessed()
+	take(a)
+	e.processed()
 	e.presence(a, `<presence to='bob@example.com' type='bogus'/>`)
 	e.presence(a, `<presence type='subscribe'/>`)
 	e.presence(a, `<presence type='probe'/>`)
@@ -303,10 +300,10 @@ func TestMalformedPresence(t *testing.T) {
 		"presence error  > alice@example.com/home bad-request",
 		"presence error  > alice@example.com/home bad-request",
 	}
-	if got := a.take(); !slices.Equal(got, want) {
+	if got := take(a); !slices.Equal(got, want) {
 		t.Errorf("alice got %q, want %q", got, want)
 	}
-	if got := e.r.takeProcessed(); len(got) != 0 {
+	if got := e.processed(); len(got) != 0 {
 		t.Errorf("routed %q", got)
 	}
 	// A client probe and a presence error with a 'to' are routed.
@@ -316,7 +313,7 @@ func TestMalformedPresence(t *testing.T) {
 		"presence probe alice@example.com/home > bob@example.com",
 		"presence error alice@example.com/home > romeo@example.net",
 	}
-	if got := e.r.takeProcessed(); !slices.Equal(got, want) {
+	if got := e.processed(); !slices.Equal(got, want) {
 		t.Errorf("processed %q, want %q", got, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 )
@@ -71,8 +72,8 @@ func TestRosterSetPushRemove(t *testing.T) {
 	balcony := e.online(juliet + "/balcony")
 	chamber := e.online(juliet + "/chamber")
 	uninterested := e.login(juliet + "/car")
-	balcony.take()
-	chamber.take()
+	take(balcony)
+	take(chamber)
 
 	// 2.3.1: C: <iq from='juliet@example.com/balcony' id='ph1xaz53' type='set'>
 	//             <query xmlns='jabber:iq:roster'>
@@ -85,17 +86,17 @@ func TestRosterSetPushRemove(t *testing.T) {
 	}
 	// 2.3.2: the push goes to every interested resource, the setter included.
 	want := []string{"push 1 nurse@example.com none name=Nurse group=Servants"}
-	for _, s := range []*fakeSession{balcony, chamber} {
-		got := s.takeStanzas()
+	for _, s := range []*moduletest.Session{balcony, chamber} {
+		got := s.Take()
 		if !slices.Equal(summaries(got), want) {
-			t.Errorf("%s got %q, want %q", s.j, summaries(got), want)
+			t.Errorf("%s got %q, want %q", s.JID(), summaries(got), want)
 			continue
 		}
-		if got[0].Type != "set" || got[0].ID == "" || !got[0].To.Equal(s.j) {
+		if got[0].Type != "set" || got[0].ID == "" || !got[0].To.Equal(s.JID()) {
 			t.Errorf("push %s", got[0].El)
 		}
 	}
-	if got := uninterested.take(); len(got) != 0 {
+	if got := take(uninterested); len(got) != 0 {
 		t.Errorf("uninterested resource got %q", got)
 	}
 
@@ -106,10 +107,10 @@ func TestRosterSetPushRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = []string{"push 2 nurse@example.com none name=Nurse group=Servants group=Friends"}
-	if got := balcony.take(); !slices.Equal(got, want) {
+	if got := take(balcony); !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	chamber.take()
+	take(chamber)
 
 	// 2.5.1: C: <iq from='juliet@example.com/balcony' id='hm4hs97y' type='set'>
 	//             <query xmlns='jabber:iq:roster'>
@@ -119,9 +120,9 @@ func TestRosterSetPushRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = []string{"push 3 nurse@example.com remove"}
-	for _, s := range []*fakeSession{balcony, chamber} {
-		if got := s.take(); !slices.Equal(got, want) {
-			t.Errorf("%s got %q, want %q", s.j, got, want)
+	for _, s := range []*moduletest.Session{balcony, chamber} {
+		if got := take(s); !slices.Equal(got, want) {
+			t.Errorf("%s got %q, want %q", s.JID(), got, want)
 		}
 	}
 	// 2.5.3: removing an item that is not there.
@@ -142,7 +143,7 @@ func TestRosterVersioning(t *testing.T) {
 		t.Fatalf("empty roster = %v, %v", q, err)
 	}
 	e.iq(s, `<iq type='set' id='b'><query xmlns='jabber:iq:roster'><item jid='romeo@example.net' name='Romeo'/></query></iq>`)
-	pushes := s.take()
+	pushes := take(s)
 	if !slices.Equal(pushes, []string{"push 1 romeo@example.net none name=Romeo"}) {
 		t.Errorf("push %q", pushes)
 	}
@@ -206,7 +207,7 @@ func TestRosterForbidden(t *testing.T) {
 		}
 	}
 	// From no local session (another server).
-	st := parse(t, `<iq type='get' id='c' from='romeo@example.net/orchard' to='juliet@example.com'><query xmlns='jabber:iq:roster'/></iq>`)
+	st := moduletest.Parse(t, `<iq type='get' id='c' from='romeo@example.net/orchard' to='juliet@example.com'><query xmlns='jabber:iq:roster'/></iq>`)
 	if _, err := e.m.handleIQ(e.ctx, nil, st); condition(err) != "auth/forbidden" {
 		t.Errorf("remote get: %s", condition(err))
 	}
@@ -230,15 +231,15 @@ func TestRosterFull(t *testing.T) {
 		t.Errorf("update: %v", err)
 	}
 	// Pending requests from strangers have their own limit.
-	s.take()
+	take(s)
 	e.inbound(`<presence from='s1@example.org' to='juliet@example.com' type='subscribe'/>`)
 	e.inbound(`<presence from='s2@example.org' to='juliet@example.com' type='subscribe'/>`)
-	if got := s.take(); !slices.Equal(got, []string{"presence subscribe s1@example.org > juliet@example.com"}) {
+	if got := take(s); !slices.Equal(got, []string{"presence subscribe s1@example.org > juliet@example.com"}) {
 		t.Errorf("juliet got %q", got)
 	}
 	// A subscribe to a new contact with a full roster bounces.
 	e.presence(s, `<presence to='new@example.net' type='subscribe'/>`)
-	if got := s.take(); !slices.Equal(got, []string{"presence error new@example.net > juliet@example.com/balcony not-allowed"}) {
+	if got := take(s); !slices.Equal(got, []string{"presence error new@example.net > juliet@example.com/balcony not-allowed"}) {
 		t.Errorf("juliet got %q", got)
 	}
 }
@@ -248,16 +249,16 @@ func TestRosterFull(t *testing.T) {
 func TestHiddenPendingItems(t *testing.T) {
 	e := newEnv(t)
 	s := e.online(juliet + "/balcony")
-	s.take()
+	take(s)
 	e.inbound(`<presence from='romeo@example.net' to='juliet@example.com' type='subscribe'/>`)
-	s.take()
+	take(s)
 	q, _ := e.iq(s, `<iq type='get' id='a'><query xmlns='jabber:iq:roster'/></iq>`)
 	if len(q.Elements()) != 0 {
 		t.Errorf("roster shows %q", items(q))
 	}
 	// A roster set lists it, keeping the pending request.
 	e.iq(s, `<iq type='set' id='b'><query xmlns='jabber:iq:roster'><item jid='romeo@example.net'/></query></iq>`)
-	if got := s.take(); !slices.Equal(got, []string{"push " + e.rosterVer(juliet) + " romeo@example.net none"}) {
+	if got := take(s); !slices.Equal(got, []string{"push " + e.rosterVer(juliet) + " romeo@example.net none"}) {
 		t.Errorf("juliet got %q", got)
 	}
 	q, _ = e.iq(s, `<iq type='get' id='c'><query xmlns='jabber:iq:roster'/></iq>`)
@@ -278,15 +279,11 @@ func TestHiddenPendingItems(t *testing.T) {
 // mutual subscription cancels both.
 func TestRemoveWithSubscriptions(t *testing.T) {
 	e := newEnv(t)
-	e.mutual("alice@example.com", "bob@example.com")
-	a := e.online("alice@example.com/home")
-	b := e.online("bob@example.com/work")
-	a.take()
-	b.take()
+	a, b := e.mutualOnline()
 	if _, err := e.iq(a, `<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='bob@example.com' subscription='remove'/></query></iq>`); err != nil {
 		t.Fatal(err)
 	}
-	ga := a.take()
+	ga := take(a)
 	if len(ga) == 0 || ga[0] != "push 2 bob@example.com remove" {
 		t.Errorf("alice got %q", ga)
 	}
@@ -298,7 +295,7 @@ func TestRemoveWithSubscriptions(t *testing.T) {
 		"push " + vb + " alice@example.com none",
 		"presence unsubscribed alice@example.com > bob@example.com",
 	}
-	if got := b.take(); !slices.Equal(got, want) {
+	if got := take(b); !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
 	if _, ok := e.item("alice@example.com", "bob@example.com"); ok {

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/storage"
 )
 
@@ -36,19 +37,27 @@ func pushSummary(ver string, s state, approved bool) string {
 	return out + " name=Romeo"
 }
 
+// julietWithRomeo stores juliet's item for romeo in the state named cur,
+// brings juliet/balcony online and forgets what that produced.
+func julietWithRomeo(t *testing.T, cur string) (*env, state, *moduletest.Session) {
+	t.Helper()
+	e := newEnv(t)
+	st := parseState(t, cur)
+	it := storage.RosterItem{JID: romeo, Name: "Romeo"}
+	st.apply(&it)
+	e.put(juliet, it)
+	s := e.online(juliet + "/balcony")
+	take(s)
+	e.remote()
+	return e, st, s
+}
+
 // TestOutboundStates runs every row of RFC 6121 Appendix A.2 through the
 // module: juliet's client sends the stanza to a remote contact.
 func TestOutboundStates(t *testing.T) {
 	for _, r := range outboundTable {
 		t.Run(r.typ+"/"+r.cur, func(t *testing.T) {
-			e := newEnv(t)
-			cur := parseState(t, r.cur)
-			it := storage.RosterItem{JID: romeo, Name: "Romeo"}
-			cur.apply(&it)
-			e.put(juliet, it)
-			s := e.online(juliet + "/balcony")
-			s.take()
-			e.r.takeRemote()
+			e, cur, s := julietWithRomeo(t, r.cur)
 
 			e.presence(s, `<presence to='romeo@example.net/orchard' type='`+r.typ+`'/>`)
 
@@ -64,7 +73,7 @@ func TestOutboundStates(t *testing.T) {
 					wantRemote = append(wantRemote, "presence available juliet@example.com/balcony > romeo@example.net")
 				}
 			}
-			if got := e.r.takeRemote(); !slices.Equal(got, wantRemote) {
+			if got := e.remote(); !slices.Equal(got, wantRemote) {
 				t.Errorf("routed %q, want %q", got, wantRemote)
 			}
 			stored, _ := e.item(juliet, romeo)
@@ -79,7 +88,7 @@ func TestOutboundStates(t *testing.T) {
 			if visible(want) != visible(cur) || preApproval {
 				wantPush = []string{pushSummary(e.rosterVer(juliet), want, preApproval)}
 			}
-			if got := s.take(); !slices.Equal(got, wantPush) {
+			if got := take(s); !slices.Equal(got, wantPush) {
 				t.Errorf("juliet got %q, want %q", got, wantPush)
 			}
 		})
@@ -91,14 +100,7 @@ func TestOutboundStates(t *testing.T) {
 func TestInboundStates(t *testing.T) {
 	for _, r := range inboundTable {
 		t.Run(r.typ+"/"+r.cur, func(t *testing.T) {
-			e := newEnv(t)
-			cur := parseState(t, r.cur)
-			it := storage.RosterItem{JID: romeo, Name: "Romeo"}
-			cur.apply(&it)
-			e.put(juliet, it)
-			s := e.online(juliet + "/balcony")
-			s.take()
-			e.r.takeRemote()
+			e, cur, s := julietWithRomeo(t, r.cur)
 
 			e.inbound(`<presence from='romeo@example.net/orchard' to='juliet@example.com' type='` + r.typ + `'/>`)
 
@@ -111,7 +113,7 @@ func TestInboundStates(t *testing.T) {
 			if r.yes {
 				wantJuliet = append(wantJuliet, "presence "+r.typ+" romeo@example.net > juliet@example.com")
 			}
-			if got := s.take(); !slices.Equal(got, wantJuliet) {
+			if got := take(s); !slices.Equal(got, wantJuliet) {
 				t.Errorf("juliet got %q, want %q", got, wantJuliet)
 			}
 			var wantRemote []string
@@ -125,7 +127,7 @@ func TestInboundStates(t *testing.T) {
 			case r.typ == "unsubscribe" && cur.from:
 				wantRemote = []string{"presence unavailable juliet@example.com/balcony > romeo@example.net"}
 			}
-			if got := e.r.takeRemote(); !slices.Equal(got, wantRemote) {
+			if got := e.remote(); !slices.Equal(got, wantRemote) {
 				t.Errorf("routed %q, want %q", got, wantRemote)
 			}
 			if got := e.stateName(juliet, romeo); got != want.String() {
@@ -141,16 +143,16 @@ func TestHandshake(t *testing.T) {
 	e := newEnv(t)
 	a := e.online("alice@example.com/home")
 	b := e.online("bob@example.com/work")
-	a.take()
-	b.take()
+	take(a)
+	take(b)
 
 	// 3.1.1: alice asks for bob's presence.
 	e.presence(a, `<presence id='xk3h1v69' to='bob@example.com' type='subscribe'/>`)
 	v := e.rosterVer("alice@example.com")
-	if got, want := a.take(), []string{"push " + v + " bob@example.com none ask=subscribe"}; !slices.Equal(got, want) {
+	if got, want := take(a), []string{"push " + v + " bob@example.com none ask=subscribe"}; !slices.Equal(got, want) {
 		t.Errorf("alice got %q, want %q", got, want)
 	}
-	if got, want := b.take(), []string{"presence subscribe alice@example.com > bob@example.com"}; !slices.Equal(got, want) {
+	if got, want := take(b), []string{"presence subscribe alice@example.com > bob@example.com"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
 	if got := e.stateName("bob@example.com", "alice@example.com"); got != "None + Pending In" {
@@ -165,11 +167,11 @@ func TestHandshake(t *testing.T) {
 	// 3.1.5: bob approves.
 	e.presence(b, `<presence id='h4v1c4kj' to='alice@example.com' type='subscribed'/>`)
 	vb := e.rosterVer("bob@example.com")
-	if got, want := b.take(), []string{"push " + vb + " alice@example.com from"}; !slices.Equal(got, want) {
+	if got, want := take(b), []string{"push " + vb + " alice@example.com from"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
 	v = e.rosterVer("alice@example.com")
-	if got, want := a.take(), []string{
+	if got, want := take(a), []string{
 		"push " + v + " bob@example.com to",
 		"presence subscribed bob@example.com > alice@example.com",
 		"presence available bob@example.com/work > alice@example.com",
@@ -179,19 +181,19 @@ func TestHandshake(t *testing.T) {
 
 	// And the other way round.
 	e.presence(b, `<presence to='alice@example.com' type='subscribe'/>`)
-	b.take()
-	if got, want := a.take(), []string{"presence subscribe bob@example.com > alice@example.com"}; !slices.Equal(got, want) {
+	take(b)
+	if got, want := take(a), []string{"presence subscribe bob@example.com > alice@example.com"}; !slices.Equal(got, want) {
 		t.Errorf("alice got %q, want %q", got, want)
 	}
 	e.presence(a, `<presence to='bob@example.com' type='subscribed'/>`)
-	if got, want := b.take(), []string{
+	if got, want := take(b), []string{
 		"push " + e.rosterVer("bob@example.com") + " alice@example.com both",
 		"presence subscribed alice@example.com > bob@example.com",
 		"presence available alice@example.com/home > bob@example.com",
 	}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
-	if got, want := a.take(), []string{"push " + e.rosterVer("alice@example.com") + " bob@example.com both"}; !slices.Equal(got, want) {
+	if got, want := take(a), []string{"push " + e.rosterVer("alice@example.com") + " bob@example.com both"}; !slices.Equal(got, want) {
 		t.Errorf("alice got %q, want %q", got, want)
 	}
 	for _, p := range [][2]string{{"alice@example.com", "bob@example.com"}, {"bob@example.com", "alice@example.com"}} {
@@ -202,7 +204,7 @@ func TestHandshake(t *testing.T) {
 
 	// Presence now flows both ways.
 	e.presence(a, `<presence><show>away</show></presence>`)
-	if got, want := b.take(), []string{"presence available alice@example.com/home > bob@example.com"}; !slices.Equal(got, want) {
+	if got, want := take(b), []string{"presence available alice@example.com/home > bob@example.com"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
 }
@@ -214,24 +216,24 @@ func TestSubscribeWhileOffline(t *testing.T) {
 	a := e.online("alice@example.com/home")
 	b := e.login("bob@example.com/work") // connected, not available
 	e.presence(a, `<presence to='bob@example.com' type='subscribe'><status>it is alice</status></presence>`)
-	if got := b.take(); len(got) != 0 {
+	if got := take(b); len(got) != 0 {
 		t.Errorf("unavailable bob got %q", got)
 	}
 	e.presence(b, `<presence/>`)
-	got := b.take()
+	got := take(b)
 	if !slices.Contains(got, "presence subscribe alice@example.com > bob@example.com status=it is alice") {
 		t.Errorf("bob's initial presence delivered %q, want the stored request", got)
 	}
 	// A second resource gets it too, until bob answers.
 	b2 := e.login("bob@example.com/phone")
 	e.presence(b2, `<presence/>`)
-	if got := b2.take(); !slices.Contains(got, "presence subscribe alice@example.com > bob@example.com status=it is alice") {
+	if got := take(b2); !slices.Contains(got, "presence subscribe alice@example.com > bob@example.com status=it is alice") {
 		t.Errorf("bob's second resource got %q", got)
 	}
 	e.presence(b, `<presence to='alice@example.com' type='subscribed'/>`)
 	b3 := e.login("bob@example.com/tablet")
 	e.presence(b3, `<presence/>`)
-	for _, s := range b3.take() {
+	for _, s := range take(b3) {
 		if s == "presence subscribe alice@example.com > bob@example.com status=it is alice" {
 			t.Error("an answered request was delivered again")
 		}
@@ -243,21 +245,21 @@ func TestPreApproval(t *testing.T) {
 	e := newEnv(t)
 	a := e.online("alice@example.com/home")
 	b := e.online("bob@example.com/work")
-	a.take()
-	b.take()
+	take(a)
+	take(b)
 
 	// 3.4.1: bob pre-approves alice; nothing is routed.
 	e.presence(b, `<presence to='alice@example.com' type='subscribed'/>`)
-	if got, want := b.take(), []string{"push " + e.rosterVer("bob@example.com") + " alice@example.com none approved=true"}; !slices.Equal(got, want) {
+	if got, want := take(b), []string{"push " + e.rosterVer("bob@example.com") + " alice@example.com none approved=true"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
-	if got := a.take(); len(got) != 0 {
+	if got := take(a); len(got) != 0 {
 		t.Errorf("alice got %q", got)
 	}
 
 	// 3.4.2: alice's request is accepted without asking bob.
 	e.presence(a, `<presence to='bob@example.com' type='subscribe'/>`)
-	if got, want := a.take(), []string{
+	if got, want := take(a), []string{
 		"push 1 bob@example.com none ask=subscribe",
 		"push 2 bob@example.com to",
 		"presence subscribed bob@example.com > alice@example.com",
@@ -265,7 +267,7 @@ func TestPreApproval(t *testing.T) {
 	}; !slices.Equal(got, want) {
 		t.Errorf("alice got %q, want %q", got, want)
 	}
-	if got, want := b.take(), []string{"push " + e.rosterVer("bob@example.com") + " alice@example.com from"}; !slices.Equal(got, want) {
+	if got, want := take(b), []string{"push " + e.rosterVer("bob@example.com") + " alice@example.com from"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q (the request is not delivered)", got, want)
 	}
 	it, _ := e.item("bob@example.com", "alice@example.com")
@@ -280,52 +282,56 @@ func TestCancelPreApproval(t *testing.T) {
 	e := newEnv(t)
 	b := e.online("bob@example.com/work")
 	e.presence(b, `<presence to='carol@example.com' type='subscribed'/>`)
-	b.take()
-	e.r.takeProcessed()
+	take(b)
+	e.processed()
 	e.presence(b, `<presence to='carol@example.com' type='unsubscribed'/>`)
-	if got, want := b.take(), []string{"push " + e.rosterVer("bob@example.com") + " carol@example.com none"}; !slices.Equal(got, want) {
+	if got, want := take(b), []string{"push " + e.rosterVer("bob@example.com") + " carol@example.com none"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
-	if got := e.r.takeProcessed(); len(got) != 0 {
+	if got := e.processed(); len(got) != 0 {
 		t.Errorf("routed %q", got)
 	}
 	// With the approval gone, carol's request is asked for again.
 	c := e.online("carol@example.com/pc")
 	e.presence(c, `<presence to='bob@example.com' type='subscribe'/>`)
-	if got, want := b.take(), []string{"presence subscribe carol@example.com > bob@example.com"}; !slices.Equal(got, want) {
+	if got, want := take(b), []string{"presence subscribe carol@example.com > bob@example.com"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
 }
 
-// mutual makes alice and bob subscribed to each other.
-func (e *env) mutual(a, b string) {
+// mutualOnline makes alice and bob subscribed to each other and brings
+// alice/home and bob/work online, forgetting what that produced.
+func (e *env) mutualOnline() (alice, bob *moduletest.Session) {
+	e.t.Helper()
+	const a, b = "alice@example.com", "bob@example.com"
 	e.put(a, storage.RosterItem{JID: b, Subscription: storage.SubBoth})
 	e.put(b, storage.RosterItem{JID: a, Subscription: storage.SubBoth})
+	alice = e.online(a + "/home")
+	bob = e.online(b + "/work")
+	take(alice)
+	take(bob)
+	return alice, bob
 }
 
 // TestCancellation: RFC 6121 3.2, bob cancels alice's subscription.
 func TestCancellation(t *testing.T) {
 	e := newEnv(t)
-	e.mutual("alice@example.com", "bob@example.com")
-	a := e.online("alice@example.com/home")
-	b := e.online("bob@example.com/work")
-	a.take()
-	b.take()
+	a, b := e.mutualOnline()
 	e.presence(b, `<presence to='alice@example.com' type='unsubscribed'/>`)
 	// Unavailable first, while alice is still subscribed (3.2.2).
-	if got, want := a.take(), []string{
+	if got, want := take(a), []string{
 		"presence unavailable bob@example.com/work > alice@example.com",
 		"push " + e.rosterVer("alice@example.com") + " bob@example.com from",
 		"presence unsubscribed bob@example.com > alice@example.com",
 	}; !slices.Equal(got, want) {
 		t.Errorf("alice got %q, want %q", got, want)
 	}
-	if got, want := b.take(), []string{"push " + e.rosterVer("bob@example.com") + " alice@example.com to"}; !slices.Equal(got, want) {
+	if got, want := take(b), []string{"push " + e.rosterVer("bob@example.com") + " alice@example.com to"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
 	// Bob's presence no longer reaches alice.
 	e.presence(b, `<presence><show>dnd</show></presence>`)
-	for _, s := range a.take() {
+	for _, s := range take(a) {
 		if s == "presence available bob@example.com/work > alice@example.com" {
 			t.Error("alice still gets bob's presence")
 		}
@@ -335,19 +341,15 @@ func TestCancellation(t *testing.T) {
 // TestUnsubscribe: RFC 6121 3.3, alice unsubscribes from bob.
 func TestUnsubscribe(t *testing.T) {
 	e := newEnv(t)
-	e.mutual("alice@example.com", "bob@example.com")
-	a := e.online("alice@example.com/home")
-	b := e.online("bob@example.com/work")
-	a.take()
-	b.take()
+	a, b := e.mutualOnline()
 	e.presence(a, `<presence to='bob@example.com' type='unsubscribe'/>`)
-	if got, want := b.take(), []string{
+	if got, want := take(b), []string{
 		"push " + e.rosterVer("bob@example.com") + " alice@example.com to",
 		"presence unsubscribe alice@example.com > bob@example.com",
 	}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
-	if got, want := a.take(), []string{
+	if got, want := take(a), []string{
 		"push " + e.rosterVer("alice@example.com") + " bob@example.com from",
 		"presence unavailable bob@example.com/work > alice@example.com",
 	}; !slices.Equal(got, want) {
@@ -359,16 +361,16 @@ func TestUnsubscribe(t *testing.T) {
 func TestDenyRequest(t *testing.T) {
 	e := newEnv(t)
 	b := e.online("bob@example.com/work")
-	b.take()
+	take(b)
 	e.inbound(`<presence from='spam@example.org' to='bob@example.com' type='subscribe'/>`)
-	if got := b.take(); !slices.Equal(got, []string{"presence subscribe spam@example.org > bob@example.com"}) {
+	if got := take(b); !slices.Equal(got, []string{"presence subscribe spam@example.org > bob@example.com"}) {
 		t.Errorf("bob got %q", got)
 	}
 	e.presence(b, `<presence to='spam@example.org' type='unsubscribed'/>`)
-	if got := b.take(); len(got) != 0 {
+	if got := take(b); len(got) != 0 {
 		t.Errorf("bob got %q (no push for an item never shown)", got)
 	}
-	if got := e.r.takeRemote(); !slices.Contains(got, "presence unsubscribed bob@example.com > spam@example.org") {
+	if got := e.remote(); !slices.Contains(got, "presence unsubscribed bob@example.com > spam@example.org") {
 		t.Errorf("routed %q", got)
 	}
 	if _, ok := e.item("bob@example.com", "spam@example.org"); ok {
@@ -394,7 +396,7 @@ func TestNoSuchUser(t *testing.T) {
 		"presence unsubscribed nobody@example.com > romeo@example.net",
 		"presence unsubscribed nobody@example.com > romeo@example.net",
 	}
-	if got := e.r.takeRemote(); !slices.Equal(got, want) {
+	if got := e.remote(); !slices.Equal(got, want) {
 		t.Errorf("routed %q, want %q", got, want)
 	}
 	if items, _, _ := e.store.Roster(e.ctx, "nobody@example.com"); len(items) != 0 {
@@ -406,9 +408,9 @@ func TestNoSuchUser(t *testing.T) {
 func TestSubscriptionToSelf(t *testing.T) {
 	e := newEnv(t)
 	a := e.online("alice@example.com/home")
-	a.take()
+	take(a)
 	e.presence(a, `<presence to='alice@example.com' type='subscribe'/>`)
-	if got := a.take(); len(got) != 0 {
+	if got := take(a); len(got) != 0 {
 		t.Errorf("alice got %q", got)
 	}
 	if _, ok := e.item("alice@example.com", "alice@example.com"); ok {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
 )
 
@@ -27,7 +28,7 @@ const update = `<iq id='v2' type='set'>
 
 func newVCard(t *testing.T, cfg Config) *Module {
 	t.Helper()
-	h, _ := newHost(t, nil)
+	h, _ := moduletest.NewHost(t, nil)
 	m, err := New(h.Store, h.Log, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -41,57 +42,57 @@ func TestVCard(t *testing.T) {
 	const retrieve = `<iq id='v1' type='get'><vCard xmlns='vcard-temp'/></iq>`
 
 	// XEP-0054 section 3.1: no vCard yet: an empty <vCard/>.
-	res, err := request(t, m, peter, module.ScopeAccount, retrieve)
-	if err != nil || str(res) != `<vCard xmlns="vcard-temp"/>` {
-		t.Errorf("empty: %s, %v", str(res), err)
+	res, err := moduletest.Request(t, m, peter, module.ScopeAccount, retrieve)
+	if err != nil || moduletest.String(res) != `<vCard xmlns="vcard-temp"/>` {
+		t.Errorf("empty: %s, %v", moduletest.String(res), err)
 	}
 	// Section 3.3: another user's missing vCard (or a missing user).
 	for _, to := range []string{"stpeter@jabber.org", "nobody@jabber.org"} {
-		_, err = request(t, m, "jer@jabber.org/home", module.ScopeAccount,
+		_, err = moduletest.Request(t, m, "jer@jabber.org/home", module.ScopeAccount,
 			`<iq id='v3' to='`+to+`' type='get'><vCard xmlns='vcard-temp'/></iq>`)
-		if condition(err) != stanza.ServiceUnavailable {
+		if moduletest.Condition(err) != stanza.ServiceUnavailable {
 			t.Errorf("%s: %v", to, err)
 		}
 	}
 
 	// Section 3.2: update, then read back (owner and others).
-	res, err = request(t, m, peter, module.ScopeAccount, update)
+	res, err = moduletest.Request(t, m, peter, module.ScopeAccount, update)
 	if err != nil || res != nil {
-		t.Fatalf("set: %s, %v", str(res), err)
+		t.Fatalf("set: %s, %v", moduletest.String(res), err)
 	}
-	want := parse(t, update).Payload().String()
-	res, err = request(t, m, peter, module.ScopeAccount, retrieve)
-	if err != nil || str(res) != want {
-		t.Errorf("own:\n got %s\nwant %s (%v)", str(res), want, err)
+	want := moduletest.Parse(t, update).Payload().String()
+	res, err = moduletest.Request(t, m, peter, module.ScopeAccount, retrieve)
+	if err != nil || moduletest.String(res) != want {
+		t.Errorf("own:\n got %s\nwant %s (%v)", moduletest.String(res), want, err)
 	}
-	res, err = request(t, m, "jer@jabber.org/home", module.ScopeAccount,
+	res, err = moduletest.Request(t, m, "jer@jabber.org/home", module.ScopeAccount,
 		`<iq id='v3' to='stpeter@jabber.org' type='get'><vCard xmlns='vcard-temp'/></iq>`)
-	if err != nil || str(res) != want {
-		t.Errorf("other: %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != want {
+		t.Errorf("other: %s, %v", moduletest.String(res), err)
 	}
 
 	// Example 7: modifying another entity's vCard.
-	_, err = request(t, m, "jer@jabber.org/home", module.ScopeAccount,
+	_, err = moduletest.Request(t, m, "jer@jabber.org/home", module.ScopeAccount,
 		`<iq id='v2' to='stpeter@jabber.org' type='set'><vCard xmlns='vcard-temp'><FN>Mallory</FN></vCard></iq>`)
-	if condition(err) != stanza.Forbidden {
+	if moduletest.Condition(err) != stanza.Forbidden {
 		t.Errorf("other set: %v", err)
 	}
 
 	// An empty <vCard/> deletes it.
-	if _, err := request(t, m, peter, module.ScopeAccount, `<iq id='v4' type='set'><vCard xmlns='vcard-temp'/></iq>`); err != nil {
+	if _, err := moduletest.Request(t, m, peter, module.ScopeAccount, `<iq id='v4' type='set'><vCard xmlns='vcard-temp'/></iq>`); err != nil {
 		t.Fatal(err)
 	}
-	res, err = request(t, m, peter, module.ScopeAccount, retrieve)
-	if err != nil || str(res) != `<vCard xmlns="vcard-temp"/>` {
-		t.Errorf("after delete: %s, %v", str(res), err)
+	res, err = moduletest.Request(t, m, peter, module.ScopeAccount, retrieve)
+	if err != nil || moduletest.String(res) != `<vCard xmlns="vcard-temp"/>` {
+		t.Errorf("after delete: %s, %v", moduletest.String(res), err)
 	}
 }
 
 func TestVCardTooLarge(t *testing.T) {
 	m := newVCard(t, Config{MaxBytes: 100})
-	_, err := request(t, m, "stpeter@jabber.org/roundabout", module.ScopeAccount,
+	_, err := moduletest.Request(t, m, "stpeter@jabber.org/roundabout", module.ScopeAccount,
 		`<iq id='v2' type='set'><vCard xmlns='vcard-temp'><DESC>`+strings.Repeat("x", 100)+`</DESC></vCard></iq>`)
-	if condition(err) != stanza.NotAcceptable {
+	if moduletest.Condition(err) != stanza.NotAcceptable {
 		t.Errorf("too large: %v", err)
 	}
 	if err := (&Config{}).Validate(); err == nil {

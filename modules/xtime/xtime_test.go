@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
 )
 
@@ -13,15 +14,15 @@ func TestTime(t *testing.T) {
 	at := time.Date(2006, 12, 19, 11, 58, 35, 500, time.FixedZone("CST", -6*3600))
 	m := New(func() time.Time { return at })
 	// XEP-0202 Example 1.
-	res, err := request(t, m, "juliet@capulet.com/balcony", module.ScopeServer,
+	res, err := moduletest.Request(t, m, "juliet@capulet.com/balcony", module.ScopeServer,
 		`<iq type='get' from='romeo@montague.net/orchard' to='capulet.com' id='time_1'><time xmlns='urn:xmpp:time'/></iq>`)
 	want := `<time xmlns="urn:xmpp:time"><tzo>+00:00</tzo><utc>2006-12-19T17:58:35Z</utc></time>`
-	if err != nil || str(res) != want {
-		t.Errorf("got %s, %v", str(res), err)
+	if err != nil || moduletest.String(res) != want {
+		t.Errorf("got %s, %v", moduletest.String(res), err)
 	}
-	_, err = request(t, m, "juliet@capulet.com/balcony", module.ScopeServer,
+	_, err = moduletest.Request(t, m, "juliet@capulet.com/balcony", module.ScopeServer,
 		`<iq type='set' to='capulet.com' id='time_2'><time xmlns='urn:xmpp:time'/></iq>`)
-	if condition(err) != stanza.BadRequest {
+	if moduletest.Condition(err) != stanza.BadRequest {
 		t.Errorf("set: %v", err)
 	}
 	var found bool
