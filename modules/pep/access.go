@@ -60,21 +60,29 @@ func (m *Module) mayRead(ctx context.Context, owner, requester jid.JID, cfg stor
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("pep: roster item %s of %s: %w", requester, owner, err)
 	}
+	return contactAccess(cfg, it, found), nil
+}
+
+// contactAccess decides for a contact whose item in the owner's roster is
+// it (found false: none) under the presence and roster access models.
+func contactAccess(cfg storage.NodeConfig, it storage.RosterItem, found bool) *stanza.Error {
 	switch cfg.AccessModel {
+	case storage.AccessOpen:
+		return nil
 	case storage.AccessPresence:
 		if found && subscribed(it) {
-			return nil, nil
+			return nil
 		}
-		return pubsubErr(stanza.Auth, stanza.NotAuthorized, "presence-subscription-required"), nil
+		return pubsubErr(stanza.Auth, stanza.NotAuthorized, "presence-subscription-required")
 	case storage.AccessRoster:
 		if found && !it.Hidden && slices.ContainsFunc(it.Groups, func(g string) bool {
 			return slices.Contains(cfg.RosterGroupsAllowed, g)
 		}) {
-			return nil, nil
+			return nil
 		}
-		return pubsubErr(stanza.Auth, stanza.NotAuthorized, "not-in-roster-group"), nil
+		return pubsubErr(stanza.Auth, stanza.NotAuthorized, "not-in-roster-group")
 	}
-	return pubsubErr(stanza.Cancel, stanza.NotAllowed, "closed-node"), nil
+	return pubsubErr(stanza.Cancel, stanza.NotAllowed, "closed-node")
 }
 
 // blocked reports whether the owner blocks to (XEP-0191 with the matching

@@ -133,6 +133,14 @@ func (m *Module) interested(sess module.Session, node string) bool {
 	return ss != nil && ss.sess == sess && ss.available && ss.notify[node]
 }
 
+// wantsAny reports whether sess asked for notifications of any node.
+func (m *Module) wantsAny(sess module.Session) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ss := m.sessions[sess.JID().String()]
+	return ss != nil && ss.sess == sess && ss.available && len(ss.notify) > 0
+}
+
 func parseCaps(st *stanza.Stanza) (caps, bool) {
 	c := st.El.Child(NSCaps, "c")
 	if c == nil || c.Attr("ver") == "" {

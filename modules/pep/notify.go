@@ -2,6 +2,7 @@ package pep
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/palisade-im/palisade/server/element"
@@ -58,7 +59,7 @@ func (m *Module) recipients(ctx context.Context, owner jid.JID, node string, cfg
 		if len(sessions) == 0 {
 			continue
 		}
-		if denied, err := m.mayRead(ctx, owner, contact.Bare(), cfg); err != nil || denied != nil {
+		if contactAccess(cfg, it, true) != nil {
 			continue
 		}
 		if block == nil {
@@ -112,7 +113,7 @@ func (m *Module) itemElement(ns string, it storage.PubSubItem) *element.Element 
 // read and asked for: its own account's and those of the local accounts
 // whose presence its account is subscribed to (XEP-0163 section 4.3.3).
 func (m *Module) sendLastItems(ctx context.Context, sess module.Session) {
-	if !deliverable(sess) {
+	if !deliverable(sess) || !m.wantsAny(sess) {
 		return
 	}
 	user := sess.JID().Bare()
@@ -140,9 +141,21 @@ func (m *Module) sendLastItems(ctx context.Context, sess module.Session) {
 // sendLastOf sends sess the last items of owner's nodes that it may see.
 func (m *Module) sendLastOf(ctx context.Context, owner jid.JID, sess module.Session) {
 	user := sess.JID().Bare()
+	nodes, err := m.store.Nodes(ctx, owner.String())
+	if err != nil {
+		m.log.Error("last items: list nodes", zap.String("owner", owner.String()), zap.Error(err))
+		return
+	}
+	nodes = slices.DeleteFunc(nodes, func(n storage.PubSubNode) bool {
+		return n.Config.SendLastPublished != storage.SendLastOnSubAndPresence || !m.interested(sess, n.Name)
+	})
+	if len(nodes) == 0 {
+		return
+	}
+	var it storage.RosterItem
 	if !owner.Equal(user) {
 		// The owner's roster is the authority on the subscription.
-		it, err := m.store.Item(ctx, owner.String(), user.String())
+		it, err = m.store.Item(ctx, owner.String(), user.String())
 		if err != nil || !subscribed(it) {
 			return
 		}
@@ -151,16 +164,8 @@ func (m *Module) sendLastOf(ctx context.Context, owner jid.JID, sess module.Sess
 			return
 		}
 	}
-	nodes, err := m.store.Nodes(ctx, owner.String())
-	if err != nil {
-		m.log.Error("last items: list nodes", zap.String("owner", owner.String()), zap.Error(err))
-		return
-	}
 	for _, n := range nodes {
-		if n.Config.SendLastPublished != storage.SendLastOnSubAndPresence || !m.interested(sess, n.Name) {
-			continue
-		}
-		if denied, err := m.mayRead(ctx, owner, user, n.Config); err != nil || denied != nil {
+		if !owner.Equal(user) && contactAccess(n.Config, it, true) != nil {
 			continue
 		}
 		last, err := m.store.Items(ctx, owner.String(), n.Name, 1, nil)
