@@ -35,10 +35,18 @@ func (c caps) key() string { return c.hash + "\x00" + c.node + "\x00" + c.ver }
 // interests is the set of nodes a client wants notifications for.
 type interests map[string]bool
 
+// maxInterestBytes bounds the node names remembered for one 'ver' or
+// session, so that the cache stays small whatever clients announce.
+const maxInterestBytes = 8192
+
 func interestsOf(features []string) interests {
 	out := interests{}
+	size := 0
 	for _, f := range features {
-		if n, ok := strings.CutSuffix(f, notifySuffix); ok && n != "" {
+		if n, ok := strings.CutSuffix(f, notifySuffix); ok && n != "" && !out[n] {
+			if size += len(n); size > maxInterestBytes {
+				break
+			}
 			out[n] = true
 		}
 	}
@@ -110,6 +118,7 @@ type sessState struct {
 	caps      caps
 	hasCaps   bool
 	notify    interests // nil while unknown
+	querying  bool      // a capabilities query for this session is running
 }
 
 // SessionStarted implements module.SessionObserver.
@@ -162,7 +171,7 @@ func (m *Module) PresenceBroadcast(ctx context.Context, sess module.Session, st 
 		m.sessions[k] = ss
 	}
 	if st.Type == "unavailable" {
-		*ss = sessState{sess: sess}
+		*ss = sessState{sess: sess, querying: ss.querying}
 		m.mu.Unlock()
 		return
 	}
@@ -191,9 +200,7 @@ func (m *Module) PresenceBroadcast(ctx context.Context, sess module.Session, st 
 		return
 	}
 	if needQuery {
-		if m.req != nil {
-			m.queryCaps(sess, c)
-		}
+		m.startQuery(sess)
 		return
 	}
 	m.sendLastItems(ctx, sess)
@@ -212,52 +219,94 @@ func (m *Module) setInterests(sess module.Session, c caps, i interests) bool {
 	return true
 }
 
-// queryCaps asks the client for its disco#info in the background (the
-// answer arrives on the client's own stream, which is busy running this
-// presence), verifies the ver and then sends the last items.
-func (m *Module) queryCaps(sess module.Session, c caps) {
+// startQuery starts the capabilities query of a session unless one is
+// running: that one picks up the newest capabilities when it ends, so a
+// client changing them in a loop holds one goroutine, not one per change.
+func (m *Module) startQuery(sess module.Session) {
+	if m.req == nil {
+		return
+	}
+	m.mu.Lock()
+	ss := m.sessions[sess.JID().String()]
+	if ss == nil || ss.sess != sess || ss.querying {
+		m.mu.Unlock()
+		return
+	}
+	ss.querying = true
+	m.mu.Unlock()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		var done func()
-		if c.hash != "" {
-			var wait <-chan struct{}
-			wait, done = m.caps.claim(c.hash, c.ver)
-			if wait != nil {
-				select {
-				case <-wait:
-				case <-m.ctx.Done():
-					return
-				}
-				if i, ok := m.caps.get(c.hash, c.ver); ok {
-					if m.setInterests(sess, c, i) {
-						m.sendLastItems(m.ctx, sess)
-					}
-					return
-				}
-				// The other answer did not verify: ask this client itself.
+		for {
+			c, ok := m.pendingCaps(sess)
+			if !ok {
+				return
 			}
-		}
-		if done != nil {
-			defer done()
-		}
-		select {
-		case m.sem <- struct{}{}:
-		case <-m.ctx.Done():
-			return
-		}
-		i, verified := m.discoInfo(sess.JID(), c)
-		<-m.sem
-		if i == nil {
-			return
-		}
-		if verified {
-			m.caps.put(c.hash, c.ver, i)
-		}
-		if m.setInterests(sess, c, i) {
-			m.sendLastItems(m.ctx, sess)
+			m.resolveCaps(sess, c)
 		}
 	}()
+}
+
+// pendingCaps returns the capabilities of sess that still need a query,
+// or clears the querying mark and returns false.
+func (m *Module) pendingCaps(sess module.Session) (caps, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ss := m.sessions[sess.JID().String()]
+	if ss == nil || ss.sess != sess {
+		return caps{}, false
+	}
+	if m.ctx.Err() != nil || !ss.available || !ss.hasCaps || ss.notify != nil {
+		ss.querying = false
+		return caps{}, false
+	}
+	return ss.caps, true
+}
+
+// resolveCaps learns what sess wants for caps c: from the cache, from a
+// query another session runs for the same ver, or by asking the client
+// (its answer arrives on its own stream, which is busy running the
+// presence that started this, hence the background). A verified answer
+// is cached. Then the last items are sent.
+func (m *Module) resolveCaps(sess module.Session, c caps) {
+	var done func()
+	if c.hash != "" {
+		var wait <-chan struct{}
+		wait, done = m.caps.claim(c.hash, c.ver)
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-m.ctx.Done():
+				return
+			}
+			if i, ok := m.caps.get(c.hash, c.ver); ok {
+				if m.setInterests(sess, c, i) {
+					m.sendLastItems(m.ctx, sess)
+				}
+				return
+			}
+			// The other answer did not verify: ask this client itself.
+		}
+	}
+	if done != nil {
+		defer done()
+	}
+	select {
+	case m.sem <- struct{}{}:
+	case <-m.ctx.Done():
+		return
+	}
+	i, verified := m.discoInfo(sess.JID(), c)
+	<-m.sem
+	if i == nil {
+		i = interests{} // no answer: nothing is sent to it
+	}
+	if verified {
+		m.caps.put(c.hash, c.ver, i)
+	}
+	if m.setInterests(sess, c, i) {
+		m.sendLastItems(m.ctx, sess)
+	}
 }
 
 // discoInfo queries full for node#ver and returns the interests it
