@@ -539,3 +539,32 @@ func formValue(r *Node, v string) string {
 	}
 	return "(no field)"
 }
+
+// A client changing its capabilities faster than it answers is asked one
+// question at a time, and then about its newest capabilities only.
+func TestPepCapsOneQueryAtATime(t *testing.T) {
+	t.Parallel()
+	e := pepEnv(t)
+	befriend(t, e, "alice", "bob")
+	alice := pepLogin(t, e, "alice", "a")
+	alice.ok("set", "", publish(nodeTune, "t1", tune("One"), ""))
+	bob := pepLogin(t, e, "bob", "b")
+	var infos []disco.Info
+	var vers []string
+	for i := 0; i < 5; i++ {
+		infos = append(infos, capsInfo(nodeTune+"+notify", fmt.Sprintf("urn:v%d", i)))
+	}
+	vers = append(vers, bob.presenceCaps(infos[0], ""))
+	q := bob.await("first caps query", isCapsQuery)
+	for i := 1; i < 5; i++ {
+		vers = append(vers, bob.presenceCaps(infos[i], ""))
+	}
+	bob.none("a second query while the first is open", isCapsQuery)
+	bob.backlog = append(bob.backlog, q)
+	bob.answerCaps(infos[0], vers[0])
+	// That answer is for stale caps: the server asks about the newest.
+	bob.answerCaps(infos[4], vers[4])
+	bob.await("last tune", event("alice@localhost", nodeTune, "item", "t1"))
+	bob.none("more caps queries", isCapsQuery)
+}
+
