@@ -89,4 +89,13 @@ type PubSub interface {
 	Items(ctx context.Context, owner, node string, max int, ids []string) ([]PubSubItem, error)
 	// RetractItem deletes an item; ErrNotFound if the node or item is absent.
 	RetractItem(ctx context.Context, owner, node, id string) error
+	// Subscribe records an explicit subscription of jid (a bare or full
+	// JID whose bare JID is subscriber) to a node: ErrNotFound if the node
+	// is absent, ErrQuota if subscriber already holds max subscriptions
+	// (0: no limit). Subscribing again changes nothing.
+	Subscribe(ctx context.Context, owner, node, jid, subscriber string, max int) error
+	// Unsubscribe removes a subscription; ErrNotFound if there is none.
+	Unsubscribe(ctx context.Context, owner, node, jid string) error
+	// Subscribers lists the JIDs explicitly subscribed to a node, sorted.
+	Subscribers(ctx context.Context, owner, node string) ([]string, error)
 }

@@ -38,8 +38,13 @@ func (m *Module) recipients(ctx context.Context, owner jid.JID, node string, cfg
 			out = append(out, s)
 		}
 	}
+	out = append(out, m.subscribed(ctx, owner, node, cfg, out)...)
 	if cfg.AccessModel == storage.AccessWhitelist {
 		return out
+	}
+	have := map[module.Session]bool{}
+	for _, s := range out {
+		have[s] = true
 	}
 	items, _, err := m.store.Roster(ctx, owner.String())
 	if err != nil {
@@ -72,9 +77,70 @@ func (m *Module) recipients(ctx context.Context, owner jid.JID, node string, cfg
 			}
 		}
 		for _, s := range sessions {
-			if deliverable(s) && m.interested(s, node) && !blocked(block, s.JID()) {
+			if deliverable(s) && m.interested(s, node) && !blocked(block, s.JID()) && !have[s] {
 				out = append(out, s)
 			}
+		}
+	}
+	return out
+}
+
+// subscribed returns the sessions of the node's explicit subscribers
+// that may read it, except those in already (XEP-0060 section 6.1).
+func (m *Module) subscribed(ctx context.Context, owner jid.JID, node string, cfg storage.NodeConfig, already []module.Session) []module.Session {
+	subs, err := m.store.Subscribers(ctx, owner.String(), node)
+	if err != nil {
+		m.log.Error("notify: read subscribers", zap.String("owner", owner.String()), zap.Error(err))
+		return nil
+	}
+	if len(subs) == 0 {
+		return nil
+	}
+	block, err := m.store.Blocked(ctx, owner.String())
+	if err != nil {
+		m.log.Error("notify: read block list", zap.String("owner", owner.String()), zap.Error(err))
+		return nil
+	}
+	have := map[module.Session]bool{}
+	for _, s := range already {
+		have[s] = true
+	}
+	var out []module.Session
+	for _, v := range subs {
+		j, err := jid.Parse(v)
+		if err != nil {
+			continue
+		}
+		if denied, err := m.mayRead(ctx, owner, j.Bare(), cfg); err != nil || denied != nil {
+			continue
+		}
+		for _, s := range m.sessionsOf(j) {
+			if !have[s] && !blocked(block, s.JID()) {
+				have[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// sessionsOf returns the local sessions a notification for j goes to:
+// the session of a full JID, or the available resources with
+// non-negative priority of a bare JID (XEP-0163 section 4.3.2).
+func (m *Module) sessionsOf(j jid.JID) []module.Session {
+	if !m.router.IsLocal(j.Domainpart()) {
+		return nil
+	}
+	if j.Resourcepart() != "" {
+		if s := m.router.Session(j); s != nil && s.Available() {
+			return []module.Session{s}
+		}
+		return nil
+	}
+	var out []module.Session
+	for _, s := range m.router.Sessions(j) {
+		if deliverable(s) {
+			out = append(out, s)
 		}
 	}
 	return out
@@ -172,12 +238,18 @@ func (m *Module) sendLastOf(ctx context.Context, owner jid.JID, sess module.Sess
 		if err != nil || len(last) == 0 {
 			continue
 		}
-		items := element.New(NSEvent, "items", element.A("node", n.Name))
-		items.Append(m.itemElement(NSEvent, last[0]))
-		msg := eventMessage(owner, items)
-		msg.SetTo(sess.JID())
-		msg.El.Append(element.New(stanza.NSDelay, "delay",
-			element.A("from", owner.String()), element.A("stamp", last[0].Published.UTC().Format(time.RFC3339Nano))))
-		m.router.Route(ctx, msg)
+		m.sendLast(ctx, owner, n.Name, last[0], sess)
 	}
+}
+
+// sendLast sends one stored item to sess with a delay stamp (XEP-0060
+// section 12.7).
+func (m *Module) sendLast(ctx context.Context, owner jid.JID, node string, it storage.PubSubItem, sess module.Session) {
+	items := element.New(NSEvent, "items", element.A("node", node))
+	items.Append(m.itemElement(NSEvent, it))
+	msg := eventMessage(owner, items)
+	msg.SetTo(sess.JID())
+	msg.El.Append(element.New(stanza.NSDelay, "delay",
+		element.A("from", owner.String()), element.A("stamp", it.Published.UTC().Format(time.RFC3339Nano))))
+	m.router.Route(ctx, msg)
 }

@@ -179,10 +179,10 @@ func (m *Module) AccountFeatures() []string {
 	var out []string
 	for _, f := range []string{
 		"access-open", "access-presence", "access-roster", "access-whitelist",
-		"auto-create", "auto-subscribe", "config-node", "create-and-configure", "create-nodes",
-		"delete-nodes", "filtered-notifications", "item-ids", "last-published", "persistent-items",
-		"presence-notifications", "publish", "publish-options", "retract-items", "retrieve-default",
-		"retrieve-items",
+		"auto-create", "auto-subscribe", "config-node", "config-node-max", "create-and-configure",
+		"create-nodes", "delete-items", "delete-nodes", "filtered-notifications", "item-ids",
+		"last-published", "multi-items", "persistent-items", "presence-notifications", "publish",
+		"publish-options", "retract-items", "retrieve-default", "retrieve-items", "subscribe",
 	} {
 		out = append(out, NSPubSub+"#"+f)
 	}

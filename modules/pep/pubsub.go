@@ -59,8 +59,23 @@ func (m *Module) handlePubSub(ctx context.Context, _ module.Session, iq *stanza.
 			conf = k
 		}
 		return m.create(ctx, owner, iq.From, first, conf)
-	case "set subscribe", "set unsubscribe", "get subscriptions", "get options", "set options":
-		return nil, unsupported("subscribe")
+	case "set subscribe":
+		for _, k := range kids[1:] {
+			if k.Space == NSPubSub && k.Local == "options" {
+				return nil, unsupported("subscription-options")
+			}
+			return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "only <options/> may follow <subscribe/>")
+		}
+		return m.subscribe(ctx, iq, first)
+	case "set unsubscribe":
+		if len(kids) != 1 {
+			return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "one <unsubscribe/> per request")
+		}
+		return m.unsubscribe(ctx, owner, iq.From, first)
+	case "get subscriptions":
+		return nil, unsupported("retrieve-subscriptions")
+	case "get options", "set options":
+		return nil, unsupported("subscription-options")
 	case "get affiliations":
 		return nil, unsupported("retrieve-affiliations")
 	case "get default":
@@ -317,5 +332,97 @@ func (m *Module) create(ctx context.Context, owner, from jid.JID, req, conf *ele
 		return nil, fmt.Errorf("pep: create %s of %s: %w", node, owner, err)
 	}
 	m.log.Debug("node created", zap.String("owner", owner.String()), zap.String("node", node))
+	return nil, nil
+}
+
+// maxSubscriptions bounds the explicit subscriptions one account holds.
+const maxSubscriptions = 1000
+
+// subscriber reads the 'jid' of a subscribe or unsubscribe request: the
+// requester's bare JID or its own full JID (XEP-0060 section 6.1.3.1).
+func subscriber(req *element.Element, from jid.JID) (jid.JID, *stanza.Error) {
+	v := req.Attr("jid")
+	if v == "" {
+		return jid.JID{}, pubsubErr(stanza.Modify, stanza.BadRequest, "jid-required")
+	}
+	j, err := jid.Parse(v)
+	if err != nil || !j.Bare().Equal(from.Bare()) || (j.Resourcepart() != "" && !j.Equal(from)) {
+		return jid.JID{}, pubsubErr(stanza.Modify, stanza.BadRequest, "invalid-jid")
+	}
+	return j, nil
+}
+
+// subscribe handles an explicit subscription (XEP-0060 section 6.1): the
+// subscribed JID gets notifications whether or not it shares presence,
+// as long as the access model lets it read the node. The last item
+// follows the result (6.1.7).
+func (m *Module) subscribe(ctx context.Context, iq *stanza.Stanza, req *element.Element) (*element.Element, error) {
+	owner, from := iq.To.Bare(), iq.From
+	node, se := nodeName(req)
+	if se != nil {
+		return nil, se
+	}
+	j, se := subscriber(req, from)
+	if se != nil {
+		return nil, se
+	}
+	n, err := m.store.Node(ctx, owner.String(), node)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errNoNode
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pep: node %s of %s: %w", node, owner, err)
+	}
+	denied, err := m.mayRead(ctx, owner, from.Bare(), n.Config)
+	if err != nil {
+		return nil, err
+	}
+	if denied != nil {
+		return nil, denied
+	}
+	err = m.store.Subscribe(ctx, owner.String(), node, j.String(), j.Bare().String(), maxSubscriptions)
+	switch {
+	case errors.Is(err, storage.ErrQuota):
+		return nil, pubsubErr(stanza.Cancel, stanza.PolicyViolation, "too-many-subscriptions")
+	case errors.Is(err, storage.ErrNotFound):
+		return nil, errNoNode
+	case err != nil:
+		return nil, fmt.Errorf("pep: subscribe %s to %s of %s: %w", j, node, owner, err)
+	}
+	res := element.New(NSPubSub, "pubsub").Append(element.New(NSPubSub, "subscription",
+		element.A("node", node), element.A("jid", j.String()), element.A("subscription", "subscribed")))
+	m.router.Route(ctx, iq.Result(res))
+	if n.Config.SendLastPublished != storage.SendLastNever {
+		if last, err := m.store.Items(ctx, owner.String(), node, 1, nil); err == nil && len(last) > 0 {
+			for _, s := range m.sessionsOf(j) {
+				m.sendLast(ctx, owner, node, last[0], s)
+			}
+		}
+	}
+	return nil, module.ErrHandled
+}
+
+// unsubscribe handles XEP-0060 section 6.2.
+func (m *Module) unsubscribe(ctx context.Context, owner, from jid.JID, req *element.Element) (*element.Element, error) {
+	node, se := nodeName(req)
+	if se != nil {
+		return nil, se
+	}
+	j, se := subscriber(req, from)
+	if se != nil {
+		return nil, se
+	}
+	if _, err := m.store.Node(ctx, owner.String(), node); errors.Is(err, storage.ErrNotFound) {
+		return nil, errNoNode
+	} else if err != nil {
+		return nil, fmt.Errorf("pep: node %s of %s: %w", node, owner, err)
+	}
+	err := m.store.Unsubscribe(ctx, owner.String(), node, j.String())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, pubsubErr(stanza.Cancel, stanza.UnexpectedRequest, "not-subscribed")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pep: unsubscribe %s from %s of %s: %w", j, node, owner, err)
+	}
 	return nil, nil
 }

@@ -399,7 +399,10 @@ func TestPepAccessModels(t *testing.T) {
 	// disco#info of the account: the pep identity and the features.
 	r := alice.ok("get", "", "<query xmlns='"+nsDiscoI+"'/>")
 	s := r.String()
-	for _, want := range []string{`category="pubsub" type="pep"`, nsPubSub + "#publish-options", nsPubSub + "#auto-create", nsPubSub + "#last-published"} {
+	for _, want := range []string{`category="pubsub" type="pep"`, nsPubSub + "#publish-options", nsPubSub + "#auto-create", nsPubSub + "#last-published",
+		// What Monal requires before it uses PEP at all, and for XEP-0402.
+		nsPubSub + "#filtered-notifications", nsPubSub + "#subscribe", nsPubSub + "#delete-items",
+		nsPubSub + "#item-ids", nsPubSub + "#multi-items", nsPubSub + "#config-node-max"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("account disco#info lacks %s: %s", want, s)
 		}
@@ -474,7 +477,8 @@ func TestPepErrors(t *testing.T) {
 	alice.fails("set", "", ps("<publish node='n'><item id='1'><a xmlns='urn:a'/><b xmlns='urn:a'/></item></publish>"), "bad-request", "invalid-payload")
 	alice.fails("set", "", ps("<publish node='n'><item id='1'/></publish>"), "bad-request", "payload-required")
 	alice.fails("set", "", publish("n", "1", "<big xmlns='urn:a'>"+strings.Repeat("x", 2100)+"</big>", ""), "not-acceptable", "payload-too-big")
-	alice.fails("set", "", ps("<subscribe node='"+nodeTune+"' jid='alice@localhost'/>"), "feature-not-implemented", "unsupported")
+	alice.fails("set", "", ps("<subscribe node='"+nodeTune+"' jid='alice@localhost'/><options/>"), "feature-not-implemented", "unsupported")
+	alice.fails("get", "", ps("<subscriptions/>"), "feature-not-implemented", "unsupported")
 	alice.fails("set", "", ps("<retract node='"+nodeTune+"'><item id='nope'/></retract>"), "item-not-found", "")
 	alice.fails("set", "", "<pubsub xmlns='"+nsPSOwner+"'><purge node='"+nodeTune+"'/></pubsub>", "feature-not-implemented", "unsupported")
 	alice.fails("set", "", ps("<publish node='n2'><item id='1'><a xmlns='urn:a'/></item></publish><publish-options>"+publishOptions("http://jabber.org/protocol/pubsub#publish-options", "pubsub#access_model", "bogus")+"</publish-options>"), "not-acceptable", "")
@@ -568,3 +572,54 @@ func TestPepCapsOneQueryAtATime(t *testing.T) {
 	bob.none("more caps queries", isCapsQuery)
 }
 
+
+func TestPepExplicitSubscriptions(t *testing.T) {
+	t.Parallel()
+	e := pepEnv(t)
+	befriend(t, e, "alice", "bob")
+	alice := pepLogin(t, e, "alice", "a")
+	openOpts := "<publish-options>" + publishOptions("http://jabber.org/protocol/pubsub#publish-options", "pubsub#access_model", "open") + "</publish-options>"
+	alice.ok("set", "", publish(nodeTune, "t1", tune("One"), openOpts))
+	alice.ok("set", "", publish(nodeMood, "m1", "<mood xmlns='"+nodeMood+"'><happy/></mood>", ""))
+	ps := func(inner string) string { return "<pubsub xmlns='" + nsPubSub + "'>" + inner + "</pubsub>" }
+
+	// carol shares no presence and announces no caps: an explicit
+	// subscription to the open node brings the last item and then events.
+	carol := pepLogin(t, e, "carol", "c")
+	carol.send("<presence/>")
+	r := carol.ok("set", "alice@localhost", ps("<subscribe node='"+nodeTune+"' jid='carol@localhost'/>"))
+	if sub := r.Child(nsPubSub, "pubsub").Child(nsPubSub, "subscription"); sub == nil || sub.A("subscription") != "subscribed" || sub.A("jid") != "carol@localhost" {
+		t.Fatalf("subscribe result: %s", r)
+	}
+	carol.await("last item after subscribing", event("alice@localhost", nodeTune, "item", "t1"))
+	carol.fails("set", "alice@localhost", ps("<subscribe node='"+nodeMood+"' jid='carol@localhost'/>"), "not-authorized", "presence-subscription-required")
+	carol.fails("set", "alice@localhost", ps("<subscribe node='"+nodeTune+"' jid='bob@localhost'/>"), "bad-request", "invalid-jid")
+	carol.fails("set", "alice@localhost", ps("<subscribe node='"+nodeTune+"'/>"), "bad-request", "jid-required")
+	carol.fails("set", "alice@localhost", ps("<subscribe node='nope' jid='carol@localhost'/>"), "item-not-found", "")
+
+	// bob is a contact with +notify and subscribed too: one notification.
+	bob := pepLogin(t, e, "bob", "b")
+	bInfo := capsInfo(nodeTune + "+notify")
+	bob.answerCaps(bInfo, bob.presenceCaps(bInfo, ""))
+	bob.await("last tune", event("alice@localhost", nodeTune, "item", "t1"))
+	bob.ok("set", "alice@localhost", ps("<subscribe node='"+nodeTune+"' jid='bob@localhost/b'/>"))
+	bob.await("last tune after subscribing", event("alice@localhost", nodeTune, "item", "t1"))
+
+	alice.ok("set", "", publish(nodeTune, "t2", tune("Two"), ""))
+	carol.await("notification to an explicit subscriber", event("alice@localhost", nodeTune, "item", "t2"))
+	bob.await("notification", event("alice@localhost", nodeTune, "item", "t2"))
+	bob.none("a second copy", event("alice@localhost", nodeTune, "item", "t2"))
+
+	// The access model is checked at each notification.
+	alice.ok("set", "", "<pubsub xmlns='"+nsPSOwner+"'><configure node='"+nodeTune+"'>"+publishOptions("http://jabber.org/protocol/pubsub#node_config", "pubsub#access_model", "presence")+"</configure></pubsub>")
+	alice.ok("set", "", publish(nodeTune, "t3", tune("Three"), ""))
+	bob.await("notification", event("alice@localhost", nodeTune, "item", "t3"))
+	carol.none("notification after access was narrowed", anyEvent)
+
+	alice.ok("set", "", "<pubsub xmlns='"+nsPSOwner+"'><configure node='"+nodeTune+"'>"+publishOptions("http://jabber.org/protocol/pubsub#node_config", "pubsub#access_model", "open")+"</configure></pubsub>")
+	carol.ok("set", "alice@localhost", ps("<unsubscribe node='"+nodeTune+"' jid='carol@localhost'/>"))
+	carol.fails("set", "alice@localhost", ps("<unsubscribe node='"+nodeTune+"' jid='carol@localhost'/>"), "unexpected-request", "not-subscribed")
+	alice.ok("set", "", publish(nodeTune, "t4", tune("Four"), ""))
+	bob.await("notification", event("alice@localhost", nodeTune, "item", "t4"))
+	carol.none("notification after unsubscribing", anyEvent)
+}

@@ -157,8 +157,13 @@ func trimItems(ctx context.Context, tx *sql.Tx, owner, node string, keep int) er
 // DeleteNode removes a node and its items.
 func (s *Store) DeleteNode(ctx context.Context, owner, node string) error {
 	return s.write(ctx, "delete pubsub node", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM pubsub_items WHERE owner = ? AND node = ?`, owner, node); err != nil {
-			return err
+		for _, q := range []string{
+			`DELETE FROM pubsub_items WHERE owner = ? AND node = ?`,
+			`DELETE FROM pubsub_subscriptions WHERE owner = ? AND node = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, owner, node); err != nil {
+				return err
+			}
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM pubsub_nodes WHERE owner = ? AND node = ?`, owner, node)
 		if err != nil {
@@ -275,4 +280,67 @@ func (s *Store) RetractItem(ctx context.Context, owner, node, id string) error {
 		}
 		return nil
 	})
+}
+
+// Subscribe records an explicit subscription.
+func (s *Store) Subscribe(ctx context.Context, owner, node, jid, subscriber string, max int) error {
+	return s.write(ctx, "pubsub subscribe", func(tx *sql.Tx) error {
+		if _, err := getNode(ctx, tx, owner, node); err != nil {
+			return err
+		}
+		var n int
+		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pubsub_subscriptions WHERE owner = ? AND node = ? AND jid = ?`,
+			owner, node, jid).Scan(&n)
+		if err != nil || n > 0 {
+			return err
+		}
+		if max > 0 {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pubsub_subscriptions WHERE subscriber = ?`, subscriber).Scan(&n); err != nil {
+				return err
+			}
+			if n >= max {
+				return storage.ErrQuota
+			}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO pubsub_subscriptions (owner, node, jid, subscriber) VALUES (?, ?, ?, ?)`,
+			owner, node, jid, subscriber)
+		return err
+	})
+}
+
+// Unsubscribe removes a subscription.
+func (s *Store) Unsubscribe(ctx context.Context, owner, node, jid string) error {
+	return s.write(ctx, "pubsub unsubscribe", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM pubsub_subscriptions WHERE owner = ? AND node = ? AND jid = ?`, owner, node, jid)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return storage.ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Subscribers lists a node's explicit subscribers.
+func (s *Store) Subscribers(ctx context.Context, owner, node string) ([]string, error) {
+	var out []string
+	err := s.read(ctx, "pubsub subscribers", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT jid FROM pubsub_subscriptions WHERE owner = ? AND node = ? ORDER BY jid`, owner, node)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var j string
+			if err := rows.Scan(&j); err != nil {
+				return err
+			}
+			out = append(out, j)
+		}
+		return rows.Err()
+	})
+	return out, err
 }

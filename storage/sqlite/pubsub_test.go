@@ -181,3 +181,60 @@ func TestPubSubDeleteUserAndReopen(t *testing.T) {
 		t.Errorf("bob's nodes = %v", nodes)
 	}
 }
+
+func TestPubSubSubscriptions(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	const owner, node = "alice@example.com", "urn:n"
+	if err := s.Subscribe(ctx, owner, node, "bob@example.com", "bob@example.com", 0); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("subscribe to a missing node: %v", err)
+	}
+	cfg := pepConfig(1)
+	if err := s.CreateNode(ctx, storage.PubSubNode{Owner: owner, Name: node, Config: cfg}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateNode(ctx, storage.PubSubNode{Owner: owner, Name: "urn:m", Config: cfg}, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []string{"bob@example.com/phone", "bob@example.com", "bob@example.com"} {
+		if err := s.Subscribe(ctx, owner, node, j, "bob@example.com", 2); err != nil {
+			t.Fatalf("subscribe %s: %v", j, err)
+		}
+	}
+	if err := s.Subscribe(ctx, owner, "urn:m", "bob@example.com", "bob@example.com", 2); !errors.Is(err, storage.ErrQuota) {
+		t.Errorf("third subscription with max 2: %v", err)
+	}
+	if err := s.Subscribe(ctx, owner, "urn:m", "carol@example.com", "carol@example.com", 2); err != nil {
+		t.Fatal(err)
+	}
+	subs, err := s.Subscribers(ctx, owner, node)
+	if err != nil || !slices.Equal(subs, []string{"bob@example.com", "bob@example.com/phone"}) {
+		t.Fatalf("subscribers = %v, %v", subs, err)
+	}
+	if err := s.Unsubscribe(ctx, owner, node, "bob@example.com/phone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unsubscribe(ctx, owner, node, "bob@example.com/phone"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("unsubscribe twice: %v", err)
+	}
+	// Deleting the node drops its subscriptions; deleting the subscriber's
+	// account drops theirs elsewhere.
+	if err := s.DeleteNode(ctx, owner, node); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateNode(ctx, storage.PubSubNode{Owner: owner, Name: node, Config: cfg}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if subs, _ := s.Subscribers(ctx, owner, node); len(subs) != 0 {
+		t.Errorf("subscriptions survived node deletion: %v", subs)
+	}
+	if err := s.CreateUser(ctx, storage.User{Localpart: "carol", Domain: "example.com", SCRAM: creds(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "carol", "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if subs, _ := s.Subscribers(ctx, owner, "urn:m"); len(subs) != 0 {
+		t.Errorf("deleted account still subscribed: %v", subs)
+	}
+}

@@ -259,5 +259,15 @@ CREATE TABLE pubsub_items (
 	FOREIGN KEY (owner, node) REFERENCES pubsub_nodes (owner, node) ON DELETE CASCADE
 ) STRICT;
 CREATE INDEX pubsub_items_order ON pubsub_items (owner, node, seq);
+
+CREATE TABLE pubsub_subscriptions (
+	owner      TEXT NOT NULL,
+	node       TEXT NOT NULL,
+	jid        TEXT NOT NULL, -- bare or full JID subscribed
+	subscriber TEXT NOT NULL, -- its bare JID
+	PRIMARY KEY (owner, node, jid),
+	FOREIGN KEY (owner, node) REFERENCES pubsub_nodes (owner, node) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+CREATE INDEX pubsub_subscriptions_subscriber ON pubsub_subscriptions (subscriber);
 `,
 }
