@@ -572,7 +572,6 @@ func TestPepCapsOneQueryAtATime(t *testing.T) {
 	bob.none("more caps queries", isCapsQuery)
 }
 
-
 func TestPepExplicitSubscriptions(t *testing.T) {
 	t.Parallel()
 	e := pepEnv(t)
