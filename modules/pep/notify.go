@@ -148,7 +148,11 @@ func (m *Module) sessionsOf(j jid.JID) []module.Session {
 
 // broadcast sends an event on an owner's node to its recipients.
 func (m *Module) broadcast(ctx context.Context, owner jid.JID, node string, cfg storage.NodeConfig, child *element.Element) {
-	to := m.recipients(ctx, owner, node, cfg)
+	m.send(ctx, owner, m.recipients(ctx, owner, node, cfg), child)
+}
+
+// send sends an event to the sessions in to.
+func (m *Module) send(ctx context.Context, owner jid.JID, to []module.Session, child *element.Element) {
 	if len(to) == 0 {
 		return
 	}

@@ -93,11 +93,13 @@ func (m *Module) setConfig(ctx context.Context, owner jid.JID, req *element.Elem
 }
 
 // deleteNode handles XEP-0060 section 8.4 and notifies the node's
-// recipients (as it was configured) of the deletion.
+// recipients (as they were before: subscriptions go with the node).
 func (m *Module) deleteNode(ctx context.Context, owner jid.JID, req *element.Element) (*element.Element, error) {
 	unlock := m.lock(owner.String())
 	n, err := m.node(ctx, owner, req)
+	var to []module.Session
 	if err == nil {
+		to = m.recipients(ctx, owner, n.Name, n.Config)
 		err = m.store.DeleteNode(ctx, owner.String(), n.Name)
 		if errors.Is(err, storage.ErrNotFound) {
 			err = errNoNode
@@ -107,6 +109,6 @@ func (m *Module) deleteNode(ctx context.Context, owner jid.JID, req *element.Ele
 	if err != nil {
 		return nil, err
 	}
-	m.broadcast(ctx, owner, n.Name, n.Config, element.New(NSEvent, "delete", element.A("node", n.Name)))
+	m.send(ctx, owner, to, element.New(NSEvent, "delete", element.A("node", n.Name)))
 	return nil, nil
 }

@@ -621,4 +621,12 @@ func TestPepExplicitSubscriptions(t *testing.T) {
 	alice.ok("set", "", publish(nodeTune, "t4", tune("Four"), ""))
 	bob.await("notification", event("alice@localhost", nodeTune, "item", "t4"))
 	carol.none("notification after unsubscribing", anyEvent)
+
+	// Subscribers hear of the deletion; the subscription goes with the node.
+	carol.ok("set", "alice@localhost", ps("<subscribe node='"+nodeTune+"' jid='carol@localhost/c'/>"))
+	carol.await("last item", event("alice@localhost", nodeTune, "item", "t4"))
+	alice.ok("set", "", "<pubsub xmlns='"+nsPSOwner+"'><delete node='"+nodeTune+"'/></pubsub>")
+	carol.await("deletion", event("alice@localhost", nodeTune, "delete", ""))
+	alice.ok("set", "", publish(nodeTune, "t5", tune("Five"), openOpts))
+	carol.none("event on the re-created node", anyEvent)
 }
