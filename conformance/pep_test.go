@@ -39,3 +39,23 @@ func TestPepSlixmpp(t *testing.T) {
 		t.Errorf("bob got a notification he did not ask for:\n%s", out)
 	}
 }
+
+// TestPepAioxmppAvatar: aioxmpp's AvatarService (XEP-0084) publishes an
+// avatar; a mutual contact whose AvatarService announced +notify for the
+// metadata node (through EntityCapsService) gets the notification and
+// fetches the image from the data node.
+func TestPepAioxmppAvatar(t *testing.T) {
+	requireAioxmpp(t)
+	s := newServer(t)
+	_, port := HostPort(s.C2S)
+	out, err := s.RunPeer(t, 60*time.Second, "aioxmpp avatar", nil, PythonBin, "testdata/aiox_pep.py",
+		"--port", port, "--ca", s.CAFile, "--timeout", "50", acct("alice"), acct("bob"))
+	if err != nil {
+		t.Fatalf("aiox_pep.py failed: %v\n%s", err, out)
+	}
+	wantLine(t, out, `SUBSCRIBED`)
+	wantLine(t, out, `METADATA alice@localhost [0-9a-f]{40} image/png \d+`)
+	wantLine(t, out, `IMAGE \d+ SHA1 OK`)
+	wantLine(t, out, `AVATAR OK`)
+	t.Logf("aiox_pep.py:\n%s", out)
+}
