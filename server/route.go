@@ -93,7 +93,9 @@ func (s *Server) Route(ctx context.Context, st *stanza.Stanza) {
 
 func (s *Server) dispatchIQ(ctx context.Context, st *stanza.Stanza, scope module.Scope) {
 	if !st.IsRequest() {
-		return // results and errors for the server (our pings) end here
+		// Replies to Request; the rest (answers to our pings) end here.
+		s.requests.resolve(st)
+		return
 	}
 	p := st.Payload()
 	if p == nil || len(st.El.Elements()) != 1 {
@@ -249,6 +251,7 @@ func (h handler) SessionStarted(ctx context.Context, sess *c2s.Session) {
 }
 
 func (h handler) SessionEnded(ctx context.Context, sess *c2s.Session) {
+	h.s.requests.sessionEnded(sess)
 	for _, o := range h.s.sessObs {
 		o.SessionEnded(ctx, sess)
 	}
@@ -278,6 +281,11 @@ func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza
 		if initial {
 			for _, o := range s.presObs {
 				o.InitialPresence(ctx, sess)
+			}
+		}
+		if st.To.Equal(jid.JID{}) {
+			for _, o := range s.bcastObs {
+				o.PresenceBroadcast(ctx, sess, st)
 			}
 		}
 	case stanza.Message:

@@ -51,6 +51,8 @@ type Server struct {
 	presence   module.PresenceHandler
 	sessObs    []module.SessionObserver
 	presObs    []module.PresenceObserver
+	bcastObs   []module.BroadcastObserver
+	requests   requests
 	msgObs     []module.MessageObserver
 	offline    module.OfflineStore
 	features   []module.StreamFeatures
@@ -152,6 +154,9 @@ func (s *Server) buildModules() error {
 		}
 		if o, ok := m.(module.PresenceObserver); ok {
 			s.presObs = append(s.presObs, o)
+		}
+		if o, ok := m.(module.BroadcastObserver); ok {
+			s.bcastObs = append(s.bcastObs, o)
 		}
 		if o, ok := m.(module.MessageObserver); ok {
 			s.msgObs = append(s.msgObs, o)

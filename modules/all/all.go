@@ -7,6 +7,7 @@ import (
 	_ "github.com/palisade-im/palisade/modules/carbons"  // XEP-0280 message carbons
 	_ "github.com/palisade-im/palisade/modules/disco"    // XEP-0030 discovery, XEP-0115 caps
 	_ "github.com/palisade-im/palisade/modules/offline"  // XEP-0160 offline messages
+	_ "github.com/palisade-im/palisade/modules/pep"      // XEP-0163 personal eventing
 	_ "github.com/palisade-im/palisade/modules/ping"     // XEP-0199 ping
 	_ "github.com/palisade-im/palisade/modules/private"  // XEP-0049 private XML storage
 	_ "github.com/palisade-im/palisade/modules/register" // XEP-0077 registration, password change

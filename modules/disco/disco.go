@@ -79,6 +79,18 @@ func init() {
 	})
 }
 
+// AccountIdentities is implemented by modules that add identities to the
+// disco#info of every account (XEP-0163: pubsub/pep).
+type AccountIdentities interface {
+	AccountIdentities() []Identity
+}
+
+// AccountItems is implemented by modules that list disco#items of an
+// account's bare JID for a requester (XEP-0163: the PEP nodes it may see).
+type AccountItems interface {
+	AccountItems(ctx context.Context, account, requester jid.JID) ([]Item, error)
+}
+
 // Module answers disco#info and disco#items.
 type Module struct {
 	host  *module.Host
@@ -162,10 +174,14 @@ func (m *Module) Ver() string {
 func (m *Module) load() {
 	m.once.Do(func() {
 		var server, account []string
+		ids := []Identity{{Category: "account", Type: "registered"}}
 		for _, x := range m.host.Modules() {
 			if f, ok := x.(module.Features); ok {
 				server = append(server, f.ServerFeatures()...)
 				account = append(account, f.AccountFeatures()...)
+			}
+			if a, ok := x.(AccountIdentities); ok {
+				ids = append(ids, a.AccountIdentities()...)
 			}
 		}
 		if !slices.Contains(server, NSInfo) {
@@ -178,7 +194,7 @@ func (m *Module) load() {
 			Features:   uniq(server),
 		}
 		m.account = Info{
-			Identities: []Identity{{Category: "account", Type: "registered"}},
+			Identities: ids,
 			Features:   uniq(account),
 		}
 		m.ver = Ver(m.server)
@@ -275,15 +291,38 @@ func (m *Module) accountInfo(ctx context.Context, _ module.Session, iq *stanza.S
 	return m.account.Element(""), nil
 }
 
-// accountItems answers disco#items to a bare JID: always empty (XEP-0030
-// section 10: no available resources are disclosed).
-func (m *Module) accountItems(_ context.Context, _ module.Session, iq *stanza.Stanza) (*element.Element, error) {
+// accountItems answers disco#items to a bare JID with what the modules
+// implementing AccountItems let the requester see (XEP-0163 section 6: PEP
+// nodes); never the available resources (XEP-0030 section 10).
+func (m *Module) accountItems(ctx context.Context, _ module.Session, iq *stanza.Stanza) (*element.Element, error) {
 	if iq.Type != "get" {
 		return nil, errGetOnly
 	}
 	q := element.New(NSItems, "query")
 	if n := iq.Payload().Attr("node"); n != "" {
 		q.SetAttr("node", n)
+		return q, nil
+	}
+	account := iq.To.Bare()
+	for _, x := range m.host.Modules() {
+		a, ok := x.(AccountItems)
+		if !ok {
+			continue
+		}
+		items, err := a.AccountItems(ctx, account, iq.From)
+		if err != nil {
+			return nil, fmt.Errorf("disco: items of %s: %w", account, err)
+		}
+		for _, it := range items {
+			el := element.New(NSItems, "item", element.A("jid", it.JID))
+			if it.Node != "" {
+				el.SetAttr("node", it.Node)
+			}
+			if it.Name != "" {
+				el.SetAttr("name", it.Name)
+			}
+			q.Append(el)
+		}
 	}
 	return q, nil
 }

@@ -247,6 +247,24 @@ type PresenceObserver interface {
 	InitialPresence(ctx context.Context, sess Session)
 }
 
+// BroadcastObserver is told of every available or unavailable presence a
+// local session broadcast (no 'to'), after the presence handler routed it
+// (XEP-0163 uses it to learn contacts' entity capabilities).
+type BroadcastObserver interface {
+	PresenceBroadcast(ctx context.Context, sess Session, st *stanza.Stanza)
+}
+
+// Requester sends IQ requests on behalf of the server and waits for their
+// replies. The Router the core hands to modules implements it.
+type Requester interface {
+	// Request routes iq (a get or set; 'from' defaults to the domain of
+	// 'to') under a fresh id and returns the reply, of type result or
+	// error, that comes from the JID the request went to. It fails when
+	// ctx ends, after a bounded timeout, or when the addressed local
+	// session goes away first.
+	Request(ctx context.Context, iq *stanza.Stanza) (*stanza.Stanza, error)
+}
+
 // MessageObserver sees messages after routing (carbons hook on this).
 type MessageObserver interface {
 	// MessageSent: a local client sent st (already routed).

@@ -232,4 +232,42 @@ CREATE TABLE blocklist (
 `,
 	// 2: roster items the server holds for a stranger's pending request.
 	`ALTER TABLE roster_items ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;`,
+	// 3: personal eventing (XEP-0163) nodes and items, keyed by the owner's bare JID.
+	`
+CREATE TABLE pubsub_nodes (
+	owner          TEXT NOT NULL,
+	node           TEXT NOT NULL,
+	access_model   TEXT NOT NULL,
+	roster_groups  TEXT NOT NULL, -- JSON array of group names
+	max_items      INTEGER NOT NULL,
+	persist_items  INTEGER NOT NULL,
+	send_last      TEXT NOT NULL,
+	notify_retract INTEGER NOT NULL,
+	created        INTEGER NOT NULL, -- Unix nanoseconds
+	PRIMARY KEY (owner, node)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE pubsub_items (
+	seq       INTEGER PRIMARY KEY AUTOINCREMENT, -- publication order, never reused
+	owner     TEXT NOT NULL,
+	node      TEXT NOT NULL,
+	item_id   TEXT NOT NULL,
+	publisher TEXT NOT NULL,
+	published INTEGER NOT NULL, -- Unix nanoseconds
+	payload   BLOB NOT NULL,
+	UNIQUE (owner, node, item_id),
+	FOREIGN KEY (owner, node) REFERENCES pubsub_nodes (owner, node) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX pubsub_items_order ON pubsub_items (owner, node, seq);
+
+CREATE TABLE pubsub_subscriptions (
+	owner      TEXT NOT NULL,
+	node       TEXT NOT NULL,
+	jid        TEXT NOT NULL, -- bare or full JID subscribed
+	subscriber TEXT NOT NULL, -- its bare JID
+	PRIMARY KEY (owner, node, jid),
+	FOREIGN KEY (owner, node) REFERENCES pubsub_nodes (owner, node) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+CREATE INDEX pubsub_subscriptions_subscriber ON pubsub_subscriptions (subscriber);
+`,
 }

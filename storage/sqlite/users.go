@@ -105,6 +105,10 @@ func (s *Store) DeleteUser(ctx context.Context, localpart, domain string) error 
 			`DELETE FROM offline_messages WHERE user_jid = ?`,
 			`DELETE FROM private_data WHERE user_jid = ?`,
 			`DELETE FROM blocklist WHERE user_jid = ?`,
+			`DELETE FROM pubsub_subscriptions WHERE owner = ?`,
+			`DELETE FROM pubsub_subscriptions WHERE subscriber = ?`,
+			`DELETE FROM pubsub_items WHERE owner = ?`,
+			`DELETE FROM pubsub_nodes WHERE owner = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, bare); err != nil {
 				return err
