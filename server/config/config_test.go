@@ -180,6 +180,11 @@ func TestErrors(t *testing.T) {
 			want: []string{`t.toml:2:2: srv: unknown key`},
 		},
 		{
+			name: "archive checkpoint interval too short",
+			doc:  "[archive]\nenabled = true\ncheckpoint_interval = \"10ms\"\nbogus = 1\n",
+			want: []string{`t.toml:3:1: archive.checkpoint_interval: must be at least 1s, got 10ms`, `t.toml:4:1: archive.bogus: unknown key`},
+		},
+		{
 			name: "unknown root key",
 			doc:  "debug = true\n",
 			want: []string{`t.toml:1:1: debug: unknown key`},

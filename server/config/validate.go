@@ -79,6 +79,10 @@ func (l *loader) validate(c *Config) {
 		l.invalid("auth.scram_iterations", -1, "must be at least %d, got %d", MinSCRAMIterations, c.Auth.SCRAMIterations)
 	}
 
+	if c.Archive.CheckpointInterval < Duration(MinCheckpointInterval) {
+		l.invalid("archive.checkpoint_interval", -1, "must be at least %s, got %s", MinCheckpointInterval, c.Archive.CheckpointInterval)
+	}
+
 	names := make([]string, 0, len(c.Modules))
 	for n := range c.Modules {
 		names = append(names, n)

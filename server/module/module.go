@@ -134,7 +134,10 @@ type Host struct {
 	Log     *zap.Logger
 	Audit   *zap.Logger
 	Config  *config.Config
-	modules func() []any
+	// SetHealth records a failing component for /healthz; problem ""
+	// clears it.
+	SetHealth func(component, problem string)
+	modules   func() []any
 }
 
 // NewHost builds a host; modules returns the constructed module instances.
