@@ -129,11 +129,11 @@ type Router interface {
 
 // Host is what a module's constructor receives.
 type Host struct {
-	Router  Router
-	Store   storage.Store
-	Log     *zap.Logger
-	Audit   *zap.Logger
-	Config  *config.Config
+	Router Router
+	Store  storage.Store
+	Log    *zap.Logger
+	Audit  *zap.Logger
+	Config *config.Config
 	// SetHealth records a failing component for /healthz; problem ""
 	// clears it.
 	SetHealth func(component, problem string)
