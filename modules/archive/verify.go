@@ -45,6 +45,12 @@ func (r Report) FirstBad() (int64, bool) {
 	return 0, false
 }
 
+// External is a checkpoint obtained outside the journal database.
+type External struct {
+	Name string // where it came from, for messages
+	Note []byte
+}
+
 // maxProblems bounds the problems one report lists.
 const maxProblems = 100
 
@@ -55,7 +61,11 @@ const maxProblems = 100
 // consistent with the next (an RFC 6962 consistency proof from the stored
 // hashes). The error is for failures to read the journal, not for problems
 // found, which are in the report.
-func Verify(ctx context.Context, j storage.Journal, v note.Verifier) (Report, error) {
+//
+// external are checkpoints obtained elsewhere (a sink's files, a witness):
+// each is checked like the journal's own, so a checkpoint removed from the
+// database, or a rewritten journal signed again, still shows.
+func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ...External) (Report, error) {
 	var rep Report
 	add := func(idx int64, format string, args ...any) {
 		if len(rep.Problems) < maxProblems {
@@ -69,22 +79,35 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier) (Report, er
 	}
 	rep.Checkpoints = len(cps)
 	type signed struct {
+		name string
 		head storage.TreeHead
 		ok   bool
 	}
-	heads := make([]signed, len(cps))
+	heads := make([]signed, 0, len(cps)+len(external))
 	want := map[int64][]int{} // tree size -> checkpoints of that size
 	for i, c := range cps {
+		name := fmt.Sprintf("checkpoint %d", i)
 		h, err := ParseCheckpoint(c.Note, v)
 		switch {
 		case err != nil:
-			add(-1, "checkpoint %d (size %d): %v", i, c.Size, err)
+			add(-1, "%s (size %d): %v", name, c.Size, err)
 		case h.Size != c.Size:
-			add(-1, "checkpoint %d: signed size %d, stored as %d", i, h.Size, c.Size)
+			add(-1, "%s: signed size %d, stored as %d", name, h.Size, c.Size)
 		default:
-			heads[i] = signed{h, true}
-			want[h.Size] = append(want[h.Size], i)
+			want[h.Size] = append(want[h.Size], len(heads))
+			heads = append(heads, signed{name, h, true})
+			continue
 		}
+		heads = append(heads, signed{name: name})
+	}
+	for _, e := range external {
+		h, err := ParseCheckpoint(e.Note, v)
+		if err != nil {
+			add(-1, "%s: %v", e.Name, err)
+			continue
+		}
+		want[h.Size] = append(want[h.Size], len(heads))
+		heads = append(heads, signed{e.Name, h, true})
 	}
 
 	// Recompute the tree, keeping only its right edge in memory.
@@ -111,7 +134,7 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier) (Report, er
 		}
 		for _, i := range idxs {
 			if heads[i].head.Hash != root {
-				add(-1, "checkpoint %d (size %d) does not match the records: a record before index %d was changed", i, size, size)
+				add(-1, "%s (size %d) does not match the records: a record before index %d was changed", heads[i].name, size, size)
 			}
 		}
 		return nil
@@ -221,9 +244,9 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier) (Report, er
 			add(-1, "the stored tree head (size %d) differs from the recomputed one (size %d)", head.Size, n)
 		}
 	}
-	for i, h := range heads {
+	for _, h := range heads {
 		if h.ok && h.head.Size > n {
-			add(n, "checkpoint %d is for %d records but the journal holds %d: records were removed", i, h.head.Size, n)
+			add(n, "%s is for %d records but the journal holds %d: records were removed", h.name, h.head.Size, n)
 		}
 	}
 
@@ -240,7 +263,7 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier) (Report, er
 		a, b := heads[order[k-1]].head, heads[order[k]].head
 		if a.Size == b.Size {
 			if a.Hash != b.Hash {
-				add(-1, "checkpoints %d and %d sign different trees of size %d", order[k-1], order[k], a.Size)
+				add(-1, "%s and %s sign different trees of size %d", heads[order[k-1]].name, heads[order[k]].name, a.Size)
 			}
 			continue
 		}
@@ -252,7 +275,7 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier) (Report, er
 			err = tlog.CheckTree(p, b.Size, b.Hash, a.Size, a.Hash)
 		}
 		if err != nil {
-			add(-1, "checkpoint %d (size %d) is not consistent with checkpoint %d (size %d): %v", order[k-1], a.Size, order[k], b.Size, err)
+			add(-1, "%s (size %d) is not consistent with %s (size %d): %v", heads[order[k-1]].name, a.Size, heads[order[k]].name, b.Size, err)
 		}
 	}
 	sort.SliceStable(rep.Problems, func(a, b int) bool {
