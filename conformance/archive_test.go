@@ -1,0 +1,131 @@
+package conformance
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	// Registers the "sqlite3" database/sql driver, to read and damage the journal.
+	_ "github.com/mattn/go-sqlite3"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// archiveCLI runs "palisade archive ARGS" against s and returns its output
+// and exit error.
+func archiveCLI(t *testing.T, s *Server, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, append([]string{"--config", s.ConfigPath, "archive"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestArchiveJournal: a conversation, an offline message and a roster
+// subscription with slixmpp, then the journal holds each message once
+// (the offline delivery is a copy), the subscription changes, and
+// `palisade archive verify` passes; one byte changed in journal.db makes it
+// fail naming that record.
+func TestArchiveJournal(t *testing.T) {
+	s := newServer(t)
+	mustSlix(t, s, tcpTransports[0], 40*time.Second, nil, "chat", acct("alice"), acct("bob"))
+	mustSlix(t, s, tcpTransports[1], 45*time.Second, nil, "offline", acct("alice"), acct("bob"))
+	mustSlix(t, s, tcpTransports[0], 45*time.Second, nil, "roster", acct("carol"), acct("bob"))
+	s.Stop(t) // SIGTERM: the final checkpoint
+
+	jpath := filepath.Join(s.DataDir, "journal.db")
+	db, err := sql.Open("sqlite3", "file:"+jpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	count := func(where string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM records WHERE "+where, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, body := range []string{"hello from a", "hello from b", "offline hello"} {
+		if n := count("kind = 'message' AND CAST(data AS TEXT) LIKE ?", "%<body>"+body+"</body>%"); n != 1 {
+			t.Errorf("message %q journaled %d times, want once", body, n)
+		}
+	}
+	for _, typ := range []string{"subscribe", "subscribed"} {
+		if n := count("kind = 'subscription' AND stanza_type = ? AND from_jid IN ('carol@localhost', 'bob@localhost')", typ); n < 1 {
+			t.Errorf("no %s presence in the journal", typ)
+		}
+	}
+	if n := count("kind NOT IN ('message', 'subscription')"); n != 0 {
+		t.Errorf("%d records of other kinds", n)
+	}
+
+	out, err := archiveCLI(t, s, "verify")
+	if err != nil {
+		t.Fatalf("archive verify on an intact journal: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`(?m)^OK$`).MatchString(out) || !strings.Contains(out, "checkpoints (+1 files") {
+		t.Fatalf("archive verify output:\n%s", out)
+	}
+
+	t.Logf("archive verify:\n%s", out)
+	// The printed verifier key checks the checkpoint published to the
+	// directory sink.
+	vkey, err := archiveCLI(t, s, "pubkey")
+	if err != nil {
+		t.Fatalf("archive pubkey: %v\n%s", err, vkey)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(vkey))
+	if err != nil {
+		t.Fatalf("pubkey printed %q: %v", vkey, err)
+	}
+	files, _ := filepath.Glob(filepath.Join(s.DataDir, "checkpoints", "checkpoint-*.txt"))
+	if len(files) != 1 {
+		t.Fatalf("checkpoint files: %v", files)
+	}
+	cp, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := note.Open(cp, note.VerifierList(v)); err != nil {
+		t.Fatalf("checkpoint does not verify with the printed key: %v\n%s", err, cp)
+	}
+	vkeyFile := filepath.Join(s.Dir, "verifier.key")
+	if err := os.WriteFile(vkeyFile, []byte(vkey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Change one byte of the offline message's record.
+	var seq int64
+	if err := db.QueryRow("SELECT seq FROM records WHERE CAST(data AS TEXT) LIKE '%offline hello%'").Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec("UPDATE records SET data = CAST(replace(CAST(data AS TEXT), 'offline hello', 'offline jello') AS BLOB) WHERE seq = ?", seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("changed %d rows", n)
+	}
+	out, err = archiveCLI(t, s, "verify", "--verifier-key", vkeyFile)
+	var ee *exec.ExitError
+	if err == nil || !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("archive verify on a changed journal: %v\n%s", err, out)
+	}
+	t.Logf("archive verify on the changed journal:\n%s", out)
+	if want := "first bad record index " + strconv.FormatInt(seq, 10); !strings.Contains(out, want) {
+		t.Fatalf("archive verify does not name record %d:\n%s", seq, out)
+	}
+	if !regexp.MustCompile(`(?m)^record ` + strconv.FormatInt(seq, 10) + `: `).MatchString(out) {
+		t.Fatalf("no problem line for record %d:\n%s", seq, out)
+	}
+}
