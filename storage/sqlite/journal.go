@@ -39,7 +39,7 @@ type Journal struct {
 	wr, rd   *sql.DB
 	readOnly bool
 
-	insRec, insHash *sql.Stmt
+	insRec *sql.Stmt
 
 	queue   chan *appendReq
 	stop    chan struct{}
@@ -52,6 +52,7 @@ type Journal struct {
 
 	pending map[int64]tlog.Hash // committer only: hashes of the batch being written
 	batch   []*appendReq        // committer only
+	hbuf    []byte              // committer only: one record's stored hashes
 }
 
 var _ storage.Journal = (*Journal)(nil)
@@ -95,10 +96,8 @@ func OpenJournal(ctx context.Context, path string) (*Journal, error) {
 		wr.Close()
 		return nil, err
 	}
-	if j.insRec, err = wr.PrepareContext(ctx, `INSERT INTO records
-		(seq, time, direction, kind, from_jid, to_jid, stanza_type, stanza_size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`); err == nil {
-		j.insHash, err = wr.PrepareContext(ctx, `INSERT INTO hashes (idx, hash) VALUES (?, ?)`)
-	}
+	j.insRec, err = wr.PrepareContext(ctx, `INSERT INTO records
+		(seq, time, direction, kind, from_jid, to_jid, stanza_type, stanza_size, data, hashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err == nil {
 		err = j.loadHead(ctx)
 	}
@@ -289,7 +288,7 @@ func (j *Journal) commit(batch []*appendReq) (err error) {
 			tx.Rollback()
 		}
 	}()
-	insRec, insHash := tx.Stmt(j.insRec), tx.Stmt(j.insHash)
+	insRec := tx.Stmt(j.insRec)
 	hr := batchReader{j: j, tx: tx}
 	n := j.size
 	for _, r := range batch {
@@ -299,16 +298,15 @@ func (j *Journal) commit(batch []*appendReq) (err error) {
 			if err != nil {
 				return fmt.Errorf("sqlite: journal append: tree hashes of record %d: %w", n, err)
 			}
-			if _, err := insRec.Exec(n, rec.Time.UnixNano(), string(rec.Direction), string(rec.Kind),
-				rec.From, rec.To, rec.StanzaType, rec.StanzaSize, rec.Data); err != nil {
-				return fmt.Errorf("sqlite: journal append: record %d: %w", n, err)
-			}
 			base := tlog.StoredHashIndex(0, n)
+			j.hbuf = j.hbuf[:0]
 			for k := range hashes {
-				if _, err := insHash.Exec(base+int64(k), hashes[k][:]); err != nil {
-					return fmt.Errorf("sqlite: journal append: hash of record %d: %w", n, err)
-				}
+				j.hbuf = append(j.hbuf, hashes[k][:]...)
 				j.pending[base+int64(k)] = hashes[k]
+			}
+			if _, err := insRec.Exec(n, rec.Time.UnixNano(), string(rec.Direction), string(rec.Kind),
+				rec.From, rec.To, rec.StanzaType, rec.StanzaSize, rec.Data, j.hbuf); err != nil {
+				return fmt.Errorf("sqlite: journal append: record %d: %w", n, err)
 			}
 			rec.Seq = n
 			n++
@@ -350,11 +348,15 @@ func (b batchReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			out[i] = h
 			continue
 		}
+		rec, off := hashHome(x)
 		var raw []byte
-		if err := b.tx.QueryRow("SELECT hash FROM hashes WHERE idx = ?", x).Scan(&raw); err != nil {
+		if err := b.tx.QueryRow("SELECT hashes FROM records WHERE seq = ?", rec).Scan(&raw); err != nil {
 			return nil, fmt.Errorf("stored hash %d: %w", x, err)
 		}
-		copy(out[i][:], raw)
+		if len(raw) < (off+1)*tlog.HashSize {
+			return nil, fmt.Errorf("stored hash %d: record %d holds %d bytes of hashes", x, rec, len(raw))
+		}
+		copy(out[i][:], raw[off*tlog.HashSize:])
 	}
 	return out, nil
 }
@@ -419,25 +421,39 @@ func (j *Journal) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash,
 		return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, "SELECT hash FROM hashes WHERE idx = ?")
+	stmt, err := tx.PrepareContext(ctx, "SELECT hashes FROM records WHERE seq = ?")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
 	}
 	defer stmt.Close()
+	var lastRec int64 = -1
+	var raw []byte
 	for i, x := range indexes {
-		var raw []byte
-		if err := stmt.QueryRowContext(ctx, x).Scan(&raw); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("sqlite: journal hashes: stored hash %d missing", x)
+		rec, off := hashHome(x)
+		if rec != lastRec {
+			if err := stmt.QueryRowContext(ctx, rec).Scan(&raw); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return nil, fmt.Errorf("sqlite: journal hashes: stored hash %d missing (record %d)", x, rec)
+				}
+				return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
 			}
-			return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
+			lastRec = rec
 		}
-		if len(raw) != tlog.HashSize {
-			return nil, fmt.Errorf("sqlite: journal hashes: stored hash %d has %d bytes", x, len(raw))
+		if len(raw) < (off+1)*tlog.HashSize {
+			return nil, fmt.Errorf("sqlite: journal hashes: stored hash %d: record %d holds %d bytes of hashes", x, rec, len(raw))
 		}
-		copy(out[i][:], raw)
+		copy(out[i][:], raw[off*tlog.HashSize:])
 	}
 	return out, nil
+}
+
+// hashHome returns the record whose append wrote stored hash x, and x's
+// position among the hashes kept with that record. A node at level l
+// covering records [k<<l, (k+1)<<l) is written with the last of them.
+func hashHome(x int64) (rec int64, off int) {
+	level, k := tlog.SplitStoredHashIndex(x)
+	rec = ((k + 1) << uint(level)) - 1
+	return rec, int(x - tlog.StoredHashIndex(0, rec))
 }
 
 // AddCheckpoint implements storage.Journal.
@@ -489,10 +505,8 @@ func (j *Journal) Close() error {
 
 func (j *Journal) closeDBs() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{j.insRec, j.insHash} {
-		if s != nil {
-			errs = append(errs, s.Close())
-		}
+	if j.insRec != nil {
+		errs = append(errs, j.insRec.Close())
 	}
 	for _, db := range []*sql.DB{j.rd, j.wr} {
 		if db != nil {
@@ -520,12 +534,11 @@ CREATE TABLE records (
 	to_jid      TEXT NOT NULL,
 	stanza_type TEXT NOT NULL,
 	stanza_size INTEGER NOT NULL,
-	data        BLOB NOT NULL        -- the record bytes; leaf = RFC 6962 hash of these
-) STRICT;
-
-CREATE TABLE hashes (
-	idx  INTEGER PRIMARY KEY, -- tlog stored-hash index
-	hash BLOB NOT NULL
+	data        BLOB NOT NULL,       -- the record bytes; leaf = RFC 6962 hash of these
+	-- tlog.StoredHashes(seq, data): the tree hashes this record's append
+	-- completes (32 bytes each, from stored-hash index StoredHashIndex(0, seq)).
+	-- A purge may clear data; hashes stay, so the tree still verifies.
+	hashes      BLOB NOT NULL
 ) STRICT;
 
 CREATE TABLE checkpoints (
