@@ -104,6 +104,8 @@ func TestArchiveJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	checkExportBundle(t, s, vkeyFile)
+
 	// Change one byte of the offline message's record.
 	var seq int64
 	if err := db.QueryRow("SELECT seq FROM records WHERE CAST(data AS TEXT) LIKE '%offline hello%'").Scan(&seq); err != nil {
@@ -127,5 +129,89 @@ func TestArchiveJournal(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^record ` + strconv.FormatInt(seq, 10) + `: `).MatchString(out) {
 		t.Fatalf("no problem line for record %d:\n%s", seq, out)
+	}
+}
+
+// checkExportBundle exports the journal and checks the bundle with Debian's
+// sha256sum and gpg, and with palisade archive verify-export; then one
+// changed byte fails all three.
+func checkExportBundle(t *testing.T, s *Server, vkeyFile string) {
+	t.Helper()
+	RequirePeer(t, "gpg")
+	RequirePeer(t, "sha256sum")
+	bundle := filepath.Join(s.Dir, "export")
+	out, err := archiveCLI(t, s, "export", "--out", bundle, "--user", "alice@"+Domain)
+	if err != nil {
+		t.Fatalf("archive export: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "3 records") {
+		t.Errorf("alice's export: %s", out)
+	}
+	emls, _ := filepath.Glob(filepath.Join(bundle, "conversations", "*.eml"))
+	if len(emls) != 1 {
+		t.Fatalf("conversation files: %v", emls)
+	}
+	eml, _ := os.ReadFile(emls[0])
+	for _, want := range []string{"From: alice@localhost\r\n", "To: bob@localhost\r\n", ": hello from a\r\n", ": hello from b\r\n", ": offline hello\r\n"} {
+		if !strings.Contains(string(eml), want) {
+			t.Errorf("%s lacks %q:\n%s", emls[0], want, eml)
+		}
+	}
+	run := func(dir, bin string, args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "LC_ALL=C")
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	if out, err := run(bundle, "sha256sum", "-c", "--strict", "MANIFEST.sha256"); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	home := filepath.Join(s.Dir, "gnupg")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = run(s.Dir, "gpgconf", "--homedir", home, "--kill", "all") })
+	pub, err := archiveCLI(t, s, "pubkey", "--openpgp")
+	if err != nil {
+		t.Fatalf("archive pubkey --openpgp: %v\n%s", err, pub)
+	}
+	pubFile := filepath.Join(s.Dir, "archive-openpgp.asc")
+	if err := os.WriteFile(pubFile, []byte(pub), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(s.Dir, "gpg", "--batch", "--homedir", home, "--import", pubFile); err != nil {
+		t.Fatalf("gpg --import: %v\n%s", err, out)
+	}
+	out, err = run(bundle, "gpg", "--batch", "--homedir", home, "--verify", "MANIFEST.sha256.asc", "MANIFEST.sha256")
+	if err != nil || !strings.Contains(out, "Good signature") {
+		t.Fatalf("gpg --verify: %v\n%s", err, out)
+	}
+	cps, _ := filepath.Glob(filepath.Join(s.DataDir, "checkpoints", "checkpoint-*.txt"))
+	out, err = archiveCLI(t, s, "verify-export", "--verifier-key", vkeyFile, "--openpgp-key", pubFile, "--trusted-checkpoint", cps[0], bundle)
+	if err != nil || !strings.Contains(out, "3 records: commitments, fields and inclusion proofs check") {
+		t.Fatalf("verify-export: %v\n%s", err, out)
+	}
+
+	// One byte changed in the bundle.
+	eb, _ := os.ReadFile(emls[0])
+	if err := os.WriteFile(emls[0], []byte(strings.Replace(string(eb), "hello from a", "hello from A", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(bundle, "sha256sum", "-c", "--quiet", "MANIFEST.sha256"); err == nil || !strings.Contains(out, "FAILED") {
+		t.Fatalf("sha256sum -c on a changed bundle: %v\n%s", err, out)
+	}
+	out, err = archiveCLI(t, s, "verify-export", "--verifier-key", vkeyFile, bundle)
+	if err == nil || !strings.Contains(out, "SHA-256 differs") {
+		t.Fatalf("verify-export on a changed bundle: %v\n%s", err, out)
+	}
+	// A changed manifest keeps sha256sum happy but not gpg.
+	man := filepath.Join(bundle, "MANIFEST.sha256")
+	mb, _ := os.ReadFile(man)
+	if err := os.WriteFile(man, append(mb, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(bundle, "gpg", "--batch", "--homedir", home, "--verify", "MANIFEST.sha256.asc", "MANIFEST.sha256"); err == nil || !strings.Contains(out, "BAD signature") {
+		t.Fatalf("gpg --verify on a changed manifest: %v\n%s", err, out)
 	}
 }

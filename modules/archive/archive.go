@@ -39,9 +39,14 @@ func init() {
 	module.Register(module.Info{Name: "archive", New: newFromHost})
 }
 
-// Paths returns the journal file, signing key file and checkpoint directory
-// that cfg names, with their defaults under the data directory.
-func Paths(cfg *config.Config) (journal, key, checkpoints string) {
+// Files are the archive's files as a configuration names them.
+type Files struct {
+	Journal, SigningKey, OpenPGPKey, CheckpointDir string
+}
+
+// Paths returns the files cfg names, with their defaults under the data
+// directory.
+func Paths(cfg *config.Config) Files {
 	a := cfg.Archive
 	or := func(v, def string) string {
 		if v != "" {
@@ -49,7 +54,12 @@ func Paths(cfg *config.Config) (journal, key, checkpoints string) {
 		}
 		return filepath.Join(cfg.Server.DataDir, def)
 	}
-	return or(a.JournalFile, "journal.db"), or(a.SigningKeyFile, "journal-signing.key"), or(a.CheckpointDir, "checkpoints")
+	return Files{
+		Journal:       or(a.JournalFile, "journal.db"),
+		SigningKey:    or(a.SigningKeyFile, "journal-signing.key"),
+		OpenPGPKey:    or(a.OpenPGPKeyFile, "journal-openpgp.key"),
+		CheckpointDir: or(a.CheckpointDir, "checkpoints"),
+	}
 }
 
 // KeyName is the note key name (and checkpoint origin) for a new signing key.
@@ -66,16 +76,21 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 	if cfg == nil || !cfg.Archive.Enabled {
 		return disabled{}, nil
 	}
-	jpath, kpath, cdir := Paths(cfg)
-	signer, err := LoadOrCreateKey(kpath, KeyName(cfg))
+	f := Paths(cfg)
+	signer, err := LoadOrCreateKey(f.SigningKey, KeyName(cfg))
 	if err != nil {
 		return nil, err
 	}
-	j, err := sqlite.OpenJournal(context.Background(), jpath)
+	// Made now so that `archive pubkey --openpgp` can hand it out before
+	// the first export.
+	if _, err := LoadOrCreateOpenPGP(f.OpenPGPKey, KeyName(cfg)); err != nil {
+		return nil, err
+	}
+	j, err := sqlite.OpenJournal(context.Background(), f.Journal)
 	if err != nil {
 		return nil, err
 	}
-	m := New(j, signer, []Sink{DirSink{Dir: cdir}}, h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
+	m := New(j, signer, []Sink{DirSink{Dir: f.CheckpointDir}}, h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
 	m.closeJournal = true
 	if h.SetHealth != nil {
 		m.health = h.SetHealth

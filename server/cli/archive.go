@@ -3,31 +3,58 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/palisade-im/palisade/modules/archive"
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/storage/sqlite"
+	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
+	"mellium.im/xmpp/jid"
 )
 
 func (e *env) archive(args []string) error {
 	if len(args) == 0 {
-		return usageErr("usage: palisade archive verify|pubkey")
+		return usageErr("usage: palisade archive verify|pubkey|export|verify-export")
 	}
 	sub, args := args[0], args[1:]
+	if sub == "verify-export" {
+		return e.archiveVerifyExport(args)
+	}
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
 	}
-	jpath, kpath, cdir := archive.Paths(cfg)
+	files := archive.Paths(cfg)
+	jpath, kpath, cdir := files.Journal, files.SigningKey, files.CheckpointDir
 	switch sub {
+	case "export":
+		return e.archiveExport(cfg, files, args)
 	case "pubkey":
+		if len(args) == 1 && args[0] == "--openpgp" {
+			if _, err := os.Stat(files.OpenPGPKey); err != nil {
+				return fmt.Errorf("no OpenPGP key at %s (the server creates it when it first starts with the archive on)", files.OpenPGPKey)
+			}
+			ent, err := archive.LoadOrCreateOpenPGP(files.OpenPGPKey, "")
+			if err != nil {
+				return err
+			}
+			pub, err := archive.ArmoredPublicKey(ent)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s\n", pub)
+			return nil
+		}
 		if len(args) != 0 {
-			return usageErr("usage: palisade archive pubkey")
+			return usageErr("usage: palisade archive pubkey [--openpgp]")
 		}
 		vkey, err := archive.ReadVerifierKey(kpath)
 		if errors.Is(err, os.ErrNotExist) {
@@ -124,4 +151,162 @@ func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string) error {
 		return fmt.Errorf("journal verification failed: first bad record index %d (%d problems)", bad, len(rep.Problems))
 	}
 	return fmt.Errorf("journal verification failed (%d problems)", len(rep.Problems))
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// parseDay reads a UTC day (2006-01-02) or an RFC 3339 time; end moves a
+// day to the start of the next, so that --to includes the day named.
+func parseDay(v string, end bool) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse("2006-01-02", v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a date (2006-01-02) or an RFC 3339 time", v)
+	}
+	if end {
+		t = t.Add(24 * time.Hour)
+	}
+	return t, nil
+}
+
+func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []string) error {
+	fs := flag.NewFlagSet("archive export", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	out := fs.String("out", "", "bundle directory to create")
+	from := fs.String("from", "", "first day (UTC, 2006-01-02) or time (RFC 3339)")
+	to := fs.String("to", "", "last day (included) or end time (excluded)")
+	var users, with, kinds listFlag
+	fs.Var(&users, "user", "bare JID whose records to export (repeatable)")
+	fs.Var(&with, "with", "conversation partner (repeatable)")
+	fs.Var(&kinds, "kind", "record kind: message, subscription (repeatable)")
+	const use = "usage: palisade archive export --out DIR [--from DAY] [--to DAY] [--user JID]... [--with JID]... [--kind KIND]..."
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *out == "" {
+		if err != nil {
+			return usageErr("%v\n%s", err, use)
+		}
+		return usageErr("%s", use)
+	}
+	var opt archive.ExportOptions
+	var err error
+	if *from != "" {
+		if opt.From, err = parseDay(*from, false); err != nil {
+			return usageErr("--from: %v", err)
+		}
+	}
+	if *to != "" {
+		if opt.To, err = parseDay(*to, true); err != nil {
+			return usageErr("--to: %v", err)
+		}
+	}
+	for _, list := range []struct {
+		name string
+		in   []string
+		out  *[]string
+	}{{"--user", users, &opt.Users}, {"--with", with, &opt.With}} {
+		for _, v := range list.in {
+			j, err := jid.Parse(v)
+			if err != nil || j.Resourcepart() != "" {
+				return usageErr("%s: %q is not a bare JID", list.name, v)
+			}
+			*list.out = append(*list.out, j.String())
+		}
+	}
+	for _, k := range kinds {
+		if k != "message" && k != "subscription" {
+			return usageErr("--kind: unknown kind %q (message, subscription)", k)
+		}
+	}
+	opt.Kinds = kinds
+
+	ctx := context.Background()
+	vkey, err := archive.ReadVerifierKey(files.SigningKey)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(files.OpenPGPKey); err != nil {
+		return fmt.Errorf("no OpenPGP key at %s (the server creates it when it first starts with the archive on)", files.OpenPGPKey)
+	}
+	pgp, err := archive.LoadOrCreateOpenPGP(files.OpenPGPKey, "")
+	if err != nil {
+		return err
+	}
+	j, err := sqlite.OpenJournalReadOnly(ctx, files.Journal)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	sum, err := archive.Export(ctx, j, *out, opt, vkey, pgp)
+	if err != nil {
+		return err
+	}
+	audit, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	if err != nil {
+		return err
+	}
+	audit.Named("audit").Info("archive_export", zap.Bool("audit", true), zap.String("actor", "cli"),
+		zap.String("out", *out), zap.Int("records", sum.Records), zap.Int64("checkpoint_size", sum.Checkpoint.Size),
+		zap.String("from", *from), zap.String("to", *to), zap.Strings("users", opt.Users), zap.Strings("with", opt.With),
+		zap.Strings("kinds", opt.Kinds))
+	fmt.Fprintf(e.stdout, "%s: %d records in %d conversation files, proven against the checkpoint of size %d\n",
+		*out, sum.Records, sum.Conversations, sum.Checkpoint.Size)
+	if sum.Unsigned > 0 {
+		fmt.Fprintf(e.stdout, "%d newer records are not covered by a checkpoint yet and were left out\n", sum.Unsigned)
+	}
+	return nil
+}
+
+func (e *env) archiveVerifyExport(args []string) error {
+	fs := flag.NewFlagSet("archive verify-export", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	vkey := fs.String("verifier-key", "", "checkpoint note verifier key, or a file holding it")
+	pgpKey := fs.String("openpgp-key", "", "armored OpenPGP public key file")
+	trusted := fs.String("trusted-checkpoint", "", "a checkpoint obtained out of band")
+	const use = "usage: palisade archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE] [--trusted-checkpoint FILE] BUNDLE"
+	// The bundle may come before or after the flags.
+	var bundle string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		bundle, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageErr("%v\n%s", err, use)
+	}
+	if bundle == "" && fs.NArg() == 1 {
+		bundle = fs.Arg(0)
+	} else if fs.NArg() != 0 || bundle == "" {
+		return usageErr("%s", use)
+	}
+	var opt archive.VerifyExportOptions
+	if *vkey != "" {
+		k := *vkey
+		if b, err := os.ReadFile(k); err == nil {
+			k = strings.TrimSpace(string(b))
+		}
+		opt.VerifierKey = k
+	}
+	if *pgpKey != "" {
+		b, err := os.ReadFile(*pgpKey)
+		if err != nil {
+			return usageErr("--openpgp-key: %v", err)
+		}
+		opt.OpenPGPKey = b
+	}
+	if *trusted != "" {
+		b, err := os.ReadFile(*trusted)
+		if err != nil {
+			return usageErr("--trusted-checkpoint: %v", err)
+		}
+		opt.Trusted = b
+	}
+	report, err := archive.VerifyExport(bundle, opt)
+	if err != nil {
+		return fmt.Errorf("bundle %s does not verify: %w", bundle, err)
+	}
+	fmt.Fprintf(e.stdout, "%s\nOK\n", report)
+	return nil
 }

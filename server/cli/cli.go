@@ -47,7 +47,15 @@ commands:
                            recompute the journal's Merkle tree, check every
                            checkpoint's signature and consistency; exit 1
                            naming the first bad record
-  archive pubkey           print the checkpoint note verifier key
+  archive pubkey [--openpgp]
+                           print the checkpoint note verifier key (or the
+                           OpenPGP public key that signs exports)
+  archive export --out DIR [--from DAY] [--to DAY] [--user JID]...
+                 [--with JID]... [--kind KIND]...
+                           write a signed, provable bundle for regulators
+  archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE]
+                 [--trusted-checkpoint FILE] BUNDLE
+                           check a bundle's manifest, signature and proofs
   version                  print the version
 
 Without --config, the embedded default serves localhost with data in ./data.

@@ -131,6 +131,10 @@ type Archive struct {
 	// (golang.org/x/mod/sumdb/note, Ed25519). Created with mode 0600 when
 	// missing (default data_dir/journal-signing.key).
 	SigningKeyFile string `toml:"signing_key_file"`
+	// OpenPGPKeyFile holds the OpenPGP key that signs export manifests,
+	// created with mode 0600 when missing (default
+	// data_dir/journal-openpgp.key).
+	OpenPGPKeyFile string `toml:"openpgp_key_file"`
 	// CheckpointDir receives every checkpoint as a file, so that they
 	// leave the database; put it on another mount (default
 	// data_dir/checkpoints).

@@ -131,7 +131,8 @@ func TestJournalBeforeDelivery(t *testing.T) {
 	if err := e.stop(); err != nil {
 		t.Fatal(err)
 	}
-	jpath, kpath, cdir := archive.Paths(e.cfg)
+	files := archive.Paths(e.cfg)
+	jpath, kpath, cdir := files.Journal, files.SigningKey, files.CheckpointDir
 	j, err := sqlite.OpenJournalReadOnly(context.Background(), jpath)
 	if err != nil {
 		t.Fatal(err)
