@@ -173,7 +173,14 @@ func (m *Module) Append(ctx context.Context, st *stanza.Stanza) error {
 	}()
 	xml := st.El.AppendTo((*xp)[:0], "")
 	*xp = xml
-	from, to := st.From.String(), st.To.String()
+	// The stamped attributes are the JIDs' string forms already.
+	from, to := st.El.Attr("from"), st.El.Attr("to")
+	if from == "" {
+		from = st.From.String()
+	}
+	if to == "" {
+		to = st.To.String()
+	}
 	t := m.now()
 	data, err := appendRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml)
 	*rp = data

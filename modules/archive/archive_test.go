@@ -353,3 +353,44 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	})
 }
+
+type failingSink struct{ fail *bool }
+
+func (s failingSink) Publish(int64, []byte) error {
+	if *s.fail {
+		return fmt.Errorf("sink unreachable")
+	}
+	return nil
+}
+
+// TestSinkFailureHealth: a sink that fails marks the health status, the
+// checkpoint is kept anyway, and the next good publication clears it.
+func TestSinkFailureHealth(t *testing.T) {
+	f := newFixture(t)
+	fail := true
+	f.m.sinks = append(f.m.sinks, failingSink{&fail})
+	health := map[string]string{}
+	f.m.health = func(c, p string) {
+		if p == "" {
+			delete(health, c)
+		} else {
+			health[c] = p
+		}
+	}
+	ctx := context.Background()
+	for i, wantBad := range []bool{true, false} {
+		fail = wantBad
+		if err := f.m.Append(ctx, msg(t, "alice@example.com/a", "bob@example.com", "chat", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.m.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, bad := health["archive-checkpoint-sink"]; bad != wantBad {
+			t.Fatalf("round %d: health %v", i, health)
+		}
+	}
+	if cps, _ := f.j.Checkpoints(ctx); len(cps) != 2 {
+		t.Fatalf("%d checkpoints kept, want 2", len(cps))
+	}
+}

@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -271,5 +273,21 @@ func waitListening(t *testing.T, addr string) {
 			t.Fatalf("admin listener %s not up: %v", addr, err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestJournalDisabled: with [archive] enabled = false nothing is journaled
+// and messages flow.
+func TestJournalDisabled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *config.Config) { c.Archive.Enabled = false })
+	alice := login(t, e, modeStartTLS, "alice", "a")
+	bob := login(t, e, modeStartTLS, "bob", "b")
+	alice.send("<message to='bob@localhost/b' type='chat' id='d1'><body>x</body></message>")
+	if m := bob.expect(nsClient, "message"); m.A("id") != "d1" {
+		t.Fatalf("got %s", m)
+	}
+	if _, err := os.Stat(filepath.Join(e.cfg.Server.DataDir, "journal.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("journal.db with the archive off: %v", err)
 	}
 }
