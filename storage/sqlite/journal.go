@@ -165,11 +165,13 @@ func (j *Journal) loadHead(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read tree edge: %w", err)
 	}
-	j.size = n
-	j.frontier = make(map[int64]tlog.Hash, len(idx))
+	front := make(map[int64]tlog.Hash, len(idx))
 	for i, x := range idx {
-		j.frontier[x] = hs[i]
+		front[x] = hs[i]
 	}
+	j.mu.Lock()
+	j.size, j.frontier = n, front
+	j.mu.Unlock()
 	return nil
 }
 
@@ -270,6 +272,14 @@ func (j *Journal) commitLoop() {
 // flush commits the batch and answers every request in it.
 func (j *Journal) flush() {
 	err := j.commit(j.batch)
+	if err != nil {
+		// A failed commit may still have reached the disk (an I/O error
+		// after the WAL write): take the tree's size and edge from the
+		// database again rather than trust memory.
+		if rerr := j.loadHead(context.Background()); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("sqlite: journal: reload tree head: %w", rerr))
+		}
+	}
 	for i, r := range j.batch {
 		r.done <- err
 		j.batch[i] = nil
