@@ -98,6 +98,26 @@ func TestExportAndVerify(t *testing.T) {
 		t.Fatalf("report:\n%s", report)
 	}
 
+	// A trusted checkpoint of another history (same key, a forged journal
+	// signed again) is not consistent with the bundle's.
+	g := newFixture(t)
+	g.m.signer = f.m.signer
+	for i := range 3 {
+		if err := g.m.Append(ctx, msg(t, "alice@example.com/a", "bob@example.com", "chat", fmt.Sprintf("other %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.m.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := g.j.Checkpoints(ctx)
+	if _, err := VerifyExport(out, VerifyExportOptions{VerifierKey: vkey, Trusted: forged[0].Note}); err == nil || !strings.Contains(err.Error(), "not consistent") {
+		t.Fatalf("inconsistent trusted checkpoint: %v", err)
+	}
+	if _, err := VerifyExport(out, VerifyExportOptions{VerifierKey: g.verifierKey(t), Trusted: early}); err == nil || !strings.Contains(err.Error(), "checkpoint") {
+		t.Fatalf("another verifier key: %v", err)
+	}
+
 	// A changed file fails the manifest.
 	bad := copyBundle(t, out)
 	writeFile(t, bad, FileRecords, strings.Replace(readFile(t, bad, FileRecords), `"body":"hello bob"`, `"body":"hello rob"`, 1))
@@ -214,4 +234,13 @@ func remanifest(t *testing.T, dir string) {
 		fmt.Fprintf(&out, "%s  %s\n", hex.EncodeToString(h[:]), name)
 	}
 	writeFile(t, dir, FileManifest, out.String())
+}
+
+func (f *fixture) verifierKey(t *testing.T) string {
+	t.Helper()
+	k, err := ReadVerifierKey(f.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
