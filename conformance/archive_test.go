@@ -193,6 +193,25 @@ func checkExportBundle(t *testing.T, s *Server, vkeyFile string) {
 		t.Fatalf("verify-export: %v\n%s", err, out)
 	}
 
+	// The same as a tar file, unpacked with Debian's tar.
+	tarFile := filepath.Join(s.Dir, "export2.tar")
+	if out, err := archiveCLI(t, s, "export", "--out", tarFile, "--with", "bob@"+Domain, "--kind", "message"); err != nil {
+		t.Fatalf("archive export to a tar file: %v\n%s", err, out)
+	}
+	if out, err := archiveCLI(t, s, "verify-export", "--verifier-key", vkeyFile, tarFile); err != nil {
+		t.Fatalf("verify-export on the tar file: %v\n%s", err, out)
+	}
+	unpack := filepath.Join(s.Dir, "unpacked")
+	if err := os.Mkdir(unpack, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(unpack, "tar", "-xf", tarFile); err != nil {
+		t.Fatalf("tar -xf: %v\n%s", err, out)
+	}
+	if out, err := run(filepath.Join(unpack, "export2"), "sha256sum", "-c", "--strict", "MANIFEST.sha256"); err != nil {
+		t.Fatalf("sha256sum -c in the unpacked tar: %v\n%s", err, out)
+	}
+
 	// One byte changed in the bundle.
 	eb, _ := os.ReadFile(emls[0])
 	if err := os.WriteFile(emls[0], []byte(strings.Replace(string(eb), "hello from a", "hello from A", 1)), 0o644); err != nil {

@@ -95,6 +95,9 @@ type ExportSummary struct {
 	Records       int
 	Conversations int
 	Checkpoint    storage.TreeHead
+	// CheckpointTime is when the checkpoint was issued (the tar entries'
+	// time).
+	CheckpointTime time.Time
 	// Unsigned counts records newer than the latest checkpoint, which an
 	// export cannot prove and leaves out.
 	Unsigned int64
@@ -143,14 +146,35 @@ func bareOf(s string) string {
 }
 
 // Export writes a bundle for regulators into dir, which must not exist: it
-// is built beside it and renamed into place when complete. The bundle is
-// proven against the journal's latest checkpoint; records after it are
-// left out (counted in Unsigned).
+// is built beside it and renamed into place when complete. A dir ending in
+// ".tar" is written as a tar file holding one directory of that name
+// without ".tar". The bundle is proven against the journal's latest
+// checkpoint; records after it are left out (counted in Unsigned).
 func Export(ctx context.Context, j storage.Journal, dir string, opt ExportOptions, vkey string, pgp *openpgp.Entity) (ExportSummary, error) {
-	var sum ExportSummary
 	if _, err := os.Lstat(dir); err == nil {
-		return sum, fmt.Errorf("archive: export: %s already exists", dir)
+		return ExportSummary{}, fmt.Errorf("archive: export: %s already exists", dir)
 	}
+	if !strings.HasSuffix(dir, ".tar") {
+		return exportDir(ctx, j, dir, opt, vkey, pgp)
+	}
+	work, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".partial-")
+	if err != nil {
+		return ExportSummary{}, fmt.Errorf("archive: export: %w", err)
+	}
+	defer os.RemoveAll(work)
+	inner := filepath.Join(work, strings.TrimSuffix(filepath.Base(dir), ".tar"))
+	sum, err := exportDir(ctx, j, inner, opt, vkey, pgp)
+	if err != nil {
+		return sum, err
+	}
+	if err := writeTar(dir, work, sum.CheckpointTime); err != nil {
+		return sum, fmt.Errorf("archive: export: %w", err)
+	}
+	return sum, nil
+}
+
+func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOptions, vkey string, pgp *openpgp.Entity) (ExportSummary, error) {
+	var sum ExportSummary
 	cps, err := j.Checkpoints(ctx)
 	if err != nil {
 		return sum, err
@@ -167,7 +191,7 @@ func Export(ctx context.Context, j storage.Journal, dir string, opt ExportOption
 	if err != nil {
 		return sum, fmt.Errorf("archive: export: latest checkpoint: %w", err)
 	}
-	sum.Checkpoint = head
+	sum.Checkpoint, sum.CheckpointTime = head, cp.Time
 	if th, err := j.TreeHead(ctx); err == nil {
 		sum.Unsigned = th.Size - head.Size
 	}
@@ -482,7 +506,21 @@ type VerifyExportOptions struct {
 // record's commitment, fields and inclusion proof, and optionally the
 // consistency of the checkpoint with a trusted one. It returns what it
 // checked, or the first problem.
+//
+// dir may be a bundle directory or a .tar file holding one.
 func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().IsRegular() {
+		tmp, err := os.MkdirTemp("", "palisade-verify-export-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(tmp)
+		inner, err := extractTar(dir, tmp)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", dir, err)
+		}
+		dir = inner
+	}
 	read := func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, filepath.FromSlash(name))) }
 	manifest, err := read(FileManifest)
 	if err != nil {

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -243,4 +244,37 @@ func (f *fixture) verifierKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return k
+}
+
+func TestExportTar(t *testing.T) {
+	f, out, _ := exportFixture(t)
+	pgp, _ := LoadOrCreateOpenPGP(filepath.Join(t.TempDir(), "pgp.key"), "x")
+	vkey := f.verifierKey(t)
+	tarFile := out + ".tar"
+	if _, err := Export(context.Background(), f.j, tarFile, ExportOptions{}, vkey, pgp); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*partial*")); len(left) != 0 {
+		t.Fatalf("work directories left behind: %v", left)
+	}
+	report, err := VerifyExport(tarFile, VerifyExportOptions{VerifierKey: vkey})
+	if err != nil || !strings.Contains(report, "5 records") {
+		t.Fatalf("verify tar: %v\n%s", err, report)
+	}
+	dst := t.TempDir()
+	inner, err := extractTar(tarFile, dst)
+	if err != nil || filepath.Base(inner) != "bundle" {
+		t.Fatalf("extract: %q, %v", inner, err)
+	}
+	// A tar with an entry outside its directory is refused.
+	evil := filepath.Join(t.TempDir(), "evil.tar")
+	ef, _ := os.Create(evil)
+	tw := tar.NewWriter(ef)
+	_ = tw.WriteHeader(&tar.Header{Name: "bundle/../../x", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644})
+	_, _ = tw.Write([]byte("x"))
+	_ = tw.Close()
+	_ = ef.Close()
+	if _, err := VerifyExport(evil, VerifyExportOptions{VerifierKey: vkey}); err == nil || !strings.Contains(err.Error(), "clean relative name") {
+		t.Fatalf("evil tar: %v", err)
+	}
 }

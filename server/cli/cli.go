@@ -53,6 +53,7 @@ commands:
   archive export --out DIR [--from DAY] [--to DAY] [--user JID]...
                  [--with JID]... [--kind KIND]...
                            write a signed, provable bundle for regulators
+                           (DIR ending in .tar: a tar file)
   archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE]
                  [--trusted-checkpoint FILE] BUNDLE
                            check a bundle's manifest, signature and proofs
