@@ -106,6 +106,14 @@ func TestArchiveJournal(t *testing.T) {
 	}
 
 	checkExportBundle(t, s, vkeyFile)
+	// Each export is a journal record (chain of custody), and the journal
+	// still verifies with them.
+	if n := count("kind = 'export' AND from_jid LIKE 'cli:%' AND CAST(data AS TEXT) LIKE '%manifest_sha256%'"); n != 2 {
+		t.Errorf("%d export records, want 2", n)
+	}
+	if out, err := archiveCLI(t, s, "verify"); err != nil || !strings.Contains(out, "\nOK\n") {
+		t.Fatalf("archive verify after the exports: %v\n%s", err, out)
+	}
 
 	// Change one byte of the offline message's record.
 	var seq int64

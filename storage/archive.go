@@ -31,6 +31,9 @@ const (
 	KindMessage RecordKind = "message"
 	// KindSubscription is a presence subscription change (RFC 6121 section 3).
 	KindSubscription RecordKind = "subscription"
+	// KindExport records an export for regulators (chain of custody); its
+	// content is a JSON description of the export.
+	KindExport RecordKind = "export"
 )
 
 // JournalRecord is one entry of the compliance journal. Data is the record

@@ -242,7 +242,9 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 		}
 		proofs.Write(b)
 		proofs.WriteByte('\n')
-		addToConversation(convs, line, rec.Time)
+		if rec.Kind != string(storage.KindExport) {
+			addToConversation(convs, line, rec.Time)
+		}
 		sum.Records++
 		return nil
 	})
@@ -309,6 +311,67 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 	}
 	ok = true
 	return sum, syncDir(filepath.Dir(filepath.Clean(dir)))
+}
+
+// ExportRecord is the content of the journal record of an export.
+type ExportRecord struct {
+	Out            string   `json:"out"`
+	From           string   `json:"from,omitempty"`
+	To             string   `json:"to,omitempty"`
+	Users          []string `json:"users,omitempty"`
+	With           []string `json:"with,omitempty"`
+	Kinds          []string `json:"kinds,omitempty"`
+	Records        int      `json:"records"`
+	CheckpointSize int64    `json:"checkpoint_size"`
+	// ManifestSHA256 is the SHA-256 of the bundle's MANIFEST.sha256: it
+	// names exactly what was handed out.
+	ManifestSHA256 string `json:"manifest_sha256"`
+}
+
+// RecordExport appends the chain-of-custody record of an export to the
+// journal: who (actor) exported what, when. It is durable when it returns.
+func RecordExport(ctx context.Context, j storage.Journal, actor string, opt ExportOptions, out string, sum ExportSummary, manifestSHA256 string) error {
+	desc := ExportRecord{Out: out, Users: opt.Users, With: opt.With, Kinds: opt.Kinds, Records: sum.Records,
+		CheckpointSize: sum.Checkpoint.Size, ManifestSHA256: manifestSHA256}
+	if !opt.From.IsZero() {
+		desc.From = opt.From.UTC().Format(time.RFC3339)
+	}
+	if !opt.To.IsZero() {
+		desc.To = opt.To.UTC().Format(time.RFC3339)
+	}
+	content, err := json.Marshal(desc)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	data, err := appendRecord(nil, now, string(storage.DirLocal), string(storage.KindExport), actor, "", "", "", content)
+	if err != nil {
+		return err
+	}
+	return j.Append(ctx, []storage.JournalRecord{{Time: now, Direction: storage.DirLocal, Kind: storage.KindExport,
+		From: actor, StanzaSize: len(content), Data: data}})
+}
+
+// ManifestDigest returns the SHA-256 (hex) of a bundle's manifest; bundle
+// is a directory or a .tar file.
+func ManifestDigest(bundle string) (string, error) {
+	dir := bundle
+	if fi, err := os.Stat(bundle); err == nil && fi.Mode().IsRegular() {
+		tmp, err := os.MkdirTemp("", "palisade-export-")
+		if err != nil {
+			return "", err
+		}
+		defer os.RemoveAll(tmp)
+		if dir, err = extractTar(bundle, tmp); err != nil {
+			return "", err
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, FileManifest))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), nil
 }
 
 // contentFields extracts body, thread and XEP-0359 stanza-id from a

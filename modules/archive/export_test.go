@@ -278,3 +278,43 @@ func TestExportTar(t *testing.T) {
 		t.Fatalf("evil tar: %v", err)
 	}
 }
+
+func TestRecordExport(t *testing.T) {
+	f, out, _ := exportFixture(t)
+	ctx := context.Background()
+	pgp, _ := LoadOrCreateOpenPGP(filepath.Join(t.TempDir(), "pgp.key"), "x")
+	opt := ExportOptions{Users: []string{"alice@example.com"}}
+	sum, err := Export(ctx, f.j, out, opt, f.verifierKey(t), pgp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := ManifestDigest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordExport(ctx, f.j, "cli:officer", opt, out, sum, digest); err != nil {
+		t.Fatal(err)
+	}
+	recs := records(t, f.j)
+	last := recs[len(recs)-1]
+	r, err := DecodeRecord(last.Data)
+	if err != nil || last.Kind != "export" || r.From != "cli:officer" {
+		t.Fatalf("export record %+v / %+v, %v", last, r, err)
+	}
+	var desc ExportRecord
+	if err := json.Unmarshal([]byte(r.Content), &desc); err != nil || desc.ManifestSHA256 != digest || desc.Records != sum.Records ||
+		desc.Out != out || len(desc.Users) != 1 {
+		t.Fatalf("export record content %s: %v", r.Content, err)
+	}
+	if err := f.m.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Verify(ctx, f.j, f.verifier); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("verify with an export record: %+v, %v", rep, err)
+	}
+	// A later export lists the earlier one but makes no conversation of it.
+	sum2, err := Export(ctx, f.j, out+"-2", ExportOptions{Kinds: []string{"export"}}, f.verifierKey(t), pgp)
+	if err != nil || sum2.Records != 1 || sum2.Conversations != 0 {
+		t.Fatalf("export of export records: %+v, %v", sum2, err)
+	}
+}

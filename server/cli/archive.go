@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -184,7 +185,7 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 	var users, with, kinds listFlag
 	fs.Var(&users, "user", "bare JID whose records to export (repeatable)")
 	fs.Var(&with, "with", "conversation partner (repeatable)")
-	fs.Var(&kinds, "kind", "record kind: message, subscription (repeatable)")
+	fs.Var(&kinds, "kind", "record kind: message, subscription, export (repeatable)")
 	const use = "usage: palisade archive export --out DIR [--from DAY] [--to DAY] [--user JID]... [--with JID]... [--kind KIND]..."
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *out == "" {
 		if err != nil {
@@ -218,8 +219,8 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		}
 	}
 	for _, k := range kinds {
-		if k != "message" && k != "subscription" {
-			return usageErr("--kind: unknown kind %q (message, subscription)", k)
+		if k != "message" && k != "subscription" && k != "export" {
+			return usageErr("--kind: unknown kind %q (message, subscription, export)", k)
 		}
 	}
 	opt.Kinds = kinds
@@ -245,11 +246,26 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 	if err != nil {
 		return err
 	}
+	// Chain of custody: the export is itself a journal record. Without
+	// it, there is no export.
+	actor := "cli"
+	if u, err := user.Current(); err == nil {
+		actor = "cli:" + u.Username
+	}
+	digest, err := archive.ManifestDigest(*out)
+	if err == nil {
+		err = recordExport(ctx, files.Journal, actor, opt, *out, sum, digest)
+	}
+	if err != nil {
+		os.RemoveAll(*out)
+		return fmt.Errorf("the export could not be recorded in the journal, bundle removed: %w", err)
+	}
 	audit, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
 	if err != nil {
 		return err
 	}
 	audit.Named("audit").Info("archive_export", zap.Bool("audit", true), zap.String("actor", "cli"),
+		zap.String("actor_user", actor), zap.String("manifest_sha256", digest),
 		zap.String("out", *out), zap.Int("records", sum.Records), zap.Int64("checkpoint_size", sum.Checkpoint.Size),
 		zap.String("from", *from), zap.String("to", *to), zap.Strings("users", opt.Users), zap.Strings("with", opt.With),
 		zap.Strings("kinds", opt.Kinds))
@@ -259,6 +275,18 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		fmt.Fprintf(e.stdout, "%d newer records are not covered by a checkpoint yet and were left out\n", sum.Unsigned)
 	}
 	return nil
+}
+
+func recordExport(ctx context.Context, path, actor string, opt archive.ExportOptions, out string, sum archive.ExportSummary, digest string) error {
+	j, err := sqlite.OpenJournal(ctx, path)
+	if err != nil {
+		return err
+	}
+	err = archive.RecordExport(ctx, j, actor, opt, out, sum, digest)
+	if cerr := j.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (e *env) archiveVerifyExport(args []string) error {

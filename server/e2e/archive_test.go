@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/modules/archive"
+	"github.com/palisade-im/palisade/server/cli"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/storage/sqlite"
 	"golang.org/x/mod/sumdb/note"
@@ -289,5 +290,56 @@ func TestJournalDisabled(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.cfg.Server.DataDir, "journal.db")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("journal.db with the archive off: %v", err)
+	}
+}
+
+// TestExportWhileRunning exports through the CLI while the server keeps
+// journaling: the CLI's export record and the server's records share the
+// tree, and the journal verifies.
+func TestExportWhileRunning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *config.Config) { c.Archive.CheckpointInterval = config.Duration(time.Second) })
+	alice := login(t, e, modeStartTLS, "alice", "a")
+	bob := login(t, e, modeStartTLS, "bob", "b")
+	alice.send("<message to='bob@localhost/b' type='chat' id='w1'><body>before</body></message>")
+	bob.expect(nsClient, "message")
+	cdir := archive.Paths(e.cfg).CheckpointDir
+	deadline := time.Now().Add(short)
+	for {
+		if files, _ := filepath.Glob(filepath.Join(cdir, "checkpoint-*.txt")); len(files) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint within 5s at a 1s interval")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	conf := filepath.Join(t.TempDir(), "palisade.toml")
+	if err := os.WriteFile(conf, []byte("[server]\ndomains = [\"localhost\"]\ndata_dir = "+strconv.Quote(e.cfg.Server.DataDir)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	var out strings.Builder
+	if code := cli.Main([]string{"--config", conf, "archive", "export", "--out", bundle}, strings.NewReader(""), &out, &out); code != 0 {
+		t.Fatalf("archive export exited %d:\n%s", code, out.String())
+	}
+	alice.send("<message to='bob@localhost/b' type='chat' id='w2'><body>after</body></message>")
+	if m := bob.expect(nsClient, "message"); m.A("id") != "w2" {
+		t.Fatalf("got %s", m)
+	}
+	rows := journalRows(t, e)
+	var kinds []string
+	for _, r := range rows {
+		kinds = append(kinds, r.kind)
+	}
+	if strings.Join(kinds, " ") != "message export message" {
+		t.Fatalf("journal kinds %v", kinds)
+	}
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := cli.Main([]string{"--config", conf, "archive", "verify"}, strings.NewReader(""), &out, &out); code != 0 || !strings.Contains(out.String(), "\nOK\n") {
+		t.Fatalf("archive verify exited %d:\n%s", code, out.String())
 	}
 }

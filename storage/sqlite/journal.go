@@ -35,6 +35,8 @@ const (
 // One committer goroutine takes Append calls from a bounded queue and
 // writes everything waiting in one transaction (group commit); with WAL and
 // synchronous=FULL the commit is fsynced before any of the calls returns.
+// Several processes may append to one journal (the server, and the CLI
+// recording an export): each transaction starts from the size on disk.
 type Journal struct {
 	wr, rd   *sql.DB
 	readOnly bool
@@ -298,6 +300,17 @@ func (j *Journal) commit(batch []*appendReq) (err error) {
 			tx.Rollback()
 		}
 	}()
+	// Another process (the CLI recording an export) may have appended
+	// since: the write lock is held now, so the size read here is final.
+	var size int64
+	if err := tx.QueryRow("SELECT COALESCE(MAX(seq) + 1, 0) FROM records").Scan(&size); err != nil {
+		return fmt.Errorf("sqlite: journal append: read size: %w", err)
+	}
+	if size != j.size {
+		if err := j.syncEdge(tx, size); err != nil {
+			return fmt.Errorf("sqlite: journal append: %w", err)
+		}
+	}
 	insRec := tx.Stmt(j.insRec)
 	hr := batchReader{j: j, tx: tx}
 	n := j.size
@@ -335,6 +348,24 @@ func (j *Journal) commit(batch []*appendReq) (err error) {
 	}
 	j.mu.Lock()
 	j.size, j.frontier = n, front
+	j.mu.Unlock()
+	return nil
+}
+
+// syncEdge reloads the tree's size and right edge inside tx.
+func (j *Journal) syncEdge(tx *sql.Tx, size int64) error {
+	front := make(map[int64]tlog.Hash)
+	hr := batchReader{j: &Journal{}, tx: tx} // no cached hashes: read them all
+	idx := frontierIndexes(size)
+	hs, err := hr.ReadHashes(idx)
+	if err != nil {
+		return fmt.Errorf("reload tree edge: %w", err)
+	}
+	for i, x := range idx {
+		front[x] = hs[i]
+	}
+	j.mu.Lock()
+	j.size, j.frontier = size, front
 	j.mu.Unlock()
 	return nil
 }

@@ -425,3 +425,65 @@ func BenchmarkJournalAppend(b *testing.B) {
 		})
 	}
 }
+
+// TestJournalTwoWriters appends through two Journal values on one file, as
+// the server and the CLI do: every record gets its own index and the tree
+// is the tree of the records in order.
+func TestJournalTwoWriters(t *testing.T) {
+	ctx := context.Background()
+	j1, path := openJournal(t)
+	j2, err := OpenJournal(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	var wg sync.WaitGroup
+	errc := make(chan error, 16)
+	for w := range 16 {
+		j := j1
+		if w%2 == 1 {
+			j = j2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 15 {
+				if err := j.Append(ctx, []storage.JournalRecord{rec(fmt.Sprintf("w%d-%d", w, i))}); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	j3, err := OpenJournalReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j3.Close()
+	data := allData(t, j3)
+	if len(data) != 16*15 {
+		t.Fatalf("%d records, want %d", len(data), 16*15)
+	}
+	root, mem := memTree(t, data)
+	if h, _ := j3.TreeHead(ctx); h.Hash != root {
+		t.Fatalf("stored tree differs from the records' tree")
+	}
+	idx := make([]int64, 0, len(mem))
+	for x := range mem {
+		idx = append(idx, x)
+	}
+	stored, err := j3.ReadHashes(ctx, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range idx {
+		if stored[i] != mem[x] {
+			t.Fatalf("stored hash %d differs", x)
+		}
+	}
+}
