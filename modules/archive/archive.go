@@ -21,6 +21,7 @@ package archive
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,29 @@ func Paths(cfg *config.Config) Files {
 	}
 }
 
+// Sinks are the checkpoint sinks cfg names: the directory, then syslog and
+// each URL when set.
+func Sinks(cfg *config.Config) []Sink {
+	sinks := []Sink{DirSink{Dir: Paths(cfg).CheckpointDir}}
+	switch v := cfg.Archive.CheckpointSyslog; v {
+	case "":
+	case "local":
+		sinks = append(sinks, SyslogSink{})
+	default:
+		if u, err := url.Parse(v); err == nil {
+			addr := u.Host
+			if u.Scheme == "unix" || u.Scheme == "unixgram" {
+				addr = u.Path
+			}
+			sinks = append(sinks, SyslogSink{Network: u.Scheme, Addr: addr})
+		}
+	}
+	for _, u := range cfg.Archive.CheckpointURLs {
+		sinks = append(sinks, HTTPSink{URL: u})
+	}
+	return sinks
+}
+
 // KeyName is the note key name (and checkpoint origin) for a new signing key.
 func KeyName(cfg *config.Config) string {
 	return cfg.Server.Domains[0] + "/palisade-journal"
@@ -90,7 +114,7 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := New(j, signer, []Sink{DirSink{Dir: f.CheckpointDir}}, h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
+	m := New(j, signer, Sinks(cfg), h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
 	m.closeJournal = true
 	if h.SetHealth != nil {
 		m.health = h.SetHealth

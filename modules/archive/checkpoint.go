@@ -1,15 +1,20 @@
 package archive
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"log/syslog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/palisade-im/palisade/storage"
 	"golang.org/x/mod/sumdb/note"
@@ -164,6 +169,65 @@ func syncDir(dir string) error {
 	defer f.Close()
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// SyslogSink sends each checkpoint to a syslog daemon as one line,
+// "palisade-checkpoint size=N note=BASE64" (the note has newlines), with
+// facility AUTHPRIV and severity NOTICE.
+type SyslogSink struct {
+	// Network and Addr as for syslog.Dial ("udp", "127.0.0.1:514"; "unix",
+	// "/dev/log"; "" and "" for the local daemon).
+	Network, Addr string
+}
+
+// Publish implements Sink.
+func (s SyslogSink) Publish(size int64, signed []byte) error {
+	w, err := syslog.Dial(s.Network, s.Addr, syslog.LOG_AUTHPRIV|syslog.LOG_NOTICE, "palisade")
+	if err != nil {
+		return fmt.Errorf("archive: syslog sink: %w", err)
+	}
+	defer w.Close()
+	if err := w.Notice(SyslogLine(size, signed)); err != nil {
+		return fmt.Errorf("archive: syslog sink: %w", err)
+	}
+	return nil
+}
+
+// SyslogLine is the message SyslogSink sends.
+func SyslogLine(size int64, signed []byte) string {
+	return "palisade-checkpoint size=" + strconv.FormatInt(size, 10) + " note=" + base64.StdEncoding.EncodeToString(signed)
+}
+
+// HTTPSink POSTs each checkpoint (the signed note, text/plain) to a URL,
+// for a witness or a log collector on another host; any 2xx answer is
+// success. This is a plain POST, not the C2SP tlog-witness protocol.
+type HTTPSink struct {
+	URL    string
+	Client *http.Client
+}
+
+// Publish implements Sink.
+func (s HTTPSink) Publish(size int64, signed []byte) error {
+	c := s.Client
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	req, err := http.NewRequest(http.MethodPost, s.URL, bytes.NewReader(signed))
+	if err != nil {
+		return fmt.Errorf("archive: HTTP sink: %w", err)
+	}
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	req.Header.Set("X-Palisade-Tree-Size", strconv.FormatInt(size, 10))
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("archive: HTTP sink: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("archive: HTTP sink %s: %s", s.URL, resp.Status)
 	}
 	return nil
 }

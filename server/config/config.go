@@ -139,6 +139,13 @@ type Archive struct {
 	// leave the database; put it on another mount (default
 	// data_dir/checkpoints).
 	CheckpointDir string `toml:"checkpoint_dir"`
+	// CheckpointSyslog also sends every checkpoint to syslog:
+	// "udp://HOST:PORT", "tcp://HOST:PORT", "unix:///dev/log", or "local"
+	// for the local daemon; "" sends none.
+	CheckpointSyslog string `toml:"checkpoint_syslog"`
+	// CheckpointURLs also POST every checkpoint to each http(s) URL (a
+	// witness or a collector on another host).
+	CheckpointURLs []string `toml:"checkpoint_urls"`
 }
 
 // MinCheckpointInterval is the smallest allowed archive.checkpoint_interval.
@@ -189,6 +196,7 @@ func Default() *Config {
 		Archive: Archive{
 			Enabled:            true,
 			CheckpointInterval: Duration(time.Minute),
+			CheckpointURLs:     []string{},
 		},
 		Modules: map[string]Section{},
 	}
