@@ -15,7 +15,7 @@ import (
 
 // pgpConfig makes v4 EdDSA (Ed25519) keys and SHA-256 signatures, which
 // GnuPG 2.2 and later verify.
-var pgpConfig = &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, DefaultHash: 0}
+var pgpConfig = &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA}
 
 // LoadOrCreateOpenPGP returns the archive's OpenPGP signing key (it signs
 // export manifests), kept armored and unencrypted in path; a new key with
