@@ -34,27 +34,63 @@ func (s *Server) Process(ctx context.Context, st *stanza.Stanza) error {
 		return errDenied
 	}
 	if err := s.journal.Append(ctx, st); err != nil {
-		// Fail closed: nothing is delivered that is not journaled.
-		s.log.Error("journal append failed", zap.Error(err))
-		s.audit.Error("journal_failed", zap.String("from", st.From.String()), zap.String("to", st.To.String()), zap.Error(err))
-		s.SetHealth("journal: " + err.Error())
-		s.bounce(ctx, st, stanza.Err(stanza.Wait, stanza.InternalServerError, "the message could not be recorded"))
+		// Fail closed: nothing is delivered that is not journaled. The
+		// sender's error is the one stanza that is not journaled: it only
+		// returns the sender's own stanza, and the journal cannot take it.
+		s.journalFailed(st, err)
+		if r := errorReply(st, stanza.Err(stanza.Wait, stanza.InternalServerError, "the message could not be recorded")); r != nil {
+			s.Route(ctx, r)
+		}
 		return err
 	}
+	s.journalOK()
 	s.Route(ctx, st)
 	return nil
 }
 
-// bounce answers st with an error, unless st is itself an error or a
-// presence that needs none.
-func (s *Server) bounce(ctx context.Context, st *stanza.Stanza, e *stanza.Error) {
+func (s *Server) journalFailed(st *stanza.Stanza, err error) {
+	s.log.Error("journal append failed", zap.Error(err))
+	s.audit.Error("journal_failed", zap.String("from", st.From.String()), zap.String("to", st.To.String()),
+		zap.String("kind", st.Kind.String()), zap.Error(err))
+	s.SetHealth("journal", err.Error())
+	s.journalBad.Store(true) // after SetHealth: a racing success then clears it
+}
+
+// journalOK clears the journal's health problem after a good append.
+func (s *Server) journalOK() {
+	if s.journalBad.Load() && s.journalBad.Swap(false) {
+		s.SetHealth("journal", "")
+	}
+}
+
+// errorReply is the error answer to st, or nil when st gets none (errors,
+// stanzas without a sender, iq results).
+func errorReply(st *stanza.Stanza, e *stanza.Error) *stanza.Stanza {
 	if st.Type == "error" || st.From.Equal(jid.JID{}) {
-		return
+		return nil
 	}
 	if st.Kind == stanza.IQ && !st.IsRequest() {
+		return nil
+	}
+	return st.ErrorReply(e)
+}
+
+// bounce answers st with an error, unless st is itself an error or a
+// presence that needs none. A bounced message is journaled first (errors
+// bounced to users are communications too); if that fails it is dropped.
+func (s *Server) bounce(ctx context.Context, st *stanza.Stanza, e *stanza.Error) {
+	r := errorReply(st, e)
+	if r == nil {
 		return
 	}
-	s.Route(ctx, st.ErrorReply(e))
+	if r.Kind == stanza.Message {
+		if err := s.journal.Append(ctx, r); err != nil {
+			s.journalFailed(r, err)
+			return
+		}
+		s.journalOK()
+	}
+	s.Route(ctx, r)
 }
 
 // Route delivers st without policy or journal.

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/palisade-im/palisade/certs"
@@ -58,8 +61,9 @@ type Server struct {
 	features   []module.StreamFeatures
 	domains    map[string]bool
 
-	healthMu  sync.Mutex
-	unhealthy string
+	healthMu   sync.Mutex
+	unhealthy  map[string]string // component -> problem
+	journalBad atomic.Bool
 }
 
 // noJournal is the journal step until the archive module replaces it.
@@ -82,6 +86,7 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 		s.domains[d] = true
 	}
 	s.host = module.NewHost(s, store, log, s.audit, cfg, func() []any { return s.modules })
+	s.host.SetHealth = s.SetHealth
 	if err := s.buildModules(); err != nil {
 		return nil, err
 	}
@@ -289,21 +294,37 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	s.healthMu.Lock()
-	bad := s.unhealthy
-	s.healthMu.Unlock()
-	if bad != "" {
+	if bad := s.Health(); bad != "" {
 		http.Error(w, "unhealthy: "+bad, http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// SetHealth records a failing component ("" clears it).
-func (s *Server) SetHealth(problem string) {
+// SetHealth records a failing component; problem "" clears it.
+func (s *Server) SetHealth(component, problem string) {
 	s.healthMu.Lock()
-	s.unhealthy = problem
-	s.healthMu.Unlock()
+	defer s.healthMu.Unlock()
+	if problem == "" {
+		delete(s.unhealthy, component)
+		return
+	}
+	if s.unhealthy == nil {
+		s.unhealthy = map[string]string{}
+	}
+	s.unhealthy[component] = problem
+}
+
+// Health describes every failing component, "" when all are well.
+func (s *Server) Health() string {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	parts := make([]string, 0, len(s.unhealthy))
+	for c, p := range s.unhealthy {
+		parts = append(parts, c+": "+p)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, "; ")
 }
 
 // IsLocal reports whether the domain is served here.

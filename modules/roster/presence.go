@@ -354,7 +354,9 @@ func (m *Module) inboundSubscription(ctx context.Context, in *stanza.Stanza) {
 	}
 	m.pushChange(user, c, false)
 	if autoReply {
-		m.router.Route(ctx, stanza.New(stanza.Presence, user, from, typeSubscribed, ""))
+		// Through the policy chain and the journal: an approval the server
+		// gives on the user's behalf is a subscription change too.
+		m.process(ctx, stanza.New(stanza.Presence, user, from, typeSubscribed, ""))
 		m.sendPresenceFrom(ctx, user, from)
 		return
 	}

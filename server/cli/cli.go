@@ -1,5 +1,5 @@
-// Package cli is Palisade's command line: serve, check-config and user
-// administration. Exit status: 0 success, 1 runtime failure, 2 bad usage or
+// Package cli is Palisade's command line: serve, check-config, user
+// administration and the compliance archive. Exit status: 0 success, 1 runtime failure, 2 bad usage or
 // configuration.
 package cli
 
@@ -43,6 +43,20 @@ commands:
   user passwd JID          set an account's password
   user del JID             delete an account and its data
   user list DOMAIN         list the accounts of a domain
+  archive verify [--verifier-key KEY|FILE]
+                           recompute the journal's Merkle tree, check every
+                           checkpoint's signature and consistency; exit 1
+                           naming the first bad record
+  archive pubkey [--openpgp]
+                           print the checkpoint note verifier key (or the
+                           OpenPGP public key that signs exports)
+  archive export --out DIR [--from DAY] [--to DAY] [--user JID]...
+                 [--with JID]... [--kind KIND]...
+                           write a signed, provable bundle for regulators
+                           (DIR ending in .tar: a tar file)
+  archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE]
+                 [--trusted-checkpoint FILE] BUNDLE
+                           check a bundle's manifest, signature and proofs
   version                  print the version
 
 Without --config, the embedded default serves localhost with data in ./data.
@@ -140,6 +154,8 @@ func (e *env) run(cmd string, args []string) error {
 		return nil
 	case "user":
 		return e.user(args)
+	case "archive":
+		return e.archive(args)
 	case "version":
 		fmt.Fprintln(e.stdout, "palisade", Version)
 		return nil

@@ -36,6 +36,8 @@ type Config struct {
 	Log Log `toml:"log"`
 	// Auth configures authentication.
 	Auth Auth `toml:"auth"`
+	// Archive configures the compliance journal.
+	Archive Archive `toml:"archive"`
 	// Modules holds one Section per module, keyed by module name: every
 	// module present in the file, plus, when the Registry implements
 	// ModuleLister, every registered module absent from the file (with its
@@ -114,6 +116,41 @@ type Auth struct {
 	SCRAMIterations int `toml:"scram_iterations"`
 }
 
+// Archive is the [archive] section: the compliance journal (every message
+// and subscription change, appended before delivery, in a signed Merkle
+// tree). Empty paths take their defaults under server.data_dir.
+type Archive struct {
+	// Enabled turns the journal on. Off, nothing is recorded.
+	Enabled bool `toml:"enabled"`
+	// JournalFile is the journal database (default data_dir/journal.db).
+	JournalFile string `toml:"journal_file"`
+	// CheckpointInterval is how often a signed checkpoint is issued when
+	// the journal has grown; one is also issued on shutdown.
+	CheckpointInterval Duration `toml:"checkpoint_interval"`
+	// SigningKeyFile holds the checkpoint signing key, a note signer key
+	// (golang.org/x/mod/sumdb/note, Ed25519). Created with mode 0600 when
+	// missing (default data_dir/journal-signing.key).
+	SigningKeyFile string `toml:"signing_key_file"`
+	// OpenPGPKeyFile holds the OpenPGP key that signs export manifests,
+	// created with mode 0600 when missing (default
+	// data_dir/journal-openpgp.key).
+	OpenPGPKeyFile string `toml:"openpgp_key_file"`
+	// CheckpointDir receives every checkpoint as a file, so that they
+	// leave the database; put it on another mount (default
+	// data_dir/checkpoints).
+	CheckpointDir string `toml:"checkpoint_dir"`
+	// CheckpointSyslog also sends every checkpoint to syslog:
+	// "udp://HOST:PORT", "tcp://HOST:PORT", "unix:///dev/log", or "local"
+	// for the local daemon; "" sends none.
+	CheckpointSyslog string `toml:"checkpoint_syslog"`
+	// CheckpointURLs also POST every checkpoint to each http(s) URL (a
+	// witness or a collector on another host).
+	CheckpointURLs []string `toml:"checkpoint_urls"`
+}
+
+// MinCheckpointInterval is the smallest allowed archive.checkpoint_interval.
+const MinCheckpointInterval = time.Second
+
 // Limits on a few values, shared by validation and the example file.
 const (
 	// MinStanzaBytes is the smallest allowed limits.max_stanza_bytes.
@@ -155,6 +192,11 @@ func Default() *Config {
 		Auth: Auth{
 			Providers:       []string{"internal"},
 			SCRAMIterations: 4096,
+		},
+		Archive: Archive{
+			Enabled:            true,
+			CheckpointInterval: Duration(time.Minute),
+			CheckpointURLs:     []string{},
 		},
 		Modules: map[string]Section{},
 	}
@@ -267,6 +309,11 @@ func (c *Config) Summary() string {
 	}
 	row("auth providers", orNone(strings.Join(c.Auth.Providers, ", ")))
 	row("log", c.Log.Format+", level "+c.Log.Level)
+	if c.Archive.Enabled {
+		row("archive", "journal on, checkpoint every "+c.Archive.CheckpointInterval.String())
+	} else {
+		row("archive", "off")
+	}
 	names := make([]string, 0, len(c.Modules))
 	for n, s := range c.Modules {
 		if s.Line == 0 {

@@ -180,6 +180,17 @@ func TestErrors(t *testing.T) {
 			want: []string{`t.toml:2:2: srv: unknown key`},
 		},
 		{
+			name: "archive checkpoint interval too short",
+			doc:  "[archive]\nenabled = true\ncheckpoint_interval = \"10ms\"\nbogus = 1\n",
+			want: []string{`t.toml:3:1: archive.checkpoint_interval: must be at least 1s, got 10ms`, `t.toml:4:1: archive.bogus: unknown key`},
+		},
+		{
+			name: "archive sinks",
+			doc:  "[archive]\ncheckpoint_syslog = \"smtp://x\"\ncheckpoint_urls = [\"https://w.example/add\", \"ftp://x\"]\n",
+			want: []string{`t.toml:2:1: archive.checkpoint_syslog: must be "local", "udp://HOST:PORT", "tcp://HOST:PORT" or "unix:///PATH", got "smtp://x"`,
+				`t.toml:3:45: archive.checkpoint_urls: "ftp://x" is not an http:// or https:// URL`},
+		},
+		{
 			name: "unknown root key",
 			doc:  "debug = true\n",
 			want: []string{`t.toml:1:1: debug: unknown key`},

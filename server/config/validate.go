@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,6 +78,27 @@ func (l *loader) validate(c *Config) {
 	}
 	if c.Auth.SCRAMIterations < MinSCRAMIterations {
 		l.invalid("auth.scram_iterations", -1, "must be at least %d, got %d", MinSCRAMIterations, c.Auth.SCRAMIterations)
+	}
+
+	if c.Archive.CheckpointInterval < Duration(MinCheckpointInterval) {
+		l.invalid("archive.checkpoint_interval", -1, "must be at least %s, got %s", MinCheckpointInterval, c.Archive.CheckpointInterval)
+	}
+
+	if v := c.Archive.CheckpointSyslog; v != "" && v != "local" {
+		u, err := url.Parse(v)
+		switch {
+		case err != nil || !slices.Contains([]string{"udp", "tcp", "unix", "unixgram"}, u.Scheme):
+			l.invalid("archive.checkpoint_syslog", -1, `must be "local", "udp://HOST:PORT", "tcp://HOST:PORT" or "unix:///PATH", got %q`, v)
+		case (u.Scheme == "udp" || u.Scheme == "tcp") && checkAddr(u.Host) != nil:
+			l.invalid("archive.checkpoint_syslog", -1, "%q: %v", v, checkAddr(u.Host))
+		case (u.Scheme == "unix" || u.Scheme == "unixgram") && u.Path == "":
+			l.invalid("archive.checkpoint_syslog", -1, "%q names no socket path", v)
+		}
+	}
+	for i, v := range c.Archive.CheckpointURLs {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			l.invalid("archive.checkpoint_urls", i, "%q is not an http:// or https:// URL", v)
+		}
 	}
 
 	names := make([]string, 0, len(c.Modules))

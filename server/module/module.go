@@ -129,12 +129,15 @@ type Router interface {
 
 // Host is what a module's constructor receives.
 type Host struct {
-	Router  Router
-	Store   storage.Store
-	Log     *zap.Logger
-	Audit   *zap.Logger
-	Config  *config.Config
-	modules func() []any
+	Router Router
+	Store  storage.Store
+	Log    *zap.Logger
+	Audit  *zap.Logger
+	Config *config.Config
+	// SetHealth records a failing component for /healthz; problem ""
+	// clears it.
+	SetHealth func(component, problem string)
+	modules   func() []any
 }
 
 // NewHost builds a host; modules returns the constructed module instances.

@@ -139,30 +139,46 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("sqlite: %s: %w", op, err)
 }
 
-// migrate applies migrations one transaction each, re-reading the version
-// inside every transaction so concurrent openers cannot apply a step twice.
+// migrate applies the store's migrations.
 func (s *Store) migrate(ctx context.Context) error {
+	if err := migrateDB(ctx, s.wr, migrations); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return nil
+}
+
+// migrateDB applies steps one transaction each, re-reading the version
+// (PRAGMA user_version) inside every transaction so that concurrent
+// openers cannot apply a step twice.
+func migrateDB(ctx context.Context, db *sql.DB, steps []string) error {
 	for {
 		var v int
-		err := s.write(ctx, "migrate", func(tx *sql.Tx) error {
+		err := func() error {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				return fmt.Errorf("begin: %w", err)
+			}
+			defer tx.Rollback()
 			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 				return err
 			}
-			if v >= len(migrations) {
+			if v >= len(steps) {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			if _, err := tx.ExecContext(ctx, steps[v]); err != nil {
 				return fmt.Errorf("step %d: %w", v+1, err)
 			}
-			_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1))
-			return err
-		})
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
 		switch {
 		case err != nil:
 			return err
-		case v > len(migrations):
-			return fmt.Errorf("%w (database version %d, supported %d)", ErrSchemaTooNew, v, len(migrations))
-		case v == len(migrations):
+		case v > len(steps):
+			return fmt.Errorf("%w (database version %d, supported %d)", ErrSchemaTooNew, v, len(steps))
+		case v == len(steps):
 			return nil
 		}
 	}

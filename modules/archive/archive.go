@@ -1,0 +1,315 @@
+// Package archive is Palisade's compliance journal: the server's
+// module.Journal. Every message stanza that crosses the server (client to
+// client, to an offline account, errors bounced to users) and every presence
+// subscription change is encoded as a record (see Record) and appended,
+// fsynced, before it is delivered; when the append fails the core does not
+// deliver the stanza (fail closed). XEP-0334 no-store hints and user
+// preferences do not keep anything out. Copies (carbons, offline
+// redelivery, stream-resumption resends) are not new records.
+//
+// The records are the leaves of an RFC 6962 Merkle tree
+// (golang.org/x/mod/sumdb/tlog). At archive.checkpoint_interval while the
+// journal grows, and on shutdown, the module signs a C2SP tlog-checkpoint as
+// a note (golang.org/x/mod/sumdb/note, Ed25519), keeps it in the journal
+// and publishes it to archive.checkpoint_dir. `palisade archive verify`
+// checks the whole journal.
+//
+// It registers the module "archive", configured by the top-level [archive]
+// section.
+package archive
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/stanza"
+	"github.com/palisade-im/palisade/storage"
+	"github.com/palisade-im/palisade/storage/sqlite"
+	"go.uber.org/zap"
+	"golang.org/x/mod/sumdb/note"
+)
+
+func init() {
+	module.Register(module.Info{Name: "archive", New: newFromHost})
+}
+
+// Files are the archive's files as a configuration names them.
+type Files struct {
+	Journal, SigningKey, OpenPGPKey, CheckpointDir string
+}
+
+// Paths returns the files cfg names, with their defaults under the data
+// directory.
+func Paths(cfg *config.Config) Files {
+	a := cfg.Archive
+	or := func(v, def string) string {
+		if v != "" {
+			return v
+		}
+		return filepath.Join(cfg.Server.DataDir, def)
+	}
+	return Files{
+		Journal:       or(a.JournalFile, "journal.db"),
+		SigningKey:    or(a.SigningKeyFile, "journal-signing.key"),
+		OpenPGPKey:    or(a.OpenPGPKeyFile, "journal-openpgp.key"),
+		CheckpointDir: or(a.CheckpointDir, "checkpoints"),
+	}
+}
+
+// Sinks are the checkpoint sinks cfg names: the directory, then syslog and
+// each URL when set.
+func Sinks(cfg *config.Config) []Sink {
+	sinks := []Sink{DirSink{Dir: Paths(cfg).CheckpointDir}}
+	switch v := cfg.Archive.CheckpointSyslog; v {
+	case "":
+	case "local":
+		sinks = append(sinks, SyslogSink{})
+	default:
+		if u, err := url.Parse(v); err == nil {
+			addr := u.Host
+			if u.Scheme == "unix" || u.Scheme == "unixgram" {
+				addr = u.Path
+			}
+			sinks = append(sinks, SyslogSink{Network: u.Scheme, Addr: addr})
+		}
+	}
+	for _, u := range cfg.Archive.CheckpointURLs {
+		sinks = append(sinks, HTTPSink{URL: u})
+	}
+	return sinks
+}
+
+// KeyName is the note key name (and checkpoint origin) for a new signing key.
+func KeyName(cfg *config.Config) string {
+	return cfg.Server.Domains[0] + "/palisade-journal"
+}
+
+// disabled is what the module is when [archive] enabled = false: it
+// implements no hook, so the core keeps its no-op journal.
+type disabled struct{}
+
+func newFromHost(h *module.Host, _ any) (any, error) {
+	cfg := h.Config
+	if cfg == nil || !cfg.Archive.Enabled {
+		return disabled{}, nil
+	}
+	f := Paths(cfg)
+	signer, err := LoadOrCreateKey(f.SigningKey, KeyName(cfg))
+	if err != nil {
+		return nil, err
+	}
+	// Made now so that `archive pubkey --openpgp` can hand it out before
+	// the first export.
+	if _, err := LoadOrCreateOpenPGP(f.OpenPGPKey, KeyName(cfg)); err != nil {
+		return nil, err
+	}
+	j, err := sqlite.OpenJournal(context.Background(), f.Journal)
+	if err != nil {
+		return nil, err
+	}
+	m := New(j, signer, Sinks(cfg), h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
+	m.closeJournal = true
+	if h.SetHealth != nil {
+		m.health = h.SetHealth
+	}
+	return m, nil
+}
+
+// Module journals stanzas and issues checkpoints.
+type Module struct {
+	j        storage.Journal
+	signer   note.Signer
+	sinks    []Sink
+	local    func(domain string) bool
+	interval time.Duration
+	log      *zap.Logger
+	audit    *zap.Logger
+	now      func() time.Time
+	health   func(component, problem string)
+
+	closeJournal bool
+	stop         chan struct{}
+	wg           sync.WaitGroup
+
+	cpMu     sync.Mutex // serializes checkpoints
+	lastSize int64      // size of the last checkpoint issued (-1: none yet)
+
+	sinkBad atomic.Bool
+}
+
+var (
+	_ module.Journal = (*Module)(nil)
+	_ module.Starter = (*Module)(nil)
+	_ module.Stopper = (*Module)(nil)
+)
+
+// Localer tells whether a domain is served here (module.Router has it).
+type Localer interface{ IsLocal(domain string) bool }
+
+// New builds the module on an open journal.
+func New(j storage.Journal, signer note.Signer, sinks []Sink, r Localer, interval time.Duration, log, audit *zap.Logger) *Module {
+	return &Module{
+		j: j, signer: signer, sinks: sinks, local: r.IsLocal, interval: interval,
+		log: log, audit: audit, now: time.Now, lastSize: -1,
+		health: func(string, string) {},
+	}
+}
+
+// bufPool holds the scratch buffers of Append (stanza XML, record bytes).
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// Append implements module.Journal: messages and subscription presence are
+// recorded, everything else passes.
+func (m *Module) Append(ctx context.Context, st *stanza.Stanza) error {
+	var kind storage.RecordKind
+	switch st.Kind {
+	case stanza.Message:
+		kind = storage.KindMessage
+	case stanza.Presence:
+		switch st.Type {
+		case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+			kind = storage.KindSubscription
+		default:
+			return nil
+		}
+	default:
+		return nil
+	}
+	dir := storage.DirLocal
+	switch {
+	case !m.local(st.From.Domainpart()):
+		dir = storage.DirInbound
+	case !m.local(st.To.Domainpart()):
+		dir = storage.DirOutbound
+	}
+	xp, rp := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
+	defer func() {
+		*xp, *rp = (*xp)[:0], (*rp)[:0]
+		bufPool.Put(xp)
+		bufPool.Put(rp)
+	}()
+	xml := st.El.AppendTo((*xp)[:0], "")
+	*xp = xml
+	// The stamped attributes are the JIDs' string forms already.
+	from, to := st.El.Attr("from"), st.El.Attr("to")
+	if from == "" {
+		from = st.From.String()
+	}
+	if to == "" {
+		to = st.To.String()
+	}
+	t := m.now()
+	data, err := appendRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml)
+	*rp = data
+	if err != nil {
+		return err
+	}
+	recs := [1]storage.JournalRecord{{
+		Time: t, Direction: dir, Kind: kind, From: from, To: to,
+		StanzaType: st.Type, StanzaSize: len(xml), Data: data,
+	}}
+	if err := m.j.Append(ctx, recs[:]); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	return nil
+}
+
+// Start issues a checkpoint for what an earlier run left unsigned and
+// starts the checkpoint timer.
+func (m *Module) Start(ctx context.Context) error {
+	cps, err := m.j.Checkpoints(ctx)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if len(cps) > 0 {
+		m.lastSize = cps[len(cps)-1].Size
+	}
+	if err := m.Checkpoint(ctx); err != nil {
+		return err
+	}
+	m.stop = make(chan struct{})
+	m.wg.Add(1)
+	go m.loop()
+	return nil
+}
+
+func (m *Module) loop() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), m.interval)
+			if err := m.Checkpoint(ctx); err != nil {
+				m.log.Error("archive checkpoint failed", zap.Error(err))
+			}
+			cancel()
+		}
+	}
+}
+
+// Stop issues a final checkpoint and closes the journal.
+func (m *Module) Stop(ctx context.Context) error {
+	if m.stop != nil {
+		close(m.stop)
+		m.wg.Wait()
+	}
+	err := m.Checkpoint(ctx)
+	if m.closeJournal {
+		if cerr := m.j.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// Checkpoint signs the current tree head when the journal grew since the
+// last checkpoint, keeps it in the journal and publishes it to the sinks.
+// A sink that fails is logged and marks the health status; the checkpoint
+// is kept in the journal regardless.
+func (m *Module) Checkpoint(ctx context.Context) error {
+	m.cpMu.Lock()
+	defer m.cpMu.Unlock()
+	head, err := m.j.TreeHead(ctx)
+	if err != nil {
+		return fmt.Errorf("archive: checkpoint: %w", err)
+	}
+	if head.Size == 0 || head.Size == m.lastSize {
+		return nil
+	}
+	msg, err := note.Sign(&note.Note{Text: CheckpointText(m.signer.Name(), head)}, m.signer)
+	if err != nil {
+		return fmt.Errorf("archive: sign checkpoint: %w", err)
+	}
+	t := m.now()
+	if err := m.j.AddCheckpoint(ctx, storage.Checkpoint{Size: head.Size, Time: t, Note: msg}); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	m.lastSize = head.Size
+	m.audit.Info("archive_checkpoint", zap.Int64("size", head.Size), zap.String("root", head.Hash.String()))
+	var failed error
+	for _, s := range m.sinks {
+		if err := s.Publish(head.Size, msg); err != nil {
+			failed = err
+			m.log.Error("archive checkpoint sink failed", zap.Int64("size", head.Size), zap.Error(err))
+		}
+	}
+	switch {
+	case failed != nil:
+		m.sinkBad.Store(true)
+		m.health("archive-checkpoint-sink", failed.Error())
+	case m.sinkBad.Swap(false):
+		m.health("archive-checkpoint-sink", "")
+	}
+	return nil
+}

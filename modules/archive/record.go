@@ -1,0 +1,170 @@
+package archive
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// RecordVersion is the version of the record encoding written by this build.
+const RecordVersion = 1
+
+// SaltSize is the size of a record's commitment salt in bytes.
+const SaltSize = 16
+
+// Record is the decoded form of a journal record (format version 1).
+//
+// The stored bytes are one JSON object with exactly these keys, in this
+// order, no spaces, strings escaped only where JSON requires it (quote,
+// backslash, control characters as \u00XX):
+//
+//	{"v":1,"time":"2026-12-01T19:00:00.123456789Z","dir":"local","kind":"message",
+//	 "from":"alice@example.com/phone","to":"bob@example.com","type":"chat","id":"m1",
+//	 "size":123,"enc":"none","salt":"<base64 16 bytes>","commit":"<base64 SHA-256>",
+//	 "content":"<message ...>...</message>"}
+//
+// commit is SHA-256(salt || plaintext content), so that content stored
+// encrypted ("enc" other than "none", a later version) or removed by a purge
+// can still be proven: plaintext + salt -> commit -> leaf -> checkpoint. The
+// leaf of the record in the Merkle tree is the RFC 6962 hash of the stored
+// bytes themselves, so a verifier never needs to re-encode anything.
+type Record struct {
+	V       int       `json:"v"`
+	Time    time.Time `json:"time"`
+	Dir     string    `json:"dir"`
+	Kind    string    `json:"kind"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Type    string    `json:"type"`
+	ID      string    `json:"id"`
+	Size    int       `json:"size"`
+	Enc     string    `json:"enc"`
+	Salt    []byte    `json:"salt"`
+	Commit  []byte    `json:"commit"`
+	Content string    `json:"content"`
+}
+
+// EncNone marks content stored as plaintext.
+const EncNone = "none"
+
+// appendRecord encodes a version 1 record with plaintext content onto buf.
+func appendRecord(buf []byte, t time.Time, dir, kind, from, to, typ, id string, content []byte) ([]byte, error) {
+	var salt [SaltSize]byte
+	if _, err := rand.Read(salt[:]); err != nil {
+		return buf, fmt.Errorf("archive: record salt: %w", err)
+	}
+	commit := Commitment(salt[:], content)
+	buf = append(buf, `{"v":`...)
+	buf = strconv.AppendInt(buf, RecordVersion, 10)
+	buf = append(buf, `,"time":"`...)
+	buf = t.UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, `","dir":`...)
+	buf = appendJSONString(buf, dir)
+	buf = append(buf, `,"kind":`...)
+	buf = appendJSONString(buf, kind)
+	buf = append(buf, `,"from":`...)
+	buf = appendJSONString(buf, from)
+	buf = append(buf, `,"to":`...)
+	buf = appendJSONString(buf, to)
+	buf = append(buf, `,"type":`...)
+	buf = appendJSONString(buf, typ)
+	buf = append(buf, `,"id":`...)
+	buf = appendJSONString(buf, id)
+	buf = append(buf, `,"size":`...)
+	buf = strconv.AppendInt(buf, int64(len(content)), 10)
+	buf = append(buf, `,"enc":"none","salt":"`...)
+	buf = base64.StdEncoding.AppendEncode(buf, salt[:])
+	buf = append(buf, `","commit":"`...)
+	buf = base64.StdEncoding.AppendEncode(buf, commit[:])
+	buf = append(buf, `","content":`...)
+	buf = appendJSONString(buf, content)
+	return append(buf, '}'), nil
+}
+
+// Commitment is the salted commitment to a record's plaintext content.
+func Commitment(salt, content []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(salt)
+	h.Write(content)
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// DecodeRecord parses stored record bytes and checks what can be checked
+// without keys: the version, and for plaintext content its commitment.
+func DecodeRecord(data []byte) (Record, error) {
+	var r Record
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&r); err != nil {
+		return r, fmt.Errorf("archive: record does not decode: %w", err)
+	}
+	if d.More() {
+		return r, errors.New("archive: record has trailing data")
+	}
+	if r.V != RecordVersion {
+		return r, fmt.Errorf("archive: record version %d, this build reads %d", r.V, RecordVersion)
+	}
+	if len(r.Salt) != SaltSize {
+		return r, fmt.Errorf("archive: record salt has %d bytes", len(r.Salt))
+	}
+	if r.Enc == EncNone {
+		c := Commitment(r.Salt, []byte(r.Content))
+		if subtle.ConstantTimeCompare(c[:], r.Commit) != 1 {
+			return r, errors.New("archive: record content does not match its commitment")
+		}
+		if r.Size != len(r.Content) {
+			return r, fmt.Errorf("archive: record size %d, content has %d bytes", r.Size, len(r.Content))
+		}
+	}
+	return r, nil
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, escaping only what JSON
+// requires; invalid UTF-8 becomes U+FFFD.
+func appendJSONString[T string | []byte](buf []byte, s T) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			buf = append(buf, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				buf = append(buf, '\\', c)
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		// A short conversion that does not escape stays on the stack.
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, "\ufffd"...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}

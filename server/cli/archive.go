@@ -1,0 +1,340 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/palisade-im/palisade/modules/archive"
+	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/storage/sqlite"
+	"go.uber.org/zap"
+	"golang.org/x/mod/sumdb/note"
+	"mellium.im/xmpp/jid"
+)
+
+func (e *env) archive(args []string) error {
+	if len(args) == 0 {
+		return usageErr("usage: palisade archive verify|pubkey|export|verify-export")
+	}
+	sub, args := args[0], args[1:]
+	if sub == "verify-export" {
+		return e.archiveVerifyExport(args)
+	}
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	files := archive.Paths(cfg)
+	jpath, kpath, cdir := files.Journal, files.SigningKey, files.CheckpointDir
+	switch sub {
+	case "export":
+		return e.archiveExport(cfg, files, args)
+	case "pubkey":
+		if len(args) == 1 && args[0] == "--openpgp" {
+			if _, err := os.Stat(files.OpenPGPKey); err != nil {
+				return fmt.Errorf("no OpenPGP key at %s (the server creates it when it first starts with the archive on)", files.OpenPGPKey)
+			}
+			ent, err := archive.LoadOrCreateOpenPGP(files.OpenPGPKey, "")
+			if err != nil {
+				return err
+			}
+			pub, err := archive.ArmoredPublicKey(ent)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "%s\n", pub)
+			return nil
+		}
+		if len(args) != 0 {
+			return usageErr("usage: palisade archive pubkey [--openpgp]")
+		}
+		vkey, err := archive.ReadVerifierKey(kpath)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("no signing key at %s (the server creates it when it first starts with the archive on)", kpath)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, vkey)
+		return nil
+	case "verify":
+		vkeyArg := ""
+		for i := 0; i < len(args); i++ {
+			switch a := args[i]; {
+			case a == "--verifier-key" && i+1 < len(args):
+				vkeyArg = args[i+1]
+				i++
+			case strings.HasPrefix(a, "--verifier-key="):
+				vkeyArg = strings.TrimPrefix(a, "--verifier-key=")
+			default:
+				return usageErr("usage: palisade archive verify [--verifier-key KEY|FILE]")
+			}
+		}
+		return e.archiveVerify(jpath, kpath, cdir, vkeyArg)
+	}
+	return usageErr("unknown archive command %q", sub)
+}
+
+// verifierFrom reads a verifier key given as the key itself or as a file
+// holding it; "" derives it from the signing key file.
+func verifierFrom(arg, keyFile string) (note.Verifier, error) {
+	var vkey string
+	switch {
+	case arg == "":
+		k, err := archive.ReadVerifierKey(keyFile)
+		if err != nil {
+			return nil, err
+		}
+		vkey = k
+	default:
+		// A file holding the key, or the key itself.
+		if b, err := os.ReadFile(arg); err == nil {
+			vkey = strings.TrimSpace(string(b))
+		} else if strings.Count(arg, "+") >= 2 {
+			vkey = arg
+		} else {
+			return nil, &exitError{code: 2, err: fmt.Errorf("verifier key: %w", err)}
+		}
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, &exitError{code: 2, err: fmt.Errorf("verifier key %q: %w", vkey, err)}
+	}
+	return v, nil
+}
+
+func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string) error {
+	v, err := verifierFrom(vkeyArg, kpath)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	j, err := sqlite.OpenJournalReadOnly(ctx, jpath)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	// The directory sink's files are checked too: they are the copies that
+	// left the database.
+	var ext []archive.External
+	files, _ := filepath.Glob(filepath.Join(cdir, "checkpoint-*.txt"))
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read checkpoint: %w", err)
+		}
+		ext = append(ext, archive.External{Name: f, Note: b})
+	}
+	rep, err := archive.Verify(ctx, j, v, ext...)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", jpath, err)
+	}
+	fmt.Fprintf(e.stdout, "journal %s: %d records, %d checkpoints (+%d files in %s), tree %s\n",
+		jpath, rep.Records, rep.Checkpoints, len(ext), cdir, rep.Head.Hash)
+	if len(rep.Problems) == 0 {
+		fmt.Fprintln(e.stdout, "OK")
+		return nil
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintln(e.stdout, p)
+	}
+	if bad, ok := rep.FirstBad(); ok {
+		return fmt.Errorf("journal verification failed: first bad record index %d (%d problems)", bad, len(rep.Problems))
+	}
+	return fmt.Errorf("journal verification failed (%d problems)", len(rep.Problems))
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// parseDay reads a UTC day (2006-01-02) or an RFC 3339 time; end moves a
+// day to the start of the next, so that --to includes the day named.
+func parseDay(v string, end bool) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse("2006-01-02", v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a date (2006-01-02) or an RFC 3339 time", v)
+	}
+	if end {
+		t = t.Add(24 * time.Hour)
+	}
+	return t, nil
+}
+
+func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []string) error {
+	fs := flag.NewFlagSet("archive export", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	out := fs.String("out", "", "bundle directory to create")
+	from := fs.String("from", "", "first day (UTC, 2006-01-02) or time (RFC 3339)")
+	to := fs.String("to", "", "last day (included) or end time (excluded)")
+	var users, with, kinds listFlag
+	fs.Var(&users, "user", "bare JID whose records to export (repeatable)")
+	fs.Var(&with, "with", "conversation partner (repeatable)")
+	fs.Var(&kinds, "kind", "record kind: message, subscription, export (repeatable)")
+	const use = "usage: palisade archive export --out DIR [--from DAY] [--to DAY] [--user JID]... [--with JID]... [--kind KIND]..."
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *out == "" {
+		if err != nil {
+			return usageErr("%v\n%s", err, use)
+		}
+		return usageErr("%s", use)
+	}
+	var opt archive.ExportOptions
+	var err error
+	if *from != "" {
+		if opt.From, err = parseDay(*from, false); err != nil {
+			return usageErr("--from: %v", err)
+		}
+	}
+	if *to != "" {
+		if opt.To, err = parseDay(*to, true); err != nil {
+			return usageErr("--to: %v", err)
+		}
+	}
+	for _, list := range []struct {
+		name string
+		in   []string
+		out  *[]string
+	}{{"--user", users, &opt.Users}, {"--with", with, &opt.With}} {
+		for _, v := range list.in {
+			j, err := jid.Parse(v)
+			if err != nil || j.Resourcepart() != "" {
+				return usageErr("%s: %q is not a bare JID", list.name, v)
+			}
+			*list.out = append(*list.out, j.String())
+		}
+	}
+	for _, k := range kinds {
+		if k != "message" && k != "subscription" && k != "export" {
+			return usageErr("--kind: unknown kind %q (message, subscription, export)", k)
+		}
+	}
+	opt.Kinds = kinds
+
+	ctx := context.Background()
+	vkey, err := archive.ReadVerifierKey(files.SigningKey)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(files.OpenPGPKey); err != nil {
+		return fmt.Errorf("no OpenPGP key at %s (the server creates it when it first starts with the archive on)", files.OpenPGPKey)
+	}
+	pgp, err := archive.LoadOrCreateOpenPGP(files.OpenPGPKey, "")
+	if err != nil {
+		return err
+	}
+	j, err := sqlite.OpenJournalReadOnly(ctx, files.Journal)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	sum, err := archive.Export(ctx, j, *out, opt, vkey, pgp)
+	if err != nil {
+		return err
+	}
+	// Chain of custody: the export is itself a journal record. Without
+	// it, there is no export.
+	actor := "cli"
+	if u, err := user.Current(); err == nil {
+		actor = "cli:" + u.Username
+	}
+	digest, err := archive.ManifestDigest(*out)
+	if err == nil {
+		err = recordExport(ctx, files.Journal, actor, opt, *out, sum, digest)
+	}
+	if err != nil {
+		os.RemoveAll(*out)
+		return fmt.Errorf("the export could not be recorded in the journal, bundle removed: %w", err)
+	}
+	audit, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	if err != nil {
+		return err
+	}
+	audit.Named("audit").Info("archive_export", zap.Bool("audit", true), zap.String("actor", "cli"),
+		zap.String("actor_user", actor), zap.String("manifest_sha256", digest),
+		zap.String("out", *out), zap.Int("records", sum.Records), zap.Int64("checkpoint_size", sum.Checkpoint.Size),
+		zap.String("from", *from), zap.String("to", *to), zap.Strings("users", opt.Users), zap.Strings("with", opt.With),
+		zap.Strings("kinds", opt.Kinds))
+	fmt.Fprintf(e.stdout, "%s: %d records in %d conversation files, proven against the checkpoint of size %d\n",
+		*out, sum.Records, sum.Conversations, sum.Checkpoint.Size)
+	if sum.Unsigned > 0 {
+		fmt.Fprintf(e.stdout, "%d newer records are not covered by a checkpoint yet and were left out\n", sum.Unsigned)
+	}
+	return nil
+}
+
+func recordExport(ctx context.Context, path, actor string, opt archive.ExportOptions, out string, sum archive.ExportSummary, digest string) error {
+	j, err := sqlite.OpenJournal(ctx, path)
+	if err != nil {
+		return err
+	}
+	err = archive.RecordExport(ctx, j, actor, opt, out, sum, digest)
+	if cerr := j.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (e *env) archiveVerifyExport(args []string) error {
+	fs := flag.NewFlagSet("archive verify-export", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	vkey := fs.String("verifier-key", "", "checkpoint note verifier key, or a file holding it")
+	pgpKey := fs.String("openpgp-key", "", "armored OpenPGP public key file")
+	trusted := fs.String("trusted-checkpoint", "", "a checkpoint obtained out of band")
+	const use = "usage: palisade archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE] [--trusted-checkpoint FILE] BUNDLE"
+	// The bundle may come before or after the flags.
+	var bundle string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		bundle, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageErr("%v\n%s", err, use)
+	}
+	if bundle == "" && fs.NArg() == 1 {
+		bundle = fs.Arg(0)
+	} else if fs.NArg() != 0 || bundle == "" {
+		return usageErr("%s", use)
+	}
+	var opt archive.VerifyExportOptions
+	if *vkey != "" {
+		k := *vkey
+		if b, err := os.ReadFile(k); err == nil {
+			k = strings.TrimSpace(string(b))
+		}
+		opt.VerifierKey = k
+	}
+	if *pgpKey != "" {
+		b, err := os.ReadFile(*pgpKey)
+		if err != nil {
+			return usageErr("--openpgp-key: %v", err)
+		}
+		opt.OpenPGPKey = b
+	}
+	if *trusted != "" {
+		b, err := os.ReadFile(*trusted)
+		if err != nil {
+			return usageErr("--trusted-checkpoint: %v", err)
+		}
+		opt.Trusted = b
+	}
+	report, err := archive.VerifyExport(bundle, opt)
+	if err != nil {
+		return fmt.Errorf("bundle %s does not verify: %w", bundle, err)
+	}
+	fmt.Fprintf(e.stdout, "%s\nOK\n", report)
+	return nil
+}

@@ -1,0 +1,489 @@
+package sqlite
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/palisade-im/palisade/storage"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+func openJournal(t testing.TB) (*Journal, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := OpenJournal(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	return j, path
+}
+
+func rec(data string) storage.JournalRecord {
+	return storage.JournalRecord{
+		Time: time.Now(), Direction: storage.DirLocal, Kind: storage.KindMessage,
+		From: "alice@example.com/a", To: "bob@example.com", StanzaType: "chat", StanzaSize: len(data), Data: []byte(data),
+	}
+}
+
+// memTree computes the tree of data independently of the journal.
+func memTree(t *testing.T, data [][]byte) (tlog.Hash, map[int64]tlog.Hash) {
+	t.Helper()
+	hashes := map[int64]tlog.Hash{}
+	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			h, ok := hashes[x]
+			if !ok {
+				return nil, fmt.Errorf("hash %d missing", x)
+			}
+			out[i] = h
+		}
+		return out, nil
+	})
+	for n, d := range data {
+		hs, err := tlog.StoredHashes(int64(n), d, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, h := range hs {
+			hashes[tlog.StoredHashIndex(0, int64(n))+int64(k)] = h
+		}
+	}
+	root, err := tlog.TreeHash(int64(len(data)), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, hashes
+}
+
+func allData(t *testing.T, j *Journal) [][]byte {
+	t.Helper()
+	var out [][]byte
+	err := j.Records(context.Background(), 0, 1<<62, func(r storage.JournalRecord) error {
+		if r.Seq != int64(len(out)) {
+			return fmt.Errorf("record %d where %d was expected", r.Seq, len(out))
+		}
+		out = append(out, r.Data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestJournalAppendReopen(t *testing.T) {
+	ctx := context.Background()
+	j, path := openJournal(t)
+	head, err := j.TreeHead(ctx)
+	if err != nil || head.Size != 0 {
+		t.Fatalf("empty journal head = %+v, %v", head, err)
+	}
+	var want [][]byte
+	for i := range 10 {
+		batch := []storage.JournalRecord{rec(fmt.Sprintf("<m%d/>", i)), rec(fmt.Sprintf("<n%d/>", i))}
+		if err := j.Append(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		if batch[0].Seq != int64(2*i) || batch[1].Seq != int64(2*i+1) {
+			t.Fatalf("batch %d got seqs %d, %d", i, batch[0].Seq, batch[1].Seq)
+		}
+		want = append(want, batch[0].Data, batch[1].Data)
+	}
+	root, _ := memTree(t, want)
+	head, err = j.TreeHead(ctx)
+	if err != nil || head.Size != 20 || head.Hash != root {
+		t.Fatalf("head = %+v, %v; want size 20 hash %v", head, err, root)
+	}
+	if err := j.AddCheckpoint(ctx, storage.Checkpoint{Size: 20, Time: time.Now(), Note: []byte("note 20")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(ctx, []storage.JournalRecord{rec("late")}); !errors.Is(err, ErrJournalClosed) {
+		t.Fatalf("Append after Close = %v, want ErrJournalClosed", err)
+	}
+
+	j2, err := OpenJournal(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	if head2, err := j2.TreeHead(ctx); err != nil || head2 != head {
+		t.Fatalf("reopened head = %+v, %v; want %+v", head2, err, head)
+	}
+	got := allData(t, j2)
+	for i := range want {
+		if string(got[i]) != string(want[i]) {
+			t.Fatalf("record %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	// Appending after reopen continues the same tree.
+	more := []storage.JournalRecord{rec("<after/>")}
+	if err := j2.Append(ctx, more); err != nil || more[0].Seq != 20 {
+		t.Fatalf("append after reopen: seq %d, %v", more[0].Seq, err)
+	}
+	root, _ = memTree(t, append(want, more[0].Data))
+	if h, _ := j2.TreeHead(ctx); h.Hash != root || h.Size != 21 {
+		t.Fatalf("head after reopen and append = %+v, want %v", h, root)
+	}
+	cps, err := j2.Checkpoints(ctx)
+	if err != nil || len(cps) != 1 || cps[0].Size != 20 || string(cps[0].Note) != "note 20" {
+		t.Fatalf("checkpoints = %+v, %v", cps, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("journal file mode = %v, %v", fi.Mode(), err)
+	}
+}
+
+// TestJournalGroupCommit appends from many goroutines at once: every record
+// gets a distinct index, is stored with its own data, and the stored tree
+// is the tree of the records in index order, with proofs that check.
+func TestJournalGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openJournal(t)
+	const writers, each = 64, 20
+	seqOf := make([][]int64, writers)
+	var wg sync.WaitGroup
+	errc := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				r := []storage.JournalRecord{rec(fmt.Sprintf("w%d-%d", w, i))}
+				if err := j.Append(ctx, r); err != nil {
+					errc <- err
+					return
+				}
+				seqOf[w] = append(seqOf[w], r[0].Seq)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	data := allData(t, j)
+	if len(data) != writers*each {
+		t.Fatalf("%d records, want %d", len(data), writers*each)
+	}
+	seen := map[int64]bool{}
+	for w := range writers {
+		for i, s := range seqOf[w] {
+			if seen[s] {
+				t.Fatalf("index %d given twice", s)
+			}
+			seen[s] = true
+			if want := fmt.Sprintf("w%d-%d", w, i); string(data[s]) != want {
+				t.Fatalf("record %d = %q, want %q", s, data[s], want)
+			}
+			if i > 0 && s <= seqOf[w][i-1] {
+				t.Fatalf("writer %d: index %d after %d", w, s, seqOf[w][i-1])
+			}
+		}
+	}
+	root, mem := memTree(t, data)
+	head, err := j.TreeHead(ctx)
+	if err != nil || head.Hash != root || head.Size != int64(len(data)) {
+		t.Fatalf("head = %+v, %v; want %v", head, err, root)
+	}
+	// Every stored hash is the independently computed one.
+	idx := make([]int64, 0, len(mem))
+	for x := range mem {
+		idx = append(idx, x)
+	}
+	stored, err := j.ReadHashes(ctx, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range idx {
+		if stored[i] != mem[x] {
+			t.Fatalf("stored hash %d differs", x)
+		}
+	}
+	hr := tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) { return j.ReadHashes(ctx, ix) })
+	for _, n := range []int64{0, 1, 517, head.Size - 1} {
+		p, err := tlog.ProveRecord(head.Size, n, hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.CheckRecord(p, head.Size, head.Hash, n, tlog.RecordHash(data[n])); err != nil {
+			t.Fatalf("inclusion proof of %d: %v", n, err)
+		}
+	}
+}
+
+// TestJournalChangedByte changes one byte of a stored record behind the
+// journal's back: its leaf no longer matches the stored hash.
+func TestJournalChangedByte(t *testing.T) {
+	ctx := context.Background()
+	j, path := openJournal(t)
+	for i := range 5 {
+		if err := j.Append(ctx, []storage.JournalRecord{rec(fmt.Sprintf("<body>hello %d</body>", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE records SET data = CAST(replace(CAST(data AS TEXT), 'hello 3', 'jello 3') AS BLOB) WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenJournalReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	data := allData(t, ro)
+	for i, d := range data {
+		h, err := ro.ReadHashes(ctx, []int64{tlog.StoredHashIndex(0, int64(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if match := h[0] == tlog.RecordHash(d); match != (i != 3) {
+			t.Errorf("record %d: leaf matches stored hash = %v", i, match)
+		}
+	}
+	if err := ro.Append(ctx, []storage.JournalRecord{rec("x")}); !errors.Is(err, ErrJournalReadOnly) {
+		t.Fatalf("read-only Append = %v", err)
+	}
+}
+
+func TestJournalContextAndLock(t *testing.T) {
+	j, path := openJournal(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := j.Append(ctx, []storage.JournalRecord{rec("x")}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append with a cancelled context = %v", err)
+	}
+	// Another process holding the write lock makes Append fail, not hang,
+	// and nothing of the failed batch is kept.
+	db, err := sql.Open("sqlite3", "file:"+path+"?_txlock=exclusive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO checkpoints (size, time, note) VALUES (0, 0, x'00')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(context.Background(), []storage.JournalRecord{rec("locked")}); err == nil {
+		t.Fatal("Append succeeded while the database was locked")
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	r := []storage.JournalRecord{rec("after")}
+	if err := j.Append(context.Background(), r); err != nil || r[0].Seq != 0 {
+		t.Fatalf("Append after the lock: seq %d, %v", r[0].Seq, err)
+	}
+	if h, _ := j.TreeHead(context.Background()); h.Size != 1 {
+		t.Fatalf("size %d after one good append", h.Size)
+	}
+}
+
+const journalCrashEnv = "PALISADE_JOURNAL_CRASH_CHILD_DB"
+
+// journalCrashChild appends from four goroutines until killed, printing
+// "SEQ DATA" once each Append has returned.
+func journalCrashChild(path string) {
+	j, err := OpenJournal(context.Background(), path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	for w := range 4 {
+		go func() {
+			for i := 0; ; i++ {
+				r := []storage.JournalRecord{rec(fmt.Sprintf("w%d-%d", w, i))}
+				if err := j.Append(context.Background(), r); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(2)
+				}
+				mu.Lock()
+				fmt.Fprintf(out, "%d %s\n", r[0].Seq, r[0].Data)
+				out.Flush()
+				mu.Unlock()
+			}
+		}()
+	}
+	select {}
+}
+
+// TestJournalCrash kills an appending child with SIGKILL: every record it
+// saw acknowledged is in the reopened journal, and the stored tree is the
+// tree of the stored records.
+func TestJournalCrash(t *testing.T) {
+	if path := os.Getenv(journalCrashEnv); path != "" {
+		journalCrashChild(path)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns a child process")
+	}
+	path := filepath.Join(t.TempDir(), "journal.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestJournalCrash$", "-test.count=1")
+	cmd.Env = append(os.Environ(), journalCrashEnv+"="+path)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[int64]string{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		s, d, ok := strings.Cut(sc.Text(), " ")
+		n, err := strconv.ParseInt(s, 10, 64)
+		if !ok || err != nil {
+			t.Fatalf("unexpected child output %q", sc.Text())
+		}
+		acked[n] = d
+		if len(acked) == 400 {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_ = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("child was not killed by SIGKILL (%d acknowledged)", len(acked))
+	}
+	j, err := OpenJournal(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	data := allData(t, j)
+	for n, d := range acked {
+		if n >= int64(len(data)) || string(data[n]) != d {
+			t.Errorf("acknowledged record %d (%s) lost", n, d)
+		}
+	}
+	root, _ := memTree(t, data)
+	if h, err := j.TreeHead(context.Background()); err != nil || h.Hash != root || h.Size != int64(len(data)) {
+		t.Fatalf("head after crash = %+v, %v; want the tree of the %d stored records", h, err, len(data))
+	}
+	t.Logf("%d acknowledged before SIGKILL, %d stored", len(acked), len(data))
+}
+
+// BenchmarkJournalAppend measures durable appends per second with 1, 16
+// and 256 concurrent appenders (one record per call).
+func BenchmarkJournalAppend(b *testing.B) {
+	payload := strings.Repeat("x", 400)
+	for _, n := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("appenders=%d", n), func(b *testing.B) {
+			j, _ := openJournal(b)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			if n == 1 {
+				for range b.N {
+					if err := j.Append(ctx, []storage.JournalRecord{rec(payload)}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			} else {
+				b.SetParallelism((n + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := j.Append(ctx, []storage.JournalRecord{rec(payload)}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "appends/s")
+		})
+	}
+}
+
+// TestJournalTwoWriters appends through two Journal values on one file, as
+// the server and the CLI do: every record gets its own index and the tree
+// is the tree of the records in order.
+func TestJournalTwoWriters(t *testing.T) {
+	ctx := context.Background()
+	j1, path := openJournal(t)
+	j2, err := OpenJournal(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	var wg sync.WaitGroup
+	errc := make(chan error, 16)
+	for w := range 16 {
+		j := j1
+		if w%2 == 1 {
+			j = j2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 15 {
+				if err := j.Append(ctx, []storage.JournalRecord{rec(fmt.Sprintf("w%d-%d", w, i))}); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	j3, err := OpenJournalReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j3.Close()
+	data := allData(t, j3)
+	if len(data) != 16*15 {
+		t.Fatalf("%d records, want %d", len(data), 16*15)
+	}
+	root, mem := memTree(t, data)
+	if h, _ := j3.TreeHead(ctx); h.Hash != root {
+		t.Fatalf("stored tree differs from the records' tree")
+	}
+	idx := make([]int64, 0, len(mem))
+	for x := range mem {
+		idx = append(idx, x)
+	}
+	stored, err := j3.ReadHashes(ctx, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range idx {
+		if stored[i] != mem[x] {
+			t.Fatalf("stored hash %d differs", x)
+		}
+	}
+}
