@@ -20,6 +20,18 @@ var errDenied = errors.New("server: denied by policy")
 
 // Process runs st through the policy chain and the journal, then routes it.
 func (s *Server) Process(ctx context.Context, st *stanza.Stanza) error {
+	wait, err := s.admit(ctx, st)
+	if err != nil {
+		return err
+	}
+	return s.deliver(ctx, st, wait())
+}
+
+// admit runs st through the policy chain and submits it to the journal. A
+// denial is answered here; otherwise wait reports the journal's verdict,
+// which deliver acts on. Between the two, a session may admit the stanzas
+// it sent after st, so that they share one journal commit.
+func (s *Server) admit(ctx context.Context, st *stanza.Stanza) (wait func() error, err error) {
 	for i, p := range s.policies {
 		d := p.Check(ctx, st)
 		if d == nil {
@@ -31,9 +43,24 @@ func (s *Server) Process(ctx context.Context, st *stanza.Stanza) error {
 		if d.Err != nil {
 			s.bounce(ctx, st, d.Err)
 		}
-		return errDenied
+		return nil, errDenied
 	}
-	if err := s.journal.Append(ctx, st); err != nil {
+	return s.submit(ctx, st), nil
+}
+
+// submit hands st to the journal without waiting for the commit.
+func (s *Server) submit(ctx context.Context, st *stanza.Stanza) (wait func() error) {
+	if pj, ok := s.journal.(module.PipelinedJournal); ok {
+		return pj.Submit(ctx, st)
+	}
+	err := s.journal.Append(ctx, st)
+	return func() error { return err }
+}
+
+// deliver routes an admitted stanza once the journal took it (jerr nil),
+// or answers the sender with an error.
+func (s *Server) deliver(ctx context.Context, st *stanza.Stanza, jerr error) error {
+	if err := jerr; err != nil {
 		// Fail closed: nothing is delivered that is not journaled. The
 		// sender's error is the one stanza that is not journaled: it only
 		// returns the sender's own stanza, and the journal cannot take it.
@@ -84,7 +111,7 @@ func (s *Server) bounce(ctx context.Context, st *stanza.Stanza, e *stanza.Error)
 		return
 	}
 	if r.Kind == stanza.Message {
-		if err := s.journal.Append(ctx, r); err != nil {
+		if err := s.submit(ctx, r)(); err != nil {
 			s.journalFailed(r, err)
 			return
 		}
@@ -294,7 +321,9 @@ func (h handler) SessionEnded(ctx context.Context, sess *c2s.Session) {
 }
 
 // HandleStanza processes a stanza from a bound client ('from' is stamped).
-func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza.Stanza) {
+// For a message it returns the delivery step, which the session runs in
+// order once it has admitted what else its client sent together.
+func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza.Stanza) (then func()) {
 	s := h.s
 	switch st.Kind {
 	case stanza.Presence:
@@ -308,7 +337,7 @@ func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza
 				if st.Type != "error" {
 					s.bounce(ctx, st, stanza.Err(stanza.Modify, stanza.BadRequest, "presence of this type needs a 'to'"))
 				}
-				return
+				return nil
 			}
 		}
 		if s.presence != nil {
@@ -328,9 +357,17 @@ func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza
 		if st.To.Equal(jid.JID{}) {
 			st.SetTo(sess.JID().Bare())
 		}
-		if s.Process(ctx, st) == nil {
-			for _, o := range s.msgObs {
-				o.MessageSent(ctx, sess, st)
+		wait, err := s.admit(ctx, st)
+		if err != nil {
+			return nil
+		}
+		// Delivered later, in order: the session may read and admit the
+		// messages its client sent with this one first (one commit for all).
+		return func() {
+			if s.deliver(ctx, st, wait()) == nil {
+				for _, o := range s.msgObs {
+					o.MessageSent(ctx, sess, st)
+				}
 			}
 		}
 	case stanza.IQ:
@@ -340,6 +377,7 @@ func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza
 		}
 		_ = s.Process(ctx, st)
 	}
+	return nil
 }
 
 // Reroute redelivers what a session did not deliver (XEP-0198 section 5:

@@ -78,6 +78,12 @@ type Journal interface {
 	// hashes in the same transaction. It returns once the records are
 	// durable (fsynced). Concurrent calls are committed together.
 	Append(ctx context.Context, recs []JournalRecord) error
+	// Submit queues recs for the next commit and returns without waiting
+	// for it (it blocks only while the queue is full); wait returns once
+	// they are durable, with Append's error. Stanzas that arrive together
+	// thus share one fsync even when each sender waits for its own. recs
+	// must not change until wait returns; wait must be called once.
+	Submit(ctx context.Context, recs []JournalRecord) (wait func() error)
 	// Records calls fn for the records with start <= Seq < end, in order.
 	Records(ctx context.Context, start, end int64, fn func(JournalRecord) error) error
 	// TreeHead returns the current size and root hash of the tree.

@@ -145,9 +145,10 @@ type Module struct {
 }
 
 var (
-	_ module.Journal = (*Module)(nil)
-	_ module.Starter = (*Module)(nil)
-	_ module.Stopper = (*Module)(nil)
+	_ module.Journal          = (*Module)(nil)
+	_ module.Starter          = (*Module)(nil)
+	_ module.Stopper          = (*Module)(nil)
+	_ module.PipelinedJournal = (*Module)(nil)
 )
 
 // Localer tells whether a domain is served here (module.Router has it).
@@ -168,6 +169,12 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b 
 // Append implements module.Journal: messages and subscription presence are
 // recorded, everything else passes.
 func (m *Module) Append(ctx context.Context, st *stanza.Stanza) error {
+	return m.Submit(ctx, st)()
+}
+
+// Submit implements module.PipelinedJournal: it queues the record of st
+// for the next group commit; wait returns once it is durable.
+func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() error) {
 	var kind storage.RecordKind
 	switch st.Kind {
 	case stanza.Message:
@@ -177,10 +184,10 @@ func (m *Module) Append(ctx context.Context, st *stanza.Stanza) error {
 		case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
 			kind = storage.KindSubscription
 		default:
-			return nil
+			return passed
 		}
 	default:
-		return nil
+		return passed
 	}
 	dir := storage.DirLocal
 	switch {
@@ -189,12 +196,13 @@ func (m *Module) Append(ctx context.Context, st *stanza.Stanza) error {
 	case !m.local(st.To.Domainpart()):
 		dir = storage.DirOutbound
 	}
+	// The scratch buffers hold the record until the commit took it.
 	xp, rp := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
-	defer func() {
+	release := func() {
 		*xp, *rp = (*xp)[:0], (*rp)[:0]
 		bufPool.Put(xp)
 		bufPool.Put(rp)
-	}()
+	}
 	xml := st.El.AppendTo((*xp)[:0], "")
 	*xp = xml
 	// The stamped attributes are the JIDs' string forms already.
@@ -209,17 +217,26 @@ func (m *Module) Append(ctx context.Context, st *stanza.Stanza) error {
 	data, err := appendRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml)
 	*rp = data
 	if err != nil {
-		return err
+		release()
+		return func() error { return err }
 	}
-	recs := [1]storage.JournalRecord{{
+	recs := []storage.JournalRecord{{
 		Time: t, Direction: dir, Kind: kind, From: from, To: to,
 		StanzaType: st.Type, StanzaSize: len(xml), Data: data,
 	}}
-	if err := m.j.Append(ctx, recs[:]); err != nil {
-		return fmt.Errorf("archive: %w", err)
+	done := m.j.Submit(ctx, recs)
+	return func() error {
+		err := done()
+		release()
+		if err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
+		return nil
 	}
-	return nil
 }
+
+// passed is the Submit result of a stanza the journal does not record.
+func passed() error { return nil }
 
 // Start issues a checkpoint for what an earlier run left unsigned and
 // starts the checkpoint timer.

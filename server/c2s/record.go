@@ -115,6 +115,19 @@ func (r *recordConn) scan(b []byte) int {
 	return i
 }
 
+// poll reports whether bytes wait here or in the socket, reading what the
+// socket has without blocking.
+func (r *recordConn) poll() bool {
+	if r.pending() {
+		return true
+	}
+	if r.raw == nil {
+		return false
+	}
+	r.readNow()
+	return r.pending()
+}
+
 // pending reports whether bytes already read from the socket wait here.
 func (r *recordConn) pending() bool { return len(r.extra) > 0 || r.err != nil }
 

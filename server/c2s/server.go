@@ -35,8 +35,11 @@ type Handler interface {
 	PreAuthIQ(ctx context.Context, domain string, iq *stanza.Stanza) *stanza.Stanza
 	// SessionStarted runs after bind.
 	SessionStarted(ctx context.Context, s *Session)
-	// HandleStanza processes a stanza from a bound session ('from' stamped).
-	HandleStanza(ctx context.Context, s *Session, st *stanza.Stanza)
+	// HandleStanza processes a stanza from a bound session ('from'
+	// stamped). It may return a last step (a message's delivery after
+	// its journal commit), which the session runs in order, after it has
+	// handed over the stanzas that arrived together with st.
+	HandleStanza(ctx context.Context, s *Session, st *stanza.Stanza) (then func())
 	// SessionEnded runs when the session is gone for good.
 	SessionEnded(ctx context.Context, s *Session)
 	// Reroute takes stanzas a session could not deliver (serialized).
@@ -285,6 +288,9 @@ func (srv *Server) readLoop(ctx context.Context, s *Session, tr transport) {
 	tr.setIdle(srv.cfg.IdleTimeout, srv.cfg.PingTimeout, func() { srv.pingClient(s) })
 	var err error
 	for {
+		if len(s.pending) > 0 && !tr.ready() {
+			s.runPending() // nothing more has arrived: finish what has
+		}
 		if err = tr.wait(); err != nil {
 			break
 		}
@@ -305,6 +311,7 @@ func (srv *Server) readLoop(ctx context.Context, s *Session, tr transport) {
 			break
 		}
 	}
+	s.runPending() // what was admitted is delivered even if the client left
 	srv.readLoopEnded(ctx, s, tr, err)
 }
 
@@ -364,8 +371,13 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 	if errors.Is(perr, stanza.ErrNotStanza) {
 		return errStream("unsupported-stanza-type", "")
 	}
-	defer s.handled()
+	if perr != nil || st.Kind != stanza.Message {
+		// Only messages are pipelined; anything else waits for the
+		// messages before it, so the client's order is kept (RFC 6120 10.1).
+		s.runPending()
+	}
 	if perr != nil {
+		defer s.handled()
 		var se *stanza.Error
 		if errors.As(perr, &se) && st.Type != "error" {
 			st.From = jid.JID{}
@@ -383,10 +395,37 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 		r := st.Result(nil)
 		r.SetFrom(jid.JID{})
 		s.Send(r)
+		s.handled()
 		return nil
 	}
-	srv.h.HandleStanza(ctx, s, st)
+	then := srv.h.HandleStanza(ctx, s, st)
+	if then == nil {
+		s.handled()
+		return nil
+	}
+	s.pending = append(s.pending, then)
+	if len(s.pending) >= maxPending {
+		s.runPending()
+	}
 	return nil
+}
+
+// maxPending bounds how many admitted messages a session holds back before
+// it delivers them (and so how long the first of them waits).
+const maxPending = 64
+
+// runPending runs the held-back steps in order and counts each stanza as
+// handled (XEP-0198) only then. Only the reader calls it.
+func (s *Session) runPending() {
+	for i, then := range s.pending {
+		then()
+		s.pending[i] = nil
+		s.handled()
+	}
+	s.pending = s.pending[:0]
+	if cap(s.pending) > maxPending {
+		s.pending = nil
+	}
 }
 
 // isLegacySession reports an RFC 3921 session request to the server.
@@ -401,6 +440,7 @@ func isLegacySession(st *stanza.Stanza) bool {
 func (srv *Server) handleSM(s *Session, el *element.Element) error {
 	switch el.Local {
 	case "r":
+		s.runPending() // h counts only what is delivered
 		s.mu.Lock()
 		h := s.inHandled
 		on := s.smOn
@@ -415,6 +455,7 @@ func (srv *Server) handleSM(s *Session, el *element.Element) error {
 		}
 		return s.ack(h)
 	case "enable":
+		s.runPending()
 		s.mu.Lock()
 		if s.smOn {
 			s.mu.Unlock()
@@ -422,6 +463,7 @@ func (srv *Server) handleSM(s *Session, el *element.Element) error {
 			return nil
 		}
 		s.smOn = true
+		s.inHandled = 0 // h counts from <enable/> (XEP-0198 section 4)
 		resume := el.Attr("resume") == "true" || el.Attr("resume") == "1"
 		if resume && srv.cfg.ResumeTimeout > 0 {
 			s.smResume = true

@@ -40,10 +40,13 @@ type Session struct {
 	closeErr *streamError
 	ended    bool
 
-	smOn       bool
-	smResume   bool
-	outAcked   uint32 // h the client last acknowledged
-	inHandled  uint32 // stanzas handled from the client
+	smOn      bool
+	smResume  bool
+	outAcked  uint32 // h the client last acknowledged
+	inHandled uint32 // stanzas handled from the client since <enable/>
+	// pending are the last steps of messages admitted but not yet
+	// delivered (see runPending); only the reader touches it.
+	pending    []func()
 	rRequested bool
 	detach     *time.Timer
 

@@ -96,6 +96,10 @@ type transport interface {
 	// read, in a shallow stack where it can tell (see recordConn); else it
 	// returns at once and next waits.
 	wait() error
+	// ready reports whether next can return without waiting for the
+	// client: bytes are buffered, or the socket has some (checked without
+	// blocking). False when it cannot tell.
+	ready() bool
 	remoteAddr() string
 	secure() bool
 }
@@ -495,6 +499,13 @@ func (t *tcpTransport) lingerClose() error {
 
 func (t *tcpTransport) setIdle(idle, ping time.Duration, onIdle func()) {
 	t.conn.setIdle(idle, ping, onIdle)
+}
+
+func (t *tcpTransport) ready() bool {
+	if !t.lazy.drained() {
+		return true
+	}
+	return t.rec != nil && t.rec.poll()
 }
 
 func (t *tcpTransport) wait() error {

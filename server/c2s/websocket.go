@@ -199,3 +199,6 @@ func (t *wsTransport) secure() bool       { return t.isTLS }
 
 // wait returns at once: the WebSocket reader waits in next.
 func (t *wsTransport) wait() error { return nil }
+
+// ready cannot tell without blocking.
+func (t *wsTransport) ready() bool { return false }

@@ -228,6 +228,16 @@ type Journal interface {
 	Append(ctx context.Context, st *stanza.Stanza) error
 }
 
+// PipelinedJournal is a Journal that takes a stanza now and confirms it
+// later, so that the stanzas a session sends together share one durable
+// commit while each is still delivered only after it is recorded.
+type PipelinedJournal interface {
+	Journal
+	// Submit queues st; wait returns once it is durable, with Append's
+	// error. wait must be called exactly once.
+	Submit(ctx context.Context, st *stanza.Stanza) (wait func() error)
+}
+
 // PresenceHandler implements RFC 6121 presence semantics (one module).
 type PresenceHandler interface {
 	// OutboundPresence handles presence sent by a local client (after the

@@ -192,14 +192,19 @@ func frontierIndexes(n int64) []int64 {
 
 // Append implements storage.Journal.
 func (j *Journal) Append(ctx context.Context, recs []storage.JournalRecord) error {
+	return j.Submit(ctx, recs)()
+}
+
+// Submit implements storage.Journal.
+func (j *Journal) Submit(ctx context.Context, recs []storage.JournalRecord) (wait func() error) {
 	if j.readOnly {
-		return ErrJournalReadOnly
+		return failed(ErrJournalReadOnly)
 	}
 	if len(recs) == 0 {
-		return nil
+		return failed(nil)
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sqlite: journal append: %w", err)
+		return failed(fmt.Errorf("sqlite: journal append: %w", err))
 	}
 	r := reqPool.Get().(*appendReq)
 	r.recs = recs
@@ -208,30 +213,35 @@ func (j *Journal) Append(ctx context.Context, recs []storage.JournalRecord) erro
 	case <-j.done:
 		r.recs = nil
 		reqPool.Put(r)
-		return ErrJournalClosed
+		return failed(ErrJournalClosed)
 	case <-ctx.Done():
 		r.recs = nil
 		reqPool.Put(r)
-		return fmt.Errorf("sqlite: journal append: %w", ctx.Err())
+		return failed(fmt.Errorf("sqlite: journal append: %w", ctx.Err()))
 	}
-	select {
-	case err := <-r.done:
-		r.recs = nil
-		reqPool.Put(r)
-		return err
-	case <-j.done:
+	return func() error {
 		select {
 		case err := <-r.done:
+			r.recs = nil
+			reqPool.Put(r)
 			return err
-		default:
-			return ErrJournalClosed
+		case <-j.done:
+			select {
+			case err := <-r.done:
+				return err
+			default:
+				return ErrJournalClosed
+			}
+		case <-ctx.Done():
+			// The committer still owns r; it may commit the records anyway,
+			// which leaves the journal with more than was delivered, never less.
+			return fmt.Errorf("sqlite: journal append: %w", ctx.Err())
 		}
-	case <-ctx.Done():
-		// The committer still owns r; it may commit the records anyway,
-		// which leaves the journal with more than was delivered, never less.
-		return fmt.Errorf("sqlite: journal append: %w", ctx.Err())
 	}
 }
+
+// failed is a Submit result that is already decided.
+func failed(err error) func() error { return func() error { return err } }
 
 func (j *Journal) commitLoop() {
 	defer close(j.done)
