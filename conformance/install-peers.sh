@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the third-party XMPP clients the conformance tests drive, only
-# what is missing: Debian packages (slixmpp, aioxmpp, go-sendxmpp, and gpg for
-# the archive export test) and the npm packages pinned in
+# what is missing: Debian packages (slixmpp, aioxmpp, go-sendxmpp, profanity
+# with tmux to drive it and openssl to hash its CA directory, gpg for the
+# archive export test) and the npm packages pinned in
 # conformance/package-lock.json (xmpp.js, ws).
 # Idempotent: a second run installs nothing. Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
-for pkg in python3-slixmpp python3-aioxmpp go-sendxmpp gpg; do
+for pkg in python3-slixmpp python3-aioxmpp go-sendxmpp gpg profanity tmux openssl; do
 	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
 		missing+=("$pkg")
 	fi

@@ -208,6 +208,20 @@ func (m *Module) sendLastItems(ctx context.Context, sess module.Session) {
 	}
 }
 
+// SubscriptionApproved sends a new subscriber's available resources the
+// last items of the owner's nodes they may see and asked for (XEP-0163
+// section 4.3.3), without waiting for their next presence.
+func (m *Module) SubscriptionApproved(ctx context.Context, owner, subscriber jid.JID) {
+	if !m.router.IsLocal(subscriber.Domainpart()) || !m.router.IsLocal(owner.Domainpart()) {
+		return
+	}
+	for _, sess := range m.router.Sessions(subscriber.Bare()) {
+		if deliverable(sess) {
+			m.sendLastOf(ctx, owner.Bare(), sess)
+		}
+	}
+}
+
 // sendLastOf sends sess the last items of owner's nodes that it may see.
 func (m *Module) sendLastOf(ctx context.Context, owner jid.JID, sess module.Session) {
 	user := sess.JID().Bare()

@@ -115,13 +115,14 @@ type Module struct {
 }
 
 var (
-	_ module.IQHandlers        = (*Module)(nil)
-	_ module.Features          = (*Module)(nil)
-	_ module.BroadcastObserver = (*Module)(nil)
-	_ module.SessionObserver   = (*Module)(nil)
-	_ module.Stopper           = (*Module)(nil)
-	_ disco.AccountIdentities  = (*Module)(nil)
-	_ disco.AccountItems       = (*Module)(nil)
+	_ module.IQHandlers           = (*Module)(nil)
+	_ module.Features             = (*Module)(nil)
+	_ module.BroadcastObserver    = (*Module)(nil)
+	_ module.SessionObserver      = (*Module)(nil)
+	_ module.SubscriptionObserver = (*Module)(nil)
+	_ module.Stopper              = (*Module)(nil)
+	_ disco.AccountIdentities     = (*Module)(nil)
+	_ disco.AccountItems          = (*Module)(nil)
 )
 
 // New builds the module on the host's router and store.

@@ -280,6 +280,7 @@ func (m *Module) outboundSubscription(ctx context.Context, sess module.Session, 
 	if sendPresence {
 		// The new subscriber gets the user's current presence (3.1.5).
 		m.sendPresenceFrom(ctx, user, contact)
+		m.approved(ctx, user, contact)
 	}
 }
 
@@ -358,6 +359,7 @@ func (m *Module) inboundSubscription(ctx context.Context, in *stanza.Stanza) {
 		// gives on the user's behalf is a subscription change too.
 		m.process(ctx, stanza.New(stanza.Presence, user, from, typeSubscribed, ""))
 		m.sendPresenceFrom(ctx, user, from)
+		m.approved(ctx, user, from)
 		return
 	}
 	if deliver {

@@ -101,6 +101,9 @@ type Module struct {
 
 	mu       sync.Mutex
 	sessions map[string]*sessState // by full JID
+
+	// modules lists the host's modules, for SubscriptionObservers.
+	modules func() []any
 }
 
 // sessState is what the module remembers of one session: whether its
@@ -128,7 +131,22 @@ func New(h *module.Host, cfg Config) (*Module, error) {
 	if h == nil || h.Router == nil || h.Store == nil {
 		return nil, errors.New("roster: the host needs a router and a store")
 	}
-	return newModule(h.Router, h.Store, h.Log, h.Audit, cfg), nil
+	m := newModule(h.Router, h.Store, h.Log, h.Audit, cfg)
+	m.modules = h.Modules
+	return m, nil
+}
+
+// approved tells the SubscriptionObservers that owner granted subscriber
+// a subscription to its presence.
+func (m *Module) approved(ctx context.Context, owner, subscriber jid.JID) {
+	if m.modules == nil {
+		return
+	}
+	for _, mod := range m.modules() {
+		if o, ok := mod.(module.SubscriptionObserver); ok {
+			o.SubscriptionApproved(ctx, owner, subscriber)
+		}
+	}
 }
 
 func newModule(r module.Router, st storage.Rosters, log, audit *zap.Logger, cfg Config) *Module {

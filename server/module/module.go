@@ -254,6 +254,14 @@ type SessionObserver interface {
 	SessionEnded(ctx context.Context, sess Session)
 }
 
+// SubscriptionObserver is told when an account grants a subscription to its
+// presence (RFC 6121 3.1.5, or a pre-approval 3.4.2), once the roster
+// change is stored and the owner's presence was sent: PEP sends the new
+// subscriber the owner's last items (XEP-0163 section 4.3.3).
+type SubscriptionObserver interface {
+	SubscriptionApproved(ctx context.Context, owner, subscriber jid.JID)
+}
+
 // PresenceObserver is told after a session's initial available presence
 // was handled (offline delivery hooks on this).
 type PresenceObserver interface {
