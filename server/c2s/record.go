@@ -148,23 +148,7 @@ func (r *recordConn) waitIdle(idle, ping time.Duration, onIdle func()) error {
 	if r.raw == nil || r.pending() {
 		return nil
 	}
-	pinged := false
-	for {
-		if idle > 0 {
-			d := idle
-			if pinged {
-				d = ping
-			}
-			_ = r.Conn.SetReadDeadline(time.Now().Add(d))
-		}
-		err := r.readIdle()
-		if err == nil || idle <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil
-		}
-		if pinged || onIdle == nil {
-			return errTimeout
-		}
-		pinged = true
-		onIdle()
-	}
+	return idleWait(r.Conn.SetReadDeadline, idle, ping, onIdle, func() bool {
+		return errors.Is(r.readIdle(), os.ErrDeadlineExceeded)
+	})
 }

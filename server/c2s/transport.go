@@ -124,6 +124,35 @@ func (c *idleConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	idle, ping, onIdle := c.idle, c.ping, c.onIdle
 	c.mu.Unlock()
+	var n int
+	var err error
+	if werr := idleWait(c.Conn.SetReadDeadline, idle, ping, onIdle, func() bool {
+		n, err = c.Conn.Read(p)
+		var ne net.Error
+		return n == 0 && err != nil && errors.As(err, &ne) && ne.Timeout()
+	}); werr != nil {
+		return 0, werr
+	}
+	if n > 0 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.limit >= 0 {
+			c.limit -= int64(n)
+			if c.limit < 0 {
+				return n, errTooBig
+			}
+		}
+		return n, nil
+	}
+	return n, err
+}
+
+// idleWait applies the idle policy to a read attempt: each attempt gets a
+// read deadline of idle; after the first timeout onIdle is called once
+// (the client is pinged) and the next attempt gets ping; a timeout after
+// that is errTimeout. attempt reports whether it timed out. Without an
+// idle time there is no deadline and one attempt.
+func idleWait(setDeadline func(time.Time) error, idle, ping time.Duration, onIdle func(), attempt func() (timedOut bool)) error {
 	pinged := false
 	for {
 		if idle > 0 {
@@ -131,31 +160,16 @@ func (c *idleConn) Read(p []byte) (int, error) {
 			if pinged {
 				d = ping
 			}
-			_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+			_ = setDeadline(time.Now().Add(d))
 		}
-		n, err := c.Conn.Read(p)
-		if n > 0 {
-			c.mu.Lock()
-			if c.limit >= 0 {
-				c.limit -= int64(n)
-				if c.limit < 0 {
-					c.mu.Unlock()
-					return n, errTooBig
-				}
-			}
-			c.mu.Unlock()
-			return n, nil
+		if !attempt() || idle <= 0 {
+			return nil
 		}
-		var ne net.Error
-		if err != nil && errors.As(err, &ne) && ne.Timeout() && idle > 0 {
-			if pinged || onIdle == nil {
-				return 0, errTimeout
-			}
-			pinged = true
-			onIdle()
-			continue
+		if pinged || onIdle == nil {
+			return errTimeout
 		}
-		return n, err
+		pinged = true
+		onIdle()
 	}
 }
 
