@@ -57,9 +57,30 @@ func (s *Server) submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 	return func() error { return err }
 }
 
+// Admit runs st through the policy chain and the journal without routing
+// it (module.Router): a module that changes state on a stanza records it
+// first, then changes state, then calls Route.
+func (s *Server) Admit(ctx context.Context, st *stanza.Stanza) error {
+	wait, err := s.admit(ctx, st)
+	if err != nil {
+		return err
+	}
+	return s.recorded(ctx, st, wait())
+}
+
 // deliver routes an admitted stanza once the journal took it (jerr nil),
 // or answers the sender with an error.
 func (s *Server) deliver(ctx context.Context, st *stanza.Stanza, jerr error) error {
+	if err := s.recorded(ctx, st, jerr); err != nil {
+		return err
+	}
+	s.Route(ctx, st)
+	return nil
+}
+
+// recorded acts on the journal's verdict on st: a failure is answered to
+// the sender and marks the health status.
+func (s *Server) recorded(ctx context.Context, st *stanza.Stanza, jerr error) error {
 	if err := jerr; err != nil {
 		// Fail closed: nothing is delivered that is not journaled. The
 		// sender's error is the one stanza that is not journaled: it only
@@ -71,7 +92,6 @@ func (s *Server) deliver(ctx context.Context, st *stanza.Stanza, jerr error) err
 		return err
 	}
 	s.journalOK()
-	s.Route(ctx, st)
 	return nil
 }
 

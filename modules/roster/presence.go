@@ -219,6 +219,15 @@ func (m *Module) outboundSubscription(ctx context.Context, sess module.Session, 
 	if contact.Equal(user) {
 		return // the account's own presence needs no subscription
 	}
+	// Stamped with the user's bare JID (3.1.2), and recorded (policy
+	// chain, journal) before the roster changes: a request that is refused
+	// or cannot be recorded changes nothing.
+	out := st.ShallowCopy() // st keeps the full JID for error replies
+	out.SetFrom(user)
+	out.SetTo(contact)
+	if m.router.Admit(ctx, out) != nil {
+		return
+	}
 	var route, sendPresence, sendUnavailable bool
 	c, err := m.modify(ctx, user.String(), contact.String(), func(it *storage.RosterItem, existed bool) op {
 		s := stateOf(*it)
@@ -273,10 +282,7 @@ func (m *Module) outboundSubscription(ctx context.Context, sess module.Session, 
 		// While the contact is still subscribed (3.2.2).
 		m.sendUnavailableFrom(ctx, user, contact)
 	}
-	// Stamped with the user's bare JID (3.1.2).
-	st.SetFrom(user)
-	st.SetTo(contact)
-	m.process(ctx, st)
+	m.router.Route(ctx, out)
 	if sendPresence {
 		// The new subscriber gets the user's current presence (3.1.5).
 		m.sendPresenceFrom(ctx, user, contact)

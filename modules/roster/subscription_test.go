@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/palisade-im/palisade/server/module/moduletest"
+	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 )
 
@@ -277,7 +278,8 @@ func TestPreApproval(t *testing.T) {
 }
 
 // TestCancelPreApproval: an unsubscribed with a pre-approval in place
-// removes it and routes nothing (RFC 6121 3.2.2 step 2).
+// removes it and routes nothing (RFC 6121 3.2.2 step 2); it is recorded
+// (admitted to the journal) as the change it is.
 func TestCancelPreApproval(t *testing.T) {
 	e := newEnv(t)
 	b := e.online("bob@example.com/work")
@@ -288,7 +290,10 @@ func TestCancelPreApproval(t *testing.T) {
 	if got, want := take(b), []string{"push " + e.rosterVer("bob@example.com") + " carol@example.com none"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
-	if got := e.processed(); len(got) != 0 {
+	if got, want := e.processed(), []string{"presence unsubscribed bob@example.com > carol@example.com"}; !slices.Equal(got, want) {
+		t.Errorf("admitted %q, want %q", got, want)
+	}
+	if got := summaries(e.r.TakeRouted()); len(got) != 0 {
 		t.Errorf("routed %q", got)
 	}
 	// With the approval gone, carol's request is asked for again.
@@ -415,5 +420,31 @@ func TestSubscriptionToSelf(t *testing.T) {
 	}
 	if _, ok := e.item("alice@example.com", "alice@example.com"); ok {
 		t.Error("self item stored")
+	}
+}
+
+// TestUnrecordedSubscriptionChangesNothing: a subscription request that the
+// core does not admit (a policy denial, or a journal that cannot record it)
+// leaves both rosters as they were and reaches nobody.
+func TestUnrecordedSubscriptionChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	a := e.online("alice@example.com/a")
+	b := e.online("bob@example.com/b")
+	take(a)
+	take(b)
+	e.r.SetDeny(func(st *stanza.Stanza) bool { return st.Type == "subscribe" || st.Type == "subscribed" })
+	e.presence(a, `<presence to='bob@example.com' type='subscribe'/>`)
+	e.presence(b, `<presence to='alice@example.com' type='subscribed'/>`) // a pre-approval
+	if _, ok := e.item("alice@example.com", "bob@example.com"); ok {
+		t.Error("alice's roster changed for a request that was not recorded")
+	}
+	if it, ok := e.item("bob@example.com", "alice@example.com"); ok {
+		t.Errorf("bob's roster changed for a pre-approval that was not recorded: %+v", it)
+	}
+	if got := take(b); len(got) != 0 {
+		t.Errorf("bob got %q", got)
+	}
+	if got := take(a); len(got) != 0 {
+		t.Errorf("alice got %q", got)
 	}
 }

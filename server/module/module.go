@@ -114,6 +114,11 @@ type Router interface {
 	// router, as for a stanza a client sent. It returns the denial or error
 	// that stopped it, already answered to the sender when appropriate.
 	Process(ctx context.Context, st *stanza.Stanza) error
+	// Admit runs a stanza through the policy chain and the journal only,
+	// answering a denial or a journal failure to the sender. A module
+	// whose state changes on the stanza admits it first, changes its
+	// state, then calls Route: nothing changes that is not recorded.
+	Admit(ctx context.Context, st *stanza.Stanza) error
 	// Route delivers a server-generated stanza without policy or journal
 	// (roster pushes, IQ results, presence the server already vetted).
 	Route(ctx context.Context, st *stanza.Stanza)

@@ -76,6 +76,18 @@ func (r *Router) Process(ctx context.Context, st *stanza.Stanza) error {
 	return nil
 }
 
+// Admit records st as processed and applies SetDeny, without delivering.
+func (r *Router) Admit(ctx context.Context, st *stanza.Stanza) error {
+	r.mu.Lock()
+	r.processed = append(r.processed, st.Copy())
+	deny := r.deny
+	r.mu.Unlock()
+	if deny != nil && deny(st) {
+		return ErrDenied
+	}
+	return nil
+}
+
 // Route records st and delivers it.
 func (r *Router) Route(ctx context.Context, st *stanza.Stanza) {
 	r.mu.Lock()
