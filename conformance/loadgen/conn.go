@@ -82,6 +82,11 @@ type LoginInfo struct {
 	Offered    string `json:"mechanisms_offered"`
 }
 
+// WithMechanisms returns a dialer like d with another mechanism preference.
+func (d *Dialer) WithMechanisms(m ...string) *Dialer {
+	return &Dialer{Addr: d.Addr, Domain: d.Domain, TLS: d.TLS, Mechanisms: m, LocalIPs: d.LocalIPs, Timeout: d.Timeout}
+}
+
 func (d *Dialer) localAddr() *net.TCPAddr {
 	if len(d.LocalIPs) == 0 {
 		return nil

@@ -519,12 +519,12 @@ type IdleStep struct {
 	Err     string  `json:"error,omitempty"`
 }
 
-// HoldIdle logs in sessions (with initial presence) and holds them without
+// HoldIdle logs in sessions (with initial presence if asked) and holds them without
 // reading: after each step's target is reached (or the first login fails)
 // it calls step, and continues to the next target while step returns true.
 // account(i) names the i-th session's account. All sessions are closed
 // when it returns.
-func (d *Dialer) HoldIdle(ctx context.Context, account func(int) Account, targets []int, conc int, step func(IdleStep) bool) error {
+func (d *Dialer) HoldIdle(ctx context.Context, account func(int) Account, presence bool, targets []int, conc int, step func(IdleStep) bool) error {
 	var (
 		mu    sync.Mutex
 		conns []*Conn
@@ -552,7 +552,7 @@ func (d *Dialer) HoldIdle(ctx context.Context, account func(int) Account, target
 			go func(i int) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				c, err := d.Login(ctx, account(i), true)
+				c, err := d.Login(ctx, account(i), presence)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {

@@ -57,7 +57,7 @@ func runIdle(ctx context.Context, o options, s server, certFile string, nUsers i
 		targets += fmt.Sprint(t)
 	}
 	cmd := exec.CommandContext(ctx, exe, "idle-hold", "-addr", s.Addr(), "-ca", certFile,
-		"-users", fmt.Sprint(nUsers), "-targets", targets, "-ips", fmt.Sprint(o.idleIPs))
+		"-users", fmt.Sprint(nUsers), "-targets", targets, "-ips", fmt.Sprint(o.idleIPs), "-presence="+fmt.Sprint(o.idlePresence), "-conc", fmt.Sprint(o.idleConc))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 30 * time.Second
@@ -79,7 +79,7 @@ func runIdle(ctx context.Context, o options, s server, certFile string, nUsers i
 			continue
 		}
 		// Let the server finish what the logins started before sampling.
-		time.Sleep(2 * time.Second)
+		time.Sleep(o.idleSettle)
 		ps, err := loadgen.SampleTree(s.PID())
 		step := idleStep{Target: st.Target, Reached: st.Reached, LoginSeconds: st.Seconds, Err: st.Err}
 		if err == nil {
@@ -115,6 +115,7 @@ func idleHoldMain(args []string) int {
 	targets := fs.String("targets", "1000", "session counts")
 	ips := fs.Int("ips", 4, "source addresses 127.0.0.2..")
 	conc := fs.Int("conc", 32, "concurrent logins")
+	presence := fs.Bool("presence", true, "send initial presence")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -135,7 +136,7 @@ func idleHoldMain(args []string) int {
 	account := func(i int) loadgen.Account {
 		return loadgen.Account{User: fmt.Sprintf("u%d", i%*users), Password: password, Resource: fmt.Sprintf("idle%d", i)}
 	}
-	err = d.HoldIdle(context.Background(), account, steps, *conc, func(st loadgen.IdleStep) bool {
+	err = d.HoldIdle(context.Background(), account, *presence, steps, *conc, func(st loadgen.IdleStep) bool {
 		if err := enc.Encode(st); err != nil {
 			return false
 		}

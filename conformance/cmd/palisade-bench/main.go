@@ -40,23 +40,26 @@ const (
 )
 
 type options struct {
-	servers   []string
-	scenarios map[string]bool
-	out       string
-	bin       string
-	archive   string
-	pairs     []int
-	rates     []int
-	openPairs int
-	window    int
-	warmup    time.Duration
-	length    time.Duration
-	loginLen  time.Duration
-	loginConc int
-	idleSteps []int
-	idleIPs   int
-	keep      bool
-	quick     bool
+	servers      []string
+	scenarios    map[string]bool
+	out          string
+	bin          string
+	archive      string
+	pairs        []int
+	rates        []int
+	openPairs    int
+	window       int
+	warmup       time.Duration
+	length       time.Duration
+	loginLen     time.Duration
+	loginConc    int
+	idleSteps    []int
+	idleIPs      int
+	idlePresence bool
+	idleConc     int
+	idleSettle   time.Duration
+	keep         bool
+	quick        bool
 }
 
 func main() {
@@ -99,6 +102,9 @@ func run(args []string) int {
 	fs.IntVar(&o.loginConc, "login-conc", 16, "concurrent logins")
 	idle := fs.String("idle", "10000,max", "idle-session steps; max is as many as the fd limit allows")
 	fs.IntVar(&o.idleIPs, "idle-ips", 4, "source addresses 127.0.0.2.. for idle sessions")
+	fs.BoolVar(&o.idlePresence, "idle-presence", true, "idle sessions send initial presence")
+	fs.DurationVar(&o.idleSettle, "idle-settle", 5*time.Second, "wait after each idle step before sampling the server's RSS")
+	fs.IntVar(&o.idleConc, "idle-conc", 32, "concurrent logins while filling idle sessions")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs)")
 	fs.BoolVar(&o.quick, "quick", false, "short run: pairs 1,10,100; rates 5000,10000; 2000 idle sessions; 3s windows")
 	if err := fs.Parse(args); err != nil {

@@ -41,7 +41,7 @@ type proc struct {
 	log  *os.File
 }
 
-func startProc(dir, logName string, env []string, name string, args ...string) (*proc, error) {
+func startProc(dir, logName string, cred *syscall.Credential, env []string, name string, args ...string) (*proc, error) {
 	lf, err := os.Create(filepath.Join(dir, logName))
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func startProc(dir, logName string, env []string, name string, args ...string) (
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -220,7 +220,7 @@ func (s *palisade) Start(ctx context.Context) error {
 	if out, err := exec.Command(s.bin, "version").Output(); err == nil {
 		s.version = strings.TrimSpace(string(out))
 	}
-	p, err := startProc(s.dir, "palisade.log", nil, s.bin, "--config", filepath.Join(s.dir, "palisade.toml"), "serve")
+	p, err := startProc(s.dir, "palisade.log", nil, nil, s.bin, "--config", filepath.Join(s.dir, "palisade.toml"), "serve")
 	if err != nil {
 		return err
 	}
@@ -268,6 +268,8 @@ const ejabberdYML = `hosts:
 loglevel: warning
 certfiles:
   - %[1]s/server.pem
+c2s_ciphers: "HIGH:!aNULL:!eNULL:!3DES:@STRENGTH"
+c2s_protocol_options: [no_sslv3, no_tlsv1, no_tlsv1_1, cipher_server_preference, no_compression]
 listen:
   -
     port: %[2]d
@@ -276,6 +278,7 @@ listen:
     starttls_required: true
     max_stanza_size: 262144
     access: c2s
+    protocol_options: [no_sslv3, no_tlsv1, no_tlsv1_1, cipher_server_preference, no_compression]
 auth_method: [internal]
 auth_password_format: scram
 auth_scram_hash: sha256
@@ -335,10 +338,15 @@ func (s *ejabberd) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	// ejabberdctl re-runs itself as user ejabberd: hand it its directory.
+	// ejabberdctl re-runs itself through su as user ejabberd, and su's PAM
+	// session lowers the open-file soft limit to 1024. Started as that user
+	// directly it keeps the limit this process raised; HOME in its own
+	// directory keeps the Erlang cookie there too.
+	var cred *syscall.Credential
 	if u, err := user.Lookup("ejabberd"); err == nil {
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		_ = filepath.Walk(s.dir, func(path string, _ os.FileInfo, err error) error {
 			if err == nil {
 				err = os.Chown(path, uid, gid)
@@ -352,7 +360,7 @@ func (s *ejabberd) Start(ctx context.Context) error {
 			}
 		}
 	}
-	p, err := startProc(s.dir, "ejabberdctl.out", nil, "ejabberdctl", s.ctlArgs("foreground")...)
+	p, err := startProc(s.dir, "ejabberdctl.out", cred, []string{"HOME=" + s.dir}, "ejabberdctl", s.ctlArgs("foreground")...)
 	if err != nil {
 		return err
 	}
@@ -440,7 +448,7 @@ func (s *prosody) Start(ctx context.Context) error {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(prosodyCfg, s.dir, s.port, s.certFile, s.keyFile)), 0o600); err != nil {
 		return err
 	}
-	p, err := startProc(s.dir, "prosody.out", nil, "prosody", "--config", cfg, "-F")
+	p, err := startProc(s.dir, "prosody.out", nil, nil, "prosody", "--config", cfg, "-F")
 	if err != nil {
 		return err
 	}
