@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,10 +109,11 @@ func (d *Dialer) LoginAll(ctx context.Context, accounts []Account, conc int) ([]
 
 // Sampler measures a server process over a measurement window.
 type Sampler struct {
-	PID   int
-	start ProcStat
-	t0    time.Time
-	peak  int64
+	PID      int
+	start    ProcStat
+	selfCPU  time.Duration
+	t0       time.Time
+	GenCores float64 // the generator's own CPU over the last window
 }
 
 // Start takes the first sample.
@@ -120,7 +122,8 @@ func (s *Sampler) Start() error {
 		return nil
 	}
 	st, err := SampleTree(s.PID)
-	s.start, s.t0, s.peak = st, time.Now(), st.RSS
+	s.start, s.t0 = st, time.Now()
+	_, s.selfCPU, _ = sampleOne(os.Getpid())
 	return err
 }
 
@@ -135,6 +138,9 @@ func (s *Sampler) Stop() (cores float64, rss int64, err error) {
 		return 0, 0, err
 	}
 	el := time.Since(s.t0)
+	if _, self, err := sampleOne(os.Getpid()); err == nil {
+		s.GenCores = float64(self-s.selfCPU) / float64(el)
+	}
 	return float64(st.CPU-s.start.CPU) / float64(el), st.RSS, nil
 }
 
@@ -168,6 +174,7 @@ type ThroughputResult struct {
 	CPUCores  float64 `json:"server_cpu_cores"`
 	CPUPerMsg float64 `json:"server_cpu_us_per_msg"`
 	RSS       int64   `json:"server_rss_bytes"`
+	GenCores  float64 `json:"generator_cpu_cores"`
 	Errors    int     `json:"errors"`
 	FirstErr  string  `json:"first_error,omitempty"`
 }
@@ -335,6 +342,9 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 		res.Missing = res.Sent - arrWin.Load()
 	}
 	res.CPUCores, res.RSS = cores, rss
+	if tr.Sampler != nil {
+		res.GenCores = tr.Sampler.GenCores
+	}
 	if res.Delivered > 0 {
 		res.CPUPerMsg = cores * el.Seconds() / float64(res.Delivered) * 1e6
 	}
@@ -425,6 +435,7 @@ type LoginResult struct {
 	PerSec      float64   `json:"logins_per_s"`
 	Latency     Latency   `json:"latency"`
 	CPUCores    float64   `json:"server_cpu_cores"`
+	GenCores    float64   `json:"generator_cpu_cores"`
 	Errors      int       `json:"errors"`
 	FirstErr    string    `json:"first_error,omitempty"`
 	Info        LoginInfo `json:"negotiated"`
@@ -508,6 +519,9 @@ func (d *Dialer) RunLogins(ctx context.Context, accounts []Account, conc int, wa
 	res.PerSec = float64(res.Logins) / el.Seconds()
 	res.Latency = summarize(&h)
 	res.CPUCores = cores
+	if sampler != nil {
+		res.GenCores = sampler.GenCores
+	}
 	return res, ctx.Err()
 }
 

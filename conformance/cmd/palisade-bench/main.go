@@ -194,7 +194,11 @@ func bench(ctx context.Context, o options, fdMax int) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.bin == "" {
+	if o.bin != "" {
+		if o.bin, err = filepath.Abs(o.bin); err != nil {
+			return nil, err
+		}
+	} else {
 		o.bin = filepath.Join(tmp, "palisade")
 		fmt.Fprintln(os.Stderr, "bench: building palisade")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", o.bin, ".")

@@ -193,6 +193,8 @@ func (r *report) build() {
 				{"p99 ms", "lower", func(t *loadgen.ThroughputResult) float64 { return t.Latency.P99 }},
 				{"p999 ms", "lower", func(t *loadgen.ThroughputResult) float64 { return t.Latency.P999 }},
 				{"server CPU us/msg", "lower", func(t *loadgen.ThroughputResult) float64 { return t.CPUPerMsg }},
+				{"server CPU cores", "lower", func(t *loadgen.ThroughputResult) float64 { return t.CPUCores }},
+				{"generator CPU cores", "lower", func(t *loadgen.ThroughputResult) float64 { return t.GenCores }},
 				{"server RSS MiB", "lower", func(t *loadgen.ThroughputResult) float64 { return float64(t.RSS) / (1 << 20) }},
 			}
 			for _, m := range metrics {
