@@ -170,7 +170,10 @@ type ThroughputResult struct {
 	Latency     Latency `json:"latency"`
 	// Missing counts messages sent in the window that had not arrived
 	// when the run ended (open loop only).
-	Missing   uint64  `json:"missing,omitempty"`
+	Missing uint64 `json:"missing,omitempty"`
+	// Undrained counts messages of the whole run (warm-up included) still
+	// in flight when the generator gave up waiting and disconnected.
+	Undrained uint64  `json:"undrained,omitempty"`
 	CPUCores  float64 `json:"server_cpu_cores"`
 	CPUPerMsg float64 `json:"server_cpu_us_per_msg"`
 	RSS       int64   `json:"server_rss_bytes"`
@@ -189,6 +192,16 @@ type Traffic struct {
 	// Accounts supplies 2*Pairs accounts: pair i is accounts 2i and 2i+1.
 	Accounts []Account
 	Sampler  *Sampler
+	// Drain bounds the wait for messages in flight after the window;
+	// zero means 10s.
+	Drain time.Duration
+}
+
+func (tr Traffic) drain() time.Duration {
+	if tr.Drain > 0 {
+		return tr.Drain
+	}
+	return 10 * time.Second
 }
 
 // pairConn is one side of a pair.
@@ -236,6 +249,8 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 		delivered atomic.Uint64 // arrivals inside the window (wall clock)
 		sentWin   atomic.Uint64 // sent with a timestamp inside the window
 		arrWin    atomic.Uint64 // arrivals of messages stamped inside the window
+		sentAll   atomic.Uint64
+		arrAll    atomic.Uint64
 		errMu     sync.Mutex
 	)
 	mEnd.Store(1<<62 - 1)
@@ -270,6 +285,7 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 					continue
 				}
 				t := now()
+				arrAll.Add(1)
 				if partner.window != nil {
 					select {
 					case <-partner.window:
@@ -290,11 +306,11 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 			defer writers.Done()
 			var err error
 			if tr.Window > 0 {
-				err = closedLoopSender(runCtx, pc, &sentWin, inWindow)
+				err = closedLoopSender(runCtx, pc, &sentWin, &sentAll, inWindow)
 			} else {
 				each := tr.Rate / float64(len(pcs))
 				offset := time.Duration(float64(time.Second) / tr.Rate * float64(i))
-				err = openLoopSender(runCtx, pc, each, offset, &sentWin, inWindow)
+				err = openLoopSender(runCtx, pc, each, offset, &sentWin, &sentAll, inWindow)
 			}
 			if err != nil {
 				noteErr(fmt.Errorf("write %s: %w", pc.c.JID, err))
@@ -319,11 +335,14 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 	}
 	stop()
 	writers.Wait()
-	// Give messages stamped inside the window time to arrive.
-	drain := time.Now().Add(3 * time.Second)
-	for arrWin.Load() < sentWin.Load() && time.Now().Before(drain) {
+	// Let everything in flight arrive, so that the next run starts on an
+	// idle server (and messages stamped inside the window are counted),
+	// but give up after Drain.
+	drain := time.Now().Add(tr.drain())
+	for arrAll.Load() < sentAll.Load() && time.Now().Before(drain) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
+	res.Undrained = sentAll.Load() - min(arrAll.Load(), sentAll.Load())
 	for _, pc := range pcs {
 		pc.c.Abort()
 	}
@@ -363,7 +382,7 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-func closedLoopSender(ctx context.Context, pc *pairConn, sentWin *atomic.Uint64, inWindow func(int64) bool) error {
+func closedLoopSender(ctx context.Context, pc *pairConn, sentWin, sentAll *atomic.Uint64, inWindow func(int64) bool) error {
 	full, bareJID := pc.peerJID, bare(pc.peerJID)
 	buf := make([]byte, 0, MessageSize)
 	for seq := uint64(0); ; seq++ {
@@ -381,6 +400,7 @@ func closedLoopSender(ctx context.Context, pc *pairConn, sentWin *atomic.Uint64,
 		if err := pc.c.Write(buf); err != nil {
 			return err
 		}
+		sentAll.Add(1)
 		if inWindow(ts) {
 			sentWin.Add(1)
 		}
@@ -390,7 +410,7 @@ func closedLoopSender(ctx context.Context, pc *pairConn, sentWin *atomic.Uint64,
 // openLoopSender sends at a fixed rate; each message carries its intended
 // send time, so a server that falls behind shows as latency rather than as
 // a slower schedule.
-func openLoopSender(ctx context.Context, pc *pairConn, rate float64, offset time.Duration, sentWin *atomic.Uint64, inWindow func(int64) bool) error {
+func openLoopSender(ctx context.Context, pc *pairConn, rate float64, offset time.Duration, sentWin, sentAll *atomic.Uint64, inWindow func(int64) bool) error {
 	full, bareJID := pc.peerJID, bare(pc.peerJID)
 	interval := float64(time.Second) / rate
 	next := float64(now()) + float64(offset)
@@ -418,6 +438,7 @@ func openLoopSender(ctx context.Context, pc *pairConn, rate float64, offset time
 			if err := pc.c.Write(buf); err != nil {
 				return err
 			}
+			sentAll.Add(uint64(n))
 			continue
 		}
 		wait := time.Duration(next - t)

@@ -57,7 +57,7 @@ func runIdle(ctx context.Context, o options, s server, certFile string, nUsers i
 		targets += fmt.Sprint(t)
 	}
 	cmd := exec.CommandContext(ctx, exe, "idle-hold", "-addr", s.Addr(), "-ca", certFile,
-		"-users", fmt.Sprint(nUsers), "-targets", targets, "-ips", fmt.Sprint(o.idleIPs), "-presence="+fmt.Sprint(o.idlePresence), "-conc", fmt.Sprint(o.idleConc))
+		"-users", fmt.Sprint(nUsers), "-targets", targets, "-ips", fmt.Sprint(o.idleIPs), "-presence="+fmt.Sprint(o.idlePresence), "-conc", fmt.Sprint(o.idleConc), "-mech", o.idleMech)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 30 * time.Second
@@ -116,6 +116,7 @@ func idleHoldMain(args []string) int {
 	ips := fs.Int("ips", 4, "source addresses 127.0.0.2..")
 	conc := fs.Int("conc", 32, "concurrent logins")
 	presence := fs.Bool("presence", true, "send initial presence")
+	mech := fs.String("mech", loadgen.SCRAMSHA256, "SASL mechanism")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -130,7 +131,7 @@ func idleHoldMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "idle-hold:", err)
 		return 1
 	}
-	d := &loadgen.Dialer{Addr: *addr, Domain: domain, TLS: tc, Mechanisms: []string{loadgen.PLAIN}, LocalIPs: localIPs(*ips), Timeout: 15 * time.Second}
+	d := &loadgen.Dialer{Addr: *addr, Domain: domain, TLS: tc, Mechanisms: []string{*mech, loadgen.SCRAMSHA1}, LocalIPs: localIPs(*ips), Timeout: 15 * time.Second}
 	in := bufio.NewScanner(os.Stdin)
 	enc := json.NewEncoder(os.Stdout)
 	account := func(i int) loadgen.Account {

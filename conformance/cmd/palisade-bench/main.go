@@ -57,6 +57,7 @@ type options struct {
 	idleIPs      int
 	idlePresence bool
 	idleConc     int
+	idleMech     string
 	idleSettle   time.Duration
 	keep         bool
 	quick        bool
@@ -105,6 +106,7 @@ func run(args []string) int {
 	fs.BoolVar(&o.idlePresence, "idle-presence", true, "idle sessions send initial presence")
 	fs.DurationVar(&o.idleSettle, "idle-settle", 5*time.Second, "wait after each idle step before sampling the server's RSS")
 	fs.IntVar(&o.idleConc, "idle-conc", 32, "concurrent logins while filling idle sessions")
+	fs.StringVar(&o.idleMech, "idle-mech", loadgen.SCRAMSHA256, "SASL mechanism of the idle sessions (SCRAM-SHA-1 where a server lacks it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs)")
 	fs.BoolVar(&o.quick, "quick", false, "short run: pairs 1,10,100; rates 5000,10000; 2000 idle sessions; 3s windows")
 	if err := fs.Parse(args); err != nil {
@@ -360,7 +362,7 @@ func runServer(ctx context.Context, o options, s server, certFile string) *serve
 			if err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("pairs %d: %v", n, err))
 			}
-			logf(s, "pairs %d: %.0f msgs/s p50 %.2f p99 %.2f ms (errors %d %s)", n, tr.MsgsPerSec, tr.Latency.P50, tr.Latency.P99, tr.Errors, tr.FirstErr)
+			logf(s, "pairs %d: %.0f msgs/s p50 %.2f p99 %.2f ms (errors %d %s; undrained %d)", n, tr.MsgsPerSec, tr.Latency.P50, tr.Latency.P99, tr.Errors, tr.FirstErr, tr.Undrained)
 			res.Pairs = append(res.Pairs, tr)
 			if !alive(s) {
 				return fail(fmt.Errorf("server exited during pairs %d", n))
@@ -373,7 +375,7 @@ func runServer(ctx context.Context, o options, s server, certFile string) *serve
 			if err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("open %d/s: %v", r, err))
 			}
-			logf(s, "open %d/s: %.0f msgs/s p50 %.2f p99 %.2f ms missing %d (errors %d %s)", r, tr.MsgsPerSec, tr.Latency.P50, tr.Latency.P99, tr.Missing, tr.Errors, tr.FirstErr)
+			logf(s, "open %d/s: %.0f msgs/s p50 %.2f p99 %.2f ms missing %d (errors %d %s; undrained %d)", r, tr.MsgsPerSec, tr.Latency.P50, tr.Latency.P99, tr.Missing, tr.Errors, tr.FirstErr, tr.Undrained)
 			res.Open = append(res.Open, tr)
 			if !alive(s) {
 				return fail(fmt.Errorf("server exited during open loop %d/s", r))

@@ -63,9 +63,9 @@ func newReport(o options, fdMax int) *report {
 			"closed loop":  fmt.Sprintf("window %d in flight per sender, %v warm-up, %v measured", o.window, o.warmup, o.length),
 			"open loop":    fmt.Sprintf("%d pairs share the rate; latency from the intended send time; %v measured", o.openPairs, o.length),
 			"logins":       fmt.Sprintf("%d concurrent: TCP, STARTTLS, SASL, bind, close; %v measured", o.loginConc, o.loginLen),
-			"idle":         fmt.Sprintf("STARTTLS + PLAIN + bind + presence, then held unread by a separate process over %d source addresses; open-file limit %d per process", o.idleIPs, fdMax),
+			"idle":         fmt.Sprintf("STARTTLS + %s + bind + presence, then held unread by a separate process over %d source addresses (%d logins at a time); open-file limit %d per process; RSS sampled %v after each step", o.idleMech, o.idleIPs, o.idleConc, fdMax, o.idleSettle),
 			"tls":          "one ECDSA P-256 certificate for all servers; the generator requires TLS 1.3",
-			"sasl":         "PLAIN for traffic and idle sessions; logins/s with SCRAM-SHA-256 (SCRAM-SHA-1 where a server lacks it) and PLAIN",
+			"sasl":         "PLAIN for traffic; SCRAM-SHA-256 for idle sessions; logins/s with SCRAM-SHA-256 (SCRAM-SHA-1 where a server lacks it) and PLAIN",
 			"machine note": "generator and server share the machine's cores",
 		},
 	}
@@ -410,8 +410,8 @@ func (r *report) settingsText() string {
 			fmt.Fprintf(&b, "    error: %s\n", e)
 		}
 		for _, t := range append(s.Pairs, s.Open...) {
-			if t.Errors > 0 || t.Missing > 0 {
-				fmt.Fprintf(&b, "    run pairs=%d rate=%.0f: %d errors (%s), %d missing\n", t.Pairs, t.OfferedRate, t.Errors, t.FirstErr, t.Missing)
+			if t.Errors > 0 || t.Missing > 0 || t.Undrained > 0 {
+				fmt.Fprintf(&b, "    run pairs=%d rate=%.0f: %d errors (%s), %d missing, %d still in flight after the drain\n", t.Pairs, t.OfferedRate, t.Errors, t.FirstErr, t.Missing, t.Undrained)
 			}
 		}
 	}

@@ -269,6 +269,7 @@ const ejabberdYML = `hosts:
 loglevel: warning
 certfiles:
   - %[1]s/server.pem
+ca_file: %[1]s/ca.pem
 c2s_ciphers: "HIGH:!aNULL:!eNULL:!3DES:@STRENGTH"
 c2s_protocol_options: [no_sslv3, no_tlsv1, no_tlsv1_1, cipher_server_preference, no_compression]
 listen:
@@ -328,6 +329,7 @@ func (s *ejabberd) Start(ctx context.Context) error {
 	}
 	files := map[string][]byte{
 		"server.pem":   append(append(cert, '\n'), key...),
+		"ca.pem":       cert,
 		"ejabberd.yml": []byte(fmt.Sprintf(ejabberdYML, s.dir, s.port)),
 		// The distribution port is fixed so that no epmd daemon is started;
 		// it listens on loopback only.
