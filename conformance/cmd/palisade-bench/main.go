@@ -98,8 +98,8 @@ func run(args []string) int {
 	fs.IntVar(&o.openPairs, "open-pairs", 10, "pairs carrying the open-loop traffic")
 	fs.IntVar(&o.window, "window", 16, "closed loop: messages in flight per sender")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measurement")
-	fs.DurationVar(&o.length, "length", 10*time.Second, "measurement window of each traffic run")
-	fs.DurationVar(&o.loginLen, "login-length", 8*time.Second, "measurement window of each login run")
+	fs.DurationVar(&o.length, "length", 8*time.Second, "measurement window of each traffic run")
+	fs.DurationVar(&o.loginLen, "login-length", 6*time.Second, "measurement window of each login run")
 	fs.IntVar(&o.loginConc, "login-conc", 16, "concurrent logins")
 	idle := fs.String("idle", "10000,max", "idle-session steps; max is as many as the fd limit allows")
 	fs.IntVar(&o.idleIPs, "idle-ips", 4, "source addresses 127.0.0.2.. for idle sessions")
@@ -108,9 +108,17 @@ func run(args []string) int {
 	fs.IntVar(&o.idleConc, "idle-conc", 32, "concurrent logins while filling idle sessions")
 	fs.StringVar(&o.idleMech, "idle-mech", loadgen.SCRAMSHA256, "SASL mechanism of the idle sessions (SCRAM-SHA-1 where a server lacks it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs)")
+	from := fs.String("from-json", "", "only print the table of an earlier bench.json again (into -out)")
 	fs.BoolVar(&o.quick, "quick", false, "short run: pairs 1,10,100; rates 5000,10000; 2000 idle sessions; 3s windows")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *from != "" {
+		if err := rerender(os.Stdout, *from, o.out); err != nil {
+			fmt.Fprintln(os.Stderr, "palisade-bench:", err)
+			return 1
+		}
+		return 0
 	}
 	if o.quick {
 		set := map[string]bool{}
@@ -347,6 +355,7 @@ func runServer(ctx context.Context, o options, s server, certFile string) *serve
 
 	if o.scenarios["logins"] {
 		for _, mechs := range [][]string{{loadgen.SCRAMSHA256, loadgen.SCRAMSHA1}, {loadgen.PLAIN}} {
+			quiesce(ctx, s)
 			ld := &loadgen.Dialer{Addr: d.Addr, Domain: domain, TLS: tc, Mechanisms: mechs, LocalIPs: localIPs(o.idleIPs)}
 			lr, err := ld.RunLogins(ctx, users, o.loginConc, o.warmup/2, o.loginLen, sampler)
 			if err != nil {
@@ -358,6 +367,7 @@ func runServer(ctx context.Context, o options, s server, certFile string) *serve
 	}
 	if o.scenarios["pairs"] {
 		for _, n := range o.pairs {
+			quiesce(ctx, s)
 			tr, err := d.RunPairs(ctx, loadgen.Traffic{Pairs: n, Window: o.window, Warmup: o.warmup, Length: o.length, Accounts: users, Sampler: sampler})
 			if err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("pairs %d: %v", n, err))
@@ -371,6 +381,7 @@ func runServer(ctx context.Context, o options, s server, certFile string) *serve
 	}
 	if o.scenarios["open"] {
 		for _, r := range o.rates {
+			quiesce(ctx, s)
 			tr, err := d.RunPairs(ctx, loadgen.Traffic{Pairs: o.openPairs, Rate: float64(r), Warmup: o.warmup, Length: o.length, Accounts: users, Sampler: sampler})
 			if err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("open %d/s: %v", r, err))
@@ -383,6 +394,24 @@ func runServer(ctx context.Context, o options, s server, certFile string) *serve
 		}
 	}
 	return res
+}
+
+// quiesce waits until the server has used less than 5% of a core for half
+// a second (at most 30s), so that one run does not pay for the clean-up of
+// the one before (closing sessions, collecting garbage).
+func quiesce(ctx context.Context, s server) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		a, err := loadgen.SampleTree(s.PID())
+		if err != nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+		b, err := loadgen.SampleTree(s.PID())
+		if err != nil || b.CPU-a.CPU < 25*time.Millisecond {
+			return
+		}
+	}
 }
 
 func alive(s server) bool {

@@ -67,6 +67,7 @@ func newReport(o options, fdMax int) *report {
 			"tls":          "one ECDSA P-256 certificate for all servers; the generator requires TLS 1.3",
 			"sasl":         "PLAIN for traffic; SCRAM-SHA-256 for idle sessions; logins/s with SCRAM-SHA-256 (SCRAM-SHA-1 where a server lacks it) and PLAIN",
 			"machine note": "generator and server share the machine's cores",
+			"quiet start":  "each logins, pairs and open-loop run starts once the server has used < 5% of a core for 0.5 s (at most 30 s)",
 		},
 	}
 	return r
@@ -192,14 +193,18 @@ func (r *report) build() {
 				{"p50 ms", "lower", func(t *loadgen.ThroughputResult) float64 { return t.Latency.P50 }},
 				{"p99 ms", "lower", func(t *loadgen.ThroughputResult) float64 { return t.Latency.P99 }},
 				{"p999 ms", "lower", func(t *loadgen.ThroughputResult) float64 { return t.Latency.P999 }},
+				{"latency samples", "higher", func(t *loadgen.ThroughputResult) float64 { return float64(t.Latency.N) }},
 				{"server CPU us/msg", "lower", func(t *loadgen.ThroughputResult) float64 { return t.CPUPerMsg }},
 				{"server CPU cores", "lower", func(t *loadgen.ThroughputResult) float64 { return t.CPUCores }},
 				{"generator CPU cores", "lower", func(t *loadgen.ThroughputResult) float64 { return t.GenCores }},
 				{"server RSS MiB", "lower", func(t *loadgen.ThroughputResult) float64 { return float64(t.RSS) / (1 << 20) }},
 			}
 			for _, m := range metrics {
+				latency := strings.HasSuffix(m.name, " ms")
 				get(l+": "+m.name, m.better, func(s *serverResult) *float64 {
-					if t := find(s); t != nil {
+					// A latency without samples (nothing stamped inside the
+					// window arrived) is not a figure.
+					if t := find(s); t != nil && (!latency || t.Latency.N > 0) {
 						return f(m.v(t))
 					}
 					return nil
@@ -295,7 +300,7 @@ func (r *report) targets() {
 
 func fmtVal(v *float64) string {
 	if v == nil {
-		return "not run"
+		return "-"
 	}
 	x := *v
 	switch {
@@ -306,6 +311,13 @@ func fmtVal(v *float64) string {
 	default:
 		return fmt.Sprintf("%.2f", x)
 	}
+}
+
+func fmtRatio(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0fx", v)
+	}
+	return fmt.Sprintf("%.3gx", v)
 }
 
 func (r *report) columns() (names []string, header []string) {
@@ -324,12 +336,27 @@ func (r *report) cells(rw row, names []string) []string {
 	}
 	for _, peer := range []string{"ejabberd", "prosody"} {
 		if v := rw.Ratios[peer]; v != nil {
-			c = append(c, fmt.Sprintf("%.2fx", *v))
+			c = append(c, fmtRatio(*v))
 		} else {
 			c = append(c, "-")
 		}
 	}
 	return append(c, rw.Better)
+}
+
+// rerender reads a bench.json written earlier and writes the table again
+// (after a change of the table's layout).
+func rerender(w io.Writer, file, dir string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	r.Rows, r.Targets = nil, nil
+	return r.write(w, dir)
 }
 
 // write prints the text table to w and writes bench.json and bench.md.
@@ -360,6 +387,7 @@ func (r *report) write(w io.Writer, dir string) error {
 		}
 		txt.WriteString("\n")
 	}
+	txt.WriteString("(- not measured: the server or scenario did not run, or no message stamped in the window arrived)\n")
 	txt.WriteString("\n" + r.settingsText() + "\n" + r.targetsText())
 	if _, err := io.WriteString(w, txt.String()); err != nil {
 		return err
@@ -436,6 +464,7 @@ func (r *report) markdown(names, header []string) string {
 	for _, rw := range r.Rows {
 		b.WriteString("| " + strings.Join(r.cells(rw, names), " | ") + " |\n")
 	}
+	b.WriteString("\n- not measured: the server or scenario did not run, or no message stamped in the window arrived.\n")
 	b.WriteString("\n```\n" + r.settingsText() + "```\n\n")
 	b.WriteString("| server | target | verdict | figure |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {
