@@ -39,13 +39,14 @@ func TestReportRatiosAndTargets(t *testing.T) {
 		verdicts[tg.Server+": "+tg.Goal] = tg.Verdict
 	}
 	want := map[string]string{
-		"palisade: msgs/s at 10 pairs >= 3x ejabberd":              "met",     // 4.5x
-		"palisade: msgs/s at 100 pairs >= 3x ejabberd":             "not met", // 2.5x
-		"palisade: p99 at 10k msgs/s open loop < 5 ms":             "not met",
-		"palisade: RSS per idle TLS session at 10k <= 24 KiB":      "met",
-		"palisade: TLS logins/s with SCRAM-SHA-256 >= 2x ejabberd": "not met", // 1.67x
-		"palisade: 50k concurrent idle TLS sessions":               "not met",
-		"palisade+archive: all targets":                            "not run",
+		"palisade: msgs/s at 10 pairs >= 3x ejabberd":                      "met",     // 4.5x
+		"palisade: msgs/s at 100 pairs >= 3x ejabberd":                     "not met", // 2.5x
+		"palisade: p99 at 10k msgs/s open loop < 5 ms":                     "not met",
+		"palisade: RSS per idle TLS session at 10k <= 24 KiB":              "met",
+		"palisade: TLS logins/s with SCRAM-SHA-256 >= 2x ejabberd":         "not met", // 1.67x
+		"palisade: 50k concurrent idle TLS sessions":                       "not met",
+		"palisade: idle sessions up to the open-file limit (DECISIONS.md)": "met",
+		"palisade+archive: all targets":                                    "not run",
 	}
 	for k, v := range want {
 		if verdicts[k] != v {
