@@ -5,7 +5,7 @@
 
 GO ?= go
 
-.PHONY: build test vet peers
+.PHONY: build test vet peers bench bench-quick bench-peers
 
 build:
 	$(GO) build -o palisade .
@@ -18,3 +18,26 @@ test: peers
 
 vet:
 	$(GO) vet ./...
+
+# `make bench` compares Palisade with ejabberd and Prosody side by side on
+# loopback (conformance/cmd/palisade-bench; about 15 minutes) and writes
+# bench-out/bench.json and bench-out/bench.md. `make bench-quick` is a short
+# run (about 4 minutes). Both install ejabberd and Prosody from Debian when
+# they are missing (conformance/bench-peers.sh); the peers run as child
+# processes with their own config under a temporary directory.
+BENCH_FLAGS ?=
+
+bench-peers:
+	conformance/bench-peers.sh
+
+palisade-bench: FORCE
+	$(GO) build -o palisade-bench ./conformance/cmd/palisade-bench
+
+bench: bench-peers build palisade-bench
+	./palisade-bench -palisade ./palisade -out bench-out $(BENCH_FLAGS)
+
+bench-quick: bench-peers build palisade-bench
+	./palisade-bench -quick -palisade ./palisade -out bench-out $(BENCH_FLAGS)
+
+.PHONY: FORCE
+FORCE:
