@@ -338,3 +338,30 @@ func (e *env) archiveVerifyExport(args []string) error {
 	fmt.Fprintf(e.stdout, "%s\nOK\n", report)
 	return nil
 }
+
+// checkLocks compares cfg's retention policies with the locked policies
+// recorded in its journal, when the journal can be read; the note says
+// what was checked.
+func checkLocks(cfg *config.Config) (string, error) {
+	if !cfg.Archive.Enabled {
+		return "", nil
+	}
+	path := archive.Paths(cfg).Journal
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Sprintf("%-17s %s\n", "locked policies:", "no journal at "+path+" yet, nothing to compare"), nil
+	}
+	ctx := context.Background()
+	j, err := sqlite.OpenJournalReadOnly(ctx, path)
+	if err != nil {
+		return fmt.Sprintf("%-17s could not read %s (%v): start-up will check\n", "locked policies:", path, err), nil
+	}
+	defer j.Close()
+	recorded, err := j.LockedPolicies(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := archive.CheckLocks(recorded, cfg.Archive.Retention); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%-17s %d recorded in %s, none weakened\n", "locked policies:", len(recorded), path), nil
+}

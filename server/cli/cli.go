@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/palisade-im/palisade/modules/archive"
 	"github.com/palisade-im/palisade/server"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/module"
@@ -150,7 +151,11 @@ func (e *env) run(cmd string, args []string) error {
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
-		fmt.Fprintf(e.stdout, "%s: OK\n%s", args[0], cfg.Summary())
+		note, err := checkLocks(cfg)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
+		}
+		fmt.Fprintf(e.stdout, "%s: OK\n%s%s", args[0], cfg.Summary(), note)
 		return nil
 	case "user":
 		return e.user(args)
@@ -230,6 +235,11 @@ func (e *env) serve() error {
 	}
 	defer st.Close()
 	srv, err := server.New(cfg, st, log)
+	var lockErr *archive.LockError
+	if errors.As(err, &lockErr) {
+		// A configuration problem: it weakens a locked retention policy.
+		return &exitError{code: 2, err: err}
+	}
 	if err != nil {
 		return err
 	}
