@@ -126,7 +126,7 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 	}
 	m := New(j, signer, Sinks(cfg), h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
 	m.closeJournal = true
-	m.retention, m.holds = cfg.Archive.Retention, j
+	m.retention, m.holds, m.cfgHolds = cfg.Archive.Retention, j, cfg.Archive.Holds
 	m.purgeEvery = time.Duration(cfg.Archive.PurgeInterval)
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
@@ -151,6 +151,7 @@ type Module struct {
 	// without policies).
 	retention  []config.Retention
 	holds      storage.Retention
+	cfgHolds   []config.Hold
 	purgeEvery time.Duration
 	stop       chan struct{}
 	wg         sync.WaitGroup
@@ -290,7 +291,7 @@ func (m *Module) purgeLoop() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-			res, err := Purge(ctx, m.j, m.holds, m.retention, m.now(), false, "server", m.audit)
+			res, err := Purge(ctx, m.j, m.holds, m.retention, m.cfgHolds, m.now(), false, "server", m.audit)
 			cancel()
 			if err != nil {
 				m.log.Error("archive purge failed", zap.Error(err))

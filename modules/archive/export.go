@@ -73,6 +73,12 @@ type ExportLine struct {
 	// Record is the stored record, byte for byte (base64 in JSON): its
 	// RFC 6962 leaf hash is what the inclusion proof proves.
 	Record []byte `json:"record"`
+	// Purged marks a record whose content retention removed: Record is
+	// empty, the metadata comes from the journal's index, and the proof
+	// starts from the stored leaf hash. PurgedBy is the disposition
+	// record's seq.
+	Purged   bool  `json:"purged,omitempty"`
+	PurgedBy int64 `json:"purged_by,omitempty"`
 }
 
 // ProofLine is one line of proofs.jsonl: the inclusion proof of a record in
@@ -101,6 +107,8 @@ type ExportSummary struct {
 	// Unsigned counts records newer than the latest checkpoint, which an
 	// export cannot prove and leaves out.
 	Unsigned int64
+	// Purged counts the exported records whose content retention removed.
+	Purged int
 }
 
 func (o ExportOptions) match(r storage.JournalRecord) bool {
@@ -215,6 +223,34 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 	convs := map[string]*conversation{}
 	err = j.Records(ctx, 0, head.Size, func(r storage.JournalRecord) error {
 		if !opt.match(r) {
+			return nil
+		}
+		if r.Purged {
+			line := ExportLine{Seq: r.Seq, Time: r.Time.UTC().Format(time.RFC3339Nano), Direction: string(r.Direction),
+				Kind: string(r.Kind), From: r.From, To: r.To, Type: r.StanzaType, Purged: true, PurgedBy: r.PurgedBy}
+			leaf, err := j.ReadHashes(ctx, []int64{tlog.StoredHashIndex(0, r.Seq)})
+			if err != nil {
+				return fmt.Errorf("record %d: leaf hash: %w", r.Seq, err)
+			}
+			p, err := tlog.ProveRecord(head.Size, r.Seq, stored)
+			if err != nil {
+				return fmt.Errorf("record %d: inclusion proof: %w", r.Seq, err)
+			}
+			for _, v := range []any{line, ProofLine{Seq: r.Seq, Leaf: leaf[0], Proof: p}} {
+				b, err := json.Marshal(v)
+				if err != nil {
+					return err
+				}
+				if _, ok := v.(ExportLine); ok {
+					recs.Write(b)
+					recs.WriteByte('\n')
+				} else {
+					proofs.Write(b)
+					proofs.WriteByte('\n')
+				}
+			}
+			sum.Records++
+			sum.Purged++
 			return nil
 		}
 		rec, err := DecodeRecord(r.Data)
@@ -519,7 +555,11 @@ Contents
   conversations/*.eml  one RFC 5322 message per conversation and day
                        (UTC), readable with any mail program
   records.jsonl        one JSON object per record; "record" is the stored
-                       record, byte for byte (base64)
+                       record, byte for byte (base64); a record with
+                       "purged": true had its content removed by a
+                       retention purge (the disposition record "purged_by"
+                       says so): only its metadata and its leaf hash (in
+                       proofs.jsonl) remain, and the proof starts there
   proofs.jsonl         RFC 6962 inclusion proof of every record in the
                        checkpoint
   consistency.jsonl    RFC 6962 consistency proofs from every earlier
@@ -680,7 +720,7 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	n := 0
+	n, purged := 0, 0
 	for i, l := range bytes.Split(bytes.TrimSpace(rb), []byte("\n")) {
 		if len(l) == 0 {
 			continue
@@ -689,6 +729,21 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		var e ExportLine
 		if err := json.Unmarshal(l, &e); err != nil {
 			return "", fmt.Errorf("%s: %w", where, err)
+		}
+		if e.Purged {
+			p, ok := proofs[e.Seq]
+			if !ok {
+				return "", fmt.Errorf("%s (record %d): no inclusion proof", where, e.Seq)
+			}
+			if len(e.Record) != 0 || e.Body != "" {
+				return "", fmt.Errorf("%s (record %d): marked purged but carries content", where, e.Seq)
+			}
+			if err := tlog.CheckRecord(p.Proof, head.Size, head.Hash, e.Seq, p.Leaf); err != nil {
+				return "", fmt.Errorf("%s (record %d, purged): its leaf hash is not in the checkpoint's tree: %w", where, e.Seq, err)
+			}
+			n++
+			purged++
+			continue
 		}
 		rec, err := DecodeRecord(e.Record)
 		if err != nil {
@@ -713,6 +768,9 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		n++
 	}
 	notes = append(notes, fmt.Sprintf("%d records: commitments, fields and inclusion proofs check", n))
+	if purged > 0 {
+		notes = append(notes, fmt.Sprintf("%d of them purged by retention (content removed; leaf hashes proven in the tree)", purged))
+	}
 
 	if opt.Trusted != nil {
 		th, err := ParseCheckpoint(opt.Trusted, v)

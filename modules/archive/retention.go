@@ -357,7 +357,10 @@ func purgeable(k storage.RecordKind) bool {
 // hold covers: first it journals a disposition record listing them (seq
 // ranges, counts, deciding policies), then it clears their content in one
 // transaction, keeping their leaf hashes. With dryRun it only reports.
-func Purge(ctx context.Context, j storage.Journal, r storage.Retention, ps []config.Retention, now time.Time, dryRun bool, actor string, audit *zap.Logger) (PurgeResult, error) {
+//
+// The holds are those the journal stores and those of cfgHolds (the
+// configuration's) it does not store yet.
+func Purge(ctx context.Context, j storage.Journal, r storage.Retention, ps []config.Retention, cfgHolds []config.Hold, now time.Time, dryRun bool, actor string, audit *zap.Logger) (PurgeResult, error) {
 	res := PurgeResult{ByPolicy: map[string]int{}, Disposition: -1}
 	if len(ps) == 0 {
 		return res, nil
@@ -365,6 +368,11 @@ func Purge(ctx context.Context, j storage.Journal, r storage.Retention, ps []con
 	holds, err := r.Holds(ctx)
 	if err != nil {
 		return res, err
+	}
+	for _, c := range cfgHolds {
+		if !slices.ContainsFunc(holds, func(h storage.Hold) bool { return h.Name == c.Name }) {
+			holds = append(holds, HoldFromConfig(c))
+		}
 	}
 	head, err := j.TreeHead(ctx)
 	if err != nil {

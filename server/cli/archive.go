@@ -15,6 +15,7 @@ import (
 
 	"github.com/palisade-im/palisade/modules/archive"
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/storage"
 	"github.com/palisade-im/palisade/storage/sqlite"
 	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
@@ -23,7 +24,7 @@ import (
 
 func (e *env) archive(args []string) error {
 	if len(args) == 0 {
-		return usageErr("usage: palisade archive verify|pubkey|export|verify-export")
+		return usageErr("usage: palisade archive verify|pubkey|export|verify-export|hold|purge|search")
 	}
 	sub, args := args[0], args[1:]
 	if sub == "verify-export" {
@@ -38,6 +39,10 @@ func (e *env) archive(args []string) error {
 	switch sub {
 	case "export":
 		return e.archiveExport(cfg, files, args)
+	case "hold":
+		return e.archiveHold(cfg, files, args)
+	case "purge":
+		return e.archivePurge(cfg, files, args)
 	case "pubkey":
 		if len(args) == 1 && args[0] == "--openpgp" {
 			if _, err := os.Stat(files.OpenPGPKey); err != nil {
@@ -141,6 +146,9 @@ func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string) error {
 	}
 	fmt.Fprintf(e.stdout, "journal %s: %d records, %d checkpoints (+%d files in %s), tree %s\n",
 		jpath, rep.Records, rep.Checkpoints, len(ext), cdir, rep.Head.Hash)
+	if rep.Purged > 0 {
+		fmt.Fprintf(e.stdout, "%d records purged by retention: verified through their stored leaf hashes and their disposition records\n", rep.Purged)
+	}
 	if len(rep.Problems) == 0 {
 		fmt.Fprintln(e.stdout, "OK")
 		return nil
@@ -364,4 +372,250 @@ func checkLocks(cfg *config.Config) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%-17s %d recorded in %s, none weakened\n", "locked policies:", len(recorded), path), nil
+}
+
+// actorFrom is who runs an administrative command: --by, else $USER, else
+// the process's user.
+func actorFrom(by string) string {
+	if by != "" {
+		return by
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}
+
+// auditLogger is the CLI's audit logger on stderr.
+func (e *env) auditLogger(cfg *config.Config) (*zap.Logger, error) {
+	l, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	if err != nil {
+		return nil, err
+	}
+	return l.Named("audit").With(zap.Bool("audit", true)), nil
+}
+
+const holdUsage = `usage: palisade archive hold add --custodian JID... --reason TEXT [--name NAME] [--from DAY] [--to DAY] [--by WHO]
+       palisade archive hold list [--all]
+       palisade archive hold release NAME --reason TEXT [--by WHO]`
+
+func (e *env) archiveHold(cfg *config.Config, files archive.Files, args []string) error {
+	if len(args) == 0 {
+		return usageErr("%s", holdUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("archive hold "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ctx := context.Background()
+	switch sub {
+	case "list":
+		all := fs.Bool("all", false, "also released holds")
+		if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+			return usageErr("%s", holdUsage)
+		}
+		j, err := sqlite.OpenJournalReadOnly(ctx, files.Journal)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		hs, err := j.Holds(ctx)
+		if err != nil {
+			return err
+		}
+		day := func(t time.Time, end bool) string {
+			if t.IsZero() {
+				return "-"
+			}
+			if end {
+				t = t.Add(-24 * time.Hour)
+			}
+			return t.UTC().Format(time.DateOnly)
+		}
+		n := 0
+		for _, h := range hs {
+			if !h.Active() && !*all {
+				continue
+			}
+			n++
+			state := "active"
+			if !h.Active() {
+				state = fmt.Sprintf("released %s by %s: %s", h.Released.Format(time.RFC3339), h.ReleasedBy, h.ReleaseReason)
+			}
+			fmt.Fprintf(e.stdout, "%s\t%s\tfrom %s to %s\tplaced %s by %s\treason: %s\t%s\n", h.Name, strings.Join(h.Custodians, ","),
+				day(h.From, false), day(h.To, true), h.PlacedAt.Format(time.RFC3339), h.PlacedBy, h.Reason, state)
+		}
+		if n == 0 {
+			fmt.Fprintln(e.stdout, "no legal holds")
+		}
+		return nil
+	case "add":
+		var custodians listFlag
+		fs.Var(&custodians, "custodian", "bare JID whose records to hold (repeatable)")
+		name := fs.String("name", "", "hold name (default: generated)")
+		from := fs.String("from", "", "first day held (UTC)")
+		to := fs.String("to", "", "last day held (included)")
+		reason := fs.String("reason", "", "why (matter, case number)")
+		by := fs.String("by", "", "who places the hold (default $USER)")
+		if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+			return usageErr("%s", holdUsage)
+		}
+		if len(custodians) == 0 || strings.TrimSpace(*reason) == "" {
+			return usageErr("hold add needs --custodian and --reason\n%s", holdUsage)
+		}
+		h := storage.Hold{Name: *name, Reason: *reason, PlacedBy: actorFrom(*by), PlacedAt: time.Now()}
+		if h.Name == "" {
+			h.Name = "hold-" + h.PlacedAt.UTC().Format("20060102-150405")
+		}
+		for _, c := range custodians {
+			j, err := jid.Parse(c)
+			if err != nil || j.Resourcepart() != "" || j.Localpart() == "" {
+				return usageErr("--custodian: %q is not a bare JID", c)
+			}
+			h.Custodians = append(h.Custodians, j.String())
+		}
+		var err error
+		if *from != "" {
+			if h.From, err = parseDay(*from, false); err != nil {
+				return usageErr("--from: %v", err)
+			}
+		}
+		if *to != "" {
+			if h.To, err = parseDay(*to, true); err != nil {
+				return usageErr("--to: %v", err)
+			}
+		}
+		if !h.From.IsZero() && !h.To.IsZero() && !h.From.Before(h.To) {
+			return usageErr("--to is before --from")
+		}
+		audit, err := e.auditLogger(cfg)
+		if err != nil {
+			return err
+		}
+		j, err := sqlite.OpenJournal(ctx, files.Journal)
+		if err != nil {
+			return err
+		}
+		err = archive.PlaceHold(ctx, j, j, h, audit)
+		if cerr := j.Close(); err == nil {
+			err = cerr
+		}
+		if errors.Is(err, storage.ErrHoldExists) {
+			return usageErr("a legal hold named %q exists already", h.Name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "legal hold %s placed on %s by %s\n", h.Name, strings.Join(h.Custodians, ", "), h.PlacedBy)
+		return nil
+	case "release":
+		var name string
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			name, args = args[0], args[1:]
+		}
+		reason := fs.String("reason", "", "why the hold ends")
+		by := fs.String("by", "", "who releases it (default $USER)")
+		if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+			return usageErr("%s", holdUsage)
+		}
+		if name == "" && fs.NArg() == 1 {
+			name = fs.Arg(0)
+		}
+		if name == "" || strings.TrimSpace(*reason) == "" {
+			return usageErr("hold release needs the hold's name and --reason\n%s", holdUsage)
+		}
+		audit, err := e.auditLogger(cfg)
+		if err != nil {
+			return err
+		}
+		j, err := sqlite.OpenJournal(ctx, files.Journal)
+		if err != nil {
+			return err
+		}
+		actor := actorFrom(*by)
+		err = archive.ReleaseHold(ctx, j, j, name, actor, *reason, audit)
+		if cerr := j.Close(); err == nil {
+			err = cerr
+		}
+		if errors.Is(err, storage.ErrNoHold) {
+			return usageErr("no active legal hold named %q", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "legal hold %s released by %s\n", name, actor)
+		return nil
+	}
+	return usageErr("%s", holdUsage)
+}
+
+func (e *env) archivePurge(cfg *config.Config, files archive.Files, args []string) error {
+	fs := flag.NewFlagSet("archive purge", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dry := fs.Bool("dry-run", false, "report what would be purged, change nothing")
+	by := fs.String("by", "", "who runs the purge (default $USER)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return usageErr("usage: palisade archive purge [--dry-run] [--by WHO]")
+	}
+	ctx := context.Background()
+	if len(cfg.Archive.Retention) == 0 {
+		fmt.Fprintln(e.stdout, "no [[archive.retention]] policy: nothing is ever purged")
+		return nil
+	}
+	audit, err := e.auditLogger(cfg)
+	if err != nil {
+		return err
+	}
+	var j *sqlite.Journal
+	if *dry {
+		j, err = sqlite.OpenJournalReadOnly(ctx, files.Journal)
+	} else {
+		j, err = sqlite.OpenJournal(ctx, files.Journal)
+	}
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	// The file must not weaken what the journal locked, for a purge least
+	// of all.
+	recorded, err := j.LockedPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	if err := archive.CheckLocks(recorded, cfg.Archive.Retention); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if !*dry {
+		// Holds of the file count even before the server restarts.
+		if err := archive.SyncConfigHolds(ctx, j, j, cfg.Archive.Holds, audit, zap.NewNop()); err != nil {
+			return err
+		}
+	}
+	res, err := archive.Purge(ctx, j, j, cfg.Archive.Retention, cfg.Archive.Holds, time.Now(), *dry, "cli:"+actorFrom(*by), audit)
+	if err != nil {
+		return err
+	}
+	verb := "purged"
+	if *dry {
+		verb = "would purge"
+	}
+	fmt.Fprintf(e.stdout, "%s %d records (%d under retention, %d past it kept by a legal hold, %d purged earlier)\n",
+		verb, len(res.Purged), res.Examined, res.Held, res.AlreadyPurged)
+	names := make([]string, 0, len(res.ByPolicy))
+	for n := range res.ByPolicy {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(e.stdout, "  policy %s: %d\n", n, res.ByPolicy[n])
+	}
+	for _, r := range res.Ranges() {
+		fmt.Fprintf(e.stdout, "  records %d-%d\n", r[0], r[1])
+	}
+	if res.Disposition >= 0 {
+		fmt.Fprintf(e.stdout, "disposition record %d\n", res.Disposition)
+	}
+	return nil
 }
