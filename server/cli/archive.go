@@ -556,8 +556,22 @@ func (e *env) archivePurge(cfg *config.Config, files archive.Files, args []strin
 	fs.SetOutput(io.Discard)
 	dry := fs.Bool("dry-run", false, "report what would be purged, change nothing")
 	by := fs.String("by", "", "who runs the purge (default $USER)")
+	asOf := fs.String("as-of", "", "with --dry-run: what a purge on that day would remove")
+	const use = "usage: palisade archive purge [--dry-run [--as-of DAY]] [--by WHO]"
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		return usageErr("usage: palisade archive purge [--dry-run] [--by WHO]")
+		return usageErr("%s", use)
+	}
+	now := time.Now()
+	if *asOf != "" {
+		// A real purge always runs on today's date: no flag purges early.
+		if !*dry {
+			return usageErr("--as-of only goes with --dry-run\n%s", use)
+		}
+		t, err := parseDay(*asOf, false)
+		if err != nil {
+			return usageErr("--as-of: %v", err)
+		}
+		now = t
 	}
 	ctx := context.Background()
 	if len(cfg.Archive.Retention) == 0 {
@@ -593,7 +607,7 @@ func (e *env) archivePurge(cfg *config.Config, files archive.Files, args []strin
 			return err
 		}
 	}
-	res, err := archive.Purge(ctx, j, j, cfg.Archive.Retention, cfg.Archive.Holds, time.Now(), *dry, "cli:"+actorFrom(*by), audit)
+	res, err := archive.Purge(ctx, j, j, cfg.Archive.Retention, cfg.Archive.Holds, now, *dry, "cli:"+actorFrom(*by), audit)
 	if err != nil {
 		return err
 	}
