@@ -187,3 +187,22 @@ type Retention interface {
 	// transaction.
 	Purge(ctx context.Context, seqs []int64, disposition int64) error
 }
+
+// EpochKey is one data key of officer encryption at rest: records of its
+// epoch are sealed with AES-256-GCM under it, and it is kept only wrapped
+// (OpenPGP-encrypted) to the officer keys, so the server cannot read what
+// it wrote.
+type EpochKey struct {
+	ID      string
+	Created time.Time
+	// Wrapped is the OpenPGP message holding the 32-byte key.
+	Wrapped []byte
+}
+
+// EpochKeys stores the wrapped epoch keys of officer encryption.
+type EpochKeys interface {
+	// AddEpochKey stores a new epoch key durably.
+	AddEpochKey(ctx context.Context, k EpochKey) error
+	// EpochKeys returns every epoch key, oldest first.
+	EpochKeys(ctx context.Context) ([]EpochKey, error)
+}

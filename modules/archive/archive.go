@@ -127,6 +127,14 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 	m := New(j, signer, Sinks(cfg), h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
 	m.closeJournal = true
 	m.retention, m.holds, m.cfgHolds = cfg.Archive.Retention, j, cfg.Archive.Holds
+	if len(cfg.Archive.OfficerKeys) > 0 {
+		officers, err := ReadOfficerKeys(cfg.Archive.OfficerKeys)
+		if err != nil {
+			j.Close()
+			return nil, err
+		}
+		m.sealer = NewSealer(officers, j)
+	}
 	m.purgeEvery = time.Duration(cfg.Archive.PurgeInterval)
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
@@ -152,6 +160,8 @@ type Module struct {
 	retention  []config.Retention
 	holds      storage.Retention
 	cfgHolds   []config.Hold
+	// sealer encrypts record content to the officer keys (nil: plaintext).
+	sealer *Sealer
 	purgeEvery time.Duration
 	stop       chan struct{}
 	wg         sync.WaitGroup
@@ -232,11 +242,26 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 		to = st.To.String()
 	}
 	t := m.now()
-	data, err := appendRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml)
-	*rp = data
+	var data []byte
+	var err error
+	if m.sealer == nil {
+		data, err = appendRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml)
+	} else {
+		sp := bufPool.Get().(*[]byte)
+		var enc string
+		enc, *sp, err = m.sealer.Seal(ctx, t, (*sp)[:0], xml)
+		if err == nil {
+			data, err = appendSealedRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml, enc, *sp)
+		}
+		*sp = (*sp)[:0]
+		bufPool.Put(sp)
+	}
+	if data != nil {
+		*rp = data
+	}
 	if err != nil {
 		release()
-		return func() error { return err }
+		return func() error { return fmt.Errorf("archive: %w", err) }
 	}
 	recs := []storage.JournalRecord{{
 		Time: t, Direction: dir, Kind: kind, From: from, To: to,

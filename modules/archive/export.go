@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,9 @@ type ExportOptions struct {
 	With []string
 	// Kinds are record kinds ("message", "subscription").
 	Kinds []string
+	// Open decrypts records stored with officer encryption (nil: they are
+	// exported sealed, without body).
+	Open *Opener `json:"-"`
 }
 
 // ExportLine is one line of records.jsonl.
@@ -79,6 +83,11 @@ type ExportLine struct {
 	// record's seq.
 	Purged   bool  `json:"purged,omitempty"`
 	PurgedBy int64 `json:"purged_by,omitempty"`
+	// Encrypted marks a record stored with officer encryption. Plaintext
+	// is then its decrypted content when the export was decrypted: SHA-256
+	// of the record's salt and it must equal the record's commit.
+	Encrypted bool   `json:"encrypted,omitempty"`
+	Plaintext string `json:"plaintext,omitempty"`
 }
 
 // ProofLine is one line of proofs.jsonl: the inclusion proof of a record in
@@ -109,6 +118,8 @@ type ExportSummary struct {
 	Unsigned int64
 	// Purged counts the exported records whose content retention removed.
 	Purged int
+	// Decrypted counts the records decrypted with an officer key.
+	Decrypted int
 }
 
 func (o ExportOptions) match(r storage.JournalRecord) bool {
@@ -261,7 +272,19 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 			Seq: r.Seq, Time: rec.Time.UTC().Format(time.RFC3339Nano), Direction: rec.Dir, Kind: rec.Kind,
 			From: rec.From, To: rec.To, Type: rec.Type, ID: rec.ID, Record: r.Data,
 		}
-		line.Body, line.Thread, line.StanzaID = contentFields(rec.Content)
+		content := rec.Content
+		if rec.Enc != EncNone {
+			line.Encrypted, content = true, ""
+			if opt.Open != nil {
+				plain, err := opt.Open.Open(rec)
+				if err != nil {
+					return fmt.Errorf("record %d: %w", r.Seq, err)
+				}
+				content, line.Plaintext = string(plain), string(plain)
+				sum.Decrypted++
+			}
+		}
+		line.Body, line.Thread, line.StanzaID = contentFields(content)
 		b, err := json.Marshal(line)
 		if err != nil {
 			return err
@@ -720,7 +743,7 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	n, purged := 0, 0
+	n, purged, decrypted := 0, 0, 0
 	for i, l := range bytes.Split(bytes.TrimSpace(rb), []byte("\n")) {
 		if len(l) == 0 {
 			continue
@@ -749,7 +772,24 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%s (record %d): %w", where, e.Seq, err)
 		}
-		body, thread, sid := contentFields(rec.Content)
+		content := rec.Content
+		switch {
+		case rec.Enc == EncNone && (e.Plaintext != "" || e.Encrypted):
+			return "", fmt.Errorf("%s (record %d): a plaintext record marked encrypted", where, e.Seq)
+		case rec.Enc != EncNone && !e.Encrypted:
+			return "", fmt.Errorf("%s (record %d): an encrypted record not marked so", where, e.Seq)
+		case rec.Enc != EncNone:
+			content = ""
+			if e.Plaintext != "" {
+				c := Commitment(rec.Salt, []byte(e.Plaintext))
+				if subtle.ConstantTimeCompare(c[:], rec.Commit) != 1 {
+					return "", fmt.Errorf("%s (record %d): the decrypted content does not match the record's commitment", where, e.Seq)
+				}
+				content = e.Plaintext
+				decrypted++
+			}
+		}
+		body, thread, sid := contentFields(content)
 		if e.Time != rec.Time.UTC().Format(time.RFC3339Nano) || e.Direction != rec.Dir || e.Kind != rec.Kind || e.From != rec.From ||
 			e.To != rec.To || e.Type != rec.Type || e.ID != rec.ID || e.Body != body || e.Thread != thread || e.StanzaID != sid {
 			return "", fmt.Errorf("%s (record %d): the fields differ from the stored record", where, e.Seq)
@@ -768,6 +808,9 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		n++
 	}
 	notes = append(notes, fmt.Sprintf("%d records: commitments, fields and inclusion proofs check", n))
+	if decrypted > 0 {
+		notes = append(notes, fmt.Sprintf("%d of them decrypted: plaintext -> commitment -> leaf -> checkpoint checks", decrypted))
+	}
 	if purged > 0 {
 		notes = append(notes, fmt.Sprintf("%d of them purged by retention (content removed; leaf hashes proven in the tree)", purged))
 	}

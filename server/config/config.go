@@ -152,6 +152,12 @@ type Archive struct {
 	// Retention are the [[archive.retention]] policies. Without any,
 	// nothing is ever purged.
 	Retention []Retention `toml:"retention"`
+	// OfficerKeys are OpenPGP public key files of compliance officers.
+	// When set, record content is stored encrypted (AES-256-GCM under a
+	// data key per epoch, each epoch key wrapped to these keys), so that
+	// server administrators cannot read the journal; metadata stays
+	// searchable.
+	OfficerKeys []string `toml:"officer_keys"`
 	// Holds are the [[archive.hold]] legal holds placed by the file.
 	Holds []Hold `toml:"hold"`
 }
@@ -260,6 +266,7 @@ func Default() *Config {
 			CheckpointInterval: Duration(time.Minute),
 			CheckpointURLs:     []string{},
 			PurgeInterval:      Duration(24 * time.Hour),
+			OfficerKeys:        []string{},
 		},
 		Modules: map[string]Section{},
 	}

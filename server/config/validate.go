@@ -105,6 +105,14 @@ func (l *loader) validate(c *Config) {
 	if c.Archive.PurgeInterval < Duration(MinCheckpointInterval) {
 		l.invalid("archive.purge_interval", -1, "must be at least %s, got %s", MinCheckpointInterval, c.Archive.PurgeInterval)
 	}
+	for i, f := range c.Archive.OfficerKeys {
+		switch {
+		case strings.TrimSpace(f) == "":
+			l.invalid("archive.officer_keys", i, "empty file name")
+		case slices.Index(c.Archive.OfficerKeys, f) < i:
+			l.invalid("archive.officer_keys", i, "duplicate file %q", f)
+		}
+	}
 	l.validateRetention(c.Archive.Retention)
 	l.validateHolds(c.Archive.Holds)
 

@@ -626,4 +626,12 @@ CREATE TABLE holds (
 	release_reason TEXT NOT NULL DEFAULT ''
 ) STRICT;
 `,
+	// 3: officer encryption at rest: wrapped epoch data keys.
+	`
+CREATE TABLE epoch_keys (
+	id      TEXT PRIMARY KEY,
+	created INTEGER NOT NULL, -- Unix nanoseconds
+	wrapped BLOB NOT NULL     -- OpenPGP message to the officer keys holding the AES-256 key
+) STRICT;
+`,
 }

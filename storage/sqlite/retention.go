@@ -12,7 +12,44 @@ import (
 	"github.com/palisade-im/palisade/storage"
 )
 
-var _ storage.Retention = (*Journal)(nil)
+var (
+	_ storage.Retention = (*Journal)(nil)
+	_ storage.EpochKeys = (*Journal)(nil)
+)
+
+// AddEpochKey implements storage.EpochKeys.
+func (j *Journal) AddEpochKey(ctx context.Context, k storage.EpochKey) error {
+	if j.readOnly {
+		return ErrJournalReadOnly
+	}
+	return j.writeTx(ctx, "add epoch key", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO epoch_keys (id, created, wrapped) VALUES (?, ?, ?)", k.ID, k.Created.UnixNano(), k.Wrapped)
+		return err
+	})
+}
+
+// EpochKeys implements storage.EpochKeys.
+func (j *Journal) EpochKeys(ctx context.Context) ([]storage.EpochKey, error) {
+	rows, err := j.rd.QueryContext(ctx, "SELECT id, created, wrapped FROM epoch_keys ORDER BY created, id")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: journal epoch keys: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.EpochKey
+	for rows.Next() {
+		var k storage.EpochKey
+		var c int64
+		if err := rows.Scan(&k.ID, &c, &k.Wrapped); err != nil {
+			return nil, fmt.Errorf("sqlite: journal epoch keys: %w", err)
+		}
+		k.Created = timeOrZero(c)
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: journal epoch keys: %w", err)
+	}
+	return out, nil
+}
 
 func unixOrZero(t time.Time) int64 {
 	if t.IsZero() {
