@@ -157,11 +157,11 @@ type Module struct {
 	closeJournal bool
 	// retention and holds drive the purge job, every purgeEvery (none
 	// without policies).
-	retention  []config.Retention
-	holds      storage.Retention
-	cfgHolds   []config.Hold
+	retention []config.Retention
+	holds     storage.Retention
+	cfgHolds  []config.Hold
 	// sealer encrypts record content to the officer keys (nil: plaintext).
-	sealer *Sealer
+	sealer     *Sealer
 	purgeEvery time.Duration
 	stop       chan struct{}
 	wg         sync.WaitGroup

@@ -277,4 +277,3 @@ func EncryptFile(in, out string, recipients openpgp.EntityList) error {
 	}
 	return nil
 }
-
