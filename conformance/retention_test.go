@@ -120,3 +120,114 @@ func TestArchiveRetentionAndHold(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestArchiveOfficerEncryption: officer keys made with Debian's gpg; a
+// slixmpp conversation is stored encrypted (no body in journal.db); an
+// export with --decrypt-key and --recipient is decrypted with gpg by the
+// regulator, checked with sha256sum -c, and verify-export proves the
+// plaintext against the commitments.
+func TestArchiveOfficerEncryption(t *testing.T) {
+	RequirePeer(t, "gpg")
+	s := newServer(t)
+	s.Stop(t)
+	home := filepath.Join(s.Dir, "gpg-officer")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	gpg := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "gpg", append([]string{"--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
+		cmd.Dir = s.Dir
+		cmd.Env = append(os.Environ(), "LC_ALL=C")
+		out, err := cmd.Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				t.Fatalf("gpg %v: %v\n%s", args, err, ee.Stderr)
+			}
+			t.Fatalf("gpg %v: %v", args, err)
+		}
+		return string(out)
+	}
+	t.Cleanup(func() { _ = exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run() })
+	write := func(name, data string) string {
+		t.Helper()
+		p := filepath.Join(s.Dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gpg("--quick-gen-key", "Compliance Officer <officer@example.com>", "future-default", "default", "never")
+	gpg("--quick-gen-key", "Regulator <regulator@example.org>", "future-default", "default", "never")
+	officerPub := write("officer.asc", gpg("--armor", "--export", "officer@example.com"))
+	officerSec := write("officer-secret.asc", gpg("--armor", "--export-secret-keys", "officer@example.com"))
+	regulatorPub := write("regulator.asc", gpg("--armor", "--export", "regulator@example.org"))
+
+	base, err := os.ReadFile(s.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Replace(string(base), "[log]", "[archive]\nofficer_keys = ["+strconv.Quote(officerPub)+"]\n\n[log]", 1)
+	if err := os.WriteFile(s.ConfigPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.restart(t)
+	mustSlix(t, s, tcpTransports[0], 40*time.Second, nil, "chat", acct("alice"), acct("bob"))
+	s.Stop(t)
+
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(s.DataDir, "journal.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var clear, sealed, epochs int
+	if err := db.QueryRow("SELECT count(*) FROM records WHERE CAST(data AS TEXT) LIKE '%hello from%'").Scan(&clear); err != nil {
+		t.Fatal(err)
+	}
+	db.QueryRow(`SELECT count(*) FROM records WHERE kind = 'message' AND CAST(data AS TEXT) LIKE '%"enc":"aes-256-gcm/%'`).Scan(&sealed)
+	db.QueryRow("SELECT count(*) FROM epoch_keys").Scan(&epochs)
+	if clear != 0 || sealed < 2 || epochs != 1 {
+		t.Fatalf("journal: %d records with a body in the clear, %d sealed messages, %d epoch keys", clear, sealed, epochs)
+	}
+	if out, err := archiveCLI(t, s, "verify"); err != nil {
+		t.Fatalf("archive verify: %v\n%s", err, out)
+	}
+
+	enc := filepath.Join(s.Dir, "export.tar.gpg")
+	out, err := archiveCLI(t, s, "export", "--out", enc, "--decrypt-key", officerSec, "--recipient", regulatorPub)
+	if err != nil || !strings.Contains(out, "records decrypted with the officer key") {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(enc); strings.Contains(string(b), "hello from") || strings.Contains(string(b), "MANIFEST") {
+		t.Fatal("the encrypted bundle holds plaintext")
+	}
+	tarFile := filepath.Join(s.Dir, "export.tar")
+	gpg("--output", tarFile, "--decrypt", enc)
+	unpack := filepath.Join(s.Dir, "unpacked")
+	if err := os.Mkdir(unpack, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-xf", tarFile, "-C", unpack).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	bundle := filepath.Join(unpack, "export")
+	cmd := exec.Command("sha256sum", "-c", "--strict", "MANIFEST.sha256")
+	cmd.Dir = bundle
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	recs, err := os.ReadFile(filepath.Join(bundle, "records.jsonl"))
+	if err != nil || !strings.Contains(string(recs), `"body":"hello from a"`) || !strings.Contains(string(recs), `"encrypted":true`) {
+		t.Fatalf("records.jsonl: %v\n%s", err, recs)
+	}
+	out, err = archiveCLI(t, s, "verify-export", bundle)
+	if err != nil || !strings.Contains(out, "decrypted: plaintext -> commitment -> leaf -> checkpoint checks") {
+		t.Fatalf("verify-export: %v\n%s", err, out)
+	}
+	if n := 0; db.QueryRow(`SELECT count(*) FROM records WHERE kind = 'export' AND CAST(data AS TEXT) LIKE '%encrypted_to%'`).Scan(&n) != nil || n != 1 {
+		t.Errorf("export record with encrypted_to: %d", n)
+	}
+}

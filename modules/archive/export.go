@@ -59,6 +59,9 @@ type ExportOptions struct {
 	// Open decrypts records stored with officer encryption (nil: they are
 	// exported sealed, without body).
 	Open *Opener `json:"-"`
+	// EncryptedTo are the fingerprints of the keys the bundle is then
+	// encrypted to, for the export's journal record.
+	EncryptedTo []string `json:"-"`
 }
 
 // ExportLine is one line of records.jsonl.
@@ -385,13 +388,17 @@ type ExportRecord struct {
 	// ManifestSHA256 is the SHA-256 of the bundle's MANIFEST.sha256: it
 	// names exactly what was handed out.
 	ManifestSHA256 string `json:"manifest_sha256"`
+	// Decrypted counts records decrypted with an officer key.
+	Decrypted int `json:"decrypted,omitempty"`
+	// EncryptedTo are the fingerprints the bundle was encrypted to.
+	EncryptedTo []string `json:"encrypted_to,omitempty"`
 }
 
 // RecordExport appends the chain-of-custody record of an export to the
 // journal: who (actor) exported what, when. It is durable when it returns.
 func RecordExport(ctx context.Context, j storage.Journal, actor string, opt ExportOptions, out string, sum ExportSummary, manifestSHA256 string) error {
 	desc := ExportRecord{Out: out, Users: opt.Users, With: opt.With, Kinds: opt.Kinds, Records: sum.Records,
-		CheckpointSize: sum.Checkpoint.Size, ManifestSHA256: manifestSHA256}
+		CheckpointSize: sum.Checkpoint.Size, ManifestSHA256: manifestSHA256, Decrypted: sum.Decrypted, EncryptedTo: opt.EncryptedTo}
 	if !opt.From.IsZero() {
 		desc.From = opt.From.UTC().Format(time.RFC3339)
 	}

@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/palisade-im/palisade/modules/archive"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/storage"
@@ -193,8 +195,10 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 	var users, with, kinds listFlag
 	fs.Var(&users, "user", "bare JID whose records to export (repeatable)")
 	fs.Var(&with, "with", "conversation partner (repeatable)")
-	fs.Var(&kinds, "kind", "record kind: message, subscription, export (repeatable)")
-	const use = "usage: palisade archive export --out DIR [--from DAY] [--to DAY] [--user JID]... [--with JID]... [--kind KIND]..."
+	fs.Var(&kinds, "kind", "record kind (repeatable)")
+	decryptKey := fs.String("decrypt-key", "", "officer's OpenPGP private key file: decrypt encrypted records")
+	recipient := fs.String("recipient", "", "OpenPGP public key file: encrypt the bundle (--out NAME.tar.gpg) to it")
+	const use = "usage: palisade archive export --out DIR|NAME.tar|NAME.tar.gpg [--from DAY] [--to DAY] [--user JID]... [--with JID]... [--kind KIND]... [--decrypt-key FILE] [--recipient KEYFILE]"
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *out == "" {
 		if err != nil {
 			return usageErr("%v\n%s", err, use)
@@ -227,11 +231,29 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		}
 	}
 	for _, k := range kinds {
-		if k != "message" && k != "subscription" && k != "export" {
-			return usageErr("--kind: unknown kind %q (message, subscription, export)", k)
+		if !slices.Contains(recordKinds, k) {
+			return usageErr("--kind: unknown kind %q (%s)", k, strings.Join(recordKinds, ", "))
 		}
 	}
 	opt.Kinds = kinds
+	if (*recipient != "") != strings.HasSuffix(*out, ".tar.gpg") {
+		return usageErr("--recipient and --out NAME.tar.gpg go together")
+	}
+	var recipients openpgp.EntityList
+	if *recipient != "" {
+		if recipients, err = archive.ReadOfficerKeys([]string{*recipient}); err != nil {
+			return usageErr("--recipient: %v", err)
+		}
+		for _, r := range recipients {
+			opt.EncryptedTo = append(opt.EncryptedTo, fmt.Sprintf("%X", r.PrimaryKey.Fingerprint))
+		}
+	}
+	var officer openpgp.EntityList
+	if *decryptKey != "" {
+		if officer, err = archive.ReadDecryptKey(*decryptKey); err != nil {
+			return usageErr("--decrypt-key: %v", err)
+		}
+	}
 
 	ctx := context.Background()
 	vkey, err := archive.ReadVerifierKey(files.SigningKey)
@@ -250,7 +272,26 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		return err
 	}
 	defer j.Close()
-	sum, err := archive.Export(ctx, j, *out, opt, vkey, pgp)
+	if officer != nil {
+		epochs, err := j.EpochKeys(ctx)
+		if err != nil {
+			return err
+		}
+		opt.Open = archive.NewOpener(officer, epochs)
+	}
+	bundle := *out
+	if recipients != nil {
+		if _, err := os.Lstat(*out); err == nil {
+			return fmt.Errorf("%s already exists", *out)
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(*out)), ".export-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		bundle = filepath.Join(tmp, strings.TrimSuffix(filepath.Base(*out), ".gpg"))
+	}
+	sum, err := archive.Export(ctx, j, bundle, opt, vkey, pgp)
 	if err != nil {
 		return err
 	}
@@ -260,7 +301,10 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 	if u, err := user.Current(); err == nil {
 		actor = "cli:" + u.Username
 	}
-	digest, err := archive.ManifestDigest(*out)
+	digest, err := archive.ManifestDigest(bundle)
+	if err == nil && recipients != nil {
+		err = archive.EncryptFile(bundle, *out, recipients)
+	}
 	if err == nil {
 		err = recordExport(ctx, files.Journal, actor, opt, *out, sum, digest)
 	}
@@ -276,9 +320,18 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		zap.String("actor_user", actor), zap.String("manifest_sha256", digest),
 		zap.String("out", *out), zap.Int("records", sum.Records), zap.Int64("checkpoint_size", sum.Checkpoint.Size),
 		zap.String("from", *from), zap.String("to", *to), zap.Strings("users", opt.Users), zap.Strings("with", opt.With),
-		zap.Strings("kinds", opt.Kinds))
+		zap.Strings("kinds", opt.Kinds), zap.Int("decrypted", sum.Decrypted), zap.Strings("encrypted_to", opt.EncryptedTo))
 	fmt.Fprintf(e.stdout, "%s: %d records in %d conversation files, proven against the checkpoint of size %d\n",
 		*out, sum.Records, sum.Conversations, sum.Checkpoint.Size)
+	if sum.Decrypted > 0 {
+		fmt.Fprintf(e.stdout, "%d records decrypted with the officer key\n", sum.Decrypted)
+	}
+	if sum.Purged > 0 {
+		fmt.Fprintf(e.stdout, "%d records purged by retention (marked purged)\n", sum.Purged)
+	}
+	if recipients != nil {
+		fmt.Fprintf(e.stdout, "bundle encrypted to %s\n", strings.Join(opt.EncryptedTo, ", "))
+	}
 	if sum.Unsigned > 0 {
 		fmt.Fprintf(e.stdout, "%d newer records are not covered by a checkpoint yet and were left out\n", sum.Unsigned)
 	}
@@ -633,3 +686,6 @@ func (e *env) archivePurge(cfg *config.Config, files archive.Files, args []strin
 	}
 	return nil
 }
+
+// recordKinds are the journal's record kinds, for --kind.
+var recordKinds = []string{"message", "subscription", "export", "hold", "disposition", "search", "policy"}
