@@ -230,4 +230,25 @@ func TestArchiveOfficerEncryption(t *testing.T) {
 	if n := 0; db.QueryRow(`SELECT count(*) FROM records WHERE kind = 'export' AND CAST(data AS TEXT) LIKE '%encrypted_to%'`).Scan(&n) != nil || n != 1 {
 		t.Errorf("export record with encrypted_to: %d", n)
 	}
+
+	// An officer's search: text needs the key; each search is journaled.
+	out, err = archiveCLI(t, s, "search", "--text", "HELLO FROM A")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "--decrypt-key") {
+		t.Errorf("text search without the key: %v\n%s", err, out)
+	}
+	out, err = archiveCLI(t, s, "search", "--text", "HELLO FROM A", "--decrypt-key", officerSec, "--user", "alice@"+Domain, "--by", "officer")
+	if err != nil || !strings.Contains(out, "\thello from a\n") || !strings.Contains(out, "1 records found") {
+		t.Errorf("text search with the key: %v\n%s", err, out)
+	}
+	out, err = archiveCLI(t, s, "search", "--with", "bob@"+Domain, "--kind", "message")
+	if err != nil || !strings.Contains(out, "[encrypted: --decrypt-key]") {
+		t.Errorf("metadata search: %v\n%s", err, out)
+	}
+	if n := 0; db.QueryRow(`SELECT count(*) FROM records WHERE kind = 'search'`).Scan(&n) != nil || n != 2 {
+		t.Errorf("%d search records, want 2", n)
+	}
+	if out, err := archiveCLI(t, s, "verify"); err != nil {
+		t.Errorf("archive verify at the end: %v\n%s", err, out)
+	}
 }

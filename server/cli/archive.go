@@ -45,6 +45,8 @@ func (e *env) archive(args []string) error {
 		return e.archiveHold(cfg, files, args)
 	case "purge":
 		return e.archivePurge(cfg, files, args)
+	case "search":
+		return e.archiveSearch(cfg, files, args)
 	case "pubkey":
 		if len(args) == 1 && args[0] == "--openpgp" {
 			if _, err := os.Stat(files.OpenPGPKey); err != nil {
@@ -689,3 +691,98 @@ func (e *env) archivePurge(cfg *config.Config, files archive.Files, args []strin
 
 // recordKinds are the journal's record kinds, for --kind.
 var recordKinds = []string{"message", "subscription", "export", "hold", "disposition", "search", "policy"}
+
+func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []string) error {
+	fs := flag.NewFlagSet("archive search", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	from := fs.String("from", "", "first day (UTC, 2006-01-02) or time (RFC 3339)")
+	to := fs.String("to", "", "last day (included) or end time (excluded)")
+	var users, with, kinds listFlag
+	fs.Var(&users, "user", "bare JID (repeatable)")
+	fs.Var(&with, "with", "conversation partner (repeatable)")
+	fs.Var(&kinds, "kind", "record kind (repeatable)")
+	text := fs.String("text", "", "text the message body contains (case-insensitive)")
+	decryptKey := fs.String("decrypt-key", "", "officer's OpenPGP private key file: decrypt encrypted records")
+	limit := fs.Int("limit", 1000, "most records printed")
+	by := fs.String("by", "", "who searches (default $USER)")
+	const use = "usage: palisade archive search [--user JID]... [--with JID]... [--from DAY] [--to DAY] [--kind KIND]... [--text TEXT] [--decrypt-key FILE] [--limit N] [--by WHO]"
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *limit < 1 {
+		return usageErr("%s", use)
+	}
+	var opt archive.SearchOptions
+	opt.Text, opt.Limit = *text, *limit
+	var err error
+	if *from != "" {
+		if opt.From, err = parseDay(*from, false); err != nil {
+			return usageErr("--from: %v", err)
+		}
+	}
+	if *to != "" {
+		if opt.To, err = parseDay(*to, true); err != nil {
+			return usageErr("--to: %v", err)
+		}
+	}
+	for _, list := range []struct {
+		name string
+		in   []string
+		out  *[]string
+	}{{"--user", users, &opt.Users}, {"--with", with, &opt.With}} {
+		for _, v := range list.in {
+			j, err := jid.Parse(v)
+			if err != nil || j.Resourcepart() != "" {
+				return usageErr("%s: %q is not a bare JID", list.name, v)
+			}
+			*list.out = append(*list.out, j.String())
+		}
+	}
+	for _, k := range kinds {
+		if !slices.Contains(recordKinds, k) {
+			return usageErr("--kind: unknown kind %q (%s)", k, strings.Join(recordKinds, ", "))
+		}
+	}
+	opt.Kinds = kinds
+	var officer openpgp.EntityList
+	if *decryptKey != "" {
+		if officer, err = archive.ReadDecryptKey(*decryptKey); err != nil {
+			return usageErr("--decrypt-key: %v", err)
+		}
+	}
+	audit, err := e.auditLogger(cfg)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	// A second writer: the search is itself a journal record.
+	j, err := sqlite.OpenJournal(ctx, files.Journal)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	if officer != nil {
+		epochs, err := j.EpochKeys(ctx)
+		if err != nil {
+			return err
+		}
+		opt.Open = archive.NewOpener(officer, epochs)
+	}
+	hits, err := archive.Search(ctx, j, opt, "cli:"+actorFrom(*by), audit)
+	if errors.Is(err, archive.ErrSearchNeedsKey) {
+		return usageErr("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	for _, h := range hits {
+		body := h.Body
+		switch {
+		case h.Purged:
+			body = "[content purged by retention]"
+		case h.Encrypted && opt.Open == nil:
+			body = "[encrypted: --decrypt-key]"
+		}
+		fmt.Fprintf(e.stdout, "%d\t%s\t%s\t%s\t%s -> %s\t%s\t%s\n", h.Seq, h.Time.UTC().Format(time.RFC3339Nano), h.Kind, h.Direction,
+			h.From, h.To, h.Type, strings.ReplaceAll(body, "\n", " "))
+	}
+	fmt.Fprintf(e.stdout, "%d records found\n", len(hits))
+	return nil
+}
