@@ -241,3 +241,44 @@ func TestPurgeHonoursHoldVerifiesAndExports(t *testing.T) {
 		t.Fatalf("verify with a record cleared outside a purge: %+v, %v", rep.Problems, err)
 	}
 }
+
+// TestPurgeJob: the module's purge job runs at start and every
+// purge interval, honouring holds.
+func TestPurgeJob(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	old := time.Now().Add(-10 * 24 * time.Hour)
+	f.m.now = func() time.Time { return old }
+	for _, m := range []*stanza.Stanza{
+		msg(t, "alice@example.com/a", "bob@example.com", "chat", "a"),
+		msg(t, "carol@example.com/c", "bob@example.com", "chat", "c"),
+	} {
+		if err := f.m.Append(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.m.now = time.Now
+	f.m.retention = []config.Retention{{Name: "week", Scope: config.ScopeAll, KeepDays: 7}}
+	f.m.holds, f.m.purgeEvery = f.j, time.Hour
+	f.m.cfgHolds = []config.Hold{{Name: "c", Custodians: []string{"carol@example.com"}, Reason: "r"}}
+	if err := f.m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs := records(t, f.j)
+		if len(recs) > 2 {
+			if !recs[0].Purged || recs[1].Purged || recs[2].Kind != storage.KindDisposition {
+				t.Fatalf("after the job: %+v", recs)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the purge job did not run")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := f.m.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

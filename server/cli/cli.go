@@ -55,9 +55,21 @@ commands:
                  [--with JID]... [--kind KIND]...
                            write a signed, provable bundle for regulators
                            (DIR ending in .tar: a tar file)
+                 [--decrypt-key FILE] [--recipient KEYFILE]
+                           (NAME.tar.gpg with --recipient: encrypted to it)
   archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE]
                  [--trusted-checkpoint FILE] BUNDLE
                            check a bundle's manifest, signature and proofs
+  archive hold add --custodian JID... --reason TEXT [--name NAME]
+                 [--from DAY] [--to DAY] [--by WHO]
+  archive hold list [--all]
+  archive hold release NAME --reason TEXT [--by WHO]
+                           legal holds (they beat retention)
+  archive purge [--dry-run [--as-of DAY]] [--by WHO]
+                           remove content past retention and not held
+  archive search [--user JID]... [--with JID]... [--from DAY] [--to DAY]
+                 [--kind KIND]... [--text TEXT] [--decrypt-key FILE]
+                           an officer's search (journaled)
   version                  print the version
 
 Without --config, the embedded default serves localhost with data in ./data.
