@@ -183,8 +183,9 @@ type Retention interface {
 	// ReleaseHold marks an active hold released (ErrNoHold otherwise).
 	ReleaseHold(ctx context.Context, name, by, reason string, at time.Time) error
 	// Purge removes the content of the records seqs (their leaf hashes
-	// stay), marking them purged by the disposition record's seq, in one
-	// transaction.
+	// stay), marking them purged by the disposition record's seq, in
+	// transactions of bounded size (an interrupted purge leaves a prefix
+	// done; running it again finishes it under a new disposition record).
 	Purge(ctx context.Context, seqs []int64, disposition int64) error
 }
 

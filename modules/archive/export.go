@@ -478,6 +478,8 @@ func addToConversation(convs map[string]*conversation, l ExportLine, t time.Time
 	switch {
 	case l.Kind == string(storage.KindSubscription):
 		what = "(presence " + l.Type + ")"
+	case l.Encrypted && l.Plaintext == "":
+		what = "(encrypted to the officer keys: export with --decrypt-key)"
 	case l.Type == "error":
 		what = "(error) " + l.Body
 	case what == "":

@@ -355,8 +355,8 @@ func purgeable(k storage.RecordKind) bool {
 
 // Purge removes the content of every record past retention that no active
 // hold covers: first it journals a disposition record listing them (seq
-// ranges, counts, deciding policies), then it clears their content in one
-// transaction, keeping their leaf hashes. With dryRun it only reports.
+// ranges, counts, deciding policies), then it clears their content in bounded
+// transactions, keeping their leaf hashes. With dryRun it only reports.
 //
 // The holds are those the journal stores and those of cfgHolds (the
 // configuration's) it does not store yet.

@@ -209,11 +209,28 @@ func (j *Journal) ReleaseHold(ctx context.Context, name, by, reason string, at t
 	})
 }
 
-// Purge implements storage.Retention.
+// purgeChunk bounds the records one purge transaction clears, so that the
+// server's appends (busy timeout 2s) never wait long behind a purge run
+// by another process.
+const purgeChunk = 512
+
+// Purge implements storage.Retention, in transactions of at most
+// purgeChunk records.
 func (j *Journal) Purge(ctx context.Context, seqs []int64, disposition int64) error {
 	if j.readOnly {
 		return ErrJournalReadOnly
 	}
+	for len(seqs) > 0 {
+		n := min(len(seqs), purgeChunk)
+		if err := j.purge(ctx, seqs[:n], disposition); err != nil {
+			return err
+		}
+		seqs = seqs[n:]
+	}
+	return nil
+}
+
+func (j *Journal) purge(ctx context.Context, seqs []int64, disposition int64) error {
 	return j.writeTx(ctx, "purge", func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, "UPDATE records SET data = X'', purged_by = ? WHERE seq = ? AND purged_by = -1")
 		if err != nil {
