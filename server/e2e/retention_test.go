@@ -19,11 +19,9 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-// TestJournalSealedAtRest: with officer_keys the running server delivers
-// as before, stores no content in the clear, and the officer's key opens
-// what it stored.
-func TestJournalSealedAtRest(t *testing.T) {
-	t.Parallel()
+// writeOfficerKey makes an officer key and writes its public key, armored.
+func writeOfficerKey(t testing.TB) (*openpgp.Entity, string) {
+	t.Helper()
 	officer, err := openpgp.NewEntity("officer", "", "officer@localhost", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +36,15 @@ func TestJournalSealedAtRest(t *testing.T) {
 	if err := os.WriteFile(keyFile, pub.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return officer, keyFile
+}
+
+// TestJournalSealedAtRest: with officer_keys the running server delivers
+// as before, stores no content in the clear, and the officer's key opens
+// what it stored.
+func TestJournalSealedAtRest(t *testing.T) {
+	t.Parallel()
+	officer, keyFile := writeOfficerKey(t)
 	e := newEnv(t, func(c *config.Config) { c.Archive.OfficerKeys = []string{keyFile} })
 	alice := login(t, e, modeStartTLS, "alice", "a")
 	bob := login(t, e, modeStartTLS, "bob", "b")
