@@ -409,6 +409,9 @@ func checkLocks(cfg *config.Config) (string, error) {
 	if !cfg.Archive.Enabled {
 		return "", nil
 	}
+	if err := checkOfficerKeys(cfg); err != nil {
+		return "", err
+	}
 	path := archive.Paths(cfg).Journal
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Sprintf("%-17s %s\n", "locked policies:", "no journal at "+path+" yet, nothing to compare"), nil
@@ -784,5 +787,17 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 			h.From, h.To, h.Type, strings.ReplaceAll(body, "\n", " "))
 	}
 	fmt.Fprintf(e.stdout, "%d records found\n", len(hits))
+	return nil
+}
+
+// checkOfficerKeys reads archive.officer_keys: a file that is missing or
+// holds no usable encryption key is a configuration error.
+func checkOfficerKeys(cfg *config.Config) error {
+	if !cfg.Archive.Enabled || len(cfg.Archive.OfficerKeys) == 0 {
+		return nil
+	}
+	if _, err := archive.ReadOfficerKeys(cfg.Archive.OfficerKeys); err != nil {
+		return fmt.Errorf("archive.officer_keys: %w", err)
+	}
 	return nil
 }

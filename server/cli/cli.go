@@ -241,6 +241,9 @@ func (e *env) serve() error {
 	defer func() { _ = log.Sync() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := checkOfficerKeys(cfg); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err

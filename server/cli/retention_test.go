@@ -69,3 +69,21 @@ func TestLockedPolicyRefusedAtStartAndCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestOfficerKeysChecked(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "missing.asc")
+	notKey := filepath.Join(dir, "not-a-key.asc")
+	if err := os.WriteFile(notKey, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{bad, notKey} {
+		path := writeConfig(t, dir, "[archive]\nofficer_keys = [\""+f+"\"]\n")
+		for _, cmd := range [][]string{{"check-config", path}, {"--config", path, "serve"}} {
+			code, _, errOut := run(cmd...)
+			if code != 2 || !strings.Contains(errOut, "archive.officer_keys") || !strings.Contains(errOut, f) {
+				t.Errorf("%s, %s: exit %d, %q", f, cmd[len(cmd)-1], code, errOut)
+			}
+		}
+	}
+}
