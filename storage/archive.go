@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -34,6 +35,18 @@ const (
 	// KindExport records an export for regulators (chain of custody); its
 	// content is a JSON description of the export.
 	KindExport RecordKind = "export"
+	// KindHold records a legal hold placed or released; its content is a
+	// JSON description of the change.
+	KindHold RecordKind = "hold"
+	// KindDisposition records what a purge removed (seq ranges, counts,
+	// policies); its content is JSON.
+	KindDisposition RecordKind = "disposition"
+	// KindSearch records an officer's search of the journal (chain of
+	// custody).
+	KindSearch RecordKind = "search"
+	// KindPolicy records a change of retention policy the journal
+	// enforces (a locked policy recorded or lengthened).
+	KindPolicy RecordKind = "policy"
 )
 
 // JournalRecord is one entry of the compliance journal. Data is the record
@@ -51,8 +64,14 @@ type JournalRecord struct {
 	StanzaType string
 	// StanzaSize is the size of the stanza's XML in bytes.
 	StanzaSize int
-	// Data is the encoded record (see the archive module's record format).
+	// Data is the encoded record (see the archive module's record format);
+	// empty once purged.
 	Data []byte
+	// Purged tells that a retention purge removed Data; the record's leaf
+	// hash stays stored, so the tree still verifies. PurgedBy is the seq of
+	// the disposition record that says so.
+	Purged   bool
+	PurgedBy int64
 }
 
 // TreeHead is the size and root hash of the journal's Merkle tree.
@@ -96,4 +115,95 @@ type Journal interface {
 	// Checkpoints returns every checkpoint kept, by increasing size.
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
 	Close() error
+}
+
+// LockedPolicy is a locked retention policy as the journal recorded it:
+// the configuration may lengthen it, never shorten, narrow or remove it.
+type LockedPolicy struct {
+	Name  string
+	Scope string
+	// Targets are the domain (scope "domain") or the bare JIDs (scope
+	// "jids"), sorted; none for scope "all".
+	Targets  []string
+	KeepDays int
+	// Recorded is when the journal first recorded the policy.
+	Recorded time.Time
+}
+
+// Hold is a legal hold: records to or from a custodian, accepted within
+// [From, To) (a zero bound is open), are not purged while it stands.
+type Hold struct {
+	Name       string
+	Custodians []string
+	From, To   time.Time
+	Reason     string
+	PlacedBy   string
+	PlacedAt   time.Time
+	// Released is zero while the hold stands.
+	Released      time.Time
+	ReleasedBy    string
+	ReleaseReason string
+}
+
+// Active tells whether the hold still stands.
+func (h Hold) Active() bool { return h.Released.IsZero() }
+
+// Covers tells whether the hold, while active, covers a record of the bare
+// JID bare accepted at t.
+func (h Hold) Covers(bare string, t time.Time) bool {
+	if !h.Active() || (!h.From.IsZero() && t.Before(h.From)) || (!h.To.IsZero() && !t.Before(h.To)) {
+		return false
+	}
+	for _, c := range h.Custodians {
+		if c == bare {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrHoldExists is returned by AddHold for a name already used.
+var ErrHoldExists = errors.New("storage: a legal hold of that name exists")
+
+// ErrNoHold is returned by ReleaseHold for an unknown or released hold.
+var ErrNoHold = errors.New("storage: no active legal hold of that name")
+
+// Retention is what the journal keeps for retention and legal hold, apart
+// from the records: locked policies, holds, and the purge of content.
+type Retention interface {
+	// LockedPolicies returns the locked policies recorded, by name.
+	LockedPolicies(ctx context.Context) ([]LockedPolicy, error)
+	// RecordLockedPolicies records new locked policies and lengthens
+	// recorded ones; it never shortens one.
+	RecordLockedPolicies(ctx context.Context, ps []LockedPolicy) error
+	// Holds returns every hold, active and released, by placement.
+	Holds(ctx context.Context) ([]Hold, error)
+	// AddHold stores a new hold (ErrHoldExists when the name is taken).
+	AddHold(ctx context.Context, h Hold) error
+	// ReleaseHold marks an active hold released (ErrNoHold otherwise).
+	ReleaseHold(ctx context.Context, name, by, reason string, at time.Time) error
+	// Purge removes the content of the records seqs (their leaf hashes
+	// stay), marking them purged by the disposition record's seq, in
+	// transactions of bounded size (an interrupted purge leaves a prefix
+	// done; running it again finishes it under a new disposition record).
+	Purge(ctx context.Context, seqs []int64, disposition int64) error
+}
+
+// EpochKey is one data key of officer encryption at rest: records of its
+// epoch are sealed with AES-256-GCM under it, and it is kept only wrapped
+// (OpenPGP-encrypted) to the officer keys, so the server cannot read what
+// it wrote.
+type EpochKey struct {
+	ID      string
+	Created time.Time
+	// Wrapped is the OpenPGP message holding the 32-byte key.
+	Wrapped []byte
+}
+
+// EpochKeys stores the wrapped epoch keys of officer encryption.
+type EpochKeys interface {
+	// AddEpochKey stores a new epoch key durably.
+	AddEpochKey(ctx context.Context, k EpochKey) error
+	// EpochKeys returns every epoch key, oldest first.
+	EpochKeys(ctx context.Context) ([]EpochKey, error)
 }

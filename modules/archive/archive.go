@@ -114,8 +114,28 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx := context.Background()
+	// A configuration that weakens a locked policy never starts.
+	if err := EnforceLocks(ctx, j, j, cfg.Archive.Retention, "config:"+cfg.Path, h.Audit); err != nil {
+		j.Close()
+		return nil, err
+	}
+	if err := SyncConfigHolds(ctx, j, j, cfg.Archive.Holds, h.Audit, h.Log); err != nil {
+		j.Close()
+		return nil, err
+	}
 	m := New(j, signer, Sinks(cfg), h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
 	m.closeJournal = true
+	m.retention, m.holds, m.cfgHolds = cfg.Archive.Retention, j, cfg.Archive.Holds
+	if len(cfg.Archive.OfficerKeys) > 0 {
+		officers, err := ReadOfficerKeys(cfg.Archive.OfficerKeys)
+		if err != nil {
+			j.Close()
+			return nil, err
+		}
+		m.sealer = NewSealer(officers, j)
+	}
+	m.purgeEvery = time.Duration(cfg.Archive.PurgeInterval)
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
 	}
@@ -135,8 +155,16 @@ type Module struct {
 	health   func(component, problem string)
 
 	closeJournal bool
-	stop         chan struct{}
-	wg           sync.WaitGroup
+	// retention and holds drive the purge job, every purgeEvery (none
+	// without policies).
+	retention []config.Retention
+	holds     storage.Retention
+	cfgHolds  []config.Hold
+	// sealer encrypts record content to the officer keys (nil: plaintext).
+	sealer     *Sealer
+	purgeEvery time.Duration
+	stop       chan struct{}
+	wg         sync.WaitGroup
 
 	cpMu     sync.Mutex // serializes checkpoints
 	lastSize int64      // size of the last checkpoint issued (-1: none yet)
@@ -214,11 +242,26 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 		to = st.To.String()
 	}
 	t := m.now()
-	data, err := appendRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml)
-	*rp = data
+	var data []byte
+	var err error
+	if m.sealer == nil {
+		data, err = appendRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml)
+	} else {
+		sp := bufPool.Get().(*[]byte)
+		var enc string
+		enc, *sp, err = m.sealer.Seal(ctx, t, (*sp)[:0], xml)
+		if err == nil {
+			data, err = appendSealedRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml, enc, *sp)
+		}
+		*sp = (*sp)[:0]
+		bufPool.Put(sp)
+	}
+	if data != nil {
+		*rp = data
+	}
 	if err != nil {
 		release()
-		return func() error { return err }
+		return func() error { return fmt.Errorf("archive: %w", err) }
 	}
 	recs := []storage.JournalRecord{{
 		Time: t, Direction: dir, Kind: kind, From: from, To: to,
@@ -254,7 +297,35 @@ func (m *Module) Start(ctx context.Context) error {
 	m.stop = make(chan struct{})
 	m.wg.Add(1)
 	go m.loop()
+	if len(m.retention) > 0 && m.holds != nil && m.purgeEvery > 0 {
+		m.wg.Add(1)
+		go m.purgeLoop()
+	}
 	return nil
+}
+
+// purgeLoop runs the retention purge every purgeEvery, first once at
+// start.
+func (m *Module) purgeLoop() {
+	defer m.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			res, err := Purge(ctx, m.j, m.holds, m.retention, m.cfgHolds, m.now(), false, "server", m.audit)
+			cancel()
+			if err != nil {
+				m.log.Error("archive purge failed", zap.Error(err))
+			} else if len(res.Purged) > 0 {
+				m.log.Info("archive purge", zap.Int("purged", len(res.Purged)), zap.Int("held", res.Held), zap.Int64("disposition", res.Disposition))
+			}
+			t.Reset(m.purgeEvery)
+		}
+	}
 }
 
 func (m *Module) loop() {

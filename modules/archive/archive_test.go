@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
@@ -331,7 +332,14 @@ func TestSigningKeyFile(t *testing.T) {
 	}
 }
 
+// BenchmarkAppend measures appends through group commit, with content in
+// the clear and with officer encryption at rest.
 func BenchmarkAppend(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchmarkAppend(b, false) })
+	b.Run("encrypted", func(b *testing.B) { benchmarkAppend(b, true) })
+}
+
+func benchmarkAppend(b *testing.B, encrypted bool) {
 	dir := b.TempDir()
 	j, err := sqlite.OpenJournal(context.Background(), filepath.Join(dir, "j.db"))
 	if err != nil {
@@ -340,6 +348,9 @@ func BenchmarkAppend(b *testing.B) {
 	defer j.Close()
 	signer, _ := LoadOrCreateKey(filepath.Join(dir, "k"), "example.com/palisade-journal")
 	m := New(j, signer, nil, localDomains{"example.com": true}, time.Hour, zap.NewNop(), zap.NewNop())
+	if encrypted {
+		m.sealer = NewSealer(openpgp.EntityList{officerKey(b, "officer")}, j)
+	}
 	st := stanza.New(stanza.Message, jid.MustParse("alice@example.com/a"), jid.MustParse("bob@example.com"), "chat", "id1")
 	st.El.Append(element.New(stanza.NSClient, "body").SetText(strings.Repeat("hello ", 30)))
 	b.ReportAllocs()

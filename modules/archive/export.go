@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,12 @@ type ExportOptions struct {
 	With []string
 	// Kinds are record kinds ("message", "subscription").
 	Kinds []string
+	// Open decrypts records stored with officer encryption (nil: they are
+	// exported sealed, without body).
+	Open *Opener `json:"-"`
+	// EncryptedTo are the fingerprints of the keys the bundle is then
+	// encrypted to, for the export's journal record.
+	EncryptedTo []string `json:"-"`
 }
 
 // ExportLine is one line of records.jsonl.
@@ -73,6 +80,17 @@ type ExportLine struct {
 	// Record is the stored record, byte for byte (base64 in JSON): its
 	// RFC 6962 leaf hash is what the inclusion proof proves.
 	Record []byte `json:"record"`
+	// Purged marks a record whose content retention removed: Record is
+	// empty, the metadata comes from the journal's index, and the proof
+	// starts from the stored leaf hash. PurgedBy is the disposition
+	// record's seq.
+	Purged   bool  `json:"purged,omitempty"`
+	PurgedBy int64 `json:"purged_by,omitempty"`
+	// Encrypted marks a record stored with officer encryption. Plaintext
+	// is then its decrypted content when the export was decrypted: SHA-256
+	// of the record's salt and it must equal the record's commit.
+	Encrypted bool   `json:"encrypted,omitempty"`
+	Plaintext string `json:"plaintext,omitempty"`
 }
 
 // ProofLine is one line of proofs.jsonl: the inclusion proof of a record in
@@ -101,6 +119,10 @@ type ExportSummary struct {
 	// Unsigned counts records newer than the latest checkpoint, which an
 	// export cannot prove and leaves out.
 	Unsigned int64
+	// Purged counts the exported records whose content retention removed.
+	Purged int
+	// Decrypted counts the records decrypted with an officer key.
+	Decrypted int
 }
 
 func (o ExportOptions) match(r storage.JournalRecord) bool {
@@ -217,6 +239,34 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 		if !opt.match(r) {
 			return nil
 		}
+		if r.Purged {
+			line := ExportLine{Seq: r.Seq, Time: r.Time.UTC().Format(time.RFC3339Nano), Direction: string(r.Direction),
+				Kind: string(r.Kind), From: r.From, To: r.To, Type: r.StanzaType, Purged: true, PurgedBy: r.PurgedBy}
+			leaf, err := j.ReadHashes(ctx, []int64{tlog.StoredHashIndex(0, r.Seq)})
+			if err != nil {
+				return fmt.Errorf("record %d: leaf hash: %w", r.Seq, err)
+			}
+			p, err := tlog.ProveRecord(head.Size, r.Seq, stored)
+			if err != nil {
+				return fmt.Errorf("record %d: inclusion proof: %w", r.Seq, err)
+			}
+			for _, v := range []any{line, ProofLine{Seq: r.Seq, Leaf: leaf[0], Proof: p}} {
+				b, err := json.Marshal(v)
+				if err != nil {
+					return err
+				}
+				if _, ok := v.(ExportLine); ok {
+					recs.Write(b)
+					recs.WriteByte('\n')
+				} else {
+					proofs.Write(b)
+					proofs.WriteByte('\n')
+				}
+			}
+			sum.Records++
+			sum.Purged++
+			return nil
+		}
 		rec, err := DecodeRecord(r.Data)
 		if err != nil {
 			return fmt.Errorf("record %d: %w", r.Seq, err)
@@ -225,7 +275,19 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 			Seq: r.Seq, Time: rec.Time.UTC().Format(time.RFC3339Nano), Direction: rec.Dir, Kind: rec.Kind,
 			From: rec.From, To: rec.To, Type: rec.Type, ID: rec.ID, Record: r.Data,
 		}
-		line.Body, line.Thread, line.StanzaID = contentFields(rec.Content)
+		content := rec.Content
+		if rec.Enc != EncNone {
+			line.Encrypted, content = true, ""
+			if opt.Open != nil {
+				plain, err := opt.Open.Open(rec)
+				if err != nil {
+					return fmt.Errorf("record %d: %w", r.Seq, err)
+				}
+				content, line.Plaintext = string(plain), string(plain)
+				sum.Decrypted++
+			}
+		}
+		line.Body, line.Thread, line.StanzaID = contentFields(content)
 		b, err := json.Marshal(line)
 		if err != nil {
 			return err
@@ -326,13 +388,17 @@ type ExportRecord struct {
 	// ManifestSHA256 is the SHA-256 of the bundle's MANIFEST.sha256: it
 	// names exactly what was handed out.
 	ManifestSHA256 string `json:"manifest_sha256"`
+	// Decrypted counts records decrypted with an officer key.
+	Decrypted int `json:"decrypted,omitempty"`
+	// EncryptedTo are the fingerprints the bundle was encrypted to.
+	EncryptedTo []string `json:"encrypted_to,omitempty"`
 }
 
 // RecordExport appends the chain-of-custody record of an export to the
 // journal: who (actor) exported what, when. It is durable when it returns.
 func RecordExport(ctx context.Context, j storage.Journal, actor string, opt ExportOptions, out string, sum ExportSummary, manifestSHA256 string) error {
 	desc := ExportRecord{Out: out, Users: opt.Users, With: opt.With, Kinds: opt.Kinds, Records: sum.Records,
-		CheckpointSize: sum.Checkpoint.Size, ManifestSHA256: manifestSHA256}
+		CheckpointSize: sum.Checkpoint.Size, ManifestSHA256: manifestSHA256, Decrypted: sum.Decrypted, EncryptedTo: opt.EncryptedTo}
 	if !opt.From.IsZero() {
 		desc.From = opt.From.UTC().Format(time.RFC3339)
 	}
@@ -412,6 +478,8 @@ func addToConversation(convs map[string]*conversation, l ExportLine, t time.Time
 	switch {
 	case l.Kind == string(storage.KindSubscription):
 		what = "(presence " + l.Type + ")"
+	case l.Encrypted && l.Plaintext == "":
+		what = "(encrypted to the officer keys: export with --decrypt-key)"
 	case l.Type == "error":
 		what = "(error) " + l.Body
 	case what == "":
@@ -519,7 +587,11 @@ Contents
   conversations/*.eml  one RFC 5322 message per conversation and day
                        (UTC), readable with any mail program
   records.jsonl        one JSON object per record; "record" is the stored
-                       record, byte for byte (base64)
+                       record, byte for byte (base64); a record with
+                       "purged": true had its content removed by a
+                       retention purge (the disposition record "purged_by"
+                       says so): only its metadata and its leaf hash (in
+                       proofs.jsonl) remain, and the proof starts there
   proofs.jsonl         RFC 6962 inclusion proof of every record in the
                        checkpoint
   consistency.jsonl    RFC 6962 consistency proofs from every earlier
@@ -680,7 +752,7 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	n := 0
+	n, purged, decrypted := 0, 0, 0
 	for i, l := range bytes.Split(bytes.TrimSpace(rb), []byte("\n")) {
 		if len(l) == 0 {
 			continue
@@ -690,11 +762,43 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		if err := json.Unmarshal(l, &e); err != nil {
 			return "", fmt.Errorf("%s: %w", where, err)
 		}
+		if e.Purged {
+			p, ok := proofs[e.Seq]
+			if !ok {
+				return "", fmt.Errorf("%s (record %d): no inclusion proof", where, e.Seq)
+			}
+			if len(e.Record) != 0 || e.Body != "" {
+				return "", fmt.Errorf("%s (record %d): marked purged but carries content", where, e.Seq)
+			}
+			if err := tlog.CheckRecord(p.Proof, head.Size, head.Hash, e.Seq, p.Leaf); err != nil {
+				return "", fmt.Errorf("%s (record %d, purged): its leaf hash is not in the checkpoint's tree: %w", where, e.Seq, err)
+			}
+			n++
+			purged++
+			continue
+		}
 		rec, err := DecodeRecord(e.Record)
 		if err != nil {
 			return "", fmt.Errorf("%s (record %d): %w", where, e.Seq, err)
 		}
-		body, thread, sid := contentFields(rec.Content)
+		content := rec.Content
+		switch {
+		case rec.Enc == EncNone && (e.Plaintext != "" || e.Encrypted):
+			return "", fmt.Errorf("%s (record %d): a plaintext record marked encrypted", where, e.Seq)
+		case rec.Enc != EncNone && !e.Encrypted:
+			return "", fmt.Errorf("%s (record %d): an encrypted record not marked so", where, e.Seq)
+		case rec.Enc != EncNone:
+			content = ""
+			if e.Plaintext != "" {
+				c := Commitment(rec.Salt, []byte(e.Plaintext))
+				if subtle.ConstantTimeCompare(c[:], rec.Commit) != 1 {
+					return "", fmt.Errorf("%s (record %d): the decrypted content does not match the record's commitment", where, e.Seq)
+				}
+				content = e.Plaintext
+				decrypted++
+			}
+		}
+		body, thread, sid := contentFields(content)
 		if e.Time != rec.Time.UTC().Format(time.RFC3339Nano) || e.Direction != rec.Dir || e.Kind != rec.Kind || e.From != rec.From ||
 			e.To != rec.To || e.Type != rec.Type || e.ID != rec.ID || e.Body != body || e.Thread != thread || e.StanzaID != sid {
 			return "", fmt.Errorf("%s (record %d): the fields differ from the stored record", where, e.Seq)
@@ -713,6 +817,12 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		n++
 	}
 	notes = append(notes, fmt.Sprintf("%d records: commitments, fields and inclusion proofs check", n))
+	if decrypted > 0 {
+		notes = append(notes, fmt.Sprintf("%d of them decrypted: plaintext -> commitment -> leaf -> checkpoint checks", decrypted))
+	}
+	if purged > 0 {
+		notes = append(notes, fmt.Sprintf("%d of them purged by retention (content removed; leaf hashes proven in the tree)", purged))
+	}
 
 	if opt.Trusted != nil {
 		th, err := ParseCheckpoint(opt.Trusted, v)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -32,7 +33,7 @@ const SaltSize = 16
 //	 "content":"<message ...>...</message>"}
 //
 // commit is SHA-256(salt || plaintext content), so that content stored
-// encrypted ("enc" other than "none", a later version) or removed by a purge
+// encrypted ("enc" EncAESGCMPrefix + epoch, see there) or removed by a purge
 // can still be proven: plaintext + salt -> commit -> leaf -> checkpoint. The
 // leaf of the record in the Merkle tree is the RFC 6962 hash of the stored
 // bytes themselves, so a verifier never needs to re-encode anything.
@@ -55,8 +56,22 @@ type Record struct {
 // EncNone marks content stored as plaintext.
 const EncNone = "none"
 
+// EncAESGCMPrefix starts the enc of content sealed with officer encryption
+// at rest: "aes-256-gcm/" + the epoch key's ID. The content is then base64
+// of nonce (12 bytes) || AES-256-GCM ciphertext, with the epoch ID as
+// additional data; commit and size are still those of the plaintext.
+const EncAESGCMPrefix = "aes-256-gcm/"
+
 // appendRecord encodes a version 1 record with plaintext content onto buf.
 func appendRecord(buf []byte, t time.Time, dir, kind, from, to, typ, id string, content []byte) ([]byte, error) {
+	return appendSealedRecord(buf, t, dir, kind, from, to, typ, id, content, EncNone, nil)
+}
+
+// appendSealedRecord encodes a version 1 record onto buf. With enc other
+// than EncNone, the stored content is sealed (base64 in the record) and
+// plain only feeds the commitment and the size.
+func appendSealedRecord(buf []byte, t time.Time, dir, kind, from, to, typ, id string, plain []byte, enc string, sealed []byte) ([]byte, error) {
+	content := plain
 	var salt [SaltSize]byte
 	if _, err := rand.Read(salt[:]); err != nil {
 		return buf, fmt.Errorf("archive: record salt: %w", err)
@@ -80,12 +95,20 @@ func appendRecord(buf []byte, t time.Time, dir, kind, from, to, typ, id string, 
 	buf = appendJSONString(buf, id)
 	buf = append(buf, `,"size":`...)
 	buf = strconv.AppendInt(buf, int64(len(content)), 10)
-	buf = append(buf, `,"enc":"none","salt":"`...)
+	buf = append(buf, `,"enc":`...)
+	buf = appendJSONString(buf, enc)
+	buf = append(buf, `,"salt":"`...)
 	buf = base64.StdEncoding.AppendEncode(buf, salt[:])
 	buf = append(buf, `","commit":"`...)
 	buf = base64.StdEncoding.AppendEncode(buf, commit[:])
 	buf = append(buf, `","content":`...)
-	buf = appendJSONString(buf, content)
+	if enc == EncNone {
+		buf = appendJSONString(buf, content)
+	} else {
+		buf = append(buf, '"')
+		buf = base64.StdEncoding.AppendEncode(buf, sealed)
+		buf = append(buf, '"')
+	}
 	return append(buf, '}'), nil
 }
 
@@ -116,6 +139,9 @@ func DecodeRecord(data []byte) (Record, error) {
 	}
 	if len(r.Salt) != SaltSize {
 		return r, fmt.Errorf("archive: record salt has %d bytes", len(r.Salt))
+	}
+	if r.Enc != EncNone && !strings.HasPrefix(r.Enc, EncAESGCMPrefix) {
+		return r, fmt.Errorf("archive: record content encoding %q unknown", r.Enc)
 	}
 	if r.Enc == EncNone {
 		c := Commitment(r.Salt, []byte(r.Content))

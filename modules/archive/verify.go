@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,7 +29,11 @@ func (p Problem) String() string {
 
 // Report is the result of Verify.
 type Report struct {
-	Records     int64
+	Records int64
+	// Purged counts the records whose content a retention purge removed:
+	// they are verified through their stored leaf hash, and each must be
+	// listed by the disposition record that purged it.
+	Purged      int64
 	Checkpoints int
 	// Head is the tree recomputed from the stored records.
 	Head     storage.TreeHead
@@ -192,18 +197,42 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ..
 	var n int64
 	gap := false
 	errStop := errors.New("stop")
+	purgedBy := map[int64][]int64{}        // disposition seq -> records it purged
+	dispositions := map[int64][][2]int64{} // disposition seq -> ranges it lists
 	err = j.Records(ctx, 0, 1<<62, func(r storage.JournalRecord) error {
 		if r.Seq != n {
 			add(n, "missing from the journal (the next stored record is %d)", r.Seq)
 			gap = true
 			return errStop
 		}
-		if _, err := DecodeRecord(r.Data); err != nil {
-			add(n, "%v", err)
-		}
-		hs, err := tlog.StoredHashes(n, r.Data, edgeReader)
-		if err != nil {
-			return err
+		var hs []tlog.Hash
+		if r.Purged {
+			rep.Purged++
+			if r.PurgedBy <= n {
+				add(n, "purged by record %d, which is not a later disposition record", r.PurgedBy)
+			}
+			purgedBy[r.PurgedBy] = append(purgedBy[r.PurgedBy], n)
+			leaf, err := j.ReadHashes(ctx, []int64{tlog.StoredHashIndex(0, n)})
+			if err != nil {
+				return err
+			}
+			if hs, err = tlog.StoredHashesForRecordHash(n, leaf[0], edgeReader); err != nil {
+				return err
+			}
+		} else {
+			rec, err := DecodeRecord(r.Data)
+			if err != nil {
+				add(n, "%v", err)
+			} else if rec.Kind == string(storage.KindDisposition) {
+				var d dispositionRecord
+				if err := json.Unmarshal([]byte(rec.Content), &d); err != nil {
+					add(n, "disposition record does not decode: %v", err)
+				}
+				dispositions[n] = d.Ranges
+			}
+			if hs, err = tlog.StoredHashes(n, r.Data, edgeReader); err != nil {
+				return err
+			}
 		}
 		base := tlog.StoredHashIndex(0, n)
 		for k, h := range hs {
@@ -232,6 +261,18 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ..
 		return rep, err
 	}
 	rep.Records = n
+	for d, seqs := range purgedBy {
+		ranges, ok := dispositions[d]
+		for _, s := range seqs {
+			if !ok {
+				add(s, "purged, but record %d is not a disposition record", d)
+				break
+			}
+			if !slices.ContainsFunc(ranges, func(r [2]int64) bool { return r[0] <= s && s <= r[1] }) {
+				add(s, "purged, but disposition record %d does not list it", d)
+			}
+		}
+	}
 	root, err := tlog.TreeHash(n, edgeReader)
 	if err != nil {
 		return rep, err

@@ -9,12 +9,15 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/palisade-im/palisade/modules/archive"
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/storage"
 	"github.com/palisade-im/palisade/storage/sqlite"
 	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
@@ -23,7 +26,7 @@ import (
 
 func (e *env) archive(args []string) error {
 	if len(args) == 0 {
-		return usageErr("usage: palisade archive verify|pubkey|export|verify-export")
+		return usageErr("usage: palisade archive verify|pubkey|export|verify-export|hold|purge|search")
 	}
 	sub, args := args[0], args[1:]
 	if sub == "verify-export" {
@@ -38,6 +41,12 @@ func (e *env) archive(args []string) error {
 	switch sub {
 	case "export":
 		return e.archiveExport(cfg, files, args)
+	case "hold":
+		return e.archiveHold(cfg, files, args)
+	case "purge":
+		return e.archivePurge(cfg, files, args)
+	case "search":
+		return e.archiveSearch(cfg, files, args)
 	case "pubkey":
 		if len(args) == 1 && args[0] == "--openpgp" {
 			if _, err := os.Stat(files.OpenPGPKey); err != nil {
@@ -141,6 +150,9 @@ func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string) error {
 	}
 	fmt.Fprintf(e.stdout, "journal %s: %d records, %d checkpoints (+%d files in %s), tree %s\n",
 		jpath, rep.Records, rep.Checkpoints, len(ext), cdir, rep.Head.Hash)
+	if rep.Purged > 0 {
+		fmt.Fprintf(e.stdout, "%d records purged by retention: verified through their stored leaf hashes and their disposition records\n", rep.Purged)
+	}
 	if len(rep.Problems) == 0 {
 		fmt.Fprintln(e.stdout, "OK")
 		return nil
@@ -185,8 +197,10 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 	var users, with, kinds listFlag
 	fs.Var(&users, "user", "bare JID whose records to export (repeatable)")
 	fs.Var(&with, "with", "conversation partner (repeatable)")
-	fs.Var(&kinds, "kind", "record kind: message, subscription, export (repeatable)")
-	const use = "usage: palisade archive export --out DIR [--from DAY] [--to DAY] [--user JID]... [--with JID]... [--kind KIND]..."
+	fs.Var(&kinds, "kind", "record kind (repeatable)")
+	decryptKey := fs.String("decrypt-key", "", "officer's OpenPGP private key file: decrypt encrypted records")
+	recipient := fs.String("recipient", "", "OpenPGP public key file: encrypt the bundle (--out NAME.tar.gpg) to it")
+	const use = "usage: palisade archive export --out DIR|NAME.tar|NAME.tar.gpg [--from DAY] [--to DAY] [--user JID]... [--with JID]... [--kind KIND]... [--decrypt-key FILE] [--recipient KEYFILE]"
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *out == "" {
 		if err != nil {
 			return usageErr("%v\n%s", err, use)
@@ -219,11 +233,29 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		}
 	}
 	for _, k := range kinds {
-		if k != "message" && k != "subscription" && k != "export" {
-			return usageErr("--kind: unknown kind %q (message, subscription, export)", k)
+		if !slices.Contains(recordKinds, k) {
+			return usageErr("--kind: unknown kind %q (%s)", k, strings.Join(recordKinds, ", "))
 		}
 	}
 	opt.Kinds = kinds
+	if (*recipient != "") != strings.HasSuffix(*out, ".tar.gpg") {
+		return usageErr("--recipient and --out NAME.tar.gpg go together")
+	}
+	var recipients openpgp.EntityList
+	if *recipient != "" {
+		if recipients, err = archive.ReadOfficerKeys([]string{*recipient}); err != nil {
+			return usageErr("--recipient: %v", err)
+		}
+		for _, r := range recipients {
+			opt.EncryptedTo = append(opt.EncryptedTo, fmt.Sprintf("%X", r.PrimaryKey.Fingerprint))
+		}
+	}
+	var officer openpgp.EntityList
+	if *decryptKey != "" {
+		if officer, err = archive.ReadDecryptKey(*decryptKey); err != nil {
+			return usageErr("--decrypt-key: %v", err)
+		}
+	}
 
 	ctx := context.Background()
 	vkey, err := archive.ReadVerifierKey(files.SigningKey)
@@ -242,7 +274,26 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		return err
 	}
 	defer j.Close()
-	sum, err := archive.Export(ctx, j, *out, opt, vkey, pgp)
+	if officer != nil {
+		epochs, err := j.EpochKeys(ctx)
+		if err != nil {
+			return err
+		}
+		opt.Open = archive.NewOpener(officer, epochs)
+	}
+	bundle := *out
+	if recipients != nil {
+		if _, err := os.Lstat(*out); err == nil {
+			return fmt.Errorf("%s already exists", *out)
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(*out)), ".export-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		bundle = filepath.Join(tmp, strings.TrimSuffix(filepath.Base(*out), ".gpg"))
+	}
+	sum, err := archive.Export(ctx, j, bundle, opt, vkey, pgp)
 	if err != nil {
 		return err
 	}
@@ -252,7 +303,10 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 	if u, err := user.Current(); err == nil {
 		actor = "cli:" + u.Username
 	}
-	digest, err := archive.ManifestDigest(*out)
+	digest, err := archive.ManifestDigest(bundle)
+	if err == nil && recipients != nil {
+		err = archive.EncryptFile(bundle, *out, recipients)
+	}
 	if err == nil {
 		err = recordExport(ctx, files.Journal, actor, opt, *out, sum, digest)
 	}
@@ -268,9 +322,18 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		zap.String("actor_user", actor), zap.String("manifest_sha256", digest),
 		zap.String("out", *out), zap.Int("records", sum.Records), zap.Int64("checkpoint_size", sum.Checkpoint.Size),
 		zap.String("from", *from), zap.String("to", *to), zap.Strings("users", opt.Users), zap.Strings("with", opt.With),
-		zap.Strings("kinds", opt.Kinds))
+		zap.Strings("kinds", opt.Kinds), zap.Int("decrypted", sum.Decrypted), zap.Strings("encrypted_to", opt.EncryptedTo))
 	fmt.Fprintf(e.stdout, "%s: %d records in %d conversation files, proven against the checkpoint of size %d\n",
 		*out, sum.Records, sum.Conversations, sum.Checkpoint.Size)
+	if sum.Decrypted > 0 {
+		fmt.Fprintf(e.stdout, "%d records decrypted with the officer key\n", sum.Decrypted)
+	}
+	if sum.Purged > 0 {
+		fmt.Fprintf(e.stdout, "%d records purged by retention (marked purged)\n", sum.Purged)
+	}
+	if recipients != nil {
+		fmt.Fprintf(e.stdout, "bundle encrypted to %s\n", strings.Join(opt.EncryptedTo, ", "))
+	}
 	if sum.Unsigned > 0 {
 		fmt.Fprintf(e.stdout, "%d newer records are not covered by a checkpoint yet and were left out\n", sum.Unsigned)
 	}
@@ -336,5 +399,405 @@ func (e *env) archiveVerifyExport(args []string) error {
 		return fmt.Errorf("bundle %s does not verify: %w", bundle, err)
 	}
 	fmt.Fprintf(e.stdout, "%s\nOK\n", report)
+	return nil
+}
+
+// checkLocks compares cfg's retention policies with the locked policies
+// recorded in its journal, when the journal can be read; the note says
+// what was checked.
+func checkLocks(cfg *config.Config) (string, error) {
+	if !cfg.Archive.Enabled {
+		return "", nil
+	}
+	if err := checkOfficerKeys(cfg); err != nil {
+		return "", err
+	}
+	path := archive.Paths(cfg).Journal
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Sprintf("%-17s %s\n", "locked policies:", "no journal at "+path+" yet, nothing to compare"), nil
+	}
+	ctx := context.Background()
+	j, err := sqlite.OpenJournalReadOnly(ctx, path)
+	if err != nil {
+		return fmt.Sprintf("%-17s could not read %s (%v): start-up will check\n", "locked policies:", path, err), nil
+	}
+	defer j.Close()
+	recorded, err := j.LockedPolicies(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := archive.CheckLocks(recorded, cfg.Archive.Retention); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%-17s %d recorded in %s, none weakened\n", "locked policies:", len(recorded), path), nil
+}
+
+// actorFrom is who runs an administrative command: --by, else $USER, else
+// the process's user.
+func actorFrom(by string) string {
+	if by != "" {
+		return by
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}
+
+// auditLogger is the CLI's audit logger on stderr.
+func (e *env) auditLogger(cfg *config.Config) (*zap.Logger, error) {
+	l, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	if err != nil {
+		return nil, err
+	}
+	return l.Named("audit").With(zap.Bool("audit", true)), nil
+}
+
+const holdUsage = `usage: palisade archive hold add --custodian JID... --reason TEXT [--name NAME] [--from DAY] [--to DAY] [--by WHO]
+       palisade archive hold list [--all]
+       palisade archive hold release NAME --reason TEXT [--by WHO]`
+
+func (e *env) archiveHold(cfg *config.Config, files archive.Files, args []string) error {
+	if len(args) == 0 {
+		return usageErr("%s", holdUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("archive hold "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ctx := context.Background()
+	switch sub {
+	case "list":
+		all := fs.Bool("all", false, "also released holds")
+		if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+			return usageErr("%s", holdUsage)
+		}
+		j, err := sqlite.OpenJournalReadOnly(ctx, files.Journal)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		hs, err := j.Holds(ctx)
+		if err != nil {
+			return err
+		}
+		day := func(t time.Time, end bool) string {
+			if t.IsZero() {
+				return "-"
+			}
+			if end {
+				t = t.Add(-24 * time.Hour)
+			}
+			return t.UTC().Format(time.DateOnly)
+		}
+		n := 0
+		for _, h := range hs {
+			if !h.Active() && !*all {
+				continue
+			}
+			n++
+			state := "active"
+			if !h.Active() {
+				state = fmt.Sprintf("released %s by %s: %s", h.Released.Format(time.RFC3339), h.ReleasedBy, h.ReleaseReason)
+			}
+			fmt.Fprintf(e.stdout, "%s\t%s\tfrom %s to %s\tplaced %s by %s\treason: %s\t%s\n", h.Name, strings.Join(h.Custodians, ","),
+				day(h.From, false), day(h.To, true), h.PlacedAt.Format(time.RFC3339), h.PlacedBy, h.Reason, state)
+		}
+		if n == 0 {
+			fmt.Fprintln(e.stdout, "no legal holds")
+		}
+		return nil
+	case "add":
+		var custodians listFlag
+		fs.Var(&custodians, "custodian", "bare JID whose records to hold (repeatable)")
+		name := fs.String("name", "", "hold name (default: generated)")
+		from := fs.String("from", "", "first day held (UTC)")
+		to := fs.String("to", "", "last day held (included)")
+		reason := fs.String("reason", "", "why (matter, case number)")
+		by := fs.String("by", "", "who places the hold (default $USER)")
+		if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+			return usageErr("%s", holdUsage)
+		}
+		if len(custodians) == 0 || strings.TrimSpace(*reason) == "" {
+			return usageErr("hold add needs --custodian and --reason\n%s", holdUsage)
+		}
+		h := storage.Hold{Name: *name, Reason: *reason, PlacedBy: actorFrom(*by), PlacedAt: time.Now()}
+		if h.Name == "" {
+			h.Name = "hold-" + h.PlacedAt.UTC().Format("20060102-150405")
+		}
+		for _, c := range custodians {
+			j, err := jid.Parse(c)
+			if err != nil || j.Resourcepart() != "" || j.Localpart() == "" {
+				return usageErr("--custodian: %q is not a bare JID", c)
+			}
+			h.Custodians = append(h.Custodians, j.String())
+		}
+		var err error
+		if *from != "" {
+			if h.From, err = parseDay(*from, false); err != nil {
+				return usageErr("--from: %v", err)
+			}
+		}
+		if *to != "" {
+			if h.To, err = parseDay(*to, true); err != nil {
+				return usageErr("--to: %v", err)
+			}
+		}
+		if !h.From.IsZero() && !h.To.IsZero() && !h.From.Before(h.To) {
+			return usageErr("--to is before --from")
+		}
+		audit, err := e.auditLogger(cfg)
+		if err != nil {
+			return err
+		}
+		j, err := sqlite.OpenJournal(ctx, files.Journal)
+		if err != nil {
+			return err
+		}
+		err = archive.PlaceHold(ctx, j, j, h, audit)
+		if cerr := j.Close(); err == nil {
+			err = cerr
+		}
+		if errors.Is(err, storage.ErrHoldExists) {
+			return usageErr("a legal hold named %q exists already", h.Name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "legal hold %s placed on %s by %s\n", h.Name, strings.Join(h.Custodians, ", "), h.PlacedBy)
+		return nil
+	case "release":
+		var name string
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			name, args = args[0], args[1:]
+		}
+		reason := fs.String("reason", "", "why the hold ends")
+		by := fs.String("by", "", "who releases it (default $USER)")
+		if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+			return usageErr("%s", holdUsage)
+		}
+		if name == "" && fs.NArg() == 1 {
+			name = fs.Arg(0)
+		}
+		if name == "" || strings.TrimSpace(*reason) == "" {
+			return usageErr("hold release needs the hold's name and --reason\n%s", holdUsage)
+		}
+		audit, err := e.auditLogger(cfg)
+		if err != nil {
+			return err
+		}
+		j, err := sqlite.OpenJournal(ctx, files.Journal)
+		if err != nil {
+			return err
+		}
+		actor := actorFrom(*by)
+		err = archive.ReleaseHold(ctx, j, j, name, actor, *reason, audit)
+		if cerr := j.Close(); err == nil {
+			err = cerr
+		}
+		if errors.Is(err, storage.ErrNoHold) {
+			return usageErr("no active legal hold named %q", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "legal hold %s released by %s\n", name, actor)
+		return nil
+	}
+	return usageErr("%s", holdUsage)
+}
+
+func (e *env) archivePurge(cfg *config.Config, files archive.Files, args []string) error {
+	fs := flag.NewFlagSet("archive purge", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dry := fs.Bool("dry-run", false, "report what would be purged, change nothing")
+	by := fs.String("by", "", "who runs the purge (default $USER)")
+	asOf := fs.String("as-of", "", "with --dry-run: what a purge on that day would remove")
+	const use = "usage: palisade archive purge [--dry-run [--as-of DAY]] [--by WHO]"
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return usageErr("%s", use)
+	}
+	now := time.Now()
+	if *asOf != "" {
+		// A real purge always runs on today's date: no flag purges early.
+		if !*dry {
+			return usageErr("--as-of only goes with --dry-run\n%s", use)
+		}
+		t, err := parseDay(*asOf, false)
+		if err != nil {
+			return usageErr("--as-of: %v", err)
+		}
+		now = t
+	}
+	ctx := context.Background()
+	if len(cfg.Archive.Retention) == 0 {
+		fmt.Fprintln(e.stdout, "no [[archive.retention]] policy: nothing is ever purged")
+		return nil
+	}
+	audit, err := e.auditLogger(cfg)
+	if err != nil {
+		return err
+	}
+	var j *sqlite.Journal
+	if *dry {
+		j, err = sqlite.OpenJournalReadOnly(ctx, files.Journal)
+	} else {
+		j, err = sqlite.OpenJournal(ctx, files.Journal)
+	}
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	// The file must not weaken what the journal locked, for a purge least
+	// of all.
+	recorded, err := j.LockedPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	if err := archive.CheckLocks(recorded, cfg.Archive.Retention); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if !*dry {
+		// Holds of the file count even before the server restarts.
+		if err := archive.SyncConfigHolds(ctx, j, j, cfg.Archive.Holds, audit, zap.NewNop()); err != nil {
+			return err
+		}
+	}
+	res, err := archive.Purge(ctx, j, j, cfg.Archive.Retention, cfg.Archive.Holds, now, *dry, "cli:"+actorFrom(*by), audit)
+	if err != nil {
+		return err
+	}
+	verb := "purged"
+	if *dry {
+		verb = "would purge"
+	}
+	fmt.Fprintf(e.stdout, "%s %d records (%d under retention, %d past it kept by a legal hold, %d purged earlier)\n",
+		verb, len(res.Purged), res.Examined, res.Held, res.AlreadyPurged)
+	names := make([]string, 0, len(res.ByPolicy))
+	for n := range res.ByPolicy {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(e.stdout, "  policy %s: %d\n", n, res.ByPolicy[n])
+	}
+	for _, r := range res.Ranges() {
+		fmt.Fprintf(e.stdout, "  records %d-%d\n", r[0], r[1])
+	}
+	if res.Disposition >= 0 {
+		fmt.Fprintf(e.stdout, "disposition record %d\n", res.Disposition)
+	}
+	return nil
+}
+
+// recordKinds are the journal's record kinds, for --kind.
+var recordKinds = []string{"message", "subscription", "export", "hold", "disposition", "search", "policy"}
+
+func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []string) error {
+	fs := flag.NewFlagSet("archive search", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	from := fs.String("from", "", "first day (UTC, 2006-01-02) or time (RFC 3339)")
+	to := fs.String("to", "", "last day (included) or end time (excluded)")
+	var users, with, kinds listFlag
+	fs.Var(&users, "user", "bare JID (repeatable)")
+	fs.Var(&with, "with", "conversation partner (repeatable)")
+	fs.Var(&kinds, "kind", "record kind (repeatable)")
+	text := fs.String("text", "", "text the message body contains (case-insensitive)")
+	decryptKey := fs.String("decrypt-key", "", "officer's OpenPGP private key file: decrypt encrypted records")
+	limit := fs.Int("limit", 1000, "most records printed")
+	by := fs.String("by", "", "who searches (default $USER)")
+	const use = "usage: palisade archive search [--user JID]... [--with JID]... [--from DAY] [--to DAY] [--kind KIND]... [--text TEXT] [--decrypt-key FILE] [--limit N] [--by WHO]"
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *limit < 1 {
+		return usageErr("%s", use)
+	}
+	var opt archive.SearchOptions
+	opt.Text, opt.Limit = *text, *limit
+	var err error
+	if *from != "" {
+		if opt.From, err = parseDay(*from, false); err != nil {
+			return usageErr("--from: %v", err)
+		}
+	}
+	if *to != "" {
+		if opt.To, err = parseDay(*to, true); err != nil {
+			return usageErr("--to: %v", err)
+		}
+	}
+	for _, list := range []struct {
+		name string
+		in   []string
+		out  *[]string
+	}{{"--user", users, &opt.Users}, {"--with", with, &opt.With}} {
+		for _, v := range list.in {
+			j, err := jid.Parse(v)
+			if err != nil || j.Resourcepart() != "" {
+				return usageErr("%s: %q is not a bare JID", list.name, v)
+			}
+			*list.out = append(*list.out, j.String())
+		}
+	}
+	for _, k := range kinds {
+		if !slices.Contains(recordKinds, k) {
+			return usageErr("--kind: unknown kind %q (%s)", k, strings.Join(recordKinds, ", "))
+		}
+	}
+	opt.Kinds = kinds
+	var officer openpgp.EntityList
+	if *decryptKey != "" {
+		if officer, err = archive.ReadDecryptKey(*decryptKey); err != nil {
+			return usageErr("--decrypt-key: %v", err)
+		}
+	}
+	audit, err := e.auditLogger(cfg)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	// A second writer: the search is itself a journal record.
+	j, err := sqlite.OpenJournal(ctx, files.Journal)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	if officer != nil {
+		epochs, err := j.EpochKeys(ctx)
+		if err != nil {
+			return err
+		}
+		opt.Open = archive.NewOpener(officer, epochs)
+	}
+	hits, err := archive.Search(ctx, j, opt, "cli:"+actorFrom(*by), audit)
+	if errors.Is(err, archive.ErrSearchNeedsKey) {
+		return usageErr("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	for _, h := range hits {
+		body := h.Body
+		switch {
+		case h.Purged:
+			body = "[content purged by retention]"
+		case h.Encrypted && opt.Open == nil:
+			body = "[encrypted: --decrypt-key]"
+		}
+		fmt.Fprintf(e.stdout, "%d\t%s\t%s\t%s\t%s -> %s\t%s\t%s\n", h.Seq, h.Time.UTC().Format(time.RFC3339Nano), h.Kind, h.Direction,
+			h.From, h.To, h.Type, strings.ReplaceAll(body, "\n", " "))
+	}
+	fmt.Fprintf(e.stdout, "%d records found\n", len(hits))
+	return nil
+}
+
+// checkOfficerKeys reads archive.officer_keys: a file that is missing or
+// holds no usable encryption key is a configuration error.
+func checkOfficerKeys(cfg *config.Config) error {
+	if !cfg.Archive.Enabled || len(cfg.Archive.OfficerKeys) == 0 {
+		return nil
+	}
+	if _, err := archive.ReadOfficerKeys(cfg.Archive.OfficerKeys); err != nil {
+		return fmt.Errorf("archive.officer_keys: %w", err)
+	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/palisade-im/palisade/modules/archive"
 	"github.com/palisade-im/palisade/server"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/module"
@@ -54,9 +55,21 @@ commands:
                  [--with JID]... [--kind KIND]...
                            write a signed, provable bundle for regulators
                            (DIR ending in .tar: a tar file)
+                 [--decrypt-key FILE] [--recipient KEYFILE]
+                           (NAME.tar.gpg with --recipient: encrypted to it)
   archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE]
                  [--trusted-checkpoint FILE] BUNDLE
                            check a bundle's manifest, signature and proofs
+  archive hold add --custodian JID... --reason TEXT [--name NAME]
+                 [--from DAY] [--to DAY] [--by WHO]
+  archive hold list [--all]
+  archive hold release NAME --reason TEXT [--by WHO]
+                           legal holds (they beat retention)
+  archive purge [--dry-run [--as-of DAY]] [--by WHO]
+                           remove content past retention and not held
+  archive search [--user JID]... [--with JID]... [--from DAY] [--to DAY]
+                 [--kind KIND]... [--text TEXT] [--decrypt-key FILE]
+                           an officer's search (journaled)
   version                  print the version
 
 Without --config, the embedded default serves localhost with data in ./data.
@@ -150,7 +163,11 @@ func (e *env) run(cmd string, args []string) error {
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
-		fmt.Fprintf(e.stdout, "%s: OK\n%s", args[0], cfg.Summary())
+		note, err := checkLocks(cfg)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
+		}
+		fmt.Fprintf(e.stdout, "%s: OK\n%s%s", args[0], cfg.Summary(), note)
 		return nil
 	case "user":
 		return e.user(args)
@@ -224,12 +241,20 @@ func (e *env) serve() error {
 	defer func() { _ = log.Sync() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if err := checkOfficerKeys(cfg); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	srv, err := server.New(cfg, st, log)
+	var lockErr *archive.LockError
+	if errors.As(err, &lockErr) {
+		// A configuration problem: it weakens a locked retention policy.
+		return &exitError{code: 2, err: err}
+	}
 	if err != nil {
 		return err
 	}

@@ -146,6 +146,74 @@ type Archive struct {
 	// CheckpointURLs also POST every checkpoint to each http(s) URL (a
 	// witness or a collector on another host).
 	CheckpointURLs []string `toml:"checkpoint_urls"`
+	// PurgeInterval is how often the running server removes record
+	// content past retention (see Retention); default one day.
+	PurgeInterval Duration `toml:"purge_interval"`
+	// Retention are the [[archive.retention]] policies. Without any,
+	// nothing is ever purged.
+	Retention []Retention `toml:"retention"`
+	// OfficerKeys are OpenPGP public key files of compliance officers.
+	// When set, record content is stored encrypted (AES-256-GCM under a
+	// data key per epoch, each epoch key wrapped to these keys), so that
+	// server administrators cannot read the journal; metadata stays
+	// searchable.
+	OfficerKeys []string `toml:"officer_keys"`
+	// Holds are the [[archive.hold]] legal holds placed by the file.
+	Holds []Hold `toml:"hold"`
+}
+
+// Retention scopes.
+const (
+	ScopeAll    = "all"
+	ScopeDomain = "domain"
+	ScopeJIDs   = "jids"
+	// ScopeGroups is reserved for directory groups (the directory issue);
+	// it is refused until groups exist.
+	ScopeGroups = "groups"
+)
+
+// Retention is one [[archive.retention]] policy: records of the parties in
+// its scope are kept KeepDays days after they were accepted. The longest
+// keep of every policy that applies to a record wins. A locked policy can
+// never be shortened or removed: the journal records it, and start-up
+// refuses a file that weakens it.
+type Retention struct {
+	// Name identifies the policy (unique); locked policies are matched by it.
+	Name string `toml:"name"`
+	// Scope is "all", "domain" or "jids" ("groups" comes with directory
+	// groups).
+	Scope string `toml:"scope"`
+	// Domain is the domain whose users the policy covers (scope "domain").
+	Domain string `toml:"domain"`
+	// JIDs are the bare JIDs the policy covers (scope "jids").
+	JIDs []string `toml:"jids"`
+	// Groups will name directory groups (scope "groups"); not yet
+	// supported.
+	Groups []string `toml:"groups"`
+	// KeepDays is how many days records are kept, at least 1.
+	KeepDays int `toml:"keep_days"`
+	// Locked makes the policy permanent: it may be lengthened, never
+	// shortened, narrowed or removed.
+	Locked bool `toml:"locked"`
+}
+
+// Hold is one [[archive.hold]] legal hold: records of the custodians (in
+// the date range, when given) are never purged while it stands. Once
+// recorded in the journal, removing it from the file does not release it;
+// only `palisade archive hold release` does.
+type Hold struct {
+	// Name identifies the hold (unique).
+	Name string `toml:"name"`
+	// Custodians are the bare JIDs whose records are held.
+	Custodians []string `toml:"custodians"`
+	// From and To bound the held records by day (UTC, 2006-01-02, To
+	// included); empty means unbounded.
+	From string `toml:"from"`
+	To   string `toml:"to"`
+	// Reason says why (a matter, a case number).
+	Reason string `toml:"reason"`
+	// PlacedBy names who placed the hold.
+	PlacedBy string `toml:"placed_by"`
 }
 
 // MinCheckpointInterval is the smallest allowed archive.checkpoint_interval.
@@ -197,6 +265,8 @@ func Default() *Config {
 			Enabled:            true,
 			CheckpointInterval: Duration(time.Minute),
 			CheckpointURLs:     []string{},
+			PurgeInterval:      Duration(24 * time.Hour),
+			OfficerKeys:        []string{},
 		},
 		Modules: map[string]Section{},
 	}
@@ -311,6 +381,16 @@ func (c *Config) Summary() string {
 	row("log", c.Log.Format+", level "+c.Log.Level)
 	if c.Archive.Enabled {
 		row("archive", "journal on, checkpoint every "+c.Archive.CheckpointInterval.String())
+		for _, p := range c.Archive.Retention {
+			lock := ""
+			if p.Locked {
+				lock = ", locked"
+			}
+			row("retention", fmt.Sprintf("%s: %s, %d days%s", p.Name, p.ScopeString(), p.KeepDays, lock))
+		}
+		for _, h := range c.Archive.Holds {
+			row("legal hold", h.Name+": "+strings.Join(h.Custodians, ", "))
+		}
 	} else {
 		row("archive", "off")
 	}
@@ -331,4 +411,17 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// ScopeString describes the policy's scope, e.g. "domain example.com".
+func (p Retention) ScopeString() string {
+	switch p.Scope {
+	case ScopeDomain:
+		return "domain " + p.Domain
+	case ScopeJIDs:
+		return "jids " + strings.Join(p.JIDs, ", ")
+	case ScopeGroups:
+		return "groups " + strings.Join(p.Groups, ", ")
+	}
+	return p.Scope
 }

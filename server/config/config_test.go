@@ -185,6 +185,24 @@ func TestErrors(t *testing.T) {
 			want: []string{`t.toml:3:1: archive.checkpoint_interval: must be at least 1s, got 10ms`, `t.toml:4:1: archive.bogus: unknown key`},
 		},
 		{
+			name: "archive retention and holds",
+			doc: "[[archive.retention]]\nname = \"a\"\nscope = \"all\"\nkeep_days = 10\nlocked = true\n" +
+				"[[archive.retention]]\nname = \"a\"\nscope = \"jids\"\njids = [\"Bob@x\"]\nkeep_days = 0\nbogus = 1\n" +
+				"[[archive.retention]]\nname = \"g\"\nscope = \"groups\"\nkeep_days = \"x\"\n" +
+				"[[archive.hold]]\nname = \"h\"\ncustodians = [\"a@x/r\"]\nfrom = \"2026-02-01\"\nto = \"2026-01-01\"\n",
+			want: []string{
+				`t.toml:7:1: archive.retention[1].name: duplicate retention policy name "a"`,
+				`t.toml:9:9: archive.retention[1].jids: "Bob@x" is not normalized (write "bob@x")`,
+				`t.toml:10:1: archive.retention[1].keep_days: must be between 1 and 36500, got 0`,
+				`t.toml:11:1: archive.retention[1].bogus: unknown key`,
+				`t.toml:14:1: archive.retention[2].scope: scope "groups" comes with directory groups and is not supported yet`,
+				`t.toml:15:13: archive.retention[2].keep_days: expected an integer, got string`,
+				`t.toml:16:3: archive.hold[0].reason: every legal hold needs a reason`,
+				`t.toml:18:15: archive.hold[0].custodians: "a@x/r" is not a bare user JID (user@domain)`,
+				`t.toml:20:1: archive.hold[0].to: 2026-01-01 is before from (2026-02-01)`,
+			},
+		},
+		{
 			name: "archive sinks",
 			doc:  "[archive]\ncheckpoint_syslog = \"smtp://x\"\ncheckpoint_urls = [\"https://w.example/add\", \"ftp://x\"]\n",
 			want: []string{`t.toml:2:1: archive.checkpoint_syslog: must be "local", "udp://HOST:PORT", "tcp://HOST:PORT" or "unix:///PATH", got "smtp://x"`,
@@ -552,6 +570,14 @@ func TestExampleFile(t *testing.T) {
 				walk(f.Type, key)
 				continue
 			}
+			if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+				// Arrays of tables are documented commented out (their
+				// default is none): each key appears in the example.
+				if !strings.Contains(string(data), "# [["+key+"]]") {
+					missing = append(missing, key)
+				}
+				continue
+			}
 			if _, ok := idx.lookup(key); !ok {
 				missing = append(missing, key)
 			}
@@ -568,9 +594,29 @@ func TestExampleFile(t *testing.T) {
 	text = strings.ReplaceAll(text, "# [modules.version]", "[modules.version]")
 	text = strings.ReplaceAll(text, "# allow = ", "allow = ")
 	text = strings.ReplaceAll(text, "# hide = ", "hide = ")
+	// The commented retention policies and hold are valid too.
+	var lines []string
+	inArray := false
+	for _, line := range strings.Split(text, "\n") {
+		switch {
+		case strings.HasPrefix(line, "# [[archive."):
+			inArray = true
+		case !strings.HasPrefix(line, "#"):
+			inArray = false
+		}
+		if inArray && strings.HasPrefix(line, "# ") {
+			line = strings.TrimPrefix(line, "# ")
+		}
+		lines = append(lines, line)
+	}
+	text = strings.Join(lines, "\n")
 	cfg, err = Parse(path, []byte(text), fakeRegistry{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(cfg.Archive.Retention) != 2 || !cfg.Archive.Retention[0].Locked || cfg.Archive.Retention[1].JIDs[1] != "bob@example.com" ||
+		len(cfg.Archive.Holds) != 1 || cfg.Archive.Holds[0].To != "2026-06-30" {
+		t.Errorf("example retention and holds = %+v %+v", cfg.Archive.Retention, cfg.Archive.Holds)
 	}
 	if len(cfg.Modules) != 2 || cfg.Modules["register"].Line == 0 || cfg.Modules["version"].Line == 0 {
 		t.Errorf("modules = %+v", cfg.Modules)

@@ -22,6 +22,9 @@ type expression struct {
 	start, end int // byte offsets, end exclusive
 	keyValue   bool
 	path       []string // full key of the expression
+	// elemPath is path with the array table element's index, for a
+	// key-value inside [[array table]] ("archive.retention[1].keep_days").
+	elemPath []string
 }
 
 // moduleRef is a [modules.NAME] section found in the document.
@@ -67,11 +70,16 @@ func indexDocument(data []byte) (*docIndex, error) {
 	var p unstable.Parser
 	p.Reset(data)
 	var table []string
+	// elemTable is the path of the current [[array table]] element, with
+	// its index on the last part ("archive.retention[1]"), so that errors
+	// found after decoding can name the element.
+	var elemTable []string
+	arrayCount := map[string]int{}
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			table = nil
+			table, elemTable = nil, nil
 			var first, last unstable.Range
 			it := e.Key()
 			for it.Next() {
@@ -84,6 +92,13 @@ func indexDocument(data []byte) (*docIndex, error) {
 				idx.add(table, n.Raw, unstable.Table)
 			}
 			idx.keysAt[int(first.Offset)] = table
+			if e.Kind == unstable.ArrayTable {
+				key := strings.ToLower(strings.Join(table, "."))
+				i := arrayCount[key]
+				arrayCount[key] = i + 1
+				elemTable = append(append([]string(nil), table[:len(table)-1]...), elemKey(table[len(table)-1], i))
+				idx.add(elemTable, first, unstable.Table)
+			}
 			idx.exprs = append(idx.exprs, expression{
 				start: int(first.Offset),
 				end:   int(last.Offset + last.Length),
@@ -97,6 +112,9 @@ func indexDocument(data []byte) (*docIndex, error) {
 				keyValue: true,
 				path:     path,
 			})
+			if elemTable != nil {
+				idx.addElemKey(elemTable, e)
+			}
 		}
 	}
 	if err := p.Error(); err != nil {
@@ -131,6 +149,41 @@ func (idx *docIndex) addKeyValue(prefix []string, kv *unstable.Node) []string {
 	}
 	idx.addValue(path, v)
 	return path
+}
+
+// addElemKey indexes a key-value of an array table element under the
+// element's indexed path (and the elements of an array value under it).
+func (idx *docIndex) addElemKey(elem []string, kv *unstable.Node) {
+	path := append([]string(nil), elem...)
+	var start unstable.Range
+	first := true
+	for it := kv.Key(); it.Next(); {
+		n := it.Node()
+		if first {
+			start, first = n.Raw, false
+		}
+		path = append(path, string(n.Data))
+	}
+	v := kv.Value()
+	idx.add(path, start, v.Kind)
+	idx.keysAt[int(start.Offset)] = path
+	if e := idx.expressionAt(int(start.Offset)); e != nil {
+		e.elemPath = path
+	}
+	if v.Kind != unstable.Array {
+		return
+	}
+	i := 0
+	for it := v.Children(); it.Next(); {
+		n := it.Node()
+		if n.Kind == unstable.Comment {
+			continue
+		}
+		if n.Raw.Length > 0 {
+			idx.add([]string{elemKey(strings.Join(path, "."), i)}, n.Raw, n.Kind)
+		}
+		i++
+	}
 }
 
 // addValue indexes the contents of inline tables and the elements of arrays.

@@ -278,8 +278,12 @@ func (l *loader) decode(data []byte, wrapType reflect.Type, newTarget func() ref
 		if isValue {
 			key = val.path
 		}
-		l.markBad(strings.Join(key, "."))
-		l.addErr(position{line, col}, strings.Join(key, "."), "%s", decodeMessage(de, key, val.elem, wrapType))
+		name := strings.Join(key, ".")
+		if expr != nil && expr.elemPath != nil {
+			name = strings.Join(expr.elemPath, ".")
+		}
+		l.markBad(name)
+		l.addErr(position{line, col}, name, "%s", decodeMessage(de, key, val.elem, wrapType))
 		if expr == nil || !expr.keyValue {
 			return w, false
 		}
@@ -327,7 +331,7 @@ func decodeMessage(de *toml.DecodeError, key []string, elem bool, wrapType refle
 // back to a case-insensitive field name, as go-toml does) and maps.
 func fieldType(t reflect.Type, key []string) reflect.Type {
 	for _, part := range key {
-		for t.Kind() == reflect.Pointer {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
 			t = t.Elem()
 		}
 		switch t.Kind() {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"mellium.im/xmpp/jid"
 )
@@ -100,6 +101,20 @@ func (l *loader) validate(c *Config) {
 			l.invalid("archive.checkpoint_urls", i, "%q is not an http:// or https:// URL", v)
 		}
 	}
+
+	if c.Archive.PurgeInterval < Duration(MinCheckpointInterval) {
+		l.invalid("archive.purge_interval", -1, "must be at least %s, got %s", MinCheckpointInterval, c.Archive.PurgeInterval)
+	}
+	for i, f := range c.Archive.OfficerKeys {
+		switch {
+		case strings.TrimSpace(f) == "":
+			l.invalid("archive.officer_keys", i, "empty file name")
+		case slices.Index(c.Archive.OfficerKeys, f) < i:
+			l.invalid("archive.officer_keys", i, "duplicate file %q", f)
+		}
+	}
+	l.validateRetention(c.Archive.Retention)
+	l.validateHolds(c.Archive.Holds)
 
 	names := make([]string, 0, len(c.Modules))
 	for n := range c.Modules {
@@ -205,4 +220,100 @@ func isLoopback(a string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// MaxKeepDays is the largest allowed archive.retention keep_days (100 years).
+const MaxKeepDays = 36500
+
+func (l *loader) validateRetention(ps []Retention) {
+	for i, p := range ps {
+		key := func(k string) string { return fmt.Sprintf("archive.retention[%d].%s", i, k) }
+		switch {
+		case p.Name == "":
+			l.invalid(key("name"), -1, "every retention policy needs a name")
+		case slices.IndexFunc(ps, func(q Retention) bool { return q.Name == p.Name }) < i:
+			l.invalid(key("name"), -1, "duplicate retention policy name %q", p.Name)
+		}
+		switch p.Scope {
+		case ScopeAll:
+		case ScopeDomain:
+			if p.Domain == "" {
+				l.invalid(key("domain"), -1, `must be set when scope is "domain"`)
+			} else if err := checkDomain(p.Domain); err != nil {
+				l.invalid(key("domain"), -1, "%v", err)
+			}
+		case ScopeJIDs:
+			if len(p.JIDs) == 0 {
+				l.invalid(key("jids"), -1, `must list at least one bare JID when scope is "jids"`)
+			}
+		case ScopeGroups:
+			l.invalid(key("scope"), -1, `scope "groups" comes with directory groups and is not supported yet`)
+		default:
+			l.invalid(key("scope"), -1, `must be "all", "domain" or "jids", got %q`, p.Scope)
+		}
+		if p.Scope != ScopeDomain && p.Domain != "" {
+			l.invalid(key("domain"), -1, `only applies to scope "domain"`)
+		}
+		if p.Scope != ScopeJIDs && len(p.JIDs) > 0 {
+			l.invalid(key("jids"), -1, `only applies to scope "jids"`)
+		}
+		if len(p.Groups) > 0 {
+			l.invalid(key("groups"), -1, "directory groups are not supported yet")
+		}
+		l.checkBareJIDs(key("jids"), p.JIDs)
+		if p.KeepDays < 1 || p.KeepDays > MaxKeepDays {
+			l.invalid(key("keep_days"), -1, "must be between 1 and %d, got %d", MaxKeepDays, p.KeepDays)
+		}
+	}
+}
+
+func (l *loader) validateHolds(hs []Hold) {
+	for i, h := range hs {
+		key := func(k string) string { return fmt.Sprintf("archive.hold[%d].%s", i, k) }
+		switch {
+		case h.Name == "":
+			l.invalid(key("name"), -1, "every legal hold needs a name")
+		case slices.IndexFunc(hs, func(q Hold) bool { return q.Name == h.Name }) < i:
+			l.invalid(key("name"), -1, "duplicate legal hold name %q", h.Name)
+		}
+		if len(h.Custodians) == 0 {
+			l.invalid(key("custodians"), -1, "must list at least one bare JID")
+		}
+		l.checkBareJIDs(key("custodians"), h.Custodians)
+		var from, to time.Time
+		var err error
+		if h.From != "" {
+			if from, err = time.Parse(time.DateOnly, h.From); err != nil {
+				l.invalid(key("from"), -1, "%q is not a day (2006-01-02)", h.From)
+			}
+		}
+		if h.To != "" {
+			if to, err = time.Parse(time.DateOnly, h.To); err != nil {
+				l.invalid(key("to"), -1, "%q is not a day (2006-01-02)", h.To)
+			}
+		}
+		if !from.IsZero() && !to.IsZero() && to.Before(from) {
+			l.invalid(key("to"), -1, "%s is before from (%s)", h.To, h.From)
+		}
+		if strings.TrimSpace(h.Reason) == "" {
+			l.invalid(key("reason"), -1, "every legal hold needs a reason")
+		}
+	}
+}
+
+// checkBareJIDs accepts normalized bare JIDs without duplicates.
+func (l *loader) checkBareJIDs(key string, list []string) {
+	for i, v := range list {
+		j, err := jid.Parse(v)
+		switch {
+		case err != nil:
+			l.invalid(key, i, "%q is not a valid JID: %v", v, err)
+		case j.Resourcepart() != "" || j.Localpart() == "":
+			l.invalid(key, i, "%q is not a bare user JID (user@domain)", v)
+		case j.String() != v:
+			l.invalid(key, i, "%q is not normalized (write %q)", v, j.String())
+		case slices.Index(list, v) < i:
+			l.invalid(key, i, "duplicate JID %q", v)
+		}
+	}
 }

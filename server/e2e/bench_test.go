@@ -20,8 +20,21 @@ import (
 //	go test -run '^$' -bench Messages -cpuprofile cpu.out ./server/e2e/
 func BenchmarkMessages(b *testing.B) {
 	for _, pairs := range []int{1, 10} {
-		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) { benchPairs(b, pairs) })
+		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) { benchPairs(b, pairs, nil) })
 	}
+}
+
+// BenchmarkMessagesArchive is BenchmarkMessages (10 pairs) with the
+// journal off, on, and on with officer encryption at rest.
+func BenchmarkMessagesArchive(b *testing.B) {
+	b.Run("archive=off", func(b *testing.B) {
+		benchPairs(b, 10, func(c *config.Config) { c.Archive.Enabled = false })
+	})
+	b.Run("archive=on", func(b *testing.B) { benchPairs(b, 10, nil) })
+	b.Run("archive=sealed", func(b *testing.B) {
+		_, key := writeOfficerKey(b)
+		benchPairs(b, 10, func(c *config.Config) { c.Archive.OfficerKeys = []string{key} })
+	})
 }
 
 const benchWindow = 16
@@ -62,10 +75,13 @@ func countMessages(c *client, got chan<- struct{}, done <-chan struct{}) {
 	}
 }
 
-func benchPairs(b *testing.B, pairs int) {
+func benchPairs(b *testing.B, pairs int, mod func(*config.Config)) {
 	e := newEnv(b, func(c *config.Config) {
 		c.Limits.SendQueue = 100000
 		c.Limits.MaxSessionsPerUser = 1000
+		if mod != nil {
+			mod(c)
+		}
 	})
 	type pair struct {
 		from, to *client

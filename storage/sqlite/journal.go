@@ -414,7 +414,7 @@ func (b batchReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 
 // Records implements storage.Journal.
 func (j *Journal) Records(ctx context.Context, start, end int64, fn func(storage.JournalRecord) error) error {
-	rows, err := j.rd.QueryContext(ctx, `SELECT seq, time, direction, kind, from_jid, to_jid, stanza_type, stanza_size, data
+	rows, err := j.rd.QueryContext(ctx, `SELECT seq, time, direction, kind, from_jid, to_jid, stanza_type, stanza_size, data, purged_by
 		FROM records WHERE seq >= ? AND seq < ? ORDER BY seq`, start, end)
 	if err != nil {
 		return fmt.Errorf("sqlite: journal records: %w", err)
@@ -424,9 +424,10 @@ func (j *Journal) Records(ctx context.Context, start, end int64, fn func(storage
 		var r storage.JournalRecord
 		var t int64
 		var dir, kind string
-		if err := rows.Scan(&r.Seq, &t, &dir, &kind, &r.From, &r.To, &r.StanzaType, &r.StanzaSize, &r.Data); err != nil {
+		if err := rows.Scan(&r.Seq, &t, &dir, &kind, &r.From, &r.To, &r.StanzaType, &r.StanzaSize, &r.Data, &r.PurgedBy); err != nil {
 			return fmt.Errorf("sqlite: journal records: %w", err)
 		}
+		r.Purged = r.PurgedBy >= 0
 		r.Time = time.Unix(0, t).UTC()
 		r.Direction, r.Kind = storage.Direction(dir), storage.RecordKind(kind)
 		if err := fn(r); err != nil {
@@ -571,8 +572,9 @@ func (j *Journal) closeDBs() error {
 }
 
 // journalMigrations[i] moves the journal schema from version i to i+1.
-// Append only; never edit a released step. Rows are never updated: a later
-// purge may clear a record's data but keeps its hashes.
+// Append only; never edit a released step. Rows of records are never
+// updated except by a retention purge, which clears data and sets
+// purged_by but keeps the hashes.
 var journalMigrations = []string{
 	// 1: records, the tlog stored hashes, checkpoints.
 	`
@@ -597,6 +599,39 @@ CREATE TABLE checkpoints (
 	size INTEGER NOT NULL,
 	time INTEGER NOT NULL, -- Unix nanoseconds
 	note BLOB NOT NULL     -- signed note, as issued
+) STRICT;
+`,
+	// 2: retention (locked policies, purged content) and legal holds.
+	`
+ALTER TABLE records ADD COLUMN purged_by INTEGER NOT NULL DEFAULT -1; -- seq of the disposition record that cleared data; -1: content present
+
+CREATE TABLE retention_locks (
+	name      TEXT PRIMARY KEY,
+	scope     TEXT NOT NULL,
+	targets   TEXT NOT NULL,    -- JSON array: the domain or the bare JIDs, sorted
+	keep_days INTEGER NOT NULL, -- only ever raised
+	recorded  INTEGER NOT NULL  -- Unix nanoseconds
+) STRICT;
+
+CREATE TABLE holds (
+	name           TEXT PRIMARY KEY,
+	custodians     TEXT NOT NULL,    -- JSON array of bare JIDs
+	from_time      INTEGER NOT NULL, -- Unix nanoseconds, 0: open
+	to_time        INTEGER NOT NULL, -- Unix nanoseconds, exclusive, 0: open
+	reason         TEXT NOT NULL,
+	placed_by      TEXT NOT NULL,
+	placed_at      INTEGER NOT NULL,
+	released_at    INTEGER NOT NULL DEFAULT 0,
+	released_by    TEXT NOT NULL DEFAULT '',
+	release_reason TEXT NOT NULL DEFAULT ''
+) STRICT;
+`,
+	// 3: officer encryption at rest: wrapped epoch data keys.
+	`
+CREATE TABLE epoch_keys (
+	id      TEXT PRIMARY KEY,
+	created INTEGER NOT NULL, -- Unix nanoseconds
+	wrapped BLOB NOT NULL     -- OpenPGP message to the officer keys holding the AES-256 key
 ) STRICT;
 `,
 }
