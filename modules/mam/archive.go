@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/stanza"
@@ -121,7 +122,7 @@ func (m *Module) ArchiveMessage(ctx context.Context, st *stanza.Stanza) func() {
 	if !sender && !recipient {
 		return nil
 	}
-	t := m.now().UTC()
+	t := m.now().UTC().Truncate(time.Microsecond) // as precise as the stamps it is shown with
 	// Both items hold the message as the sender sent it; the recipient's
 	// stanza-id is in the result's id, and is not shown to the sender.
 	data := []byte(st.El.String())
