@@ -66,8 +66,11 @@ func NewID() string {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("mam: no randomness: " + err.Error())
 	}
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	return idEncoding.EncodeToString(b[:])
 }
+
+// idEncoding is base32 in lower case, unpadded (26 characters).
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // removeForged deletes every stanza-id whose 'by' is one of our domains or
 // an address at one (XEP-0359 section 4: only the archive sets them).

@@ -16,8 +16,8 @@
 // recipient's stanza-id, so that the journal, the delivered copy, carbons
 // and offline storage all carry it. Once the journal took the message, the
 // sender's and the recipient's items (each with its own id) go to a
-// writer that stores what waits in one transaction (group commit), off the
-// delivery path; a query first waits for what was queued before it.
+// writer that gathers them for up to 10 ms and stores them in one
+// transaction (group commit), off the delivery path; a query first waits for what was queued before it.
 package mam
 
 import (
@@ -160,8 +160,12 @@ func (m *Module) Stop(ctx context.Context) error {
 	}
 }
 
-// maxBatch bounds the items stored in one transaction.
-const maxBatch = 512
+// maxBatch bounds the items stored in one transaction; linger is how long
+// the writer gathers items before it commits them.
+const (
+	maxBatch = 512
+	linger   = 10 * time.Millisecond
+)
 
 // writer stores queued items, everything waiting in one transaction.
 func (m *Module) writer() {
@@ -191,15 +195,21 @@ func (m *Module) writer() {
 		select {
 		case r := <-m.queue:
 			take(r)
-		drain:
-			for len(batch) < maxBatch {
+			// Gather for a moment: one commit (one fsync) for many
+			// messages. A query's barrier ends the wait at once.
+			timer := time.NewTimer(linger)
+		gather:
+			for len(batch) < maxBatch && len(barriers) == 0 {
 				select {
 				case r := <-m.queue:
 					take(r)
-				default:
-					break drain
+				case <-timer.C:
+					break gather
+				case <-m.stop:
+					break gather
 				}
 			}
+			timer.Stop()
 			flush()
 		case <-m.stop:
 			for {
