@@ -22,15 +22,21 @@ func (s *Store) AppendHistory(ctx context.Context, items []storage.HistoryItem) 
 		return nil
 	}
 	return s.write(ctx, "append history", func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO history (owner, id, stamp, with_bare, with_full, stanza) VALUES (?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, it := range items {
-			if _, err := stmt.ExecContext(ctx, it.Owner, it.ID, it.Time.UnixNano(), bareOf(it.With), it.With, it.Stanza); err != nil {
+		// Many rows per statement: one cgo round trip for each chunk.
+		const chunk = 64
+		args := make([]any, 0, 6*chunk)
+		for len(items) > 0 {
+			n := min(len(items), chunk)
+			args = args[:0]
+			for _, it := range items[:n] {
+				args = append(args, it.Owner, it.ID, it.Time.UnixNano(), bareOf(it.With), it.With, it.Stanza)
+			}
+			q := `INSERT INTO history (owner, id, stamp, with_bare, with_full, stanza) VALUES ` +
+				strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?),", n), ",")
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 				return err
 			}
+			items = items[n:]
 		}
 		return nil
 	})
