@@ -45,7 +45,24 @@ func (s *Server) admit(ctx context.Context, st *stanza.Stanza) (wait func() erro
 		}
 		return nil, errDenied
 	}
-	return s.submit(ctx, st), nil
+	if s.archiver == nil || st.Kind != stanza.Message {
+		return s.submit(ctx, st), nil
+	}
+	// The user's history (XEP-0313): the archiver may stamp st with a
+	// stanza-id before the journal records it; its items are stored only
+	// once the journal took st.
+	commit := s.archiver.ArchiveMessage(ctx, st)
+	jwait := s.submit(ctx, st)
+	if commit == nil {
+		return jwait, nil
+	}
+	return func() error {
+		err := jwait()
+		if err == nil {
+			commit()
+		}
+		return err
+	}, nil
 }
 
 // submit hands st to the journal without waiting for the commit.

@@ -58,6 +58,7 @@ type Server struct {
 	requests   requests
 	msgObs     []module.MessageObserver
 	offline    module.OfflineStore
+	archiver   module.MessageArchiver
 	features   []module.StreamFeatures
 	domains    map[string]bool
 
@@ -168,6 +169,12 @@ func (s *Server) buildModules() error {
 		}
 		if o, ok := m.(module.OfflineStore); ok {
 			s.offline = o
+		}
+		if a, ok := m.(module.MessageArchiver); ok {
+			if s.archiver != nil {
+				return fmt.Errorf("module %s: a second message archiver", name)
+			}
+			s.archiver = a
 		}
 		if f, ok := m.(module.StreamFeatures); ok {
 			s.features = append(s.features, f)

@@ -9,6 +9,7 @@ package carbons
 
 import (
 	"context"
+	"slices"
 
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
@@ -31,6 +32,8 @@ const (
 	NSReceipts = "urn:xmpp:receipts"
 	// NSMarkers is the XEP-0333 Chat Markers namespace.
 	NSMarkers = "urn:xmpp:chat-markers:0"
+	// NSStanzaID is the XEP-0359 namespace.
+	NSStanzaID = "urn:xmpp:sid:0"
 	// NSMUCUser marks messages from a multi-user chat room (XEP-0045).
 	NSMUCUser = "http://jabber.org/protocol/muc#user"
 )
@@ -138,12 +141,37 @@ func (m *Module) MessageSent(_ context.Context, from module.Session, st *stanza.
 	if st.To.Bare().Equal(user) || !Eligible(st) {
 		return
 	}
+	var fwd *stanza.Stanza
 	for _, s := range m.router.Sessions(user) {
 		if s.JID().Equal(from.JID()) || !s.Carbons() {
 			continue
 		}
-		s.Send(wrap("sent", user, s.JID(), st))
+		if fwd == nil {
+			fwd = withoutOthersIDs(st, user)
+		}
+		s.Send(wrap("sent", user, s.JID(), fwd))
 	}
+}
+
+// withoutOthersIDs returns st, or a copy without the XEP-0359 stanza-ids
+// of other archives (the recipient's): XEP-0313 section 3.3 keeps an
+// archive's ids from those who cannot read it.
+func withoutOthersIDs(st *stanza.Stanza, user jid.JID) *stanza.Stanza {
+	others := func(c *element.Element) bool {
+		return c.Space == NSStanzaID && c.Local == "stanza-id" && c.Attr("by") != user.String()
+	}
+	if !slices.ContainsFunc(st.El.Elements(), others) {
+		return st
+	}
+	c := st.ShallowCopy()
+	c.El.Nodes = nil
+	for _, n := range st.El.Nodes {
+		if n.El != nil && others(n.El) {
+			continue
+		}
+		c.El.Nodes = append(c.El.Nodes, n)
+	}
+	return c
 }
 
 // MessageDelivered implements module.MessageObserver: the recipient's

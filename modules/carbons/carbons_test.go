@@ -2,6 +2,7 @@ package carbons
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/palisade-im/palisade/server/module"
@@ -177,5 +178,22 @@ func TestPrivateMessageNotCopied(t *testing.T) {
 		if g := home.TakeXML(); len(g) != 0 {
 			t.Errorf("%s copied: %v", x, g)
 		}
+	}
+}
+
+// The sent carbon does not show the recipient's archive id (XEP-0313
+// section 3.3); the sender's own stays.
+func TestSentWithoutRecipientsStanzaID(t *testing.T) {
+	m, r := newCarbons(t)
+	garden, home, _ := romeo(t, r)
+	msg := moduletest.Parse(t, `<message from='romeo@montague.example/home' to='juliet@capulet.example/balcony' type='chat'><body>b</body>`+
+		`<stanza-id xmlns='urn:xmpp:sid:0' by='juliet@capulet.example' id='j1'/><stanza-id xmlns='urn:xmpp:sid:0' by='romeo@montague.example' id='r1'/></message>`)
+	m.MessageSent(context.Background(), home, msg)
+	got := garden.TakeXML()
+	if len(got) != 1 || strings.Contains(got[0], "j1") || !strings.Contains(got[0], "r1") || !strings.Contains(got[0], "<body>b</body>") {
+		t.Fatalf("garden: %v", got)
+	}
+	if !strings.Contains(msg.El.String(), "j1") {
+		t.Fatal("the original lost the recipient's stanza-id")
 	}
 }

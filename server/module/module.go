@@ -6,7 +6,7 @@
 // interfaces it needs (IQHandlers, Policy, SessionObserver, ...); the host
 // finds them by type assertion and wires them into the stanza path:
 //
-//	reader -> stamp from -> Policy chain -> Journal -> router -> deliver
+//	reader -> stamp from -> Policy chain -> (MessageArchiver) -> Journal -> router -> deliver
 package module
 
 import (
@@ -298,6 +298,16 @@ type MessageObserver interface {
 	// MessageDelivered: st, addressed to a local account, was delivered to
 	// the sessions in to. bare is true when st was addressed to the bare JID.
 	MessageDelivered(ctx context.Context, st *stanza.Stanza, to []Session, bare bool)
+}
+
+// MessageArchiver keeps the users' own message history (XEP-0313). The core
+// calls ArchiveMessage on every message it admits, after the policy chain
+// and before the journal, so that what it adds to st (an XEP-0359
+// stanza-id for the recipient) is journaled and delivered with it. commit,
+// when not nil, runs once the journal took st, before st is routed; it is
+// not run for a stanza the journal refused.
+type MessageArchiver interface {
+	ArchiveMessage(ctx context.Context, st *stanza.Stanza) (commit func())
 }
 
 // OfflineStore keeps messages for accounts with no available resource.

@@ -286,4 +286,26 @@ CREATE TABLE pubsub_subscriptions (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX pubsub_subscriptions_subscriber ON pubsub_subscriptions (subscriber);
 `,
+	// 4: the users' own message history (XEP-0313) and archiving preferences (XEP-0441).
+	`
+CREATE TABLE history (
+	seq       INTEGER PRIMARY KEY AUTOINCREMENT, -- arrival order, never reused
+	owner     TEXT NOT NULL, -- bare JID
+	id        TEXT NOT NULL, -- XEP-0359 stanza-id
+	stamp     INTEGER NOT NULL, -- Unix nanoseconds
+	with_bare TEXT NOT NULL,
+	with_full TEXT NOT NULL, -- the other party as addressed
+	stanza    BLOB NOT NULL,
+	UNIQUE (owner, id)
+) STRICT;
+CREATE INDEX history_owner_time ON history (owner, stamp);
+CREATE INDEX history_owner_with ON history (owner, with_bare, stamp);
+
+CREATE TABLE history_prefs (
+	owner       TEXT PRIMARY KEY,
+	default_pref TEXT NOT NULL CHECK (default_pref IN ('always', 'never', 'roster')),
+	always_json TEXT NOT NULL, -- JSON array of JIDs
+	never_json  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+`,
 }

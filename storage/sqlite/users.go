@@ -83,7 +83,7 @@ func (s *Store) GetUser(ctx context.Context, localpart, domain string) (storage.
 }
 
 // DeleteUser removes an account together with its roster, roster version,
-// offline messages, private data and block list; storage.ErrNotFound if absent.
+// offline messages, private data, block list, PEP nodes and message history; storage.ErrNotFound if absent.
 func (s *Store) DeleteUser(ctx context.Context, localpart, domain string) error {
 	bare := localpart + "@" + domain
 	return s.write(ctx, "delete user", func(tx *sql.Tx) error {
@@ -109,6 +109,8 @@ func (s *Store) DeleteUser(ctx context.Context, localpart, domain string) error 
 			`DELETE FROM pubsub_subscriptions WHERE subscriber = ?`,
 			`DELETE FROM pubsub_items WHERE owner = ?`,
 			`DELETE FROM pubsub_nodes WHERE owner = ?`,
+			`DELETE FROM history WHERE owner = ?`,
+			`DELETE FROM history_prefs WHERE owner = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, bare); err != nil {
 				return err
