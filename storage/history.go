@@ -78,11 +78,11 @@ type History interface {
 	HistoryBounds(ctx context.Context, owner string) (first, last HistoryItem, ok bool, err error)
 	// DeleteHistory removes an owner's history and preferences.
 	DeleteHistory(ctx context.Context, owner string) error
-	// PurgeHistory removes every owner's items older than before and
-	// returns how many it removed (retention).
-	PurgeHistory(ctx context.Context, before time.Time) (int64, error)
-	// PurgeOwnerHistory removes an owner's items older than before.
-	PurgeOwnerHistory(ctx context.Context, owner string, before time.Time) (int64, error)
+	// PurgeHistory removes the items past retention: keep(owner, with)
+	// is how long the items of owner's conversation with the bare JID
+	// with are kept after their time (0: for ever). It returns how many
+	// it removed.
+	PurgeHistory(ctx context.Context, now time.Time, keep func(owner, with string) time.Duration) (int64, error)
 	// HistoryPrefs returns an owner's preferences; ErrNotFound when none
 	// were set.
 	HistoryPrefs(ctx context.Context, owner string) (HistoryPrefs, error)

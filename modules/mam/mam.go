@@ -87,7 +87,14 @@ func init() {
 			if c == nil {
 				c = DefaultConfig()
 			}
-			return New(h.Router, h.Store, h.Log, *c)
+			m, err := New(h.Router, h.Store, h.Log, *c)
+			if err != nil {
+				return nil, err
+			}
+			if h.Config != nil {
+				m.SetRetention(Retention{Policies: h.Config.Archive.Retention, Interval: time.Duration(h.Config.Archive.PurgeInterval)})
+			}
+			return m, nil
 		},
 	})
 }
@@ -113,6 +120,9 @@ type Module struct {
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
+
+	ret    Retention
+	purged chan struct{} // closed when the purge loop ended; nil before Start
 }
 
 // writeReq is a batch of items for the writer, or (items nil) a barrier
@@ -127,7 +137,17 @@ var (
 	_ module.Features        = (*Module)(nil)
 	_ module.MessageArchiver = (*Module)(nil)
 	_ module.Stopper         = (*Module)(nil)
+	_ module.Starter         = (*Module)(nil)
 )
+
+// Start starts the retention purge (at once, then every interval).
+func (m *Module) Start(ctx context.Context) error {
+	if len(m.ret.Policies) > 0 {
+		m.purged = make(chan struct{})
+		go m.purgeLoop(context.WithoutCancel(ctx))
+	}
+	return nil
+}
 
 // New builds the module and starts its writer.
 func New(r module.Router, st Store, log *zap.Logger, cfg Config) (*Module, error) {
@@ -152,12 +172,17 @@ func (m *Module) AccountFeatures() []string { return []string{NS, NSExtended, NS
 // Stop stores what is queued and ends the writer.
 func (m *Module) Stop(ctx context.Context) error {
 	m.once.Do(func() { close(m.stop) })
-	select {
-	case <-m.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("mam: stop: %w", ctx.Err())
+	for _, done := range []chan struct{}{m.done, m.purged} {
+		if done == nil {
+			continue
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("mam: stop: %w", ctx.Err())
+		}
 	}
+	return nil
 }
 
 // maxBatch bounds the items stored in one transaction; linger is how long

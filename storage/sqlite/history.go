@@ -239,33 +239,63 @@ func (s *Store) DeleteHistory(ctx context.Context, owner string) error {
 	})
 }
 
-// PurgeHistory removes every owner's items older than before.
-func (s *Store) PurgeHistory(ctx context.Context, before time.Time) (int64, error) {
-	var n int64
-	err := s.write(ctx, "purge history", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM history WHERE stamp < ?`, before.UnixNano())
+// PurgeHistory implements storage.History: it lists the conversations,
+// then deletes each one's expired items, purgeBatch conversations per
+// transaction so that writers never wait long behind it.
+func (s *Store) PurgeHistory(ctx context.Context, now time.Time, keep func(owner, with string) time.Duration) (int64, error) {
+	type conv struct {
+		owner, with string
+		before      int64
+	}
+	var convs []conv
+	err := s.read(ctx, "purge history: list", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT owner, with_bare FROM history`)
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
-		return err
+		defer rows.Close()
+		for rows.Next() {
+			var c conv
+			if err := rows.Scan(&c.owner, &c.with); err != nil {
+				return err
+			}
+			if d := keep(c.owner, c.with); d > 0 {
+				c.before = now.Add(-d).UnixNano()
+				convs = append(convs, c)
+			}
+		}
+		return rows.Err()
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for len(convs) > 0 {
+		batch := convs[:min(len(convs), purgeBatch)]
+		convs = convs[len(batch):]
+		err := s.write(ctx, "purge history", func(tx *sql.Tx) error {
+			for _, c := range batch {
+				res, err := tx.ExecContext(ctx, `DELETE FROM history WHERE owner = ? AND with_bare = ? AND stamp < ?`, c.owner, c.with, c.before)
+				if err != nil {
+					return err
+				}
+				k, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				n += k
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
-// PurgeOwnerHistory removes an owner's items older than before.
-func (s *Store) PurgeOwnerHistory(ctx context.Context, owner string, before time.Time) (int64, error) {
-	var n int64
-	err := s.write(ctx, "purge owner history", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM history WHERE owner = ? AND stamp < ?`, owner, before.UnixNano())
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	return n, err
-}
+// purgeBatch is how many conversations one purge transaction covers.
+const purgeBatch = 256
 
 // HistoryPrefs returns an owner's preferences, or storage.ErrNotFound.
 func (s *Store) HistoryPrefs(ctx context.Context, owner string) (storage.HistoryPrefs, error) {

@@ -103,15 +103,27 @@ func TestHistoryPurgeAndDelete(t *testing.T) {
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	addHistory(t, s, "alice@example.com", 10, base)
 	addHistory(t, s, "dave@example.com", 10, base)
-	if n, err := s.PurgeOwnerHistory(ctx, "alice@example.com", base.Add(3*time.Second)); err != nil || n != 3 {
-		t.Fatalf("purge owner: %d %v", n, err)
+	// Retention per conversation: alice keeps bob for 7 s and carol for
+	// ever, dave keeps everything 5 s; it is 10 s after the first item.
+	keep := func(owner, with string) time.Duration {
+		switch {
+		case owner == "alice@example.com" && with == "bob@example.com":
+			return 7 * time.Second
+		case owner == "alice@example.com":
+			return 0
+		}
+		return 5 * time.Second
 	}
-	if n, err := s.PurgeHistory(ctx, base.Add(5*time.Second)); err != nil || n != 7 {
-		t.Fatalf("purge: %d %v", n, err)
+	if n, err := s.PurgeHistory(ctx, base.Add(10*time.Second), keep); err != nil || n != 2+5 {
+		t.Fatalf("purge: %d %v, want 7 removed", n, err)
 	}
 	p, _ := s.QueryHistory(ctx, storage.HistoryQuery{Owner: "alice@example.com", Limit: 100})
+	if ids(p) != "1,3,4,5,6,7,8,9" {
+		t.Fatalf("alice after purge: %s", ids(p))
+	}
+	p, _ = s.QueryHistory(ctx, storage.HistoryQuery{Owner: "dave@example.com", Limit: 100})
 	if ids(p) != "5,6,7,8,9" {
-		t.Fatalf("after purge: %s", ids(p))
+		t.Fatalf("dave after purge: %s", ids(p))
 	}
 	if err := s.SetHistoryPrefs(ctx, "alice@example.com", storage.HistoryPrefs{Default: "roster", Always: []string{"bob@example.com"}}); err != nil {
 		t.Fatal(err)
