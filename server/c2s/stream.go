@@ -294,10 +294,14 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			mech = m
 		}
 	}
+	detail := ""
 	audit := func(result, reason string) {
-		c.srv.audit.Info("login",
-			zap.String("result", result), zap.String("user", c.user), zap.String("domain", c.domain),
-			zap.String("mechanism", name), zap.String("remote", c.tr.remoteAddr()), zap.String("reason", reason))
+		fields := []zap.Field{zap.String("result", result), zap.String("user", c.user), zap.String("domain", c.domain),
+			zap.String("mechanism", name), zap.String("remote", c.tr.remoteAddr()), zap.String("reason", reason)}
+		if detail != "" {
+			fields = append(fields, zap.String("detail", detail))
+		}
+		c.srv.audit.Info("login", fields...)
 	}
 	if mech == nil {
 		audit("failure", "invalid-mechanism")
@@ -328,6 +332,9 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			cond, text := "not-authorized", ""
 			if errors.As(serr, &f) {
 				cond, text = f.Condition, f.Text
+				if f.Err != nil && cond != "temporary-auth-failure" {
+					detail = f.Err.Error()
+				}
 			}
 			c.user = ex.Username()
 			if strings.HasSuffix(name, "-PLUS") && text == "unsupported channel binding type" {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -76,6 +77,17 @@ func (l *loader) validate(c *Config) {
 			l.invalid("auth.providers", i, "duplicate provider %q", p)
 		}
 	}
+	for i, p := range c.Auth.Providers {
+		if p == "internal" || !slices.Contains(known, p) {
+			continue
+		}
+		if _, registered := l.moduleConfig(p); !registered || l.idx == nil {
+			continue // a provider no module implements is refused when the server is built
+		}
+		if sec, ok := c.Modules[p]; !ok || sec.Line == 0 {
+			l.invalid("auth.providers", i, "provider %q needs a [modules.%s] section", p, p)
+		}
+	}
 	if c.Auth.SCRAMIterations < MinSCRAMIterations {
 		l.invalid("auth.scram_iterations", -1, "must be at least %d, got %d", MinSCRAMIterations, c.Auth.SCRAMIterations)
 	}
@@ -112,10 +124,27 @@ func (l *loader) validate(c *Config) {
 			continue
 		}
 		if err := v.Validate(); err != nil {
-			msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-			l.invalid("modules."+n, -1, "%s", msg)
+			l.moduleErrors(n, err)
 		}
 	}
+}
+
+// moduleErrors reports a module's Validate error: each *FieldError at its
+// key inside [modules.NAME], anything else at the section.
+func (l *loader) moduleErrors(name string, err error) {
+	var fe *FieldError
+	if multi, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range multi.Unwrap() {
+			l.moduleErrors(name, e)
+		}
+		return
+	}
+	if errors.As(err, &fe) {
+		l.invalid("modules."+name+"."+fe.Key, -1, "%s", fe.Msg)
+		return
+	}
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	l.invalid("modules."+name, -1, "%s", msg)
 }
 
 func (l *loader) validateServer(s *Server) {

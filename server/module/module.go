@@ -11,6 +11,7 @@ package module
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -312,3 +313,37 @@ func (ConfigRegistry) ModuleNames() []string {
 	}
 	return out
 }
+
+// Authenticator verifies passwords for one entry of [auth] providers
+// (SASL PLAIN; the core offers PLAIN only, over TLS, on a domain that an
+// Authenticator serves). The core tries the providers in their configured
+// order for each login.
+type Authenticator interface {
+	// Provider is the name used in auth.providers, e.g. "ldap".
+	Provider() string
+	// ServesDomain reports whether accounts of domain may come from this
+	// provider.
+	ServesDomain(domain string) bool
+	// CheckPassword verifies a password for username (a prepared
+	// localpart) on domain. It returns nil on success; ErrUnknownUser
+	// when the provider has no such account (the next provider is
+	// tried); a *LoginRefused for a known account that may not log in
+	// (wrong password, disabled, not allowed); any other error for a
+	// back-end failure, which the client sees as temporary-auth-failure.
+	CheckPassword(ctx context.Context, domain, username, password string) error
+}
+
+// ErrUnknownUser tells the core an Authenticator has no such account.
+var ErrUnknownUser = errors.New("module: unknown user")
+
+// LoginRefused is an Authenticator's refusal of a known account.
+type LoginRefused struct {
+	// Condition is the RFC 6120 6.5 SASL condition: "not-authorized" or
+	// "account-disabled".
+	Condition string
+	// Reason is for the audit log, never sent to the client.
+	Reason string
+}
+
+// Error describes the refusal.
+func (e *LoginRefused) Error() string { return "login refused: " + e.Condition + ": " + e.Reason }

@@ -1,0 +1,66 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+type dirConfig struct {
+	URL  string `toml:"url"`
+	Base string `toml:"base_dn"`
+}
+
+func (c *dirConfig) Validate() error {
+	var errs []error
+	if !strings.HasPrefix(c.URL, "ldaps://") {
+		errs = append(errs, &FieldError{Key: "url", Msg: "must be ldaps://"})
+	}
+	if c.Base == "" {
+		errs = append(errs, &FieldError{Key: "base_dn", Msg: "must be set"})
+	}
+	if c.URL == "ldaps://whole" {
+		errs = append(errs, errors.New("section-wide problem"))
+	}
+	return errors.Join(errs...)
+}
+
+func dirRegistry() StaticRegistry {
+	return StaticRegistry{"ldap": func() any { return &dirConfig{} }}
+}
+
+// TestModuleFieldErrors checks that a module's FieldErrors are reported at
+// their own key and line, and others at the section.
+func TestModuleFieldErrors(t *testing.T) {
+	doc := "[auth]\nproviders = [\"ldap\"]\n\n[modules.ldap]\nbase_dn = \"\"\nurl = \"ldap://dc1.corp.example\"\n"
+	_, err := Parse("p.toml", []byte(doc), dirRegistry())
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	got := err.Error()
+	for _, want := range []string{
+		"p.toml:5:1: modules.ldap.base_dn: must be set",
+		"p.toml:6:1: modules.ldap.url: must be ldaps://",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors lack %q:\n%s", want, got)
+		}
+	}
+	_, err = Parse("p.toml", []byte("[modules.ldap]\nurl = \"ldaps://whole\"\nbase_dn = \"x\"\n"), dirRegistry())
+	if err == nil || !strings.Contains(err.Error(), "p.toml:1:10: modules.ldap: section-wide problem") {
+		t.Errorf("section error = %v", err)
+	}
+}
+
+// TestProviderNeedsSection checks that an external provider without its
+// module section is refused at auth.providers.
+func TestProviderNeedsSection(t *testing.T) {
+	_, err := Parse("p.toml", []byte("[auth]\nproviders = [\"internal\", \"ldap\"]\n"), dirRegistry())
+	if err == nil || !strings.Contains(err.Error(), `p.toml:2:`) ||
+		!strings.Contains(err.Error(), `auth.providers: provider "ldap" needs a [modules.ldap] section`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Parse("p.toml", []byte("[auth]\nproviders = [\"ldap\"]\n[modules.ldap]\nurl = \"ldaps://x\"\nbase_dn = \"dc=x\"\n"), dirRegistry()); err != nil {
+		t.Fatal(err)
+	}
+}
