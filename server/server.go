@@ -274,6 +274,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err == nil && l.Admin != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.healthz)
+		mux.HandleFunc("/admin/kick", s.adminKick)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		httpServers = append(httpServers, hs)
 		err = listen("admin", l.Admin, func(ln net.Listener) error {
