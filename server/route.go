@@ -277,6 +277,10 @@ func (h handler) Mechanisms(domain string, b sasl.Binding) []sasl.Mechanism {
 	return h.s.mechanisms(domain, b)
 }
 
+func (h handler) AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (int, error) {
+	return h.s.authorizeLogin(ctx, bare, remote)
+}
+
 func (h handler) StreamFeatures(authenticated bool) []*element.Element {
 	return h.s.streamFeatures(authenticated)
 }

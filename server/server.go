@@ -60,6 +60,7 @@ type Server struct {
 	offline    module.OfflineStore
 	features   []module.StreamFeatures
 	auths      map[string]module.Authenticator // by provider name
+	groupSrc   []module.GroupSource
 	domains    map[string]bool
 
 	healthMu   sync.Mutex
@@ -88,6 +89,10 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	}
 	s.host = module.NewHost(s, store, log, s.audit, cfg, func() []any { return s.modules })
 	s.host.SetHealth = s.SetHealth
+	s.host.AuthorizeLogin = func(ctx context.Context, bare jid.JID, remote string) error {
+		_, err := s.authorizeLogin(ctx, bare, remote)
+		return err
+	}
 	if err := s.buildModules(); err != nil {
 		return nil, err
 	}
@@ -172,6 +177,9 @@ func (s *Server) buildModules() error {
 		}
 		if f, ok := m.(module.StreamFeatures); ok {
 			s.features = append(s.features, f)
+		}
+		if g, ok := m.(module.GroupSource); ok {
+			s.groupSrc = append(s.groupSrc, g)
 		}
 		if a, ok := m.(module.Authenticator); ok {
 			if s.auths == nil {

@@ -86,9 +86,9 @@ func TestActiveDirectory(t *testing.T) {
 		}
 	}
 	// userAccountControl 514 = NORMAL_ACCOUNT | ACCOUNTDISABLE.
-	reason, disabled, err := d.refusal(t.Context(), person{DN: "CN=x", UAC: 514})
-	if err != nil || !disabled || reason == "" {
-		t.Errorf("uac 514: %q %v %v", reason, disabled, err)
+	st, err := d.refusal(t.Context(), person{DN: "CN=x", UAC: 514}, false)
+	if err != nil || !st.Disabled || st.Reason == "" {
+		t.Errorf("uac 514: %+v %v", st, err)
 	}
 }
 

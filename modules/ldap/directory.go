@@ -310,47 +310,62 @@ func (d *directory) verify(ctx context.Context, dn, password string) error {
 	})
 }
 
-// refusal says why a person may not use Palisade, "" when they may.
-func (d *directory) refusal(ctx context.Context, pe person) (reason string, disabled bool, err error) {
+// standing is what the directory says of a person now.
+type standing struct {
+	// Reason says why the person may not use Palisade, "" when they may.
+	Reason   string
+	Disabled bool
+	// Groups are the DNs of the groups found for the person (searched
+	// only when allowed_groups or [groups] needs them).
+	Groups []string
+}
+
+// refusal looks up a person's standing: disabled, and group membership.
+func (d *directory) refusal(ctx context.Context, pe person, wantGroups bool) (standing, error) {
+	var st standing
 	if d.cfg.ActiveDirectory && pe.UAC&uacAccountDisable != 0 {
-		return "disabled in the directory (userAccountControl)", true, nil
+		return standing{Reason: "disabled in the directory (userAccountControl)", Disabled: true}, nil
 	}
-	err = d.with(ctx, func(p *pooled) error {
+	err := d.with(ctx, func(p *pooled) error {
 		if d.cfg.DisabledFilter != "" {
 			res, err := p.c.Search(d.disabledSearch(pe.DN))
 			if goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject) {
-				reason = "deleted from the directory"
+				st.Reason = "deleted from the directory"
 				return nil
 			}
 			if err != nil {
 				return fmt.Errorf("ldap: disabled check: %w", err)
 			}
 			if len(res.Entries) > 0 {
-				reason, disabled = "disabled in the directory", true
+				st.Reason, st.Disabled = "disabled in the directory", true
 				return nil
 			}
 		}
-		if len(d.cfg.AllowedGroups) == 0 {
+		if len(d.cfg.AllowedGroups) == 0 && !wantGroups {
 			return nil
 		}
 		res, err := p.c.SearchWithPaging(d.groupSearch(pe.DN), uint32(d.cfg.PageSize))
 		if err != nil && !goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject) {
 			return fmt.Errorf("ldap: group search: %w", err)
 		}
-		if res != nil && inAllowed(res.Entries, d.cfg.AllowedGroups) {
-			return nil
+		if res != nil {
+			for _, e := range res.Entries {
+				st.Groups = append(st.Groups, e.DN)
+			}
 		}
-		reason = "not a member of an allowed group"
+		if len(d.cfg.AllowedGroups) > 0 && !inAllowed(st.Groups, d.cfg.AllowedGroups) {
+			st.Reason = "not a member of an allowed group"
+		}
 		return nil
 	})
-	return reason, disabled, err
+	return st, err
 }
 
 // inAllowed reports whether one of the groups found is allowed (DNs are
 // compared by their parsed form, so case and spacing do not matter).
-func inAllowed(entries []*goldap.Entry, allowed []string) bool {
-	for _, e := range entries {
-		got, err := goldap.ParseDN(e.DN)
+func inAllowed(groups []string, allowed []string) bool {
+	for _, g := range groups {
+		got, err := goldap.ParseDN(g)
 		if err != nil {
 			continue
 		}

@@ -18,10 +18,12 @@ package ldap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 
+	goldap "github.com/go-ldap/ldap/v3"
 	"github.com/palisade-im/palisade/server/module"
 	"go.uber.org/zap"
 	"mellium.im/xmpp/jid"
@@ -48,6 +50,8 @@ func init() {
 // not name "ldap", it does nothing.
 type Module struct {
 	router module.Router
+	// authorize applies the core's access rules (nil: none).
+	authorize func(ctx context.Context, bare jid.JID, remote string) error
 	log    *zap.Logger
 	audit  *zap.Logger
 	cfg    Config // effective
@@ -60,6 +64,11 @@ type Module struct {
 	recent map[string]time.Time
 	// sessions counts live (or resumable) sessions of directory accounts.
 	sessions map[string]int
+	// groups are the [groups] names of directory accounts, by bare JID,
+	// from the last login or sync.
+	groups map[string][]string
+	// groupDNs maps [groups] names to their parsed DNs.
+	groupDNs map[string]*goldap.DN
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -70,14 +79,17 @@ var (
 	_ module.SessionObserver = (*Module)(nil)
 	_ module.Starter         = (*Module)(nil)
 	_ module.Stopper         = (*Module)(nil)
+	_ module.GroupSource     = (*Module)(nil)
 )
 
 // New builds the module; it reads the service account's password but does
 // not connect until the first login.
 func New(h *module.Host, cfg Config) (*Module, error) {
-	m := &Module{log: zap.NewNop(), audit: zap.NewNop(), recent: map[string]time.Time{}, sessions: map[string]int{}}
+	m := &Module{log: zap.NewNop(), audit: zap.NewNop(), recent: map[string]time.Time{}, sessions: map[string]int{},
+		groups: map[string][]string{}, groupDNs: map[string]*goldap.DN{}}
 	if h != nil {
 		m.router = h.Router
+		m.authorize = h.AuthorizeLogin
 		if h.Log != nil {
 			m.log = h.Log.Named("ldap")
 		}
@@ -88,6 +100,13 @@ func New(h *module.Host, cfg Config) (*Module, error) {
 			m.active = slices.Contains(h.Config.Auth.Providers, Provider)
 			if len(cfg.Domains) == 0 {
 				cfg.Domains = h.Config.Server.Domains
+			}
+			for name, dn := range h.Config.Groups {
+				parsed, err := goldap.ParseDN(dn)
+				if err != nil {
+					return nil, fmt.Errorf("groups.%s: %q is not a DN: %w", name, dn, err)
+				}
+				m.groupDNs[name] = parsed
 			}
 		}
 	}
@@ -139,22 +158,23 @@ func (m *Module) CheckPassword(ctx context.Context, domain, username, password s
 			zap.String("dn", pe.DN), zap.Error(err))
 		return err
 	}
-	reason, disabled, err := m.dir.refusal(ctx, pe)
+	st, err := m.dir.refusal(ctx, pe, len(m.groupDNs) > 0)
 	if err != nil {
 		m.log.Warn("directory check failed: login refused with temporary-auth-failure",
 			zap.String("dn", pe.DN), zap.Error(err))
 		return err
 	}
-	if reason != "" {
+	if st.Reason != "" {
 		cond := "not-authorized"
-		if disabled {
+		if st.Disabled {
 			cond = "account-disabled"
 		}
-		return &module.LoginRefused{Condition: cond, Reason: reason}
+		return &module.LoginRefused{Condition: cond, Reason: st.Reason}
 	}
 	if bare, err := jid.New(username, domain, ""); err == nil {
 		m.mu.Lock()
 		m.recent[bare.String()] = time.Now()
+		m.groups[bare.String()] = m.groupNames(st.Groups)
 		m.mu.Unlock()
 	}
 	return nil
@@ -235,6 +255,11 @@ func (m *Module) Sync(ctx context.Context) {
 			delete(m.recent, k)
 		}
 	}
+	for k := range m.groups {
+		if _, ok := m.recent[k]; !ok && m.sessions[k] == 0 {
+			delete(m.groups, k)
+		}
+	}
 	accounts := make([]string, 0, len(m.sessions))
 	for k := range m.sessions {
 		accounts = append(accounts, k)
@@ -249,30 +274,89 @@ func (m *Module) Sync(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		reason, err := m.check(ctx, bare.Localpart())
+		reason, err := m.check(ctx, bare)
 		if err != nil {
 			m.log.Warn("directory sync failed; sessions left as they are", zap.String("url", m.cfg.URL), zap.Error(err))
 			return
 		}
 		if reason != "" {
 			m.Revoke(bare, reason)
+			continue
 		}
+		m.applyRules(ctx, bare)
 	}
 }
 
-// check returns why the directory no longer allows login, "" if it does.
-func (m *Module) check(ctx context.Context, login string) (string, error) {
+// applyRules closes the sessions the access rules no longer admit with
+// the account's groups as just read (login = false, or a network no
+// longer allowed), so that a group change takes effect without a login.
+func (m *Module) applyRules(ctx context.Context, bare jid.JID) {
+	if m.authorize == nil {
+		return
+	}
+	for _, s := range m.router.Sessions(bare) {
+		err := m.authorize(ctx, bare, s.RemoteAddr())
+		if err == nil {
+			continue
+		}
+		s.Close("not-authorized", "access revoked by the access rules")
+		m.audit.Info("session_revoked", zap.String("jid", s.JID().String()), zap.String("reason", err.Error()),
+			zap.String("source", "ldap sync"), zap.Int("sessions", 1))
+	}
+}
+
+// check returns why the directory no longer allows login ("" if it does)
+// and refreshes the account's groups.
+func (m *Module) check(ctx context.Context, bare jid.JID) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Duration(m.cfg.RequestTimeout)+time.Duration(m.cfg.ConnectTimeout))
 	defer cancel()
-	pe, err := m.dir.find(ctx, login)
+	pe, err := m.dir.find(ctx, bare.Localpart())
 	if errors.Is(err, errNoSuchUser) {
 		return "deleted from the directory", nil
 	}
 	if err != nil {
 		return "", err
 	}
-	reason, _, err := m.dir.refusal(ctx, pe)
-	return reason, err
+	st, err := m.dir.refusal(ctx, pe, len(m.groupDNs) > 0)
+	if err != nil {
+		return "", err
+	}
+	if st.Reason == "" {
+		names := m.groupNames(st.Groups)
+		m.mu.Lock()
+		if old := m.groups[bare.String()]; !slices.Equal(old, names) {
+			m.audit.Info("groups_changed", zap.String("jid", bare.String()), zap.Strings("groups", names),
+				zap.Strings("before", old), zap.String("source", "ldap sync"))
+		}
+		m.groups[bare.String()] = names
+		m.mu.Unlock()
+	}
+	return st.Reason, nil
+}
+
+// groupNames maps directory group DNs to [groups] names, sorted.
+func (m *Module) groupNames(dns []string) []string {
+	var out []string
+	for _, g := range dns {
+		parsed, err := goldap.ParseDN(g)
+		if err != nil {
+			continue
+		}
+		for name, want := range m.groupDNs {
+			if parsed.EqualFold(want) && !slices.Contains(out, name) {
+				out = append(out, name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Groups returns the [groups] names the directory last gave an account.
+func (m *Module) Groups(bare jid.JID) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.groups[bare.Bare().String()])
 }
 
 // Revoke closes every session of bare with a not-authorized stream error

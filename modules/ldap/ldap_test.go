@@ -224,3 +224,43 @@ func TestPagedGroups(t *testing.T) {
 		t.Fatalf("carol in the last group of a paged search: %v", err)
 	}
 }
+
+// TestGroups checks that the [groups] names of a directory account are
+// learned at login and follow the directory at each sync.
+func TestGroups(t *testing.T) {
+	srv := ldaptest.Start(t)
+	secret := filepath.Join(t.TempDir(), "s")
+	if err := os.WriteFile(secret, []byte(ldaptest.ServicePassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, r := moduletest.NewHost(t, nil)
+	h.Config.Auth.Providers = []string{"ldap"}
+	h.Config.Groups = map[string]string{"staff": "CN=Staff," + ldaptest.GroupsDN, "interns": ldaptest.InternsDN}
+	cfg := DefaultConfig()
+	cfg.URL, cfg.BindDN, cfg.BindPasswordFile = srv.URL, ldaptest.ServiceDN, secret
+	cfg.BaseDN, cfg.GroupBaseDN = ldaptest.PeopleDN, ldaptest.GroupsDN
+	m, err := New(h, *cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := m.CheckPassword(ctx, domain, "alice", "alice-pw"); err != nil {
+		t.Fatal(err)
+	}
+	alice := moduletest.JID(t, "alice@"+domain)
+	if g := m.Groups(alice); len(g) != 1 || g[0] != "staff" {
+		t.Fatalf("groups at login = %v", g)
+	}
+	m.SessionStarted(ctx, r.Login(t, "alice@"+domain+"/x"))
+	srv.Modify(t, "dn: "+ldaptest.InternsDN+"\nchangetype: modify\nadd: member\nmember: "+ldaptest.UserDN("alice")+"\n")
+	m.Sync(ctx)
+	if g := m.Groups(alice); len(g) != 2 || g[0] != "interns" || g[1] != "staff" {
+		t.Fatalf("groups after sync = %v", g)
+	}
+	srv.RemoveMember(t, ldaptest.StaffDN, "alice")
+	srv.RemoveMember(t, ldaptest.InternsDN, "alice")
+	m.Sync(ctx)
+	if g := m.Groups(alice); len(g) != 0 {
+		t.Fatalf("groups after leaving both = %v", g)
+	}
+}

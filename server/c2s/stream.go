@@ -37,6 +37,8 @@ type conn struct {
 	user   string // SASL identity (localpart)
 	mech   string
 	fails  int
+	// maxSessions is the access rule's session cap (0: the server's).
+	maxSessions int
 	// cbRejected is set when a -PLUS attempt on this stream failed because
 	// the client's channel-binding type is not offered (slixmpp 1.8.3
 	// tries tls-unique, which TLS 1.3 lacks). Its honest fallback with the
@@ -359,6 +361,18 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 					return false, c.tr.write([][]byte{saslFailure("invalid-authzid", "")})
 				}
 			}
+			max, aerr := c.srv.h.AuthorizeLogin(ctx, bare, c.tr.remoteAddr())
+			if aerr != nil {
+				cond, text := "not-authorized", ""
+				var f *sasl.Failure
+				if errors.As(aerr, &f) {
+					cond, text = f.Condition, f.Text
+				}
+				detail = aerr.Error()
+				audit("failure", cond)
+				return false, c.tr.write([][]byte{saslFailure(cond, text)})
+			}
+			c.maxSessions = max
 			c.user = bare.Localpart()
 			c.mech = name
 			c.authed = true

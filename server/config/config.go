@@ -38,6 +38,10 @@ type Config struct {
 	Auth Auth `toml:"auth"`
 	// Archive configures the compliance journal.
 	Archive Archive `toml:"archive"`
+	// Groups maps Palisade group names to directory group DNs.
+	Groups map[string]string `toml:"groups"`
+	// Access holds the access rules.
+	Access Access `toml:"access"`
 	// Modules holds one Section per module, keyed by module name: every
 	// module present in the file, plus, when the Registry implements
 	// ModuleLister, every registered module absent from the file (with its
@@ -148,6 +152,39 @@ type Archive struct {
 	CheckpointURLs []string `toml:"checkpoint_urls"`
 }
 
+// Access is the [access] section and its [[access.rule]] tables. Rules are
+// evaluated in file order; the first whose group or jid matches the
+// account applies, Default when none does.
+type Access struct {
+	// Default applies to accounts no rule matches.
+	Default Rights `toml:"default"`
+	// Rules are the [[access.rule]] tables, in file order.
+	Rules []Rule `toml:"rule"`
+}
+
+// Rule is one access rule: whom it is for, and their rights.
+type Rule struct {
+	// Group is a Palisade group name (a key of [groups]); set it or JID.
+	Group string `toml:"group"`
+	// JID is one bare JID; set it or Group.
+	JID string `toml:"jid"`
+	Rights
+}
+
+// Rights are what an access rule grants.
+type Rights struct {
+	// Login says whether the account may log in (default true).
+	Login *bool `toml:"login"`
+	// Networks are the CIDR ranges logins may come from; empty: any.
+	Networks []string `toml:"networks"`
+	// MaxSessions caps concurrent sessions; 0 means
+	// limits.max_sessions_per_user.
+	MaxSessions int `toml:"max_sessions"`
+}
+
+// MayLogin reports the login right (true when unset).
+func (r Rights) MayLogin() bool { return r.Login == nil || *r.Login }
+
 // MinCheckpointInterval is the smallest allowed archive.checkpoint_interval.
 const MinCheckpointInterval = time.Second
 
@@ -198,9 +235,13 @@ func Default() *Config {
 			CheckpointInterval: Duration(time.Minute),
 			CheckpointURLs:     []string{},
 		},
+		Groups:  map[string]string{},
+		Access:  Access{Default: Rights{Login: &loginDefault, Networks: []string{}}, Rules: []Rule{}},
 		Modules: map[string]Section{},
 	}
 }
+
+var loginDefault = true
 
 // Duration is a time.Duration written in the file as a Go duration string
 // ("60s", "5m", "1h30m"). Convert with time.Duration(d).

@@ -64,3 +64,61 @@ func TestProviderNeedsSection(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAccessRules checks [groups] and [[access.rule]] decoding, and that
+// an error in the second rule points at that rule's line.
+func TestAccessRules(t *testing.T) {
+	doc := `[groups]
+staff = "cn=staff,ou=groups,dc=corp,dc=example"
+
+[access]
+default = { login = false }
+
+[[access.rule]]
+group = "staff"
+networks = ["127.0.0.1/32"]
+
+[[access.rule]]
+jid = "kiosk@localhost"
+login = false
+max_sessions = 2
+`
+	cfg, err := Parse("p.toml", []byte(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Access
+	if a.Default.MayLogin() || len(a.Rules) != 2 || a.Rules[0].Group != "staff" || !a.Rules[0].MayLogin() ||
+		a.Rules[0].Networks[0] != "127.0.0.1/32" || a.Rules[1].JID != "kiosk@localhost" || a.Rules[1].MayLogin() ||
+		a.Rules[1].MaxSessions != 2 || cfg.Groups["staff"] != "cn=staff,ou=groups,dc=corp,dc=example" {
+		t.Errorf("access = %+v, groups = %v", a, cfg.Groups)
+	}
+	bad := `[groups]
+staff = "cn=staff,dc=x"
+
+[[access.rule]]
+group = "staff"
+
+[[access.rule]]
+group = "nobody"
+networks = ["10.0.0.0/8", "10.1.2.3"]
+
+[[access.rule]]
+jid = "a@localhost"
+group = "staff"
+`
+	_, err = Parse("p.toml", []byte(bad), nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`p.toml:8:1: access.rule[1].group: unknown group "nobody"`,
+		`p.toml:9:1: access.rule[1].networks: "10.1.2.3" is not a CIDR range`,
+		`p.toml:11:`,
+		`access.rule[2]: set exactly one of group and jid`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+}

@@ -67,11 +67,16 @@ func indexDocument(data []byte) (*docIndex, error) {
 	var p unstable.Parser
 	p.Reset(data)
 	var table []string
+	// elemTable is "key[i]" inside the i-th [[key]] array table, so that
+	// errors about one element's keys point at that element.
+	elemTable := ""
+	arrayTables := map[string]int{}
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
 			table = nil
+			elemTable = ""
 			var first, last unstable.Range
 			it := e.Key()
 			for it.Next() {
@@ -84,6 +89,12 @@ func indexDocument(data []byte) (*docIndex, error) {
 				idx.add(table, n.Raw, unstable.Table)
 			}
 			idx.keysAt[int(first.Offset)] = table
+			if e.Kind == unstable.ArrayTable {
+				name := strings.ToLower(strings.Join(table, "."))
+				elemTable = elemKey(name, arrayTables[name])
+				arrayTables[name]++
+				idx.keys[elemTable] = keyInfo{pos: idx.position(int(first.Offset)), kind: unstable.Table}
+			}
 			idx.exprs = append(idx.exprs, expression{
 				start: int(first.Offset),
 				end:   int(last.Offset + last.Length),
@@ -91,6 +102,10 @@ func indexDocument(data []byte) (*docIndex, error) {
 			})
 		case unstable.KeyValue:
 			path := idx.addKeyValue(table, e)
+			if elemTable != "" {
+				k := elemTable + "." + strings.ToLower(strings.Join(path[len(table):], "."))
+				idx.keys[k] = keyInfo{pos: idx.position(int(e.Raw.Offset)), kind: e.Value().Kind}
+			}
 			idx.exprs = append(idx.exprs, expression{
 				start:    int(e.Raw.Offset),
 				end:      int(e.Raw.Offset + e.Raw.Length),

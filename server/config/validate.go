@@ -113,6 +113,8 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 
+	l.validateAccess(c)
+
 	names := make([]string, 0, len(c.Modules))
 	for n := range c.Modules {
 		names = append(names, n)
@@ -126,6 +128,48 @@ func (l *loader) validate(c *Config) {
 		if err := v.Validate(); err != nil {
 			l.moduleErrors(n, err)
 		}
+	}
+}
+
+// validateAccess checks [groups], [access] default and [[access.rule]].
+func (l *loader) validateAccess(c *Config) {
+	groupNames := make([]string, 0, len(c.Groups))
+	for g := range c.Groups {
+		groupNames = append(groupNames, g)
+	}
+	slices.Sort(groupNames)
+	for _, g := range groupNames {
+		if strings.TrimSpace(c.Groups[g]) == "" || !strings.Contains(c.Groups[g], "=") {
+			l.invalid("groups."+g, -1, "%q is not a directory group DN", c.Groups[g])
+		}
+	}
+	check := func(key string, r Rule, isDefault bool) {
+		switch {
+		case isDefault:
+		case (r.Group == "") == (r.JID == ""):
+			l.invalid(key, -1, "set exactly one of group and jid")
+		case r.Group != "":
+			if _, ok := c.Groups[r.Group]; !ok {
+				l.invalid(key+".group", -1, "unknown group %q (define it in [groups])", r.Group)
+			}
+		case r.JID != "":
+			j, err := jid.Parse(r.JID)
+			if err != nil || j.Localpart() == "" || j.Resourcepart() != "" || j.String() != r.JID {
+				l.invalid(key+".jid", -1, "%q is not a normalized bare JID", r.JID)
+			}
+		}
+		for i, n := range r.Networks {
+			if _, _, err := net.ParseCIDR(n); err != nil {
+				l.invalid(key+".networks", i, "%q is not a CIDR range like \"10.0.0.0/8\"", n)
+			}
+		}
+		if r.MaxSessions < 0 {
+			l.invalid(key+".max_sessions", -1, "must be 0 (limits.max_sessions_per_user) or more, got %d", r.MaxSessions)
+		}
+	}
+	check("access.default", Rule{Rights: c.Access.Default}, true)
+	for i, r := range c.Access.Rules {
+		check(elemKey("access.rule", i), r, false)
 	}
 }
 

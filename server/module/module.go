@@ -138,7 +138,11 @@ type Host struct {
 	// SetHealth records a failing component for /healthz; problem ""
 	// clears it.
 	SetHealth func(component, problem string)
-	modules   func() []any
+	// AuthorizeLogin applies the access rules ([[access.rule]]) to an
+	// account connecting from remote (host:port), as at login; a non-nil
+	// error says why it may not. Nil in hosts without access rules.
+	AuthorizeLogin func(ctx context.Context, bare jid.JID, remote string) error
+	modules        func() []any
 }
 
 // NewHost builds a host; modules returns the constructed module instances.
@@ -347,3 +351,11 @@ type LoginRefused struct {
 
 // Error describes the refusal.
 func (e *LoginRefused) Error() string { return "login refused: " + e.Condition + ": " + e.Reason }
+
+// GroupSource tells which Palisade groups ([groups] names) an account is
+// in. The core unites the answers of every GroupSource for access rules.
+type GroupSource interface {
+	// Groups returns the account's groups as last learned (at login, then
+	// at each directory sync); it must not block on the network.
+	Groups(bare jid.JID) []string
+}
