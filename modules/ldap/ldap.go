@@ -52,11 +52,11 @@ type Module struct {
 	router module.Router
 	// authorize applies the core's access rules (nil: none).
 	authorize func(ctx context.Context, bare jid.JID, remote string) error
-	log    *zap.Logger
-	audit  *zap.Logger
-	cfg    Config // effective
-	dir    *directory
-	active bool
+	log       *zap.Logger
+	audit     *zap.Logger
+	cfg       Config // effective
+	dir       *directory
+	active    bool
 
 	mu sync.Mutex
 	// recent are accounts the directory authenticated lately, by bare
