@@ -77,3 +77,42 @@ func TestUserKick(t *testing.T) {
 		t.Fatalf("slixmpp: %v\n%s", err, p.Output())
 	}
 }
+
+// TestLockout: three wrong passwords lock alice out; the right password
+// then fails too (slixmpp sees not-authorized), the audit log has lines
+// fail2ban can match (result failure with the client ip, login_lockout);
+// `palisade user unlock` clears it and she logs in.
+func TestLockout(t *testing.T) {
+	s := StartServerWith(t, `
+[auth]
+lockout_threshold = 3
+failure_delay = "10ms"
+max_failure_delay = "50ms"
+`)
+	for name, pw := range accounts {
+		s.AddUser(t, name+"@"+Domain, pw)
+	}
+	plain := []string{"--mech", "PLAIN"}
+	for i := 0; i < 3; i++ {
+		out, err := slix(t, s, tcpTransports[0], 30*time.Second, plain, "login", "alice@"+Domain+":wrong-password")
+		if err == nil {
+			t.Fatalf("wrong password accepted:\n%s", out)
+		}
+	}
+	s.WaitLog(t, `"msg":"login".*"result":"failure","user":"alice".*"ip":"127.0.0.1","reason":"not-authorized"`, 5*time.Second)
+	s.WaitLog(t, `"msg":"login_lockout".*"kind":"account".*"ip":"127.0.0.1","jid":"alice@localhost"`, 5*time.Second)
+	out, err := slix(t, s, tcpTransports[0], 30*time.Second, plain, "login", acct("alice"))
+	if err == nil {
+		t.Fatalf("locked account logged in:\n%s", out)
+	}
+	wantLine(t, out, `AUTH FAILURE PLAIN not-authorized temporarily locked after failed logins`)
+	// Other accounts are not affected.
+	mustSlix(t, s, tcpTransports[0], 30*time.Second, plain, "login", acct("bob"))
+
+	out, err = palisadeCLI(t, s, "user", "unlock", "alice@"+Domain)
+	if err != nil || !strings.Contains(out, "alice@localhost: unlocked") {
+		t.Fatalf("user unlock: %v\n%s", err, out)
+	}
+	s.WaitLog(t, `"msg":"user_unlock".*"jid":"alice@localhost"`, 5*time.Second)
+	mustSlix(t, s, tcpTransports[0], 30*time.Second, plain, "login", acct("alice"))
+}

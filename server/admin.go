@@ -54,6 +54,30 @@ func (s *Server) adminKick(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(KickResult{JID: j.String(), Closed: len(sessions)})
 }
 
+// UnlockResult is the JSON answer of POST /admin/unlock.
+type UnlockResult struct {
+	JID      string `json:"jid"`
+	Unlocked bool   `json:"unlocked"`
+}
+
+// adminUnlock serves POST /admin/unlock?jid=BARE: it clears the account's
+// failed logins and lockout.
+func (s *Server) adminUnlock(w http.ResponseWriter, r *http.Request) {
+	if !s.adminAllowed(w, r) {
+		return
+	}
+	j, err := jid.Parse(r.URL.Query().Get("jid"))
+	if err != nil || j.Localpart() == "" || j.Resourcepart() != "" || !s.IsLocal(j.Domainpart()) {
+		http.Error(w, "jid: a local bare JID is required", http.StatusBadRequest)
+		return
+	}
+	had := s.lockout.unlock(j.String())
+	s.audit.Info("user_unlock", zap.String("jid", j.String()), zap.Bool("had_failures", had),
+		zap.String("actor", "admin-http"), zap.String("remote", r.RemoteAddr))
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(UnlockResult{JID: j.String(), Unlocked: had})
+}
+
 // adminAllowed admits POST requests with AdminHeader from loopback
 // addresses, and answers the others.
 func (s *Server) adminAllowed(w http.ResponseWriter, r *http.Request) bool {

@@ -61,6 +61,7 @@ type Server struct {
 	features   []module.StreamFeatures
 	auths      map[string]module.Authenticator // by provider name
 	groupSrc   []module.GroupSource
+	lockout    *lockout
 	domains    map[string]bool
 
 	healthMu   sync.Mutex
@@ -87,6 +88,7 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	for _, d := range cfg.Server.Domains {
 		s.domains[d] = true
 	}
+	s.lockout = newLockout(cfg.Auth, s.audit)
 	s.host = module.NewHost(s, store, log, s.audit, cfg, func() []any { return s.modules })
 	s.host.SetHealth = s.SetHealth
 	s.host.AuthorizeLogin = func(ctx context.Context, bare jid.JID, remote string) error {
@@ -283,6 +285,7 @@ func (s *Server) Run(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.healthz)
 		mux.HandleFunc("/admin/kick", s.adminKick)
+		mux.HandleFunc("/admin/unlock", s.adminUnlock)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		httpServers = append(httpServers, hs)
 		err = listen("admin", l.Admin, func(ln net.Listener) error {

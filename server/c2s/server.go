@@ -38,6 +38,14 @@ type Handler interface {
 	// returns the account's session cap (0: Config.MaxSessions), or a
 	// *sasl.Failure to refuse the login with.
 	AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (maxSessions int, err error)
+	// LoginLocked returns a *sasl.Failure when the account (zero JID: not
+	// known yet) or the client address is locked out after failed logins.
+	LoginLocked(bare jid.JID, remote string) error
+	// LoginFailed records a failed login (wrong credentials) and returns
+	// the pause to impose before answering.
+	LoginFailed(bare jid.JID, remote string) time.Duration
+	// LoginSucceeded forgets the account's failures.
+	LoginSucceeded(bare jid.JID)
 	// SessionStarted runs after bind.
 	SessionStarted(ctx context.Context, s *Session)
 	// HandleStanza processes a stanza from a bound session ('from'

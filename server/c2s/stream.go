@@ -286,6 +286,16 @@ func saslFailure(cond, text string) []byte {
 	return f.AppendTo(nil, stanza.NSClient)
 }
 
+// lockedFailure is the <failure/> for a lockout.
+func lockedFailure(err error) []byte {
+	cond, text := "not-authorized", "temporarily locked after failed logins"
+	var f *sasl.Failure
+	if errors.As(err, &f) {
+		cond, text = f.Condition, f.Text
+	}
+	return saslFailure(cond, text)
+}
+
 // saslExchange runs one SASL attempt; ok reports success. A failure is
 // answered here; err is only for stream-level trouble.
 func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *element.Element) (ok bool, err error) {
@@ -298,12 +308,21 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 	}
 	detail := ""
 	audit := func(result, reason string) {
+		ip := c.tr.remoteAddr()
+		if h, _, err := net.SplitHostPort(ip); err == nil {
+			ip = h
+		}
 		fields := []zap.Field{zap.String("result", result), zap.String("user", c.user), zap.String("domain", c.domain),
-			zap.String("mechanism", name), zap.String("remote", c.tr.remoteAddr()), zap.String("reason", reason)}
+			zap.String("mechanism", name), zap.String("remote", c.tr.remoteAddr()), zap.String("ip", ip), zap.String("reason", reason)}
 		if detail != "" {
 			fields = append(fields, zap.String("detail", detail))
 		}
 		c.srv.audit.Info("login", fields...)
+	}
+	if err := c.srv.h.LoginLocked(jid.JID{}, c.tr.remoteAddr()); err != nil {
+		detail = err.Error()
+		audit("failure", "locked")
+		return false, c.tr.write([][]byte{lockedFailure(err)})
 	}
 	if mech == nil {
 		audit("failure", "invalid-mechanism")
@@ -346,6 +365,14 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			if cond == "temporary-auth-failure" {
 				c.log().Warn("authentication backend failed", zap.Error(serr))
 			}
+			if cond == "not-authorized" && c.user != "" {
+				// Wrong credentials: counted per account and address;
+				// the answer waits longer with each failure.
+				bare, _ := jid.New(c.user, c.domain, "")
+				if d := c.srv.h.LoginFailed(bare, c.tr.remoteAddr()); d > 0 {
+					time.Sleep(d)
+				}
+			}
 			return false, c.tr.write([][]byte{saslFailure(cond, text)})
 		}
 		if done {
@@ -361,6 +388,12 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 					return false, c.tr.write([][]byte{saslFailure("invalid-authzid", "")})
 				}
 			}
+			if err := c.srv.h.LoginLocked(bare, c.tr.remoteAddr()); err != nil {
+				// Even the right password fails while the account is locked.
+				detail = err.Error()
+				audit("failure", "locked")
+				return false, c.tr.write([][]byte{lockedFailure(err)})
+			}
 			max, aerr := c.srv.h.AuthorizeLogin(ctx, bare, c.tr.remoteAddr())
 			if aerr != nil {
 				cond, text := "not-authorized", ""
@@ -373,6 +406,7 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 				return false, c.tr.write([][]byte{saslFailure(cond, text)})
 			}
 			c.maxSessions = max
+			c.srv.h.LoginSucceeded(bare)
 			c.user = bare.Localpart()
 			c.mech = name
 			c.authed = true

@@ -118,6 +118,20 @@ type Auth struct {
 	// SCRAMIterations is the PBKDF2 iteration count for new SCRAM
 	// credentials (at least 4096).
 	SCRAMIterations int `toml:"scram_iterations"`
+	// LockoutThreshold is how many failed logins of one account lock it
+	// for LockoutDuration; 0 turns account lockout off.
+	LockoutThreshold int `toml:"lockout_threshold"`
+	// AddressThreshold is how many failed logins from one client IP lock
+	// that address out; 0 turns it off.
+	AddressThreshold int `toml:"address_threshold"`
+	// LockoutDuration is how long a lockout lasts, and how long failures
+	// are remembered.
+	LockoutDuration Duration `toml:"lockout_duration"`
+	// FailureDelay is the pause after an account's first failure; it
+	// doubles with each further one, up to MaxFailureDelay.
+	FailureDelay Duration `toml:"failure_delay"`
+	// MaxFailureDelay caps the pause.
+	MaxFailureDelay Duration `toml:"max_failure_delay"`
 }
 
 // Archive is the [archive] section: the compliance journal (every message
@@ -227,8 +241,13 @@ func Default() *Config {
 		},
 		Log: Log{Format: "json", Level: "info"},
 		Auth: Auth{
-			Providers:       []string{"internal"},
-			SCRAMIterations: 4096,
+			Providers:        []string{"internal"},
+			SCRAMIterations:  4096,
+			LockoutThreshold: 10,
+			AddressThreshold: 50,
+			LockoutDuration:  Duration(15 * time.Minute),
+			FailureDelay:     Duration(200 * time.Millisecond),
+			MaxFailureDelay:  Duration(5 * time.Second),
 		},
 		Archive: Archive{
 			Enabled:            true,

@@ -92,6 +92,18 @@ func (l *loader) validate(c *Config) {
 		l.invalid("auth.scram_iterations", -1, "must be at least %d, got %d", MinSCRAMIterations, c.Auth.SCRAMIterations)
 	}
 
+	if c.Auth.LockoutThreshold < 0 {
+		l.invalid("auth.lockout_threshold", -1, "must be 0 (off) or more, got %d", c.Auth.LockoutThreshold)
+	}
+	if c.Auth.AddressThreshold < 0 {
+		l.invalid("auth.address_threshold", -1, "must be 0 (off) or more, got %d", c.Auth.AddressThreshold)
+	}
+	if c.Auth.LockoutDuration <= 0 {
+		l.invalid("auth.lockout_duration", -1, "must be a positive duration, got %s", c.Auth.LockoutDuration)
+	}
+	if c.Auth.FailureDelay < 0 || c.Auth.MaxFailureDelay < c.Auth.FailureDelay {
+		l.invalid("auth.max_failure_delay", -1, "must be at least auth.failure_delay (%s), got %s", c.Auth.FailureDelay, c.Auth.MaxFailureDelay)
+	}
 	if c.Archive.CheckpointInterval < Duration(MinCheckpointInterval) {
 		l.invalid("archive.checkpoint_interval", -1, "must be at least %s, got %s", MinCheckpointInterval, c.Archive.CheckpointInterval)
 	}
