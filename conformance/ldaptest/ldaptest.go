@@ -3,7 +3,8 @@
 // backend, the core, cosine, nis and inetorgperson schemas, a
 // self-signed TLS certificate (StartTLS on the ldap:// port, and an ldaps://
 // port), a service account and a small directory of people and groups
-// loaded with ldapadd. Changes go through ldapmodify and ldapdelete, as an
+// loaded with ldapadd, and the syncprov overlay (RFC 4533 syncrepl change
+// notification). Changes go through ldapmodify and ldapdelete, as an
 // administrator would make them. The instance is stopped by its PID when
 // the test ends.
 package ldaptest
@@ -141,6 +142,7 @@ pidfile %[1]s/slapd.pid
 argsfile %[1]s/slapd.args
 modulepath /usr/lib/ldap
 moduleload back_mdb
+moduleload syncprov
 TLSCertificateFile %[2]s
 TLSCertificateKeyFile %[3]s
 TLSCACertificateFile %[2]s
@@ -154,6 +156,9 @@ maxsize 16777216
 index objectClass eq
 index uid eq
 index member eq
+index entryCSN,entryUUID eq
+
+overlay syncprov
 
 access to attrs=userPassword
 	by anonymous auth

@@ -62,6 +62,10 @@ type Config struct {
 	// SyncInterval is how often accounts with a session are checked
 	// again (deleted, disabled, out of the allowed groups).
 	SyncInterval config.Duration `toml:"sync_interval"`
+	// ChangeNotification follows the directory's changes (RFC 4533
+	// syncrepl) so that revocations need not wait for sync_interval; a
+	// directory without syncrepl falls back to the interval.
+	ChangeNotification bool `toml:"change_notification"`
 	// ConnectTimeout bounds dialing and the TLS handshake.
 	ConnectTimeout config.Duration `toml:"connect_timeout"`
 	// RequestTimeout bounds each LDAP operation.
@@ -75,13 +79,14 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
 	return &Config{
-		AllowedGroups:  []string{},
-		Domains:        []string{},
-		SyncInterval:   config.Duration(60 * time.Second),
-		ConnectTimeout: config.Duration(5 * time.Second),
-		RequestTimeout: config.Duration(10 * time.Second),
-		PoolSize:       4,
-		PageSize:       500,
+		AllowedGroups:      []string{},
+		Domains:            []string{},
+		SyncInterval:       config.Duration(60 * time.Second),
+		ChangeNotification: true,
+		ConnectTimeout:     config.Duration(5 * time.Second),
+		RequestTimeout:     config.Duration(10 * time.Second),
+		PoolSize:           4,
+		PageSize:           500,
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goldap "github.com/go-ldap/ldap/v3"
@@ -72,6 +73,7 @@ type Module struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	rounds atomic.Int64 // sync rounds run, for tests
 }
 
 var (
@@ -236,19 +238,51 @@ func (m *Module) syncLoop(ctx context.Context) {
 	defer close(m.done)
 	t := time.NewTicker(time.Duration(m.cfg.SyncInterval))
 	defer t.Stop()
+	changed := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if m.cfg.ChangeNotification {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.watch(ctx, func() {
+				select {
+				case changed <- struct{}{}:
+				default: // a round is already due
+				}
+			})
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.Sync(ctx)
+		case <-changed:
+			// Let a burst of changes (one ldapmodify, the refresh phase)
+			// settle into one round.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(changeSettle):
+			}
+			select {
+			case <-changed:
+			default:
+			}
 		}
+		m.Sync(ctx)
 	}
 }
+
+// changeSettle is how long a change notification waits for others before
+// the sync round it triggers.
+const changeSettle = 100 * time.Millisecond
 
 // Sync checks every watched account once and closes the sessions of those
 // the directory no longer allows. A failing directory changes nothing.
 func (m *Module) Sync(ctx context.Context) {
+	defer m.rounds.Add(1)
 	m.mu.Lock()
 	for k, t := range m.recent {
 		if time.Since(t) >= recentWindow {

@@ -264,3 +264,54 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("groups after leaving both = %v", g)
 	}
 }
+
+// TestChangeNotification: with a sync interval of an hour, a disable made
+// with ldapmodify still closes the session, through syncrepl.
+func TestChangeNotification(t *testing.T) {
+	m, r, srv := newModule(t, func(c *Config) {
+		c.SyncInterval = config.Duration(time.Hour)
+		c.BaseDN = ldaptest.Suffix // one persistent search covers people and groups
+	})
+	ctx := context.Background()
+	if err := m.CheckPassword(ctx, domain, "alice", "alice-pw"); err != nil {
+		t.Fatal(err)
+	}
+	sess := r.Login(t, "alice@"+domain+"/x")
+	m.SessionStarted(ctx, sess)
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The refresh phase reports every entry: it triggers the first round,
+	// before the change. Only the persist phase can report the disable.
+	deadline := time.Now().Add(10 * time.Second)
+	for m.rounds.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no sync round after the refresh phase")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // let the refresh phase finish
+	if c := sess.Closed(); c != "" {
+		t.Fatalf("closed (%s) before the change", c)
+	}
+	srv.Disable(t, "alice")
+	for sess.Closed() == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("session not closed after the change notification")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := sess.Closed(); c != "not-authorized" {
+		t.Fatalf("closed with %q", c)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- m.Stop(ctx) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop hangs with a persistent search open")
+	}
+}
