@@ -368,6 +368,24 @@ func (c *Config) Summary() string {
 		row("tls", "no certificate configured")
 	}
 	row("auth providers", orNone(strings.Join(c.Auth.Providers, ", ")))
+	if c.Auth.LockoutThreshold > 0 {
+		row("lockout", fmt.Sprintf("after %d failed logins (address: %d) for %s", c.Auth.LockoutThreshold, c.Auth.AddressThreshold, c.Auth.LockoutDuration))
+	} else {
+		row("lockout", "off")
+	}
+	if len(c.Groups) > 0 {
+		gs := make([]string, 0, len(c.Groups))
+		for g := range c.Groups {
+			gs = append(gs, g)
+		}
+		sort.Strings(gs)
+		row("groups", strings.Join(gs, ", "))
+	}
+	def := "login"
+	if !c.Access.Default.MayLogin() {
+		def = "no login"
+	}
+	row("access rules", fmt.Sprintf("%d, default: %s", len(c.Access.Rules), def))
 	row("log", c.Log.Format+", level "+c.Log.Level)
 	if c.Archive.Enabled {
 		row("archive", "journal on, checkpoint every "+c.Archive.CheckpointInterval.String())

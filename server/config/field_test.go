@@ -93,6 +93,10 @@ max_sessions = 2
 		a.Rules[1].MaxSessions != 2 || cfg.Groups["staff"] != "cn=staff,ou=groups,dc=corp,dc=example" {
 		t.Errorf("access = %+v, groups = %v", a, cfg.Groups)
 	}
+	if sum := cfg.Summary(); !strings.Contains(sum, "access rules:     2, default: no login\n") ||
+		!strings.Contains(sum, "groups:           staff\n") || !strings.Contains(sum, "lockout:          after 10 failed logins") {
+		t.Errorf("summary:\n%s", sum)
+	}
 	bad := `[groups]
 staff = "cn=staff,dc=x"
 
