@@ -152,3 +152,50 @@ func TestLDAPRevocation(t *testing.T) {
 		t.Fatalf("bob: %v\n%s", err, bob.Output())
 	}
 }
+
+// TestLDAPAccessNetworks: [[access.rule]] for the directory group staff
+// allows logins from 127.0.0.1/32 only; slixmpp connecting from 127.0.0.2
+// is refused, from 127.0.0.1 it logs in; carol (interns) matches no rule
+// and the default refuses her.
+func TestLDAPAccessNetworks(t *testing.T) {
+	dir := ldaptest.Start(t)
+	secret := filepath.Join(t.TempDir(), "ldap.secret")
+	if err := os.WriteFile(secret, []byte(ldaptest.ServicePassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := StartServerWith(t, fmt.Sprintf(`
+[auth]
+providers = ["ldap"]
+
+[modules.ldap]
+url = %q
+bind_dn = %q
+bind_password_file = %q
+base_dn = %q
+group_base_dn = %q
+
+[groups]
+staff = %q
+
+[access]
+default = { login = false }
+
+[[access.rule]]
+group = "staff"
+networks = ["127.0.0.1/32"]
+`, dir.URL, ldaptest.ServiceDN, secret, ldaptest.PeopleDN, ldaptest.GroupsDN, ldaptest.StaffDN))
+	from := func(ip string) []string { return []string{"--mech", "PLAIN", "--source", ip} }
+	out := mustSlix(t, s, tcpTransports[0], 30*time.Second, from("127.0.0.1"), "login", dirAcct("alice"))
+	wantLine(t, out, `LOGIN OK alice PLAIN alice@localhost/\S+`)
+	out, err := slix(t, s, tcpTransports[0], 30*time.Second, from("127.0.0.2"), "login", dirAcct("alice"))
+	if err == nil {
+		t.Fatalf("alice logged in from 127.0.0.2:\n%s", out)
+	}
+	wantLine(t, out, `AUTH FAILURE PLAIN not-authorized ?`)
+	s.WaitLog(t, `"msg":"login".*"result":"failure","user":"alice".*"ip":"127.0.0.2".*"detail":"access.rule 1: login from 127.0.0.2 is outside the allowed networks"`, 5*time.Second)
+	out, err = slix(t, s, tcpTransports[0], 30*time.Second, from("127.0.0.1"), "login", dirAcct("carol"))
+	if err == nil {
+		t.Fatalf("carol logged in:\n%s", out)
+	}
+	wantLine(t, out, `AUTH FAILURE PLAIN not-authorized ?`)
+}

@@ -445,6 +445,7 @@ def main():
     p.add_argument("--reply-body")
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--wait-file")
+    p.add_argument("--source", help="local IP address to connect from")
     p.add_argument("--step-timeout", type=float, default=15)
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--debug", action="store_true")
@@ -454,6 +455,10 @@ def main():
     logging.basicConfig(level=logging.DEBUG if ARGS.debug else logging.ERROR,
                         format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
     loop = asyncio.get_event_loop()
+    if ARGS.source:
+        # slixmpp has no source-address option: bind every connection.
+        import functools
+        loop.create_connection = functools.partial(loop.create_connection, local_addr=(ARGS.source, 0))
     try:
         loop.run_until_complete(asyncio.wait_for(SCENARIOS[ARGS.scenario](ARGS.accounts), ARGS.timeout))
     except asyncio.TimeoutError:

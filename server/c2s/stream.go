@@ -286,6 +286,15 @@ func saslFailure(cond, text string) []byte {
 	return f.AppendTo(nil, stanza.NSClient)
 }
 
+// failureDetail is the audit detail of a refusal: a *sasl.Failure's cause.
+func failureDetail(err error) string {
+	var f *sasl.Failure
+	if errors.As(err, &f) && f.Err != nil {
+		return f.Err.Error()
+	}
+	return err.Error()
+}
+
 // lockedFailure is the <failure/> for a lockout.
 func lockedFailure(err error) []byte {
 	cond, text := "not-authorized", "temporarily locked after failed logins"
@@ -320,7 +329,7 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 		c.srv.audit.Info("login", fields...)
 	}
 	if err := c.srv.h.LoginLocked(jid.JID{}, c.tr.remoteAddr()); err != nil {
-		detail = err.Error()
+		detail = failureDetail(err)
 		audit("failure", "locked")
 		return false, c.tr.write([][]byte{lockedFailure(err)})
 	}
@@ -390,18 +399,21 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			}
 			if err := c.srv.h.LoginLocked(bare, c.tr.remoteAddr()); err != nil {
 				// Even the right password fails while the account is locked.
-				detail = err.Error()
+				detail = failureDetail(err)
 				audit("failure", "locked")
 				return false, c.tr.write([][]byte{lockedFailure(err)})
 			}
 			max, aerr := c.srv.h.AuthorizeLogin(ctx, bare, c.tr.remoteAddr())
 			if aerr != nil {
 				cond, text := "not-authorized", ""
+				detail = aerr.Error()
 				var f *sasl.Failure
 				if errors.As(aerr, &f) {
 					cond, text = f.Condition, f.Text
+					if f.Err != nil {
+						detail = f.Err.Error()
+					}
 				}
-				detail = aerr.Error()
 				audit("failure", cond)
 				return false, c.tr.write([][]byte{saslFailure(cond, text)})
 			}
