@@ -129,6 +129,13 @@ func freePorts(t testing.TB, n int) []string {
 // if the test failed.
 func StartServer(t *testing.T) *Server {
 	t.Helper()
+	return StartServerWith(t, "")
+}
+
+// StartServerWith is StartServer with extra TOML appended to the test
+// configuration (sections the base configuration does not have).
+func StartServerWith(t *testing.T, extra string) *Server {
+	t.Helper()
 	if binPath == "" {
 		t.Fatal("palisade binary not built (TestMain)")
 	}
@@ -162,7 +169,7 @@ max_stanza_bytes = %d
 [log]
 format = "json"
 level = "debug"
-`, Domain, s.DataDir, s.C2S, s.DirectTLS, s.WebSocket, s.Admin, MaxStanzaBytes)
+`, Domain, s.DataDir, s.C2S, s.DirectTLS, s.WebSocket, s.Admin, MaxStanzaBytes) + extra
 	if err := os.WriteFile(s.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,18 @@
 # Installs the third-party XMPP clients the conformance tests drive, only
 # what is missing: Debian packages (slixmpp, aioxmpp, go-sendxmpp, profanity
 # with tmux to drive it and openssl to hash its CA directory, gpg for the
-# archive export test) and the npm packages pinned in
-# conformance/package-lock.json (xmpp.js, ws).
+# archive export test, slapd and ldap-utils for the directory tests) and
+# the npm packages pinned in conformance/package-lock.json (xmpp.js, ws).
+# Installing slapd must not leave a system slapd running on port 389: the
+# tests start their own. A policy-rc.d that forbids starting services is put
+# in place for the install when none exists, and a slapd that started anyway
+# is stopped.
 # Idempotent: a second run installs nothing. Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
-for pkg in python3-slixmpp python3-aioxmpp go-sendxmpp gpg profanity tmux openssl; do
+for pkg in python3-slixmpp python3-aioxmpp go-sendxmpp gpg profanity tmux openssl slapd ldap-utils; do
 	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
 		missing+=("$pkg")
 	fi
@@ -17,7 +21,29 @@ done
 if ((${#missing[@]} > 0)); then
 	echo "install-peers: installing Debian packages: ${missing[*]}"
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+	policy=/usr/sbin/policy-rc.d
+	own_policy=false
+	if ! test -e "$policy"; then
+		printf '#!/bin/sh\n# install-peers.sh: start no service while installing\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		own_policy=true
+	fi
+	status=0
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" || status=$?
+	if $own_policy; then
+		rm -f "$policy"
+	fi
+	if ((status != 0)); then
+		exit "$status"
+	fi
+	# The package's own slapd (pid file of its init script) must not stay up.
+	if test -s /run/slapd/slapd.pid && kill -0 "$(cat /run/slapd/slapd.pid)" 2>/dev/null; then
+		echo "install-peers: stopping the system slapd started by the package"
+		kill "$(cat /run/slapd/slapd.pid)"
+	fi
+	if command -v update-rc.d >/dev/null 2>&1 && test -e /etc/init.d/slapd; then
+		update-rc.d slapd disable >/dev/null 2>&1 || true
+	fi
 fi
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/palisade-im/palisade/server/c2s"
@@ -313,6 +314,29 @@ type handler struct{ s *Server }
 func (h handler) Mechanisms(domain string, b sasl.Binding) []sasl.Mechanism {
 	return h.s.mechanisms(domain, b)
 }
+
+func (h handler) AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (int, error) {
+	return h.s.authorizeLogin(ctx, bare, remote)
+}
+
+func (h handler) LoginLocked(bare jid.JID, remote string) error {
+	account := ""
+	if bare.Localpart() != "" {
+		account = bare.String()
+	}
+	what, until := h.s.lockout.locked(account, ipOf(remote))
+	if what == "" {
+		return nil
+	}
+	return &sasl.Failure{Condition: sasl.NotAuthorized, Text: "temporarily locked after failed logins",
+		Err: fmt.Errorf("%s locked until %s", what, until.UTC().Format(time.RFC3339))}
+}
+
+func (h handler) LoginFailed(bare jid.JID, remote string) time.Duration {
+	return h.s.lockout.failed(bare.String(), ipOf(remote))
+}
+
+func (h handler) LoginSucceeded(bare jid.JID) { h.s.lockout.succeeded(bare.String()) }
 
 func (h handler) StreamFeatures(authenticated bool) []*element.Element {
 	return h.s.streamFeatures(authenticated)

@@ -60,6 +60,9 @@ type Server struct {
 	offline    module.OfflineStore
 	archiver   module.MessageArchiver
 	features   []module.StreamFeatures
+	auths      map[string]module.Authenticator // by provider name
+	groupSrc   []module.GroupSource
+	lockout    *lockout
 	domains    map[string]bool
 
 	healthMu   sync.Mutex
@@ -86,8 +89,13 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	for _, d := range cfg.Server.Domains {
 		s.domains[d] = true
 	}
+	s.lockout = newLockout(cfg.Auth, s.audit)
 	s.host = module.NewHost(s, store, log, s.audit, cfg, func() []any { return s.modules })
 	s.host.SetHealth = s.SetHealth
+	s.host.AuthorizeLogin = func(ctx context.Context, bare jid.JID, remote string) error {
+		_, err := s.authorizeLogin(ctx, bare, remote)
+		return err
+	}
 	if err := s.buildModules(); err != nil {
 		return nil, err
 	}
@@ -179,6 +187,20 @@ func (s *Server) buildModules() error {
 		if f, ok := m.(module.StreamFeatures); ok {
 			s.features = append(s.features, f)
 		}
+		if g, ok := m.(module.GroupSource); ok {
+			s.groupSrc = append(s.groupSrc, g)
+		}
+		if a, ok := m.(module.Authenticator); ok {
+			if s.auths == nil {
+				s.auths = map[string]module.Authenticator{}
+			}
+			s.auths[a.Provider()] = a
+		}
+	}
+	for _, p := range s.cfg.Auth.Providers {
+		if p != "internal" && s.auths[p] == nil {
+			return fmt.Errorf("auth.providers: no module provides %q", p)
+		}
 	}
 	for _, name := range policyOrder {
 		if p, ok := policies[name]; ok {
@@ -269,6 +291,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if err == nil && l.Admin != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.healthz)
+		mux.HandleFunc("/admin/kick", s.adminKick)
+		mux.HandleFunc("/admin/unlock", s.adminUnlock)
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		httpServers = append(httpServers, hs)
 		err = listen("admin", l.Admin, func(ln net.Listener) error {
@@ -355,31 +379,91 @@ func (s *Server) UserExists(ctx context.Context, bare jid.JID) (bool, error) {
 	return err == nil, err
 }
 
-// mechanisms lists SASL mechanisms for the configured providers, strongest first.
+// mechanisms lists SASL mechanisms for the configured providers, strongest
+// first. A domain whose accounts may come from an external provider (LDAP)
+// offers PLAIN only: the directory needs the password itself. The c2s
+// layer offers mechanisms only after TLS.
 func (s *Server) mechanisms(domain string, b sasl.Binding) []sasl.Mechanism {
-	var out []sasl.Mechanism
+	internal, external := false, false
 	for _, p := range s.cfg.Auth.Providers {
-		if p != "internal" {
-			continue
+		if p == "internal" {
+			internal = true
+		} else if a := s.auths[p]; a != nil && a.ServesDomain(domain) {
+			external = true
 		}
-		lookup := func(ctx context.Context, username, hash string) (storage.Credentials, error) {
-			u, err := s.store.GetUser(ctx, username, domain)
-			if err != nil {
-				return storage.Credentials{}, err
-			}
-			c, ok := u.SCRAM[hash]
-			if !ok {
-				return storage.Credentials{}, storage.ErrNotFound
-			}
-			return c, nil
-		}
-		if b.Exporter != nil || b.EndPoint != nil {
-			out = append(out, sasl.SCRAM("SHA-256", true, lookup), sasl.SCRAM("SHA-1", true, lookup))
-		}
-		out = append(out, sasl.SCRAM("SHA-256", false, lookup), sasl.SCRAM("SHA-1", false, lookup),
-			sasl.Plain(sasl.CheckWithCredentials("SHA-256", lookup)))
 	}
-	return out
+	if external {
+		return []sasl.Mechanism{sasl.Plain(s.checkPassword(domain))}
+	}
+	if !internal {
+		return nil
+	}
+	lookup := s.credentials(domain)
+	var out []sasl.Mechanism
+	if b.Exporter != nil || b.EndPoint != nil {
+		out = append(out, sasl.SCRAM("SHA-256", true, lookup), sasl.SCRAM("SHA-1", true, lookup))
+	}
+	return append(out, sasl.SCRAM("SHA-256", false, lookup), sasl.SCRAM("SHA-1", false, lookup),
+		sasl.Plain(sasl.CheckWithCredentials("SHA-256", lookup)))
+}
+
+// credentials looks up the stored SCRAM credentials of internal accounts.
+func (s *Server) credentials(domain string) sasl.CredentialLookup {
+	return func(ctx context.Context, username, hash string) (storage.Credentials, error) {
+		u, err := s.store.GetUser(ctx, username, domain)
+		if err != nil {
+			return storage.Credentials{}, err
+		}
+		c, ok := u.SCRAM[hash]
+		if !ok {
+			return storage.Credentials{}, storage.ErrNotFound
+		}
+		return c, nil
+	}
+}
+
+// checkPassword verifies a PLAIN password against the providers in
+// auth.providers order: the first one that knows the account decides. An
+// external provider that fails (directory unreachable) does not stop the
+// search, so internal service accounts keep working; if no later provider
+// knows the account, the failure is reported (temporary-auth-failure).
+func (s *Server) checkPassword(domain string) sasl.PasswordCheck {
+	internal := sasl.CheckWithCredentials("SHA-256", s.credentials(domain))
+	return func(ctx context.Context, username, password string) (bool, error) {
+		var backendErr error
+		for _, p := range s.cfg.Auth.Providers {
+			if p == "internal" {
+				_, err := s.store.GetUser(ctx, username, domain)
+				if errors.Is(err, storage.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return false, fmt.Errorf("internal accounts: %w", err)
+				}
+				return internal(ctx, username, password)
+			}
+			a := s.auths[p]
+			if a == nil || !a.ServesDomain(domain) {
+				continue
+			}
+			err := a.CheckPassword(ctx, domain, username, password)
+			var refused *module.LoginRefused
+			switch {
+			case err == nil:
+				return true, nil
+			case errors.Is(err, module.ErrUnknownUser):
+				continue
+			case errors.As(err, &refused):
+				return false, &sasl.Failure{Condition: refused.Condition, Err: fmt.Errorf("%s: %s", p, refused.Reason)}
+			default:
+				backendErr = errors.Join(backendErr, fmt.Errorf("%s: %w", p, err))
+			}
+		}
+		if backendErr != nil {
+			return false, backendErr
+		}
+		return false, nil
+	}
 }
 
 func (s *Server) streamFeatures(authenticated bool) []*element.Element {

@@ -382,7 +382,43 @@ async def sc_resume(accounts):
     await a.stop()
 
 
+async def sc_revoke(accounts):
+    """Log in with XEP-0198 resumption, wait until the server ends the
+    session, then (once --wait-file exists) reconnect and try to resume."""
+    import os
+    a = Client(accounts[0], plugins=("xep_0198",))
+    enabled = asyncio.get_event_loop().create_future()
+    outcome = asyncio.get_event_loop().create_future()
+    a.add_event_handler("sm_enabled", lambda s: enabled.done() or enabled.set_result(s))
+    a.add_event_handler("session_resumed", lambda s: outcome.done() or outcome.set_result("RESUMED"))
+    a.add_event_handler("sm_failed", lambda s: out("SM FAILED") or (outcome.done() or outcome.set_result("RESUME REFUSED")))
+    await a.start()
+    try:
+        sm = await asyncio.wait_for(enabled, ARGS.step_timeout)
+    except asyncio.TimeoutError:
+        fail("stream management not enabled")
+    sm_id = sm["id"]
+    out("SM ENABLED", "resume=" + str(sm["resume"]), "id=" + str(sm_id))
+    out("READY", a.boundjid.full)
+    await asyncio.wait_for(a.disconnected, ARGS.timeout)
+    out("DISCONNECTED")
+    await until(lambda: os.path.exists(ARGS.wait_file), "the go-ahead file", ARGS.timeout)
+    a.add_event_handler("session_start", lambda _: out("BOUND AGAIN", a.boundjid.full))
+    a.add_event_handler("failed_all_auth", lambda _: outcome.done() or outcome.set_result("AUTH REFUSED"))
+    a["xep_0198"].sm_id = sm_id
+    a.connect(address=(ARGS.host, ARGS.port), use_ssl=ARGS.direct_tls,
+              force_starttls=not ARGS.direct_tls)
+    try:
+        res = await asyncio.wait_for(outcome, ARGS.step_timeout)
+    except asyncio.TimeoutError:
+        fail("no outcome after reconnecting")
+    out(res)
+    await asyncio.sleep(1.0)
+    await a.stop()
+
+
 SCENARIOS = {
+    "revoke": sc_revoke,
     "login": sc_login,
     "chat": sc_chat,
     "listen": sc_listen,
@@ -408,6 +444,8 @@ def main():
     p.add_argument("--reply-to")
     p.add_argument("--reply-body")
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--wait-file")
+    p.add_argument("--source", help="local IP address to connect from")
     p.add_argument("--step-timeout", type=float, default=15)
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--debug", action="store_true")
@@ -417,6 +455,10 @@ def main():
     logging.basicConfig(level=logging.DEBUG if ARGS.debug else logging.ERROR,
                         format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
     loop = asyncio.get_event_loop()
+    if ARGS.source:
+        # slixmpp has no source-address option: bind every connection.
+        import functools
+        loop.create_connection = functools.partial(loop.create_connection, local_addr=(ARGS.source, 0))
     try:
         loop.run_until_complete(asyncio.wait_for(SCENARIOS[ARGS.scenario](ARGS.accounts), ARGS.timeout))
     except asyncio.TimeoutError:

@@ -33,6 +33,19 @@ type Handler interface {
 	StreamFeatures(authenticated bool) []*element.Element
 	// PreAuthIQ answers an IQ before authentication, or returns nil.
 	PreAuthIQ(ctx context.Context, domain string, iq *stanza.Stanza) *stanza.Stanza
+	// AuthorizeLogin applies the access rules to an authenticated account
+	// connecting from remote (host:port) before SASL success is sent. It
+	// returns the account's session cap (0: Config.MaxSessions), or a
+	// *sasl.Failure to refuse the login with.
+	AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (maxSessions int, err error)
+	// LoginLocked returns a *sasl.Failure when the account (zero JID: not
+	// known yet) or the client address is locked out after failed logins.
+	LoginLocked(bare jid.JID, remote string) error
+	// LoginFailed records a failed login (wrong credentials) and returns
+	// the pause to impose before answering.
+	LoginFailed(bare jid.JID, remote string) time.Duration
+	// LoginSucceeded forgets the account's failures.
+	LoginSucceeded(bare jid.JID)
 	// SessionStarted runs after bind.
 	SessionStarted(ctx context.Context, s *Session)
 	// HandleStanza processes a stanza from a bound session ('from'
@@ -265,7 +278,11 @@ func (srv *Server) bindResource(ctx context.Context, c *conn, bare jid.JID, iq *
 	if err != nil {
 		return nil, iq.ErrorReply(stanza.Err(stanza.Modify, stanza.BadRequest, "invalid resource"))
 	}
-	if srv.cfg.MaxSessions > 0 && srv.table.Count(bare) >= srv.cfg.MaxSessions && srv.table.Session(full) == nil {
+	limit := srv.cfg.MaxSessions
+	if c.maxSessions > 0 {
+		limit = c.maxSessions
+	}
+	if limit > 0 && srv.table.Count(bare) >= limit && srv.table.Session(full) == nil {
 		return nil, iq.ErrorReply(stanza.Err(stanza.Cancel, stanza.ResourceConstraint, "too many sessions"))
 	}
 	s := &Session{srv: srv, id: c.id, jid: full, mech: c.mech, remote: c.tr.remoteAddr(), tr: c.tr}

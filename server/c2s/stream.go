@@ -37,6 +37,8 @@ type conn struct {
 	user   string // SASL identity (localpart)
 	mech   string
 	fails  int
+	// maxSessions is the access rule's session cap (0: the server's).
+	maxSessions int
 	// cbRejected is set when a -PLUS attempt on this stream failed because
 	// the client's channel-binding type is not offered (slixmpp 1.8.3
 	// tries tls-unique, which TLS 1.3 lacks). Its honest fallback with the
@@ -284,6 +286,25 @@ func saslFailure(cond, text string) []byte {
 	return f.AppendTo(nil, stanza.NSClient)
 }
 
+// failureDetail is the audit detail of a refusal: a *sasl.Failure's cause.
+func failureDetail(err error) string {
+	var f *sasl.Failure
+	if errors.As(err, &f) && f.Err != nil {
+		return f.Err.Error()
+	}
+	return err.Error()
+}
+
+// lockedFailure is the <failure/> for a lockout.
+func lockedFailure(err error) []byte {
+	cond, text := "not-authorized", "temporarily locked after failed logins"
+	var f *sasl.Failure
+	if errors.As(err, &f) {
+		cond, text = f.Condition, f.Text
+	}
+	return saslFailure(cond, text)
+}
+
 // saslExchange runs one SASL attempt; ok reports success. A failure is
 // answered here; err is only for stream-level trouble.
 func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *element.Element) (ok bool, err error) {
@@ -294,10 +315,23 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			mech = m
 		}
 	}
+	detail := ""
 	audit := func(result, reason string) {
-		c.srv.audit.Info("login",
-			zap.String("result", result), zap.String("user", c.user), zap.String("domain", c.domain),
-			zap.String("mechanism", name), zap.String("remote", c.tr.remoteAddr()), zap.String("reason", reason))
+		ip := c.tr.remoteAddr()
+		if h, _, err := net.SplitHostPort(ip); err == nil {
+			ip = h
+		}
+		fields := []zap.Field{zap.String("result", result), zap.String("user", c.user), zap.String("domain", c.domain),
+			zap.String("mechanism", name), zap.String("remote", c.tr.remoteAddr()), zap.String("ip", ip), zap.String("reason", reason)}
+		if detail != "" {
+			fields = append(fields, zap.String("detail", detail))
+		}
+		c.srv.audit.Info("login", fields...)
+	}
+	if err := c.srv.h.LoginLocked(jid.JID{}, c.tr.remoteAddr()); err != nil {
+		detail = failureDetail(err)
+		audit("failure", "locked")
+		return false, c.tr.write([][]byte{lockedFailure(err)})
 	}
 	if mech == nil {
 		audit("failure", "invalid-mechanism")
@@ -328,6 +362,9 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			cond, text := "not-authorized", ""
 			if errors.As(serr, &f) {
 				cond, text = f.Condition, f.Text
+				if f.Err != nil && cond != "temporary-auth-failure" {
+					detail = f.Err.Error()
+				}
 			}
 			c.user = ex.Username()
 			if strings.HasSuffix(name, "-PLUS") && text == "unsupported channel binding type" {
@@ -336,6 +373,14 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			audit("failure", cond)
 			if cond == "temporary-auth-failure" {
 				c.log().Warn("authentication backend failed", zap.Error(serr))
+			}
+			if cond == "not-authorized" && c.user != "" {
+				// Wrong credentials: counted per account and address;
+				// the answer waits longer with each failure.
+				bare, _ := jid.New(c.user, c.domain, "")
+				if d := c.srv.h.LoginFailed(bare, c.tr.remoteAddr()); d > 0 {
+					time.Sleep(d)
+				}
 			}
 			return false, c.tr.write([][]byte{saslFailure(cond, text)})
 		}
@@ -352,6 +397,28 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 					return false, c.tr.write([][]byte{saslFailure("invalid-authzid", "")})
 				}
 			}
+			if err := c.srv.h.LoginLocked(bare, c.tr.remoteAddr()); err != nil {
+				// Even the right password fails while the account is locked.
+				detail = failureDetail(err)
+				audit("failure", "locked")
+				return false, c.tr.write([][]byte{lockedFailure(err)})
+			}
+			max, aerr := c.srv.h.AuthorizeLogin(ctx, bare, c.tr.remoteAddr())
+			if aerr != nil {
+				cond, text := "not-authorized", ""
+				detail = aerr.Error()
+				var f *sasl.Failure
+				if errors.As(aerr, &f) {
+					cond, text = f.Condition, f.Text
+					if f.Err != nil {
+						detail = f.Err.Error()
+					}
+				}
+				audit("failure", cond)
+				return false, c.tr.write([][]byte{saslFailure(cond, text)})
+			}
+			c.maxSessions = max
+			c.srv.h.LoginSucceeded(bare)
 			c.user = bare.Localpart()
 			c.mech = name
 			c.authed = true

@@ -44,6 +44,8 @@ commands:
   user passwd JID          set an account's password
   user del JID             delete an account and its data
   user list DOMAIN         list the accounts of a domain
+  user unlock JID          clear an account's failed logins and lockout on the running server
+  user kick JID            end the sessions of a bare JID (or one full JID) on the running server
   archive verify [--verifier-key KEY|FILE]
                            recompute the journal's Merkle tree, check every
                            checkpoint's signature and consistency; exit 1
@@ -279,7 +281,7 @@ func configHint(path string) string {
 
 func (e *env) user(args []string) error {
 	if len(args) == 0 {
-		return usageErr("usage: palisade user add|passwd|del|list ...")
+		return usageErr("usage: palisade user add|passwd|del|list|kick|unlock ...")
 	}
 	sub, args := args[0], args[1:]
 	if len(args) != 1 {
@@ -296,6 +298,12 @@ func (e *env) user(args []string) error {
 	}
 	audit = audit.Named("audit").With(zap.Bool("audit", true), zap.String("actor", "cli"))
 
+	switch sub {
+	case "kick":
+		return e.kick(ctx, cfg, args[0])
+	case "unlock":
+		return e.unlock(ctx, cfg, args[0])
+	}
 	if sub == "list" {
 		domain := args[0]
 		if !isServed(cfg, domain) {

@@ -38,6 +38,10 @@ type Config struct {
 	Auth Auth `toml:"auth"`
 	// Archive configures the compliance journal.
 	Archive Archive `toml:"archive"`
+	// Groups maps Palisade group names to directory group DNs.
+	Groups map[string]string `toml:"groups"`
+	// Access holds the access rules.
+	Access Access `toml:"access"`
 	// Modules holds one Section per module, keyed by module name: every
 	// module present in the file, plus, when the Registry implements
 	// ModuleLister, every registered module absent from the file (with its
@@ -114,6 +118,20 @@ type Auth struct {
 	// SCRAMIterations is the PBKDF2 iteration count for new SCRAM
 	// credentials (at least 4096).
 	SCRAMIterations int `toml:"scram_iterations"`
+	// LockoutThreshold is how many failed logins of one account lock it
+	// for LockoutDuration; 0 turns account lockout off.
+	LockoutThreshold int `toml:"lockout_threshold"`
+	// AddressThreshold is how many failed logins from one client IP lock
+	// that address out; 0 turns it off.
+	AddressThreshold int `toml:"address_threshold"`
+	// LockoutDuration is how long a lockout lasts, and how long failures
+	// are remembered.
+	LockoutDuration Duration `toml:"lockout_duration"`
+	// FailureDelay is the pause after an account's first failure; it
+	// doubles with each further one, up to MaxFailureDelay.
+	FailureDelay Duration `toml:"failure_delay"`
+	// MaxFailureDelay caps the pause.
+	MaxFailureDelay Duration `toml:"max_failure_delay"`
 }
 
 // Archive is the [archive] section: the compliance journal (every message
@@ -216,6 +234,39 @@ type Hold struct {
 	PlacedBy string `toml:"placed_by"`
 }
 
+// Access is the [access] section and its [[access.rule]] tables. Rules are
+// evaluated in file order; the first whose group or jid matches the
+// account applies, Default when none does.
+type Access struct {
+	// Default applies to accounts no rule matches.
+	Default Rights `toml:"default"`
+	// Rules are the [[access.rule]] tables, in file order.
+	Rules []Rule `toml:"rule"`
+}
+
+// Rule is one access rule: whom it is for, and their rights.
+type Rule struct {
+	// Group is a Palisade group name (a key of [groups]); set it or JID.
+	Group string `toml:"group"`
+	// JID is one bare JID; set it or Group.
+	JID string `toml:"jid"`
+	Rights
+}
+
+// Rights are what an access rule grants.
+type Rights struct {
+	// Login says whether the account may log in (default true).
+	Login *bool `toml:"login"`
+	// Networks are the CIDR ranges logins may come from; empty: any.
+	Networks []string `toml:"networks"`
+	// MaxSessions caps concurrent sessions; 0 means
+	// limits.max_sessions_per_user.
+	MaxSessions int `toml:"max_sessions"`
+}
+
+// MayLogin reports the login right (true when unset).
+func (r Rights) MayLogin() bool { return r.Login == nil || *r.Login }
+
 // MinCheckpointInterval is the smallest allowed archive.checkpoint_interval.
 const MinCheckpointInterval = time.Second
 
@@ -258,8 +309,13 @@ func Default() *Config {
 		},
 		Log: Log{Format: "json", Level: "info"},
 		Auth: Auth{
-			Providers:       []string{"internal"},
-			SCRAMIterations: 4096,
+			Providers:        []string{"internal"},
+			SCRAMIterations:  4096,
+			LockoutThreshold: 10,
+			AddressThreshold: 50,
+			LockoutDuration:  Duration(15 * time.Minute),
+			FailureDelay:     Duration(200 * time.Millisecond),
+			MaxFailureDelay:  Duration(5 * time.Second),
 		},
 		Archive: Archive{
 			Enabled:            true,
@@ -268,9 +324,13 @@ func Default() *Config {
 			PurgeInterval:      Duration(24 * time.Hour),
 			OfficerKeys:        []string{},
 		},
+		Groups:  map[string]string{},
+		Access:  Access{Default: Rights{Login: &loginDefault, Networks: []string{}}, Rules: []Rule{}},
 		Modules: map[string]Section{},
 	}
 }
+
+var loginDefault = true
 
 // Duration is a time.Duration written in the file as a Go duration string
 // ("60s", "5m", "1h30m"). Convert with time.Duration(d).
@@ -378,6 +438,24 @@ func (c *Config) Summary() string {
 		row("tls", "no certificate configured")
 	}
 	row("auth providers", orNone(strings.Join(c.Auth.Providers, ", ")))
+	if c.Auth.LockoutThreshold > 0 {
+		row("lockout", fmt.Sprintf("after %d failed logins (address: %d) for %s", c.Auth.LockoutThreshold, c.Auth.AddressThreshold, c.Auth.LockoutDuration))
+	} else {
+		row("lockout", "off")
+	}
+	if len(c.Groups) > 0 {
+		gs := make([]string, 0, len(c.Groups))
+		for g := range c.Groups {
+			gs = append(gs, g)
+		}
+		sort.Strings(gs)
+		row("groups", strings.Join(gs, ", "))
+	}
+	def := "login"
+	if !c.Access.Default.MayLogin() {
+		def = "no login"
+	}
+	row("access rules", fmt.Sprintf("%d, default: %s", len(c.Access.Rules), def))
 	row("log", c.Log.Format+", level "+c.Log.Level)
 	if c.Archive.Enabled {
 		row("archive", "journal on, checkpoint every "+c.Archive.CheckpointInterval.String())

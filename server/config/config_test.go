@@ -634,7 +634,7 @@ websocket_plain = true
 cert_file = "/etc/palisade/cert.pem"
 key_file = "/etc/palisade/key.pem"
 [auth]
-providers = ["ldap"]
+providers = ["internal"]
 [modules.register]
 allow = true
 `
@@ -652,7 +652,7 @@ allow = true
 		"websocket:        127.0.0.1:5280 (ws, plain, /xmpp-websocket)\n",
 		"admin http:       127.0.0.1:5281 (/healthz)\n",
 		"tls:              cert /etc/palisade/cert.pem, key /etc/palisade/key.pem\n",
-		"auth providers:   ldap\n",
+		"auth providers:   internal\n",
 		"modules:          register, version (defaults)\n",
 	} {
 		if !strings.Contains(s, want) {

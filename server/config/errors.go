@@ -83,3 +83,17 @@ func sortErrors(es Errors) {
 		return a.Key < b.Key
 	})
 }
+
+// FieldError is what a module config's Validate returns to name the key it
+// is about, relative to its section: FieldError{Key: "url"} in
+// [modules.ldap] is reported at modules.ldap.url, with that key's line.
+// Several may be returned together with errors.Join.
+type FieldError struct {
+	// Key is the key inside the module section, e.g. "url" or "tls.ca".
+	Key string
+	// Msg describes the problem.
+	Msg string
+}
+
+// Error formats the error as "key: msg".
+func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }

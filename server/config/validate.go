@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -77,10 +78,33 @@ func (l *loader) validate(c *Config) {
 			l.invalid("auth.providers", i, "duplicate provider %q", p)
 		}
 	}
+	for i, p := range c.Auth.Providers {
+		if p == "internal" || !slices.Contains(known, p) {
+			continue
+		}
+		if _, registered := l.moduleConfig(p); !registered || l.idx == nil {
+			continue // a provider no module implements is refused when the server is built
+		}
+		if sec, ok := c.Modules[p]; !ok || sec.Line == 0 {
+			l.invalid("auth.providers", i, "provider %q needs a [modules.%s] section", p, p)
+		}
+	}
 	if c.Auth.SCRAMIterations < MinSCRAMIterations {
 		l.invalid("auth.scram_iterations", -1, "must be at least %d, got %d", MinSCRAMIterations, c.Auth.SCRAMIterations)
 	}
 
+	if c.Auth.LockoutThreshold < 0 {
+		l.invalid("auth.lockout_threshold", -1, "must be 0 (off) or more, got %d", c.Auth.LockoutThreshold)
+	}
+	if c.Auth.AddressThreshold < 0 {
+		l.invalid("auth.address_threshold", -1, "must be 0 (off) or more, got %d", c.Auth.AddressThreshold)
+	}
+	if c.Auth.LockoutDuration <= 0 {
+		l.invalid("auth.lockout_duration", -1, "must be a positive duration, got %s", c.Auth.LockoutDuration)
+	}
+	if c.Auth.FailureDelay < 0 || c.Auth.MaxFailureDelay < c.Auth.FailureDelay {
+		l.invalid("auth.max_failure_delay", -1, "must be at least auth.failure_delay (%s), got %s", c.Auth.FailureDelay, c.Auth.MaxFailureDelay)
+	}
 	if c.Archive.CheckpointInterval < Duration(MinCheckpointInterval) {
 		l.invalid("archive.checkpoint_interval", -1, "must be at least %s, got %s", MinCheckpointInterval, c.Archive.CheckpointInterval)
 	}
@@ -115,6 +139,7 @@ func (l *loader) validate(c *Config) {
 	}
 	l.validateRetention(c.Archive.Retention)
 	l.validateHolds(c.Archive.Holds)
+	l.validateAccess(c)
 
 	names := make([]string, 0, len(c.Modules))
 	for n := range c.Modules {
@@ -127,10 +152,69 @@ func (l *loader) validate(c *Config) {
 			continue
 		}
 		if err := v.Validate(); err != nil {
-			msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-			l.invalid("modules."+n, -1, "%s", msg)
+			l.moduleErrors(n, err)
 		}
 	}
+}
+
+// validateAccess checks [groups], [access] default and [[access.rule]].
+func (l *loader) validateAccess(c *Config) {
+	groupNames := make([]string, 0, len(c.Groups))
+	for g := range c.Groups {
+		groupNames = append(groupNames, g)
+	}
+	slices.Sort(groupNames)
+	for _, g := range groupNames {
+		if strings.TrimSpace(c.Groups[g]) == "" || !strings.Contains(c.Groups[g], "=") {
+			l.invalid("groups."+g, -1, "%q is not a directory group DN", c.Groups[g])
+		}
+	}
+	check := func(key string, r Rule, isDefault bool) {
+		switch {
+		case isDefault:
+		case (r.Group == "") == (r.JID == ""):
+			l.invalid(key, -1, "set exactly one of group and jid")
+		case r.Group != "":
+			if _, ok := c.Groups[r.Group]; !ok {
+				l.invalid(key+".group", -1, "unknown group %q (define it in [groups])", r.Group)
+			}
+		case r.JID != "":
+			j, err := jid.Parse(r.JID)
+			if err != nil || j.Localpart() == "" || j.Resourcepart() != "" || j.String() != r.JID {
+				l.invalid(key+".jid", -1, "%q is not a normalized bare JID", r.JID)
+			}
+		}
+		for i, n := range r.Networks {
+			if _, _, err := net.ParseCIDR(n); err != nil {
+				l.invalid(key+".networks", i, "%q is not a CIDR range like \"10.0.0.0/8\"", n)
+			}
+		}
+		if r.MaxSessions < 0 {
+			l.invalid(key+".max_sessions", -1, "must be 0 (limits.max_sessions_per_user) or more, got %d", r.MaxSessions)
+		}
+	}
+	check("access.default", Rule{Rights: c.Access.Default}, true)
+	for i, r := range c.Access.Rules {
+		check(elemKey("access.rule", i), r, false)
+	}
+}
+
+// moduleErrors reports a module's Validate error: each *FieldError at its
+// key inside [modules.NAME], anything else at the section.
+func (l *loader) moduleErrors(name string, err error) {
+	var fe *FieldError
+	if multi, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range multi.Unwrap() {
+			l.moduleErrors(name, e)
+		}
+		return
+	}
+	if errors.As(err, &fe) {
+		l.invalid("modules."+name+"."+fe.Key, -1, "%s", fe.Msg)
+		return
+	}
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	l.invalid("modules."+name, -1, "%s", msg)
 }
 
 func (l *loader) validateServer(s *Server) {

@@ -321,6 +321,13 @@ type client struct {
 // dial connects without sending anything.
 func dial(t testing.TB, e *env, m mode) *client {
 	t.Helper()
+	return dialFrom(t, e, m, "")
+}
+
+// dialFrom is dial from the source IP local ("" lets the system pick);
+// TCP modes only.
+func dialFrom(t testing.TB, e *env, m mode, local string) *client {
+	t.Helper()
 	c := &client{t: t, e: e, mode: m}
 	switch m {
 	case modeStartTLS, modeDirectTLS:
@@ -328,7 +335,11 @@ func dial(t testing.TB, e *env, m mode) *client {
 		if m == modeDirectTLS {
 			addr = e.cfg.Listen.C2SDirectTLS
 		}
-		raw, err := net.DialTimeout("tcp", addr, short)
+		d := net.Dialer{Timeout: short}
+		if local != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+		}
+		raw, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

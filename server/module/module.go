@@ -11,6 +11,7 @@ package module
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -142,7 +143,11 @@ type Host struct {
 	// SetHealth records a failing component for /healthz; problem ""
 	// clears it.
 	SetHealth func(component, problem string)
-	modules   func() []any
+	// AuthorizeLogin applies the access rules ([[access.rule]]) to an
+	// account connecting from remote (host:port), as at login; a non-nil
+	// error says why it may not. Nil in hosts without access rules.
+	AuthorizeLogin func(ctx context.Context, bare jid.JID, remote string) error
+	modules        func() []any
 }
 
 // NewHost builds a host; modules returns the constructed module instances.
@@ -334,4 +339,46 @@ func (ConfigRegistry) ModuleNames() []string {
 		out = append(out, i.Name)
 	}
 	return out
+}
+
+// Authenticator verifies passwords for one entry of [auth] providers
+// (SASL PLAIN; the core offers PLAIN only, over TLS, on a domain that an
+// Authenticator serves). The core tries the providers in their configured
+// order for each login.
+type Authenticator interface {
+	// Provider is the name used in auth.providers, e.g. "ldap".
+	Provider() string
+	// ServesDomain reports whether accounts of domain may come from this
+	// provider.
+	ServesDomain(domain string) bool
+	// CheckPassword verifies a password for username (a prepared
+	// localpart) on domain. It returns nil on success; ErrUnknownUser
+	// when the provider has no such account (the next provider is
+	// tried); a *LoginRefused for a known account that may not log in
+	// (wrong password, disabled, not allowed); any other error for a
+	// back-end failure, which the client sees as temporary-auth-failure.
+	CheckPassword(ctx context.Context, domain, username, password string) error
+}
+
+// ErrUnknownUser tells the core an Authenticator has no such account.
+var ErrUnknownUser = errors.New("module: unknown user")
+
+// LoginRefused is an Authenticator's refusal of a known account.
+type LoginRefused struct {
+	// Condition is the RFC 6120 6.5 SASL condition: "not-authorized" or
+	// "account-disabled".
+	Condition string
+	// Reason is for the audit log, never sent to the client.
+	Reason string
+}
+
+// Error describes the refusal.
+func (e *LoginRefused) Error() string { return "login refused: " + e.Condition + ": " + e.Reason }
+
+// GroupSource tells which Palisade groups ([groups] names) an account is
+// in. The core unites the answers of every GroupSource for access rules.
+type GroupSource interface {
+	// Groups returns the account's groups as last learned (at login, then
+	// at each directory sync); it must not block on the network.
+	Groups(bare jid.JID) []string
 }

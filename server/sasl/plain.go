@@ -86,6 +86,10 @@ func (e *plainExchange) verify(ctx context.Context, in []byte) error {
 		return &Failure{Condition: TemporaryAuthFailure, Err: errors.New("sasl: no password check configured")}
 	}
 	ok, err := e.check(ctx, user, pass)
+	var f *Failure
+	if errors.As(err, &f) {
+		return f // the check chose the condition (account-disabled, ...)
+	}
 	if err != nil {
 		return &Failure{Condition: TemporaryAuthFailure, Err: fmt.Errorf("sasl: check password: %w", err)}
 	}

@@ -60,7 +60,7 @@ type CredentialLookup func(ctx context.Context, username, hash string) (storage.
 
 // PasswordCheck verifies a plaintext password (PLAIN): ok=false for a wrong
 // password or unknown user; err for a backend failure (reported as
-// temporary-auth-failure).
+// temporary-auth-failure), or a *Failure to answer with its condition.
 type PasswordCheck func(ctx context.Context, username, password string) (ok bool, err error)
 
 // Mechanism is a server SASL mechanism; Start begins one exchange.

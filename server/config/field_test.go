@@ -1,0 +1,128 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+type dirConfig struct {
+	URL  string `toml:"url"`
+	Base string `toml:"base_dn"`
+}
+
+func (c *dirConfig) Validate() error {
+	var errs []error
+	if !strings.HasPrefix(c.URL, "ldaps://") {
+		errs = append(errs, &FieldError{Key: "url", Msg: "must be ldaps://"})
+	}
+	if c.Base == "" {
+		errs = append(errs, &FieldError{Key: "base_dn", Msg: "must be set"})
+	}
+	if c.URL == "ldaps://whole" {
+		errs = append(errs, errors.New("section-wide problem"))
+	}
+	return errors.Join(errs...)
+}
+
+func dirRegistry() StaticRegistry {
+	return StaticRegistry{"ldap": func() any { return &dirConfig{} }}
+}
+
+// TestModuleFieldErrors checks that a module's FieldErrors are reported at
+// their own key and line, and others at the section.
+func TestModuleFieldErrors(t *testing.T) {
+	doc := "[auth]\nproviders = [\"ldap\"]\n\n[modules.ldap]\nbase_dn = \"\"\nurl = \"ldap://dc1.corp.example\"\n"
+	_, err := Parse("p.toml", []byte(doc), dirRegistry())
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	got := err.Error()
+	for _, want := range []string{
+		"p.toml:5:1: modules.ldap.base_dn: must be set",
+		"p.toml:6:1: modules.ldap.url: must be ldaps://",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors lack %q:\n%s", want, got)
+		}
+	}
+	_, err = Parse("p.toml", []byte("[modules.ldap]\nurl = \"ldaps://whole\"\nbase_dn = \"x\"\n"), dirRegistry())
+	if err == nil || !strings.Contains(err.Error(), "p.toml:1:10: modules.ldap: section-wide problem") {
+		t.Errorf("section error = %v", err)
+	}
+}
+
+// TestProviderNeedsSection checks that an external provider without its
+// module section is refused at auth.providers.
+func TestProviderNeedsSection(t *testing.T) {
+	_, err := Parse("p.toml", []byte("[auth]\nproviders = [\"internal\", \"ldap\"]\n"), dirRegistry())
+	if err == nil || !strings.Contains(err.Error(), `p.toml:2:`) ||
+		!strings.Contains(err.Error(), `auth.providers: provider "ldap" needs a [modules.ldap] section`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Parse("p.toml", []byte("[auth]\nproviders = [\"ldap\"]\n[modules.ldap]\nurl = \"ldaps://x\"\nbase_dn = \"dc=x\"\n"), dirRegistry()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAccessRules checks [groups] and [[access.rule]] decoding, and that
+// an error in the second rule points at that rule's line.
+func TestAccessRules(t *testing.T) {
+	doc := `[groups]
+staff = "cn=staff,ou=groups,dc=corp,dc=example"
+
+[access]
+default = { login = false }
+
+[[access.rule]]
+group = "staff"
+networks = ["127.0.0.1/32"]
+
+[[access.rule]]
+jid = "kiosk@localhost"
+login = false
+max_sessions = 2
+`
+	cfg, err := Parse("p.toml", []byte(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Access
+	if a.Default.MayLogin() || len(a.Rules) != 2 || a.Rules[0].Group != "staff" || !a.Rules[0].MayLogin() ||
+		a.Rules[0].Networks[0] != "127.0.0.1/32" || a.Rules[1].JID != "kiosk@localhost" || a.Rules[1].MayLogin() ||
+		a.Rules[1].MaxSessions != 2 || cfg.Groups["staff"] != "cn=staff,ou=groups,dc=corp,dc=example" {
+		t.Errorf("access = %+v, groups = %v", a, cfg.Groups)
+	}
+	if sum := cfg.Summary(); !strings.Contains(sum, "access rules:     2, default: no login\n") ||
+		!strings.Contains(sum, "groups:           staff\n") || !strings.Contains(sum, "lockout:          after 10 failed logins") {
+		t.Errorf("summary:\n%s", sum)
+	}
+	bad := `[groups]
+staff = "cn=staff,dc=x"
+
+[[access.rule]]
+group = "staff"
+
+[[access.rule]]
+group = "nobody"
+networks = ["10.0.0.0/8", "10.1.2.3"]
+
+[[access.rule]]
+jid = "a@localhost"
+group = "staff"
+`
+	_, err = Parse("p.toml", []byte(bad), nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`p.toml:8:1: access.rule[1].group: unknown group "nobody"`,
+		`p.toml:9:27: access.rule[1].networks: "10.1.2.3" is not a CIDR range`,
+		`p.toml:11:`,
+		`access.rule[2]: set exactly one of group and jid`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+}
