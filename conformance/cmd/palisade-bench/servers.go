@@ -155,7 +155,16 @@ func (s *palisade) Name() string {
 func (s *palisade) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
 func (s *palisade) PID() int     { return s.p.cmd.Process.Pid }
 
+// archiveOff is appended for "archive off": no compliance journal, and no
+// user history (MAM), as the peers run without mod_mam. The archive and
+// MAM are on by default.
+const archiveOff = "[archive]\nenabled = false\n\n[modules.mam]\ndefault_pref = \"never\"\n"
+
 func (s *palisade) config() string {
+	extra := s.archive
+	if extra == "" {
+		extra = archiveOff
+	}
 	return fmt.Sprintf(`[server]
 domains = ["localhost"]
 data_dir = %q
@@ -183,7 +192,7 @@ scram_iterations = 4096
 
 [modules.register]
 allow = true
-%s`, filepath.Join(s.dir, "data"), s.port, s.certFile, s.keyFile, s.archive)
+%s`, filepath.Join(s.dir, "data"), s.port, s.certFile, s.keyFile, extra)
 }
 
 // CheckConfig asks the binary whether it accepts the configuration; for
@@ -236,7 +245,7 @@ func (s *palisade) Stop() error {
 }
 
 func (s *palisade) Settings() map[string]string {
-	arch := "off"
+	arch := "off: " + strings.Join(strings.Fields(archiveOff), " ")
 	if s.archive != "" {
 		arch = "on: " + strings.Join(strings.Fields(s.archive), " ")
 	}
