@@ -186,10 +186,15 @@ func (m *Module) Stop(ctx context.Context) error {
 }
 
 // maxBatch bounds the items stored in one transaction; linger is how long
-// the writer gathers items before it commits them.
+// the writer gathers items before it commits them. Each item lands in its
+// owner's part of three indexes, so a commit writes pages all over the
+// database: larger, rarer commits share pages (measured with the bench
+// harness, 100 pairs, history only: 512/10 ms 3.9k msgs/s, 4096/50 ms
+// 9.2k). A crash loses at most one window of history; the journal keeps
+// the messages.
 const (
-	maxBatch = 512
-	linger   = 10 * time.Millisecond
+	maxBatch = 4096
+	linger   = 50 * time.Millisecond
 )
 
 // writer stores queued items, everything waiting in one transaction.

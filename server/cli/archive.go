@@ -174,6 +174,49 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // parseDay reads a UTC day (2006-01-02) or an RFC 3339 time; end moves a
 // day to the start of the next, so that --to includes the day named.
+// recordFilter is the selection of records that export and search share.
+type recordFilter struct {
+	from, to           time.Time
+	users, with, kinds []string
+}
+
+// parseRecordFilter checks the --from, --to, --user, --with and --kind
+// values; its errors are usage errors naming the flag.
+func parseRecordFilter(from, to string, users, with, kinds []string) (recordFilter, error) {
+	var f recordFilter
+	var err error
+	if from != "" {
+		if f.from, err = parseDay(from, false); err != nil {
+			return f, usageErr("--from: %v", err)
+		}
+	}
+	if to != "" {
+		if f.to, err = parseDay(to, true); err != nil {
+			return f, usageErr("--to: %v", err)
+		}
+	}
+	for _, list := range []struct {
+		name string
+		in   []string
+		out  *[]string
+	}{{"--user", users, &f.users}, {"--with", with, &f.with}} {
+		for _, v := range list.in {
+			j, err := jid.Parse(v)
+			if err != nil || j.Resourcepart() != "" {
+				return f, usageErr("%s: %q is not a bare JID", list.name, v)
+			}
+			*list.out = append(*list.out, j.String())
+		}
+	}
+	for _, k := range kinds {
+		if !slices.Contains(recordKinds, k) {
+			return f, usageErr("--kind: unknown kind %q (%s)", k, strings.Join(recordKinds, ", "))
+		}
+	}
+	f.kinds = kinds
+	return f, nil
+}
+
 func parseDay(v string, end bool) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, v); err == nil {
 		return t, nil
@@ -208,36 +251,11 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		return usageErr("%s", use)
 	}
 	var opt archive.ExportOptions
-	var err error
-	if *from != "" {
-		if opt.From, err = parseDay(*from, false); err != nil {
-			return usageErr("--from: %v", err)
-		}
+	f, err := parseRecordFilter(*from, *to, users, with, kinds)
+	if err != nil {
+		return err
 	}
-	if *to != "" {
-		if opt.To, err = parseDay(*to, true); err != nil {
-			return usageErr("--to: %v", err)
-		}
-	}
-	for _, list := range []struct {
-		name string
-		in   []string
-		out  *[]string
-	}{{"--user", users, &opt.Users}, {"--with", with, &opt.With}} {
-		for _, v := range list.in {
-			j, err := jid.Parse(v)
-			if err != nil || j.Resourcepart() != "" {
-				return usageErr("%s: %q is not a bare JID", list.name, v)
-			}
-			*list.out = append(*list.out, j.String())
-		}
-	}
-	for _, k := range kinds {
-		if !slices.Contains(recordKinds, k) {
-			return usageErr("--kind: unknown kind %q (%s)", k, strings.Join(recordKinds, ", "))
-		}
-	}
-	opt.Kinds = kinds
+	opt.From, opt.To, opt.Users, opt.With, opt.Kinds = f.from, f.to, f.users, f.with, f.kinds
 	if (*recipient != "") != strings.HasSuffix(*out, ".tar.gpg") {
 		return usageErr("--recipient and --out NAME.tar.gpg go together")
 	}
@@ -714,36 +732,11 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 	}
 	var opt archive.SearchOptions
 	opt.Text, opt.Limit = *text, *limit
-	var err error
-	if *from != "" {
-		if opt.From, err = parseDay(*from, false); err != nil {
-			return usageErr("--from: %v", err)
-		}
+	f, err := parseRecordFilter(*from, *to, users, with, kinds)
+	if err != nil {
+		return err
 	}
-	if *to != "" {
-		if opt.To, err = parseDay(*to, true); err != nil {
-			return usageErr("--to: %v", err)
-		}
-	}
-	for _, list := range []struct {
-		name string
-		in   []string
-		out  *[]string
-	}{{"--user", users, &opt.Users}, {"--with", with, &opt.With}} {
-		for _, v := range list.in {
-			j, err := jid.Parse(v)
-			if err != nil || j.Resourcepart() != "" {
-				return usageErr("%s: %q is not a bare JID", list.name, v)
-			}
-			*list.out = append(*list.out, j.String())
-		}
-	}
-	for _, k := range kinds {
-		if !slices.Contains(recordKinds, k) {
-			return usageErr("--kind: unknown kind %q (%s)", k, strings.Join(recordKinds, ", "))
-		}
-	}
-	opt.Kinds = kinds
+	opt.From, opt.To, opt.Users, opt.With, opt.Kinds = f.from, f.to, f.users, f.with, f.kinds
 	var officer openpgp.EntityList
 	if *decryptKey != "" {
 		if officer, err = archive.ReadDecryptKey(*decryptKey); err != nil {
