@@ -303,7 +303,12 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	if err != nil {
+		// A listener could not be opened: close the ones that were, HTTP
+		// servers included (they do not watch ctx), and report it.
 		cancel()
+		for _, hs := range httpServers {
+			_ = hs.Close()
+		}
 		s.c2s.Shutdown(context.Background())
 		wg.Wait()
 		return err

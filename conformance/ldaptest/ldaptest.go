@@ -12,6 +12,7 @@ package ldaptest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -125,14 +126,11 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("ldaptest: certificate: %v", err)
 	}
-	ports := freePorts(t, 2)
 	s := &Server{
-		URL:      "ldap://" + ports[0],
-		LDAPSURL: "ldaps://" + ports[1],
-		CAFile:   kp.CertFile,
-		Dir:      dir,
-		log:      &bytes.Buffer{},
-		logMu:    &sync.Mutex{},
+		CAFile: kp.CertFile,
+		Dir:    dir,
+		log:    &bytes.Buffer{},
+		logMu:  &sync.Mutex{},
 	}
 	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
@@ -173,14 +171,29 @@ access to *
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.args = []string{"-f", confPath, "-h", s.URL + "/ " + s.LDAPSURL + "/", "-d", "256"}
 	t.Cleanup(func() {
 		s.Stop(t)
 		if t.Failed() {
 			t.Logf("slapd log:\n%s", s.Log())
 		}
 	})
-	s.start(t)
+	// The ports are picked free, then bound by slapd: another test process
+	// may take one in between. Then slapd says so, and new ports are tried.
+	for attempt := 1; ; attempt++ {
+		ports := freePorts(t, 2)
+		s.URL, s.LDAPSURL = "ldap://"+ports[0], "ldaps://"+ports[1]
+		s.args = []string{"-f", confPath, "-h", s.URL + "/ " + s.LDAPSURL + "/", "-d", "256"}
+		err := s.startErr()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		s.logMu.Lock()
+		s.log.Reset()
+		s.logMu.Unlock()
+	}
 	s.Add(t, baseLDIF())
 	return s
 }
@@ -192,8 +205,18 @@ func (s *Server) Log() string {
 	return s.log.String()
 }
 
+// errPortTaken is startErr's error when slapd could not bind its ports.
+var errPortTaken = errors.New("ldaptest: slapd's port was taken")
+
 func (s *Server) start(t testing.TB) {
 	t.Helper()
+	if err := s.startErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startErr starts slapd and waits until it accepts connections.
+func (s *Server) startErr() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cmd := exec.Command(slapdBin(), s.args...)
@@ -201,7 +224,7 @@ func (s *Server) start(t testing.TB) {
 	cmd.Stdout = syncWriter{s.logMu, s.log}
 	cmd.Stderr = syncWriter{s.logMu, s.log}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("ldaptest: start slapd: %v", err)
+		return fmt.Errorf("ldaptest: start slapd: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -211,16 +234,19 @@ func (s *Server) start(t testing.TB) {
 	for {
 		select {
 		case <-done:
-			t.Fatalf("ldaptest: slapd exited during start-up:\n%s", s.Log())
+			if strings.Contains(s.Log(), "errno=98") {
+				return fmt.Errorf("%w:\n%s", errPortTaken, s.Log())
+			}
+			return fmt.Errorf("ldaptest: slapd exited during start-up:\n%s", s.Log())
 		default:
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ldaptest: slapd not listening on %s after 20s:\n%s", addr, s.Log())
+			return fmt.Errorf("ldaptest: slapd not listening on %s after 20s:\n%s", addr, s.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

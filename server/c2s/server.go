@@ -222,10 +222,17 @@ func (srv *Server) directTLS() *tls.Config {
 	return srv.direct
 }
 
+// track registers a listener for Shutdown to close. ServeTCP calls it from
+// its own goroutine, which may start after Shutdown ran: then the listener
+// is closed at once, so that its Accept returns.
 func (srv *Server) track(c io.Closer) {
 	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed {
+		_ = c.Close()
+		return
+	}
 	srv.listeners = append(srv.listeners, c)
-	srv.mu.Unlock()
 }
 
 // Shutdown stops accepting, closes every session with system-shutdown and

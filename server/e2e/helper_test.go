@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,6 +115,11 @@ func freeAddr(t testing.TB) string {
 // newEnv starts a server; mod may adjust the configuration first.
 func newEnv(t testing.TB, mod func(*config.Config)) *env {
 	t.Helper()
+	return newEnvAttempt(t, mod, 1)
+}
+
+func newEnvAttempt(t testing.TB, mod func(*config.Config), attempt int) *env {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Server.DataDir = t.TempDir()
 	cfg.Listen.C2S = freeAddr(t)
@@ -167,6 +173,18 @@ func newEnv(t testing.TB, mod func(*config.Config)) *env {
 	for _, a := range []string{cfg.Listen.C2S, cfg.Listen.C2SDirectTLS, cfg.Listen.WebSocket} {
 		deadline := time.Now().Add(short)
 		for {
+			select {
+			case rerr := <-e.done:
+				// Run ended before its listeners were up. A port picked
+				// free can be taken by another process before the server
+				// binds it: then try again with new ports.
+				e.once.Do(func() {})
+				if errors.Is(rerr, syscall.EADDRINUSE) && attempt < 3 {
+					return newEnvAttempt(t, mod, attempt+1)
+				}
+				t.Fatalf("Run: %v", rerr)
+			default:
+			}
 			c, err := net.DialTimeout("tcp", a, time.Second)
 			if err == nil {
 				_ = c.Close()
