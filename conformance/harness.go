@@ -136,6 +136,11 @@ func StartServer(t *testing.T) *Server {
 // configuration (sections the base configuration does not have).
 func StartServerWith(t *testing.T, extra string) *Server {
 	t.Helper()
+	return startServerAttempt(t, extra, 1)
+}
+
+func startServerAttempt(t *testing.T, extra string, attempt int) *Server {
+	t.Helper()
 	if binPath == "" {
 		t.Fatal("palisade binary not built (TestMain)")
 	}
@@ -194,6 +199,11 @@ level = "debug"
 	for {
 		select {
 		case <-s.done:
+			// A port picked free can be taken by another process before
+			// palisade binds it: then start again on new ports.
+			if strings.Contains(s.Log(), "address already in use") && attempt < 3 {
+				return startServerAttempt(t, extra, attempt+1)
+			}
 			t.Fatalf("palisade exited during start-up: %v\n%s", s.cmd.ProcessState, s.Log())
 		default:
 		}
