@@ -312,7 +312,7 @@ func (srv *Server) readLoop(ctx context.Context, s *Session, tr transport) {
 	tr.setIdle(srv.cfg.IdleTimeout, srv.cfg.PingTimeout, func() { srv.pingClient(s) })
 	var err error
 	for {
-		if len(s.pending) > 0 && !tr.ready() {
+		if s.hasPending() && !tr.ready() {
 			s.runPending() // nothing more has arrived: finish what has
 		}
 		if err = tr.wait(); err != nil {
@@ -427,11 +427,21 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 		s.handled()
 		return nil
 	}
+	s.pmu.Lock()
 	s.pending = append(s.pending, then)
-	if len(s.pending) >= maxPending {
+	full := len(s.pending) >= maxPending
+	s.pmu.Unlock()
+	if full {
 		s.runPending()
 	}
 	return nil
+}
+
+// hasPending reports whether admitted messages wait for delivery.
+func (s *Session) hasPending() bool {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	return len(s.pending) > 0
 }
 
 // maxPending bounds how many admitted messages a session holds back before
@@ -439,8 +449,11 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 const maxPending = 64
 
 // runPending runs the held-back steps in order and counts each stanza as
-// handled (XEP-0198) only then. Only the reader calls it.
+// handled (XEP-0198) only then. Readers call it; pmu keeps the reader of a
+// resumed stream and the old connection's ending reader in turn.
 func (s *Session) runPending() {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
 	for i, then := range s.pending {
 		then()
 		s.pending[i] = nil

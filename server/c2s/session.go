@@ -45,7 +45,9 @@ type Session struct {
 	outAcked  uint32 // h the client last acknowledged
 	inHandled uint32 // stanzas handled from the client since <enable/>
 	// pending are the last steps of messages admitted but not yet
-	// delivered (see runPending); only the reader touches it.
+	// delivered (see runPending), guarded by pmu (not mu: the steps route
+	// stanzas, which may come back to this session's Send).
+	pmu        sync.Mutex
 	pending    []func()
 	rRequested bool
 	detach     *time.Timer
