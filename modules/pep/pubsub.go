@@ -37,12 +37,9 @@ func (m *Module) handlePubSub(ctx context.Context, _ module.Session, iq *stanza.
 		}
 		return m.items(ctx, owner, iq.From, first)
 	case "set publish":
-		var opts *element.Element
-		for _, k := range kids[1:] {
-			if k.Space != NSPubSub || k.Local != "publish-options" || opts != nil {
-				return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "only <publish-options/> may follow <publish/>")
-			}
-			opts = k
+		opts, err := follower(kids, "publish-options", "publish")
+		if err != nil {
+			return nil, err
 		}
 		return m.publish(ctx, owner, iq.From, first, opts)
 	case "set retract":
@@ -51,12 +48,9 @@ func (m *Module) handlePubSub(ctx context.Context, _ module.Session, iq *stanza.
 		}
 		return m.retract(ctx, owner, iq.From, first)
 	case "set create":
-		var conf *element.Element
-		for _, k := range kids[1:] {
-			if k.Space != NSPubSub || k.Local != "configure" || conf != nil {
-				return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "only <configure/> may follow <create/>")
-			}
-			conf = k
+		conf, err := follower(kids, "configure", "create")
+		if err != nil {
+			return nil, err
 		}
 		return m.create(ctx, owner, iq.From, first, conf)
 	case "set subscribe":
@@ -425,4 +419,17 @@ func (m *Module) unsubscribe(ctx context.Context, owner, from jid.JID, req *elem
 		return nil, fmt.Errorf("pep: unsubscribe %s from %s of %s: %w", j, node, owner, err)
 	}
 	return nil, nil
+}
+
+// follower returns the optional pubsub element named local that may follow
+// kids[0] (named after), or bad-request for anything else or a second one.
+func follower(kids []*element.Element, local, after string) (*element.Element, error) {
+	var f *element.Element
+	for _, k := range kids[1:] {
+		if k.Space != NSPubSub || k.Local != local || f != nil {
+			return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "only <"+local+"/> may follow <"+after+"/>")
+		}
+		f = k
+	}
+	return f, nil
 }

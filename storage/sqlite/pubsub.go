@@ -131,17 +131,11 @@ func (s *Store) ConfigureNode(ctx context.Context, owner, node string, cfg stora
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE pubsub_nodes SET access_model = ?, roster_groups = ?, max_items = ?,
+		if err := execOne(ctx, tx, `UPDATE pubsub_nodes SET access_model = ?, roster_groups = ?, max_items = ?,
 			persist_items = ?, send_last = ?, notify_retract = ? WHERE owner = ? AND node = ?`,
 			cfg.AccessModel, groups, cfg.MaxItems, boolInt(cfg.PersistItems), cfg.SendLastPublished,
-			boolInt(cfg.NotifyRetract), owner, node)
-		if err != nil {
+			boolInt(cfg.NotifyRetract), owner, node); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return storage.ErrNotFound
 		}
 		return trimItems(ctx, tx, owner, node, cfg.Keep())
 	})
@@ -165,16 +159,7 @@ func (s *Store) DeleteNode(ctx context.Context, owner, node string) error {
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM pubsub_nodes WHERE owner = ? AND node = ?`, owner, node)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return storage.ErrNotFound
-		}
-		return nil
+		return execOne(ctx, tx, `DELETE FROM pubsub_nodes WHERE owner = ? AND node = ?`, owner, node)
 	})
 }
 
@@ -269,16 +254,7 @@ func (s *Store) Items(ctx context.Context, owner, node string, max int, ids []st
 // RetractItem deletes one item.
 func (s *Store) RetractItem(ctx context.Context, owner, node, id string) error {
 	return s.write(ctx, "retract pubsub item", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM pubsub_items WHERE owner = ? AND node = ? AND item_id = ?`, owner, node, id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return storage.ErrNotFound
-		}
-		return nil
+		return execOne(ctx, tx, `DELETE FROM pubsub_items WHERE owner = ? AND node = ? AND item_id = ?`, owner, node, id)
 	})
 }
 
@@ -311,16 +287,7 @@ func (s *Store) Subscribe(ctx context.Context, owner, node, jid, subscriber stri
 // Unsubscribe removes a subscription.
 func (s *Store) Unsubscribe(ctx context.Context, owner, node, jid string) error {
 	return s.write(ctx, "pubsub unsubscribe", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM pubsub_subscriptions WHERE owner = ? AND node = ? AND jid = ?`, owner, node, jid)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return storage.ErrNotFound
-		}
-		return nil
+		return execOne(ctx, tx, `DELETE FROM pubsub_subscriptions WHERE owner = ? AND node = ? AND jid = ?`, owner, node, jid)
 	})
 }
 

@@ -92,7 +92,8 @@ func (s *Store) PutItem(ctx context.Context, user string, item storage.RosterIte
 		if err != nil {
 			return err
 		}
-		ver, err = bumpVersion(ctx, tx, user)
+		v, err := bumpVersion(ctx, tx, user)
+		ver = v
 		return err
 	})
 	if err != nil {
@@ -106,16 +107,11 @@ func (s *Store) PutItem(ctx context.Context, user string, item storage.RosterIte
 func (s *Store) DeleteItem(ctx context.Context, user, contact string) (string, error) {
 	var ver int64
 	err := s.write(ctx, "delete roster item", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM roster_items WHERE user_jid = ? AND jid = ?`, user, contact)
-		if err != nil {
+		if err := execOne(ctx, tx, `DELETE FROM roster_items WHERE user_jid = ? AND jid = ?`, user, contact); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return storage.ErrNotFound
-		}
-		ver, err = bumpVersion(ctx, tx, user)
+		v, err := bumpVersion(ctx, tx, user)
+		ver = v
 		return err
 	})
 	if err != nil {

@@ -139,6 +139,23 @@ func wrap(op string, err error) error {
 	return fmt.Errorf("sqlite: %s: %w", op, err)
 }
 
+// execOne runs a statement that must change at least one row; it returns
+// storage.ErrNotFound when none matched.
+func execOne(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
 // migrate applies the store's migrations.
 func (s *Store) migrate(ctx context.Context) error {
 	if err := migrateDB(ctx, s.wr, migrations); err != nil {

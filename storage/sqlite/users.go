@@ -87,14 +87,8 @@ func (s *Store) GetUser(ctx context.Context, localpart, domain string) (storage.
 func (s *Store) DeleteUser(ctx context.Context, localpart, domain string) error {
 	bare := localpart + "@" + domain
 	return s.write(ctx, "delete user", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE localpart = ? AND domain = ?`, localpart, domain)
-		if err != nil {
+		if err := execOne(ctx, tx, `DELETE FROM users WHERE localpart = ? AND domain = ?`, localpart, domain); err != nil {
 			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return storage.ErrNotFound
 		}
 		// scram_credentials goes with users through ON DELETE CASCADE.
 		// The roster version is bumped, not deleted: a re-created account

@@ -197,28 +197,25 @@ func (r *Router) Routed() []*stanza.Stanza {
 
 // TakeRouted returns what was given to Route and forgets it.
 func (r *Router) TakeRouted() []*stanza.Stanza {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.routed
-	r.routed = nil
-	return out
+	return r.take(&r.routed)
 }
 
 // TakeProcessed returns what was given to Process and forgets it.
 func (r *Router) TakeProcessed() []*stanza.Stanza {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.processed
-	r.processed = nil
-	return out
+	return r.take(&r.processed)
 }
 
 // TakeRemote returns what was delivered to other domains (through Process
 // or Route) and forgets it.
 func (r *Router) TakeRemote() []*stanza.Stanza {
+	return r.take(&r.remote)
+}
+
+// take returns a recorded list and forgets it.
+func (r *Router) take(list *[]*stanza.Stanza) []*stanza.Stanza {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := r.remote
-	r.remote = nil
+	out := *list
+	*list = nil
 	return out
 }
