@@ -10,8 +10,8 @@ import (
 type HistoryItem struct {
 	// Owner is the bare JID whose history holds the item.
 	Owner string
-	// ID is the server-generated XEP-0359 stanza-id, unique in the owner's
-	// history and never reused.
+	// ID is the XEP-0359 stanza-id, from the store's NewHistoryID: unique,
+	// never reused and unpredictable.
 	ID   string
 	Time time.Time
 	// With is the other party as addressed: the recipient ('to') of an
@@ -69,6 +69,10 @@ type HistoryPrefs struct {
 // History is the users' own message history (XEP-0313 MAM). It is not
 // the compliance journal: users' preferences and deletions apply to it.
 type History interface {
+	// NewHistoryID returns a fresh item ID. IDs are unique across the
+	// store, are never issued twice (not after a restart either), and
+	// reveal nothing to whoever sees them (XEP-0359 section 5).
+	NewHistoryID() string
 	// AppendHistory stores items in one transaction; durable when it returns.
 	AppendHistory(ctx context.Context, items []HistoryItem) error
 	// QueryHistory returns one page of an owner's history.

@@ -60,8 +60,9 @@ func Archivable(st *stanza.Stanza) bool {
 	return false
 }
 
-// NewID returns a fresh stanza-id: 128 random bits, base32.
-func NewID() string {
+// newMessageID returns a fresh id for a result message: 128 random bits,
+// base32.
+func newMessageID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic("mam: no randomness: " + err.Error())
@@ -131,10 +132,10 @@ func (m *Module) ArchiveMessage(ctx context.Context, st *stanza.Stanza) func() {
 	data := []byte(st.El.String())
 	var items []storage.HistoryItem
 	if sender {
-		items = append(items, storage.HistoryItem{Owner: fromBare.String(), ID: NewID(), Time: t, With: to.String(), Stanza: data})
+		items = append(items, storage.HistoryItem{Owner: fromBare.String(), ID: m.store.NewHistoryID(), Time: t, With: to.String(), Stanza: data})
 	}
 	if recipient {
-		id := NewID()
+		id := m.store.NewHistoryID()
 		st.El.Append(element.New(NSStanzaID, "stanza-id", element.A("by", toBare.String()), element.A("id", id)))
 		items = append(items, storage.HistoryItem{Owner: toBare.String(), ID: id, Time: t, With: from.String(), Stanza: data})
 	}

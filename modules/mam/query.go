@@ -134,7 +134,7 @@ func resultMessage(own, to jid.JID, queryID string, it storage.HistoryItem) (*st
 		element.New(stanza.NSDelay, "delay", element.A("stamp", it.Time.UTC().Format(stampLayout))),
 		orig,
 	))
-	msg := stanza.New(stanza.Message, own, to, "", NewID())
+	msg := stanza.New(stanza.Message, own, to, "", newMessageID())
 	msg.El.Append(res)
 	return msg, nil
 }

@@ -1,45 +1,71 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/palisade-im/palisade/storage"
 )
 
-// History items are ordered by (stamp, seq): time, then arrival. Both
-// indexes end in stamp (and the implicit rowid), so pages are read in
-// index order.
+// History items are ordered by (stamp, seq): time, then arrival. Every
+// index ends in stamp and the implicit rowid seq, so pages are read in
+// index order. Each insert appends at the end of its owner's and its
+// conversation's part of the indexes, and at the end of the table.
 
-// AppendHistory stores items in one transaction.
+// AppendHistory stores items in one transaction. Their IDs must come
+// from NewHistoryID.
 func (s *Store) AppendHistory(ctx context.Context, items []storage.HistoryItem) error {
 	if len(items) == 0 {
 		return nil
 	}
+	rows := make([]historyRow, len(items))
+	for i := range items {
+		it := &items[i]
+		seq, ok := s.hist.decode(it.ID)
+		if !ok {
+			return fmt.Errorf("sqlite: append history: item id %q was not issued by this store", it.ID)
+		}
+		rows[i] = historyRow{seq: seq, stamp: it.Time.UnixNano(), withBare: bareOf(it.With), it: it}
+	}
+	// In index order: consecutive inserts then land on the same pages
+	// (measured: a third more items per second).
+	slices.SortFunc(rows, func(a, b historyRow) int {
+		return cmp.Or(strings.Compare(a.it.Owner, b.it.Owner), strings.Compare(a.withBare, b.withBare),
+			cmp.Compare(a.stamp, b.stamp), cmp.Compare(a.seq, b.seq))
+	})
 	return s.write(ctx, "append history", func(tx *sql.Tx) error {
 		// Many rows per statement: one cgo round trip for each chunk.
 		const chunk = 64
 		args := make([]any, 0, 6*chunk)
-		for len(items) > 0 {
-			n := min(len(items), chunk)
+		for len(rows) > 0 {
+			n := min(len(rows), chunk)
 			args = args[:0]
-			for _, it := range items[:n] {
-				args = append(args, it.Owner, it.ID, it.Time.UnixNano(), bareOf(it.With), it.With, it.Stanza)
+			for _, r := range rows[:n] {
+				args = append(args, r.seq, r.it.Owner, r.stamp, r.withBare, r.it.With, r.it.Stanza)
 			}
-			q := `INSERT INTO history (owner, id, stamp, with_bare, with_full, stanza) VALUES ` +
+			q := `INSERT INTO history_items (seq, owner, stamp, with_bare, with_full, stanza) VALUES ` +
 				strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?),", n), ",")
 			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 				return err
 			}
-			items = items[n:]
+			rows = rows[n:]
 		}
 		return nil
 	})
+}
+
+// historyRow is an item as AppendHistory inserts it.
+type historyRow struct {
+	seq, stamp int64
+	withBare   string
+	it         *storage.HistoryItem
 }
 
 // bareOf strips the resource of a JID string.
@@ -53,13 +79,29 @@ func bareOf(j string) string {
 // position is where an item sits in the order.
 type position struct{ stamp, seq int64 }
 
-func itemPos(ctx context.Context, tx *sql.Tx, owner, id string) (position, error) {
+// itemPos finds an owner's item by ID: one this store issued, or one
+// kept from before version 5.
+func (s *Store) itemPos(ctx context.Context, tx *sql.Tx, owner, id string) (position, error) {
 	var p position
-	err := tx.QueryRowContext(ctx, `SELECT stamp, seq FROM history WHERE owner = ? AND id = ?`, owner, id).Scan(&p.stamp, &p.seq)
+	err := sql.ErrNoRows
+	if seq, ok := s.hist.decode(id); ok {
+		err = tx.QueryRowContext(ctx, `SELECT stamp, seq FROM history_items WHERE seq = ? AND owner = ? AND legacy_id IS NULL`, seq, owner).Scan(&p.stamp, &p.seq)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.QueryRowContext(ctx, `SELECT stamp, seq FROM history_items WHERE owner = ? AND legacy_id = ?`, owner, id).Scan(&p.stamp, &p.seq)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, storage.ErrNotFound
 	}
 	return p, err
+}
+
+// itemID is the ID of the item at seq.
+func (s *Store) itemID(seq int64, legacy sql.NullString) string {
+	if legacy.Valid {
+		return legacy.String
+	}
+	return s.hist.encode(seq)
 }
 
 // historyFilter builds the WHERE clause of a query's result set.
@@ -95,39 +137,35 @@ func (s *Store) QueryHistory(ctx context.Context, q storage.HistoryQuery) (stora
 			f.add("stamp <= ?", q.End.UnixNano())
 		}
 		if q.AfterID != "" {
-			p, err := itemPos(ctx, tx, q.Owner, q.AfterID)
+			p, err := s.itemPos(ctx, tx, q.Owner, q.AfterID)
 			if err != nil {
 				return err
 			}
 			f.add("(stamp, seq) > (?, ?)", p.stamp, p.seq)
 		}
 		if q.BeforeID != "" {
-			p, err := itemPos(ctx, tx, q.Owner, q.BeforeID)
+			p, err := s.itemPos(ctx, tx, q.Owner, q.BeforeID)
 			if err != nil {
 				return err
 			}
 			f.add("(stamp, seq) < (?, ?)", p.stamp, p.seq)
 		}
 		if len(q.IDs) > 0 {
-			uniq := map[string]bool{}
-			args := []any{q.Owner}
+			uniq := map[int64]bool{}
+			var args []any
 			for _, id := range q.IDs {
-				if !uniq[id] {
-					uniq[id] = true
-					args = append(args, id)
+				p, err := s.itemPos(ctx, tx, q.Owner, id)
+				if err != nil {
+					return err
+				}
+				if !uniq[p.seq] {
+					uniq[p.seq] = true
+					args = append(args, p.seq)
 				}
 			}
-			marks := strings.TrimSuffix(strings.Repeat("?,", len(uniq)), ",")
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM history WHERE owner = ? AND id IN (`+marks+`)`, args...).Scan(&n); err != nil {
-				return err
-			}
-			if n != len(uniq) {
-				return storage.ErrNotFound
-			}
-			f.add("id IN ("+marks+")", args[1:]...)
+			f.add("seq IN ("+strings.TrimSuffix(strings.Repeat("?,", len(args)), ",")+")", args...)
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM history WHERE `+f.sql(), f.args...).Scan(&page.Count); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM history_items WHERE `+f.sql(), f.args...).Scan(&page.Count); err != nil {
 			return err
 		}
 		if q.Limit <= 0 {
@@ -137,14 +175,14 @@ func (s *Store) QueryHistory(ctx context.Context, q storage.HistoryQuery) (stora
 		pf := &historyFilter{where: append([]string(nil), f.where...), args: append([]any(nil), f.args...)}
 		backward := q.Last || q.PageBefore != ""
 		if q.PageAfter != "" {
-			p, err := itemPos(ctx, tx, q.Owner, q.PageAfter)
+			p, err := s.itemPos(ctx, tx, q.Owner, q.PageAfter)
 			if err != nil {
 				return err
 			}
 			pf.add("(stamp, seq) > (?, ?)", p.stamp, p.seq)
 		}
 		if q.PageBefore != "" {
-			p, err := itemPos(ctx, tx, q.Owner, q.PageBefore)
+			p, err := s.itemPos(ctx, tx, q.Owner, q.PageBefore)
 			if err != nil {
 				return err
 			}
@@ -155,7 +193,7 @@ func (s *Store) QueryHistory(ctx context.Context, q storage.HistoryQuery) (stora
 			order = "stamp DESC, seq DESC"
 		}
 		args := append(pf.args, q.Limit, max(q.Offset, 0))
-		rows, err := tx.QueryContext(ctx, `SELECT id, stamp, seq, with_full, stanza FROM history WHERE `+pf.sql()+
+		rows, err := tx.QueryContext(ctx, `SELECT stamp, seq, with_full, stanza, legacy_id FROM history_items WHERE `+pf.sql()+
 			` ORDER BY `+order+` LIMIT ? OFFSET ?`, args...)
 		if err != nil {
 			return err
@@ -165,9 +203,11 @@ func (s *Store) QueryHistory(ctx context.Context, q storage.HistoryQuery) (stora
 		for rows.Next() {
 			it := storage.HistoryItem{Owner: q.Owner}
 			var stamp, seq int64
-			if err := rows.Scan(&it.ID, &stamp, &seq, &it.With, &it.Stanza); err != nil {
+			var legacy sql.NullString
+			if err := rows.Scan(&stamp, &seq, &it.With, &it.Stanza, &legacy); err != nil {
 				return err
 			}
+			it.ID = s.itemID(seq, legacy)
 			it.Time = time.Unix(0, stamp).UTC()
 			page.Items = append(page.Items, it)
 			if backward || len(page.Items) == 1 {
@@ -191,7 +231,7 @@ func (s *Store) QueryHistory(ctx context.Context, q storage.HistoryQuery) (stora
 		}
 		ff := &historyFilter{where: append([]string(nil), f.where...), args: append([]any(nil), f.args...)}
 		ff.add("(stamp, seq) < (?, ?)", first.stamp, first.seq)
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM history WHERE `+ff.sql(), ff.args...).Scan(&page.FirstIndex); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM history_items WHERE `+ff.sql(), ff.args...).Scan(&page.FirstIndex); err != nil {
 			return err
 		}
 		if backward {
@@ -211,16 +251,17 @@ func (s *Store) HistoryBounds(ctx context.Context, owner string) (first, last st
 			order string
 			it    *storage.HistoryItem
 		}{{"stamp, seq", &first}, {"stamp DESC, seq DESC", &last}} {
-			var stamp int64
-			err := tx.QueryRowContext(ctx, `SELECT id, stamp, with_full FROM history WHERE owner = ? ORDER BY `+q.order+` LIMIT 1`, owner).
-				Scan(&q.it.ID, &stamp, &q.it.With)
+			var stamp, seq int64
+			var legacy sql.NullString
+			err := tx.QueryRowContext(ctx, `SELECT seq, stamp, with_full, legacy_id FROM history_items WHERE owner = ? ORDER BY `+q.order+` LIMIT 1`, owner).
+				Scan(&seq, &stamp, &q.it.With, &legacy)
 			if errors.Is(err, sql.ErrNoRows) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			q.it.Owner, q.it.Time = owner, time.Unix(0, stamp).UTC()
+			q.it.Owner, q.it.ID, q.it.Time = owner, s.itemID(seq, legacy), time.Unix(0, stamp).UTC()
 			ok = true
 		}
 		return nil
@@ -231,7 +272,7 @@ func (s *Store) HistoryBounds(ctx context.Context, owner string) (first, last st
 // DeleteHistory removes an owner's history and preferences.
 func (s *Store) DeleteHistory(ctx context.Context, owner string) error {
 	return s.write(ctx, "delete history", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE owner = ?`, owner); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM history_items WHERE owner = ?`, owner); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM history_prefs WHERE owner = ?`, owner)
@@ -249,7 +290,7 @@ func (s *Store) PurgeHistory(ctx context.Context, now time.Time, keep func(owner
 	}
 	var convs []conv
 	err := s.read(ctx, "purge history: list", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT owner, with_bare FROM history`)
+		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT owner, with_bare FROM history_items`)
 		if err != nil {
 			return err
 		}
@@ -275,7 +316,7 @@ func (s *Store) PurgeHistory(ctx context.Context, now time.Time, keep func(owner
 		convs = convs[len(batch):]
 		err := s.write(ctx, "purge history", func(tx *sql.Tx) error {
 			for _, c := range batch {
-				res, err := tx.ExecContext(ctx, `DELETE FROM history WHERE owner = ? AND with_bare = ? AND stamp < ?`, c.owner, c.with, c.before)
+				res, err := tx.ExecContext(ctx, `DELETE FROM history_items WHERE owner = ? AND with_bare = ? AND stamp < ?`, c.owner, c.with, c.before)
 				if err != nil {
 					return err
 				}

@@ -103,7 +103,7 @@ func (s *Store) DeleteUser(ctx context.Context, localpart, domain string) error 
 			`DELETE FROM pubsub_subscriptions WHERE subscriber = ?`,
 			`DELETE FROM pubsub_items WHERE owner = ?`,
 			`DELETE FROM pubsub_nodes WHERE owner = ?`,
-			`DELETE FROM history WHERE owner = ?`,
+			`DELETE FROM history_items WHERE owner = ?`,
 			`DELETE FROM history_prefs WHERE owner = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, bare); err != nil {
