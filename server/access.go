@@ -25,6 +25,10 @@ func (s *Server) groupsOf(bare jid.JID) []string {
 	return out
 }
 
+// Groups implements module.Router: the account's groups, united from every
+// GroupSource.
+func (s *Server) Groups(bare jid.JID) []string { return s.groupsOf(bare) }
+
 // Rights returns the rights of an account: those of the first
 // [[access.rule]] whose jid or group matches it, else [access] default.
 // rule is the index of that rule, -1 for the default.

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ import (
 	"github.com/palisade-im/palisade/storage/sqlite"
 	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
+	"mellium.im/xmpp/jid"
 )
 
 func init() {
@@ -136,6 +138,9 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 		m.sealer = NewSealer(officers, j)
 	}
 	m.purgeEvery = time.Duration(cfg.Archive.PurgeInterval)
+	if groupScoped(cfg.Archive.Retention) && h.Router != nil {
+		m.groupsOf = h.Router.Groups
+	}
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
 	}
@@ -170,6 +175,13 @@ type Module struct {
 	lastSize int64      // size of the last checkpoint issued (-1: none yet)
 
 	sinkBad atomic.Bool
+
+	// groupsOf is set when a retention policy has scope "groups": the
+	// memberships of the parties of every record are then recorded, each
+	// account's once per change (seen, by bare JID).
+	groupsOf func(bare jid.JID) []string
+	seenMu   sync.Mutex
+	seen     map[string][]string
 }
 
 var (
@@ -241,6 +253,10 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 	if to == "" {
 		to = st.To.String()
 	}
+	if m.groupsOf != nil {
+		m.noteMembers(st.From.Bare())
+		m.noteMembers(st.To.Bare())
+	}
 	t := m.now()
 	var data []byte
 	var err error
@@ -276,6 +292,44 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 		}
 		return nil
 	}
+}
+
+// noteMembers records the groups of the local account bare when they
+// changed since it was last seen. The write is off the message path; a
+// membership only matters to a purge days later.
+func (m *Module) noteMembers(bare jid.JID) {
+	if bare.Localpart() == "" || !m.local(bare.Domainpart()) {
+		return
+	}
+	gs := m.groupsOf(bare)
+	if len(gs) == 0 {
+		return
+	}
+	key := bare.String()
+	m.seenMu.Lock()
+	if m.seen == nil {
+		m.seen = map[string][]string{}
+	}
+	same := slices.Equal(m.seen[key], gs)
+	if !same {
+		m.seen[key] = slices.Clone(gs)
+	}
+	m.seenMu.Unlock()
+	if same {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := m.holds.RecordMemberships(ctx, key, gs, m.now()); err != nil {
+			m.log.Error("archive: group memberships not recorded", zap.String("jid", key), zap.Error(err))
+			m.seenMu.Lock()
+			delete(m.seen, key) // try again with the next record
+			m.seenMu.Unlock()
+		}
+	}()
 }
 
 // passed is the Submit result of a stanza the journal does not record.

@@ -25,8 +25,14 @@ import (
 
 // keepFor returns the longest keep of the policies that apply to any of
 // the parties (bare JIDs), and that policy's name; 0 when none applies.
-func keepFor(ps []config.Retention, parties ...string) (days int, name string) {
-	return config.KeepFor(ps, parties...)
+// members are the groups each account was ever seen in.
+func keepFor(ps []config.Retention, members map[string][]string, parties ...string) (days int, name string) {
+	return config.KeepFor(ps, func(bare string) []string { return members[bare] }, parties...)
+}
+
+// groupScoped reports whether a policy has scope "groups".
+func groupScoped(ps []config.Retention) bool {
+	return slices.ContainsFunc(ps, func(p config.Retention) bool { return p.Scope == config.ScopeGroups })
 }
 
 // targets are a policy's scope targets as the journal records them.
@@ -37,6 +43,8 @@ func targets(p config.Retention) []string {
 		t = []string{p.Domain}
 	case config.ScopeJIDs:
 		t = slices.Clone(p.JIDs)
+	case config.ScopeGroups:
+		t = slices.Clone(p.Groups)
 	}
 	slices.Sort(t)
 	return t
@@ -344,6 +352,12 @@ func Purge(ctx context.Context, j storage.Journal, r storage.Retention, ps []con
 			holds = append(holds, HoldFromConfig(c))
 		}
 	}
+	var members map[string][]string
+	if groupScoped(ps) {
+		if members, err = r.Memberships(ctx); err != nil {
+			return res, err
+		}
+	}
 	head, err := j.TreeHead(ctx)
 	if err != nil {
 		return res, err
@@ -357,7 +371,7 @@ func Purge(ctx context.Context, j storage.Journal, r storage.Retention, ps []con
 			return nil
 		}
 		from, to := bareOf(rec.From), bareOf(rec.To)
-		days, name := keepFor(ps, from, to)
+		days, name := keepFor(ps, members, from, to)
 		if days == 0 {
 			return nil
 		}

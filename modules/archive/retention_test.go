@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
+	"mellium.im/xmpp/jid"
 )
 
 func TestKeepFor(t *testing.T) {
@@ -20,7 +23,9 @@ func TestKeepFor(t *testing.T) {
 		{Name: "all", Scope: config.ScopeAll, KeepDays: 30},
 		{Name: "dom", Scope: config.ScopeDomain, Domain: "example.com", KeepDays: 90},
 		{Name: "traders", Scope: config.ScopeJIDs, JIDs: []string{"t@other.net"}, KeepDays: 2555},
+		{Name: "desk", Scope: config.ScopeGroups, Groups: []string{"fx", "rates"}, KeepDays: 3650},
 	}
+	members := map[string][]string{"d@example.com": {"staff", "rates"}}
 	for _, c := range []struct {
 		parties []string
 		days    int
@@ -29,12 +34,13 @@ func TestKeepFor(t *testing.T) {
 		{[]string{"a@nowhere.org", "b@nowhere.org"}, 30, "all"},
 		{[]string{"a@example.com", "b@nowhere.org"}, 90, "dom"},
 		{[]string{"a@example.com", "t@other.net"}, 2555, "traders"},
+		{[]string{"t@other.net", "d@example.com"}, 3650, "desk"},
 	} {
-		if d, n := keepFor(ps, c.parties...); d != c.days || n != c.name {
+		if d, n := keepFor(ps, members, c.parties...); d != c.days || n != c.name {
 			t.Errorf("keepFor(%v) = %d %q, want %d %q", c.parties, d, n, c.days, c.name)
 		}
 	}
-	if d, _ := keepFor(ps[1:], "a@nowhere.org"); d != 0 {
+	if d, _ := keepFor(ps[1:], members, "a@nowhere.org"); d != 0 {
 		t.Errorf("no policy applies: keep %d, want 0 (forever)", d)
 	}
 }
@@ -280,5 +286,47 @@ func TestPurgeJob(t *testing.T) {
 	}
 	if err := f.m.Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A policy of scope "groups" covers every account the journal saw in the
+// group: one who left it keeps the group's retention for what was
+// recorded, and the CLI's purge (no directory at hand) agrees.
+func TestGroupRetentionCoversFormerMembers(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	groups := map[string][]string{"alice@example.com": {"traders"}}
+	f.m.holds = f.j
+	f.m.groupsOf = func(b jid.JID) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return groups[b.String()]
+	}
+	old := time.Now().Add(-30 * 24 * time.Hour)
+	f.m.now = func() time.Time { return old }
+	for _, m := range []*stanza.Stanza{
+		msg(t, "alice@example.com/a", "bob@other.net", "chat", "trade"), // 0: alice is a trader
+		msg(t, "carol@example.com/c", "bob@other.net", "chat", "lunch"), // 1: carol is not
+	} {
+		if err := f.m.Append(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.m.wg.Wait() // the membership is written off the message path
+	mu.Lock()
+	delete(groups, "alice@example.com") // alice leaves the desk
+	mu.Unlock()
+	ps := []config.Retention{
+		{Name: "week", Scope: config.ScopeAll, KeepDays: 7},
+		{Name: "desk", Scope: config.ScopeGroups, Groups: []string{"traders"}, KeepDays: 2555},
+	}
+	res, err := Purge(ctx, f.j, f.j, ps, nil, time.Now(), false, "test", zap.NewNop())
+	if err != nil || len(res.Purged) != 1 || res.Purged[0] != 1 || res.ByPolicy["week"] != 1 {
+		t.Fatalf("purge: %+v, %v; want only carol's record 1 purged", res, err)
+	}
+	mem, err := f.j.Memberships(ctx)
+	if err != nil || !slices.Equal(mem["alice@example.com"], []string{"traders"}) || len(mem) != 1 {
+		t.Fatalf("memberships %v, %v", mem, err)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
+	"mellium.im/xmpp/jid"
 )
 
 // Namespaces.
@@ -92,7 +93,14 @@ func init() {
 				return nil, err
 			}
 			if h.Config != nil {
-				m.SetRetention(Retention{Policies: h.Config.Archive.Retention, Interval: time.Duration(h.Config.Archive.PurgeInterval)})
+				m.SetRetention(Retention{Policies: h.Config.Archive.Retention, Interval: time.Duration(h.Config.Archive.PurgeInterval),
+					Groups: func(b string) []string {
+						j, err := jid.Parse(b)
+						if err != nil {
+							return nil
+						}
+						return h.Router.Groups(j)
+					}})
 			}
 			return m, nil
 		},

@@ -19,13 +19,17 @@ import (
 // Retention is the history's share of the archive configuration.
 type Retention struct {
 	Policies []config.Retention
+	// Groups tells an account's Palisade groups, for policies of scope
+	// "groups" (the members as they are now; the journal also covers
+	// those who left).
+	Groups func(bare string) []string
 	// Interval is how often the running server purges (default a day).
 	Interval time.Duration
 }
 
 // keep returns how long the items of owner's conversation with are kept.
 func (r Retention) keep(owner, with string) time.Duration {
-	days, _ := config.KeepFor(r.Policies, bare(owner), bare(with))
+	days, _ := config.KeepFor(r.Policies, r.Groups, bare(owner), bare(with))
 	return time.Duration(days) * 24 * time.Hour
 }
 

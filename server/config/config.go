@@ -185,8 +185,7 @@ const (
 	ScopeAll    = "all"
 	ScopeDomain = "domain"
 	ScopeJIDs   = "jids"
-	// ScopeGroups is reserved for directory groups (the directory issue);
-	// it is refused until groups exist.
+	// ScopeGroups covers the members of Palisade groups ([groups]).
 	ScopeGroups = "groups"
 )
 
@@ -198,15 +197,16 @@ const (
 type Retention struct {
 	// Name identifies the policy (unique); locked policies are matched by it.
 	Name string `toml:"name"`
-	// Scope is "all", "domain" or "jids" ("groups" comes with directory
-	// groups).
+	// Scope is "all", "domain", "jids" or "groups".
 	Scope string `toml:"scope"`
 	// Domain is the domain whose users the policy covers (scope "domain").
 	Domain string `toml:"domain"`
 	// JIDs are the bare JIDs the policy covers (scope "jids").
 	JIDs []string `toml:"jids"`
-	// Groups will name directory groups (scope "groups"); not yet
-	// supported.
+	// Groups are the Palisade groups ([groups] names) whose members the
+	// policy covers (scope "groups"). The journal covers every account it
+	// ever saw in one of them, so leaving a group never shortens what
+	// was already kept.
 	Groups []string `toml:"groups"`
 	// KeepDays is how many days records are kept, at least 1.
 	KeepDays int `toml:"keep_days"`

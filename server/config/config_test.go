@@ -185,6 +185,15 @@ func TestErrors(t *testing.T) {
 			want: []string{`t.toml:3:1: archive.checkpoint_interval: must be at least 1s, got 10ms`, `t.toml:4:1: archive.bogus: unknown key`},
 		},
 		{
+			name: "retention by groups",
+			doc: "[groups]\ndesk = \"cn=desk,dc=x\"\n\n[[archive.retention]]\nname = \"g\"\nscope = \"groups\"\ngroups = [\"desk\", \"nope\"]\nkeep_days = 10\n" +
+				"[[archive.retention]]\nname = \"j\"\nscope = \"all\"\ngroups = [\"desk\"]\nkeep_days = 10\n",
+			want: []string{
+				`t.toml:7:1: archive.retention[0].groups: group "nope" is not defined in [groups]`,
+				`t.toml:12:1: archive.retention[1].groups: only applies to scope "groups"`,
+			},
+		},
+		{
 			name: "archive retention and holds",
 			doc: "[[archive.retention]]\nname = \"a\"\nscope = \"all\"\nkeep_days = 10\nlocked = true\n" +
 				"[[archive.retention]]\nname = \"a\"\nscope = \"jids\"\njids = [\"Bob@x\"]\nkeep_days = 0\nbogus = 1\n" +
@@ -195,7 +204,7 @@ func TestErrors(t *testing.T) {
 				`t.toml:9:9: archive.retention[1].jids: "Bob@x" is not normalized (write "bob@x")`,
 				`t.toml:10:1: archive.retention[1].keep_days: must be between 1 and 36500, got 0`,
 				`t.toml:11:1: archive.retention[1].bogus: unknown key`,
-				`t.toml:14:1: archive.retention[2].scope: scope "groups" comes with directory groups and is not supported yet`,
+				`t.toml:12:3: archive.retention[2].groups: must list at least one group when scope is "groups"`,
 				`t.toml:15:13: archive.retention[2].keep_days: expected an integer, got string`,
 				`t.toml:16:3: archive.hold[0].reason: every legal hold needs a reason`,
 				`t.toml:18:15: archive.hold[0].custodians: "a@x/r" is not a bare user JID (user@domain)`,

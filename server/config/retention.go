@@ -7,9 +7,11 @@ import (
 
 // KeepFor returns the longest keep of the policies that apply to any of
 // the parties (bare JIDs), and that policy's name; 0 when none applies.
-func KeepFor(ps []Retention, parties ...string) (days int, name string) {
+// groups tells a party's Palisade groups for policies of scope "groups"
+// (nil: such policies apply to no one).
+func KeepFor(ps []Retention, groups func(bare string) []string, parties ...string) (days int, name string) {
 	for _, p := range ps {
-		if !applies(p, parties) {
+		if !applies(p, groups, parties) {
 			continue
 		}
 		if p.KeepDays > days {
@@ -19,7 +21,7 @@ func KeepFor(ps []Retention, parties ...string) (days int, name string) {
 	return days, name
 }
 
-func applies(p Retention, parties []string) bool {
+func applies(p Retention, groups func(string) []string, parties []string) bool {
 	switch p.Scope {
 	case ScopeAll:
 		return true
@@ -35,8 +37,17 @@ func applies(p Retention, parties []string) bool {
 				return true
 			}
 		}
+	case ScopeGroups:
+		if groups == nil {
+			return false
+		}
+		for _, b := range parties {
+			for _, g := range groups(b) {
+				if slices.Contains(p.Groups, g) {
+					return true
+				}
+			}
+		}
 	}
-	// ScopeGroups: directory groups are not resolved yet (the
-	// configuration refuses the scope).
 	return false
 }

@@ -137,7 +137,7 @@ func (l *loader) validate(c *Config) {
 			l.invalid("archive.officer_keys", i, "duplicate file %q", f)
 		}
 	}
-	l.validateRetention(c.Archive.Retention)
+	l.validateRetention(c.Archive.Retention, c.Groups)
 	l.validateHolds(c.Archive.Holds)
 	l.validateAccess(c)
 
@@ -309,7 +309,7 @@ func isLoopback(a string) bool {
 // MaxKeepDays is the largest allowed archive.retention keep_days (100 years).
 const MaxKeepDays = 36500
 
-func (l *loader) validateRetention(ps []Retention) {
+func (l *loader) validateRetention(ps []Retention, groups map[string]string) {
 	for i, p := range ps {
 		key := func(k string) string { return fmt.Sprintf("archive.retention[%d].%s", i, k) }
 		switch {
@@ -331,9 +331,16 @@ func (l *loader) validateRetention(ps []Retention) {
 				l.invalid(key("jids"), -1, `must list at least one bare JID when scope is "jids"`)
 			}
 		case ScopeGroups:
-			l.invalid(key("scope"), -1, `scope "groups" comes with directory groups and is not supported yet`)
+			if len(p.Groups) == 0 {
+				l.invalid(key("groups"), -1, `must list at least one group when scope is "groups"`)
+			}
+			for _, g := range p.Groups {
+				if _, ok := groups[g]; !ok {
+					l.invalid(key("groups"), -1, "group %q is not defined in [groups]", g)
+				}
+			}
 		default:
-			l.invalid(key("scope"), -1, `must be "all", "domain" or "jids", got %q`, p.Scope)
+			l.invalid(key("scope"), -1, `must be "all", "domain", "jids" or "groups", got %q`, p.Scope)
 		}
 		if p.Scope != ScopeDomain && p.Domain != "" {
 			l.invalid(key("domain"), -1, `only applies to scope "domain"`)
@@ -341,8 +348,8 @@ func (l *loader) validateRetention(ps []Retention) {
 		if p.Scope != ScopeJIDs && len(p.JIDs) > 0 {
 			l.invalid(key("jids"), -1, `only applies to scope "jids"`)
 		}
-		if len(p.Groups) > 0 {
-			l.invalid(key("groups"), -1, "directory groups are not supported yet")
+		if p.Scope != ScopeGroups && len(p.Groups) > 0 {
+			l.invalid(key("groups"), -1, `only applies to scope "groups"`)
 		}
 		l.checkBareJIDs(key("jids"), p.JIDs)
 		if p.KeepDays < 1 || p.KeepDays > MaxKeepDays {

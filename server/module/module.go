@@ -131,6 +131,9 @@ type Router interface {
 	IsLocal(domain string) bool
 	// UserExists reports whether a local account exists.
 	UserExists(ctx context.Context, bare jid.JID) (bool, error)
+	// Groups returns the Palisade groups ([groups] names) of the account
+	// bare, as every GroupSource knows them now.
+	Groups(bare jid.JID) []string
 }
 
 // Host is what a module's constructor receives.

@@ -19,9 +19,9 @@ import (
 // with a key kept in the database: one AES block holding the number and
 // eight zero bytes, in base32. The ID is opaque and unpredictable, as
 // XEP-0359 asks, yet the store maps it back to its row without an index
-// of random strings, whose inserts land on random pages (measured: that
-// index made history 4x slower than the table itself). A string that does
-// not decrypt to zero padding is not one of ours.
+// of random strings, whose inserts land on random pages (measured with
+// BenchmarkAppendHistory: 9.7k items/s with that index, 17k without it).
+// A string that does not decrypt to zero padding is not one of ours.
 //
 // Numbers are allocated in memory: each is max(previous+1, the clock in
 // microseconds), at least the largest ever stored plus one. A number
@@ -96,7 +96,9 @@ func (h *historyIDs) decode(id string) (seq int64, ok bool) {
 		return 0, false
 	}
 	var b [16]byte
-	if n, err := idEncoding.Decode(b[:], []byte(id)); err != nil || n != 16 {
+	if n, err := idEncoding.Decode(b[:], []byte(id)); err != nil || n != 16 || idEncoding.EncodeToString(b[:]) != id {
+		// The last character carries two unused bits: only the canonical
+		// spelling is an ID.
 		return 0, false
 	}
 	h.block.Decrypt(b[:], b[:])

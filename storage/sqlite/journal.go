@@ -634,4 +634,13 @@ CREATE TABLE epoch_keys (
 	wrapped BLOB NOT NULL     -- OpenPGP message to the officer keys holding the AES-256 key
 ) STRICT;
 `,
+	// 4: the group memberships retention of scope "groups" has seen.
+	`
+CREATE TABLE group_members (
+	grp        TEXT NOT NULL, -- Palisade group ([groups] name)
+	jid        TEXT NOT NULL, -- bare JID
+	first_seen INTEGER NOT NULL, -- Unix nanoseconds
+	PRIMARY KEY (grp, jid)
+) STRICT, WITHOUT ROWID;
+`,
 }

@@ -65,6 +65,46 @@ func timeOrZero(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
+// RecordMemberships implements storage.Retention.
+func (j *Journal) RecordMemberships(ctx context.Context, bare string, groups []string, seen time.Time) error {
+	if j.readOnly {
+		return ErrJournalReadOnly
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	return j.writeTx(ctx, "record memberships", func(tx *sql.Tx) error {
+		for _, g := range groups {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO group_members (grp, jid, first_seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+				g, bare, seen.UnixNano()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Memberships implements storage.Retention.
+func (j *Journal) Memberships(ctx context.Context) (map[string][]string, error) {
+	rows, err := j.rd.QueryContext(ctx, "SELECT jid, grp FROM group_members ORDER BY jid, grp")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: journal memberships: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var bare, g string
+		if err := rows.Scan(&bare, &g); err != nil {
+			return nil, fmt.Errorf("sqlite: journal memberships: %w", err)
+		}
+		out[bare] = append(out[bare], g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: journal memberships: %w", err)
+	}
+	return out, nil
+}
+
 // LockedPolicies implements storage.Retention.
 func (j *Journal) LockedPolicies(ctx context.Context) ([]storage.LockedPolicy, error) {
 	rows, err := j.rd.QueryContext(ctx, "SELECT name, scope, targets, keep_days, recorded FROM retention_locks ORDER BY name")

@@ -34,6 +34,7 @@ type Router struct {
 	remote    []*stanza.Stanza
 	deny      func(*stanza.Stanza) bool
 	presence  module.PresenceHandler
+	groups    map[string][]string // by bare JID
 }
 
 var _ module.Router = (*Router)(nil)
@@ -141,6 +142,23 @@ func (r *Router) Session(full jid.JID) module.Session {
 		}
 	}
 	return nil
+}
+
+// SetGroups makes Groups answer groups for the account bare.
+func (r *Router) SetGroups(bare string, groups ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.groups == nil {
+		r.groups = map[string][]string{}
+	}
+	r.groups[bare] = groups
+}
+
+// Groups implements module.Router with what SetGroups set.
+func (r *Router) Groups(bare jid.JID) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.groups[bare.String()]
 }
 
 // IsLocal reports whether domain is Domain.
