@@ -603,6 +603,7 @@ func TestExampleFile(t *testing.T) {
 	text = strings.ReplaceAll(text, "# [modules.version]", "[modules.version]")
 	text = strings.ReplaceAll(text, "# allow = ", "allow = ")
 	text = strings.ReplaceAll(text, "# hide = ", "hide = ")
+	text = strings.ReplaceAll(text, "# staff = ", "staff = ") // the group the groups policy names
 	// The commented retention policies and hold are valid too.
 	var lines []string
 	inArray := false
@@ -623,7 +624,8 @@ func TestExampleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Archive.Retention) != 2 || !cfg.Archive.Retention[0].Locked || cfg.Archive.Retention[1].JIDs[1] != "bob@example.com" ||
+	if len(cfg.Archive.Retention) != 3 || !cfg.Archive.Retention[0].Locked || cfg.Archive.Retention[1].JIDs[1] != "bob@example.com" ||
+		cfg.Archive.Retention[2].Groups[0] != "staff" ||
 		len(cfg.Archive.Holds) != 1 || cfg.Archive.Holds[0].To != "2026-06-30" {
 		t.Errorf("example retention and holds = %+v %+v", cfg.Archive.Retention, cfg.Archive.Holds)
 	}
