@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,6 +101,21 @@ func TestOfficerEncryption(t *testing.T) {
 	report, err := VerifyExport(open, VerifyExportOptions{VerifierKey: vkey})
 	if err != nil || !strings.Contains(report, "3 of them decrypted") {
 		t.Fatalf("verify-export of the decrypted export: %q, %v", report, err)
+	}
+
+	// An epoch key lost from the journal makes its records undecryptable
+	// for ever: verify names the first of them.
+	db, err := sql.Open("sqlite3", "file:"+f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM epoch_keys WHERE id = ?`, keys[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(ctx, f.j, f.verifier)
+	if err != nil || len(rep.Problems) != 1 || rep.Problems[0].Index != 2 || !strings.Contains(rep.Problems[0].Msg, keys[1].ID) {
+		t.Fatalf("verify without an epoch key: %+v, %v", rep.Problems, err)
 	}
 }
 

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/palisade-im/palisade/storage"
 	"golang.org/x/mod/sumdb/note"
@@ -197,6 +199,21 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ..
 	var n int64
 	gap := false
 	errStop := errors.New("stop")
+	// Sealed content needs its epoch key: one the journal lost can never
+	// be decrypted again, which verify says once per missing key.
+	var epochs map[string]bool
+	if ek, ok := j.(storage.EpochKeys); ok {
+		keys, err := ek.EpochKeys(ctx)
+		if err != nil {
+			return rep, err
+		}
+		epochs = map[string]bool{}
+		for _, k := range keys {
+			epochs[k.ID] = true
+		}
+	}
+	type missingKey struct{ first, count int64 }
+	missing := map[string]*missingKey{}
 	purgedBy := map[int64][]int64{}        // disposition seq -> records it purged
 	dispositions := map[int64][][2]int64{} // disposition seq -> ranges it lists
 	err = j.Records(ctx, 0, 1<<62, func(r storage.JournalRecord) error {
@@ -221,6 +238,15 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ..
 			}
 		} else {
 			rec, err := DecodeRecord(r.Data)
+			if err == nil && epochs != nil && strings.HasPrefix(rec.Enc, EncAESGCMPrefix) {
+				if id := strings.TrimPrefix(rec.Enc, EncAESGCMPrefix); !epochs[id] {
+					if m := missing[id]; m != nil {
+						m.count++
+					} else {
+						missing[id] = &missingKey{first: n, count: 1}
+					}
+				}
+			}
 			if err != nil {
 				add(n, "%v", err)
 			} else if rec.Kind == string(storage.KindDisposition) {
@@ -261,6 +287,11 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ..
 		return rep, err
 	}
 	rep.Records = n
+	ids := slices.Sorted(maps.Keys(missing))
+	for _, id := range ids {
+		m := missing[id]
+		add(m.first, "sealed with epoch key %q, which the journal does not hold: the content of %d record(s) from here can never be decrypted", id, m.count)
+	}
 	for d, seqs := range purgedBy {
 		ranges, ok := dispositions[d]
 		for _, s := range seqs {
