@@ -121,8 +121,10 @@ func (m *Module) ArchiveMessage(ctx context.Context, st *stanza.Stanza) func() {
 	from, to := st.From, st.To
 	fromBare, toBare := from.Bare(), to.Bare()
 	self := fromBare.Equal(toBare)
-	sender := !self && m.isLocalUser(ctx, from) && m.wants(ctx, fromBare, to)
-	recipient := m.isLocalUser(ctx, to) && m.wants(ctx, toBare, from)
+	// Preferences first: with "never" and no lists (a cached look-up) the
+	// account checks are not needed.
+	sender := !self && m.wants(ctx, fromBare, to) && m.isLocalUser(ctx, from)
+	recipient := m.wants(ctx, toBare, from) && m.isLocalUser(ctx, to)
 	if !sender && !recipient {
 		return nil
 	}
@@ -160,7 +162,13 @@ func (m *Module) isLocalUser(ctx context.Context, j jid.JID) bool {
 
 // wants applies owner's XEP-0441 preferences to the other party.
 func (m *Module) wants(ctx context.Context, owner, other jid.JID) bool {
+	if owner.Localpart() == "" || !m.router.IsLocal(owner.Domainpart()) {
+		return false
+	}
 	p := m.prefsOf(ctx, owner.String())
+	if p.Default == "never" && len(p.Always) == 0 {
+		return false
+	}
 	otherFull, otherBare := other.String(), other.Bare().String()
 	match := func(list []string) bool {
 		for _, j := range list {

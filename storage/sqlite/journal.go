@@ -220,6 +220,15 @@ func (j *Journal) Submit(ctx context.Context, recs []storage.JournalRecord) (wai
 		return failed(fmt.Errorf("sqlite: journal append: %w", ctx.Err()))
 	}
 	return func() error {
+		// Most waits find the batch committed: receive without the
+		// three-way select.
+		select {
+		case err := <-r.done:
+			r.recs = nil
+			reqPool.Put(r)
+			return err
+		default:
+		}
 		select {
 		case err := <-r.done:
 			r.recs = nil
