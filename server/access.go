@@ -6,8 +6,10 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/sasl"
 	"mellium.im/xmpp/jid"
 )
@@ -28,6 +30,36 @@ func (s *Server) groupsOf(bare jid.JID) []string {
 // Groups implements module.Router: the account's groups, united from every
 // GroupSource.
 func (s *Server) Groups(bare jid.JID) []string { return s.groupsOf(bare) }
+
+// GroupMembers implements module.Router.
+func (s *Server) GroupMembers(ctx context.Context, group string) ([]jid.JID, error) {
+	var out []jid.JID
+	known := false
+	for _, g := range s.groupSrc {
+		l, ok := g.(module.GroupLister)
+		if !ok {
+			continue
+		}
+		ms, ok, err := l.Members(ctx, group)
+		if err != nil {
+			return nil, fmt.Errorf("members of group %s: %w", group, err)
+		}
+		if !ok {
+			continue
+		}
+		known = true
+		for _, m := range ms {
+			if !slices.ContainsFunc(out, m.Equal) {
+				out = append(out, m)
+			}
+		}
+	}
+	if !known {
+		return nil, fmt.Errorf("members of group %s: no group source lists it", group)
+	}
+	slices.SortFunc(out, func(a, b jid.JID) int { return strings.Compare(a.String(), b.String()) })
+	return out, nil
+}
 
 // Rights returns the rights of an account: those of the first
 // [[access.rule]] whose jid or group matches it, else [access] default.

@@ -78,6 +78,10 @@ type RosterItem struct {
 	// 3.1.3, "None + Pending In") until the user acts on the contact.
 	Hidden bool
 	Groups []string
+	// Shared names the shared-roster group ([groups] name) that put the
+	// item there; the server keeps such items in step with the group, and
+	// the user cannot remove them. Empty for items the user made.
+	Shared string
 }
 
 // Rosters stores rosters with a per-user version counter (XEP-0237).

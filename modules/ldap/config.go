@@ -51,6 +51,11 @@ type Config struct {
 	// escaped DN of the person. On Active Directory the default follows
 	// nested groups (LDAP_MATCHING_RULE_IN_CHAIN).
 	GroupFilter string `toml:"group_filter"`
+	// MemberAttribute is the attribute of a group entry that lists its
+	// members' DNs, read to list a group for shared rosters: "member"
+	// (groupOfNames, the default) or "uniqueMember". On Active Directory
+	// the members are found with the in-chain rule instead.
+	MemberAttribute string `toml:"member_attribute"`
 	// AllowedGroups are group DNs whose members may log in; empty lets
 	// every person the user filter finds log in.
 	AllowedGroups []string `toml:"allowed_groups"`
@@ -121,6 +126,7 @@ func (c Config) Effective() Config {
 	c.UserAttribute = pick(c.UserAttribute, DefaultUserAttribute, ADUserAttribute)
 	c.GroupFilter = pick(c.GroupFilter, DefaultGroupFilter, ADGroupFilter)
 	c.DisabledFilter = pick(c.DisabledFilter, "", ADDisabledFilter)
+	c.MemberAttribute = pick(c.MemberAttribute, "member", "member")
 	if c.GroupBaseDN == "" {
 		c.GroupBaseDN = c.BaseDN
 	}
@@ -186,6 +192,9 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(e.UserAttribute, " =(),") || e.UserAttribute == "" {
 		bad("user_attribute", "%q is not an attribute name", e.UserAttribute)
+	}
+	if strings.ContainsAny(e.MemberAttribute, " =(),") {
+		bad("member_attribute", "%q is not an attribute name", e.MemberAttribute)
 	}
 	for i, g := range c.AllowedGroups {
 		if _, err := goldap.ParseDN(g); err != nil {

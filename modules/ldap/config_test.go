@@ -80,7 +80,17 @@ func TestActiveDirectory(t *testing.T) {
 	if ds.Filter != "(userAccountControl:1.2.840.113556.1.4.803:=2)" || ds.Scope != goldap.ScopeBaseObject {
 		t.Errorf("disabled search %q scope %d", ds.Filter, ds.Scope)
 	}
-	for _, f := range []string{us.Filter, gs.Filter, ds.Filter} {
+	// Members of a group for shared rosters: people in it, nested groups
+	// included, not disabled, in one paged search.
+	ps := d.peopleSearch(`CN=Desk (FX),OU=Groups,DC=corp,DC=example`)
+	if want := `(&(&(objectCategory=person)(objectClass=user)(sAMAccountName=*))(!(userAccountControl:1.2.840.113556.1.4.803:=2))` +
+		`(memberOf:1.2.840.113556.1.4.1941:=CN=Desk \28FX\29,OU=Groups,DC=corp,DC=example))`; ps.Filter != want {
+		t.Errorf("people filter %s, want %s", ps.Filter, want)
+	}
+	if ps.BaseDN != c.BaseDN || !contains(ps.Attributes, "sAMAccountName") {
+		t.Errorf("people search base %q attributes %v", ps.BaseDN, ps.Attributes)
+	}
+	for _, f := range []string{us.Filter, gs.Filter, ds.Filter, ps.Filter} {
 		if _, err := goldap.CompileFilter(f); err != nil {
 			t.Errorf("%s does not compile: %v", f, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,6 +238,82 @@ func (d *directory) groupSearch(dn string) *goldap.SearchRequest {
 	return goldap.NewSearchRequest(d.cfg.GroupBaseDN, goldap.ScopeWholeSubtree, goldap.NeverDerefAliases,
 		0, int(time.Duration(d.cfg.RequestTimeout)/time.Second), false,
 		fill(d.cfg.GroupFilter, "{dn}", dn), []string{"1.1"}, nil)
+}
+
+// peopleSearch finds every person the user filter admits who is not
+// disabled, with the login attribute; on Active Directory only the
+// members of groupDN (nested ones too, by the in-chain rule).
+func (d *directory) peopleSearch(groupDN string) *goldap.SearchRequest {
+	f := "(&" + strings.ReplaceAll(d.cfg.UserFilter, "{user}", "*")
+	if d.cfg.DisabledFilter != "" {
+		f += "(!" + d.cfg.DisabledFilter + ")"
+	}
+	if d.cfg.ActiveDirectory {
+		f += "(memberOf:" + MatchingRuleInChain + ":=" + goldap.EscapeFilter(groupDN) + ")"
+	}
+	f += ")"
+	return goldap.NewSearchRequest(d.cfg.BaseDN, goldap.ScopeWholeSubtree, goldap.NeverDerefAliases,
+		0, int(time.Duration(d.cfg.RequestTimeout)/time.Second), false, f, []string{d.cfg.UserAttribute}, nil)
+}
+
+// memberSearch reads a group entry's member DNs.
+func (d *directory) memberSearch(groupDN string) *goldap.SearchRequest {
+	return goldap.NewSearchRequest(groupDN, goldap.ScopeBaseObject, goldap.NeverDerefAliases,
+		1, int(time.Duration(d.cfg.RequestTimeout)/time.Second), false, "(objectClass=*)", []string{d.cfg.MemberAttribute}, nil)
+}
+
+// members returns the localparts of the group's members who may log in
+// (the user filter finds them and they are not disabled), sorted. Entries
+// that are not people (nested groups on OpenLDAP) are left out.
+func (d *directory) members(ctx context.Context, groupDN string) ([]string, error) {
+	var want []*goldap.DN
+	var people *goldap.SearchResult
+	err := d.with(ctx, func(p *pooled) error {
+		if !d.cfg.ActiveDirectory {
+			res, err := p.c.Search(d.memberSearch(groupDN))
+			if err != nil {
+				return fmt.Errorf("ldap: read group %s: %w", groupDN, err)
+			}
+			if len(res.Entries) != 1 {
+				return fmt.Errorf("ldap: read group %s: %d entries", groupDN, len(res.Entries))
+			}
+			for _, v := range res.Entries[0].GetAttributeValues(d.cfg.MemberAttribute) {
+				if dn, err := goldap.ParseDN(v); err == nil {
+					want = append(want, dn)
+				}
+			}
+			if len(want) == 0 {
+				return nil
+			}
+		}
+		var err error
+		people, err = p.c.SearchWithPaging(d.peopleSearch(groupDN), uint32(d.cfg.PageSize))
+		if err != nil {
+			return fmt.Errorf("ldap: list members of %s: %w", groupDN, err)
+		}
+		return nil
+	})
+	if err != nil || people == nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range people.Entries {
+		if !d.cfg.ActiveDirectory {
+			dn, err := goldap.ParseDN(e.DN)
+			if err != nil || !slices.ContainsFunc(want, dn.EqualFold) {
+				continue
+			}
+		}
+		lp, err := localpart(d.cfg.UserAttribute, e.GetAttributeValue(d.cfg.UserAttribute))
+		if err != nil {
+			continue // not an XMPP account
+		}
+		if !slices.Contains(out, lp) {
+			out = append(out, lp)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // find looks a login name up; errNoSuchUser when nobody matches.

@@ -82,6 +82,7 @@ var (
 	_ module.Starter         = (*Module)(nil)
 	_ module.Stopper         = (*Module)(nil)
 	_ module.GroupSource     = (*Module)(nil)
+	_ module.GroupLister     = (*Module)(nil)
 )
 
 // New builds the module; it reads the service account's password but does
@@ -384,6 +385,31 @@ func (m *Module) groupNames(dns []string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Members implements module.GroupLister: the accounts of a [groups] name,
+// as the directory lists them now (in every domain the directory serves).
+func (m *Module) Members(ctx context.Context, group string) ([]jid.JID, bool, error) {
+	m.mu.Lock()
+	dn, ok := m.groupDNs[group]
+	m.mu.Unlock()
+	if !ok || !m.active {
+		return nil, false, nil
+	}
+	lps, err := m.dir.members(ctx, dn.String())
+	if err != nil {
+		return nil, true, err
+	}
+	var out []jid.JID
+	for _, lp := range lps {
+		for _, d := range m.cfg.Domains {
+			j, err := jid.New(lp, d, "")
+			if err == nil {
+				out = append(out, j)
+			}
+		}
+	}
+	return out, true, nil
 }
 
 // Groups returns the [groups] names the directory last gave an account.

@@ -315,3 +315,56 @@ func TestChangeNotification(t *testing.T) {
 		t.Fatal("Stop hangs with a persistent search open")
 	}
 }
+
+// TestMembers lists a group for shared rosters from the real directory:
+// the people in it who are not disabled, offline ones too, and it follows
+// a membership change at once.
+func TestMembers(t *testing.T) {
+	srv := ldaptest.Start(t)
+	secret := filepath.Join(t.TempDir(), "s")
+	if err := os.WriteFile(secret, []byte(ldaptest.ServicePassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := moduletest.NewHost(t, nil)
+	h.Config.Auth.Providers = []string{"ldap"}
+	h.Config.Groups = map[string]string{"staff": ldaptest.StaffDN, "interns": ldaptest.InternsDN}
+	cfg := DefaultConfig()
+	cfg.URL, cfg.BindDN, cfg.BindPasswordFile = srv.URL, ldaptest.ServiceDN, secret
+	cfg.BaseDN, cfg.GroupBaseDN = ldaptest.PeopleDN, ldaptest.GroupsDN
+	cfg.DisabledFilter = "(employeeType=disabled)"
+	m, err := New(h, *cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	names := func(group string) string {
+		t.Helper()
+		ms, ok, err := m.Members(ctx, group)
+		if err != nil || !ok {
+			t.Fatalf("members of %s: %v %v", group, ok, err)
+		}
+		var out []string
+		for _, j := range ms {
+			out = append(out, j.String())
+		}
+		return strings.Join(out, " ")
+	}
+	// staff lists alice, bob and dave; dave is disabled. A nested group
+	// and a DN outside the people are not accounts.
+	srv.Modify(t, "dn: "+ldaptest.StaffDN+"\nchangetype: modify\nadd: member\nmember: "+ldaptest.InternsDN+"\nmember: "+ldaptest.ServiceDN+"\n")
+	if got, want := names("staff"), "alice@"+domain+" bob@"+domain; got != want {
+		t.Fatalf("staff = %q, want %q", got, want)
+	}
+	srv.RemoveMember(t, ldaptest.StaffDN, "bob")
+	srv.Modify(t, "dn: "+ldaptest.StaffDN+"\nchangetype: modify\nadd: member\nmember: "+ldaptest.UserDN("carol")+"\n")
+	if got, want := names("staff"), "alice@"+domain+" carol@"+domain; got != want {
+		t.Fatalf("staff after the change = %q, want %q", got, want)
+	}
+	if _, ok, err := m.Members(ctx, "nobody"); ok || err != nil {
+		t.Fatalf("an unknown group: ok %v, err %v", ok, err)
+	}
+	srv.Stop(t)
+	if _, ok, err := m.Members(ctx, "interns"); !ok || err == nil {
+		t.Fatalf("directory down: ok %v, err %v; want an error", ok, err)
+	}
+}

@@ -134,6 +134,10 @@ type Router interface {
 	// Groups returns the Palisade groups ([groups] names) of the account
 	// bare, as every GroupSource knows them now.
 	Groups(bare jid.JID) []string
+	// GroupMembers returns the members of a Palisade group as the
+	// GroupListers know them, united and sorted; an error when none knows
+	// the group or one failed.
+	GroupMembers(ctx context.Context, group string) ([]jid.JID, error)
 }
 
 // Host is what a module's constructor receives.
@@ -384,4 +388,12 @@ type GroupSource interface {
 	// Groups returns the account's groups as last learned (at login, then
 	// at each directory sync); it must not block on the network.
 	Groups(bare jid.JID) []string
+}
+
+// GroupLister is a GroupSource that can also list a group's members
+// (shared rosters need the members who are offline too).
+type GroupLister interface {
+	// Members returns the accounts in the Palisade group; ok is false
+	// when the source does not know the group. It may ask the directory.
+	Members(ctx context.Context, group string) (members []jid.JID, ok bool, err error)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/palisade-im/palisade/storage"
 )
 
-const rosterColumns = `jid, name, subscription, ask, pending_in, pending_in_stanza, approved, groups_json, hidden`
+const rosterColumns = `jid, name, subscription, ask, pending_in, pending_in_stanza, approved, groups_json, hidden, shared`
 
 // Roster returns a user's items sorted by JID and the current version
 // ("0" for a user whose roster was never written).
@@ -87,8 +87,8 @@ func (s *Store) PutItem(ctx context.Context, user string, item storage.RosterIte
 	err = s.write(ctx, "put roster item", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT OR REPLACE INTO roster_items (user_jid, `+rosterColumns+`)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			user, item.JID, item.Name, string(sub), item.Ask, item.PendingIn, stanza, item.Approved, string(gj), item.Hidden)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			user, item.JID, item.Name, string(sub), item.Ask, item.PendingIn, stanza, item.Approved, string(gj), item.Hidden, item.Shared)
 		if err != nil {
 			return err
 		}
@@ -131,7 +131,7 @@ func bumpVersion(ctx context.Context, tx *sql.Tx, user string) (int64, error) {
 func scanItem(r interface{ Scan(...any) error }) (storage.RosterItem, error) {
 	var it storage.RosterItem
 	var sub, gj string
-	if err := r.Scan(&it.JID, &it.Name, &sub, &it.Ask, &it.PendingIn, &it.PendingInStanza, &it.Approved, &gj, &it.Hidden); err != nil {
+	if err := r.Scan(&it.JID, &it.Name, &sub, &it.Ask, &it.PendingIn, &it.PendingInStanza, &it.Approved, &gj, &it.Hidden, &it.Shared); err != nil {
 		return storage.RosterItem{}, err
 	}
 	it.Subscription = storage.Subscription(sub)

@@ -365,4 +365,8 @@ CREATE TABLE history_key (
 	key BLOB NOT NULL CHECK (length(key) = 16) -- AES-128 key of the stanza-ids
 ) STRICT;
 `,
+	// 6: roster items a shared-roster group manages.
+	`
+ALTER TABLE roster_items ADD COLUMN shared TEXT NOT NULL DEFAULT ''; -- the [groups] name; '' for the user's own items
+`,
 }

@@ -3,6 +3,7 @@ package moduletest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -34,7 +35,8 @@ type Router struct {
 	remote    []*stanza.Stanza
 	deny      func(*stanza.Stanza) bool
 	presence  module.PresenceHandler
-	groups    map[string][]string // by bare JID
+	groups    map[string][]string  // by bare JID
+	members   map[string][]jid.JID // by group
 }
 
 var _ module.Router = (*Router)(nil)
@@ -159,6 +161,28 @@ func (r *Router) Groups(bare jid.JID) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.groups[bare.String()]
+}
+
+// SetMembers makes GroupMembers answer members for group.
+func (r *Router) SetMembers(group string, members ...jid.JID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.members == nil {
+		r.members = map[string][]jid.JID{}
+	}
+	r.members[group] = members
+}
+
+// GroupMembers implements module.Router with what SetMembers set; a group
+// never set is an error.
+func (r *Router) GroupMembers(_ context.Context, group string) ([]jid.JID, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ms, ok := r.members[group]
+	if !ok {
+		return nil, fmt.Errorf("moduletest: no members set for group %s", group)
+	}
+	return slices.Clone(ms), nil
 }
 
 // IsLocal reports whether domain is Domain.
