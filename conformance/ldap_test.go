@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 // startLDAPServer starts slapd and palisade with providers ["ldap",
 // "internal"] against it, a 1s sync interval, and an internal service
 // account svc@localhost.
-func startLDAPServer(t *testing.T) (*Server, *ldaptest.Server) {
+func startLDAPServer(t *testing.T, extra ...string) (*Server, *ldaptest.Server) {
 	t.Helper()
 	dir := ldaptest.Start(t)
 	secret := filepath.Join(t.TempDir(), "ldap.secret")
@@ -40,7 +41,7 @@ allowed_groups = [%q]
 sync_interval = "1s"
 connect_timeout = "2s"
 request_timeout = "2s"
-`, dir.URL, dir.CAFile, ldaptest.ServiceDN, secret, ldaptest.PeopleDN, ldaptest.GroupsDN, ldaptest.StaffDN))
+`+strings.Join(extra, "\n"), dir.URL, dir.CAFile, ldaptest.ServiceDN, secret, ldaptest.PeopleDN, ldaptest.GroupsDN, ldaptest.StaffDN))
 	s.AddUser(t, "svc@"+Domain, "svc-secret-4444")
 	return s, dir
 }
@@ -198,4 +199,23 @@ networks = ["127.0.0.1/32"]
 		t.Fatalf("carol logged in:\n%s", out)
 	}
 	wantLine(t, out, `AUTH FAILURE PLAIN not-authorized ?`)
+}
+
+// TestLDAPSharedRoster: alice and bob are in the directory group staff,
+// a shared roster group; logged in with slixmpp, neither asks for a
+// subscription, yet each gets the other with subscription both in the
+// roster group "staff" and sees the other available.
+func TestLDAPSharedRoster(t *testing.T) {
+	s, _ := startLDAPServer(t, fmt.Sprintf(`
+[groups]
+staff = %q
+
+[modules.roster]
+shared_groups = ["staff"]
+shared_interval = "1s"
+`, ldaptest.StaffDN))
+	out := mustSlix(t, s, tcpTransports[0], 60*time.Second, nil, "shared", dirAcct("alice"), dirAcct("bob"))
+	wantLine(t, out, `SHARED alice bob@localhost both staff`)
+	wantLine(t, out, `SHARED bob alice@localhost both staff`)
+	wantLine(t, out, `SHARED OK`)
 }

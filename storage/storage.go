@@ -95,6 +95,9 @@ type Rosters interface {
 	PutItem(ctx context.Context, user string, item RosterItem) (version string, err error)
 	// DeleteItem removes an item (ErrNotFound if absent), bumps and returns the version.
 	DeleteItem(ctx context.Context, user, contact string) (version string, err error)
+	// SharedItems lists the items a shared-roster group put in rosters,
+	// as [user, contact] pairs.
+	SharedItems(ctx context.Context, group string) ([][2]string, error)
 }
 
 // OfflineMessage is a stored message awaiting delivery (XEP-0160).

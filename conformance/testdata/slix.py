@@ -240,6 +240,34 @@ async def sc_roster(accounts):
     await b.stop()
 
 
+async def sc_shared(accounts):
+    """a and b log in without asking for anything; the shared roster gives
+    each the other with subscription both, and each sees the other
+    available."""
+    a = Client(accounts[0])
+    b = Client(accounts[1])
+    seen = {}
+    for c in (a, b):
+        def on_avail(pres, c=c):
+            if pres["from"].bare != c.boundjid.bare:
+                seen[(c.name, pres["from"].bare)] = True
+        c.add_event_handler("presence_available", on_avail)
+    await a.start()
+    await b.start()
+
+    def sub(c, other):
+        return c.client_roster[other.boundjid.bare]["subscription"] if other.boundjid.bare in c.client_roster else "none"
+    await until(lambda: sub(a, b) == "both" and sub(b, a) == "both",
+                "shared items with subscription=both on both rosters")
+    await until(lambda: (a.name, b.boundjid.bare) in seen and (b.name, a.boundjid.bare) in seen,
+                "available presence both ways")
+    for c, other in ((a, b), (b, a)):
+        out("SHARED", c.name, other.boundjid.bare, sub(c, other), ",".join(c.client_roster[other.boundjid.bare]["groups"]))
+    out("SHARED OK")
+    await a.stop()
+    await b.stop()
+
+
 async def sc_offline(accounts):
     """a sends to b while b is offline; b logs in and gets it with a delay."""
     a = await Client(accounts[0]).start()
@@ -424,6 +452,7 @@ SCENARIOS = {
     "listen": sc_listen,
     "send": sc_send,
     "roster": sc_roster,
+    "shared": sc_shared,
     "offline": sc_offline,
     "carbons": sc_carbons,
     "block": sc_block,

@@ -129,11 +129,19 @@ func (m *Module) rosterSet(ctx context.Context, user jid.JID, q *element.Element
 // removeItem deletes an item and cancels the subscriptions both ways
 // (RFC 6121 2.5.2).
 func (m *Module) removeItem(ctx context.Context, user, contact jid.JID) error {
-	c, err := m.modify(ctx, user.String(), contact.String(), func(_ *storage.RosterItem, existed bool) op {
+	shared := ""
+	c, err := m.modify(ctx, user.String(), contact.String(), func(it *storage.RosterItem, existed bool) op {
+		if existed && it.Shared != "" {
+			shared = it.Shared
+			return opKeep
+		}
 		return opDelete
 	})
 	if err != nil {
 		return err
+	}
+	if shared != "" {
+		return errSharedItem(shared)
 	}
 	if !c.existed {
 		return stanza.Err(stanza.Cancel, stanza.ItemNotFound, "no such roster item")

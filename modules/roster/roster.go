@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"time"
 
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/stanza"
@@ -49,11 +51,21 @@ type Config struct {
 	MaxGroupLength int `toml:"max_group_length"`
 	// MaxGroups is how many groups one item may have.
 	MaxGroups int `toml:"max_groups"`
+	// SharedGroups are [groups] names whose members all see each other
+	// (shared roster), kept in step every SharedInterval.
+	SharedGroups []string `toml:"shared_groups"`
+	// SharedInterval is how often shared rosters follow the groups.
+	SharedInterval config.Duration `toml:"shared_interval"`
+	// MaxSharedMembers bounds a shared group: every member gets an item
+	// for every other, so a larger group is refused (logged) rather than
+	// filling rosters with its square.
+	MaxSharedMembers int `toml:"max_shared_members"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
-	return &Config{MaxItems: 1000, MaxPending: 100, MaxNameLength: 1023, MaxGroupLength: 1023, MaxGroups: 64}
+	return &Config{MaxItems: 1000, MaxPending: 100, MaxNameLength: 1023, MaxGroupLength: 1023, MaxGroups: 64,
+		SharedGroups: []string{}, SharedInterval: config.Duration(time.Minute), MaxSharedMembers: 500}
 }
 
 // Validate checks the limits.
@@ -69,6 +81,10 @@ func (c *Config) Validate() error {
 		return errors.New("max_group_length must be at least 1")
 	case c.MaxGroups < 1:
 		return errors.New("max_groups must be at least 1")
+	case time.Duration(c.SharedInterval) < time.Second:
+		return errors.New("shared_interval must be at least 1s")
+	case c.MaxSharedMembers < 2:
+		return errors.New("max_shared_members must be at least 2")
 	}
 	return nil
 }
@@ -104,6 +120,9 @@ type Module struct {
 
 	// modules lists the host's modules, for SubscriptionObservers.
 	modules func() []any
+
+	sharedStop, sharedDone chan struct{} // the shared-roster loop; nil without shared_groups
+	stopOnce               sync.Once
 }
 
 // sessState is what the module remembers of one session: whether its
@@ -130,6 +149,13 @@ func New(h *module.Host, cfg Config) (*Module, error) {
 	}
 	if h == nil || h.Router == nil || h.Store == nil {
 		return nil, errors.New("roster: the host needs a router and a store")
+	}
+	if h.Config != nil {
+		for _, g := range cfg.SharedGroups {
+			if _, ok := h.Config.Groups[g]; !ok {
+				return nil, fmt.Errorf("roster: shared_groups: group %q is not defined in [groups]", g)
+			}
+		}
 	}
 	m := newModule(h.Router, h.Store, h.Log, h.Audit, cfg)
 	m.modules = h.Modules

@@ -120,6 +120,27 @@ func (s *Store) DeleteItem(ctx context.Context, user, contact string) (string, e
 	return strconv.FormatInt(ver, 10), nil
 }
 
+// SharedItems implements storage.Rosters.
+func (s *Store) SharedItems(ctx context.Context, group string) ([][2]string, error) {
+	var out [][2]string
+	err := s.read(ctx, "shared roster items", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT user_jid, jid FROM roster_items WHERE shared = ? AND shared != '' ORDER BY user_jid, jid`, group)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p [2]string
+			if err := rows.Scan(&p[0], &p[1]); err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
 func bumpVersion(ctx context.Context, tx *sql.Tx, user string) (int64, error) {
 	var v int64
 	err := tx.QueryRowContext(ctx,

@@ -368,5 +368,6 @@ CREATE TABLE history_key (
 	// 6: roster items a shared-roster group manages.
 	`
 ALTER TABLE roster_items ADD COLUMN shared TEXT NOT NULL DEFAULT ''; -- the [groups] name; '' for the user's own items
+CREATE INDEX roster_items_shared ON roster_items (shared) WHERE shared != '';
 `,
 }

@@ -173,6 +173,14 @@ func (r *Router) SetMembers(group string, members ...jid.JID) {
 	r.members[group] = members
 }
 
+// ClearMembers makes GroupMembers fail for group, as a directory that
+// cannot be reached.
+func (r *Router) ClearMembers(group string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.members, group)
+}
+
 // GroupMembers implements module.Router with what SetMembers set; a group
 // never set is an error.
 func (r *Router) GroupMembers(_ context.Context, group string) ([]jid.JID, error) {

@@ -1,0 +1,87 @@
+package roster
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/palisade-im/palisade/server/module/moduletest"
+	"github.com/palisade-im/palisade/storage"
+)
+
+// The members of a shared group get each other as contacts with
+// subscription both, see each other's presence at once, cannot remove the
+// items, and lose them (push, unavailable presence) when they leave the
+// group; a round whose members cannot be read changes nothing.
+func TestSharedRoster(t *testing.T) {
+	cfg := *DefaultConfig()
+	cfg.SharedGroups = []string{"desk"}
+	e := newEnvConfig(t, cfg)
+	alice, bob, carol := moduletest.JID(t, "alice@example.com"), moduletest.JID(t, "bob@example.com"), moduletest.JID(t, "carol@example.com")
+	// alice already had carol (her own item, subscription to).
+	e.put("alice@example.com", storage.RosterItem{JID: "carol@example.com", Subscription: storage.SubTo, Name: "Carol"})
+	a := e.online("alice@example.com/a")
+	b := e.online("bob@example.com/b")
+	take(a)
+	take(b)
+	e.processed()
+
+	e.r.SetMembers("desk", alice, bob, moduletest.JID(t, "x@elsewhere.example"))
+	e.m.ReconcileShared(e.ctx)
+	for _, p := range [][2]string{{"alice@example.com", "bob@example.com"}, {"bob@example.com", "alice@example.com"}} {
+		it, ok := e.item(p[0], p[1])
+		if !ok || it.Subscription != storage.SubBoth || it.Shared != "desk" || !slices.Equal(it.Groups, []string{"desk"}) {
+			t.Fatalf("%s's item for %s: %+v (exists %v)", p[0], p[1], it, ok)
+		}
+	}
+	if _, ok := e.item("alice@example.com", "x@elsewhere.example"); ok {
+		t.Fatal("a remote member got an item")
+	}
+	gotA := take(a)
+	if !slices.ContainsFunc(gotA, func(s string) bool { return strings.HasPrefix(s, "push ") && strings.HasSuffix(s, " bob@example.com both group=desk") }) || !slices.Contains(gotA, "presence available bob@example.com/b > alice@example.com") {
+		t.Fatalf("alice got %q", gotA)
+	}
+	if gotB := take(b); !slices.Contains(gotB, "presence available alice@example.com/a > bob@example.com") {
+		t.Fatalf("bob got %q", gotB)
+	}
+	// A second round changes nothing.
+	e.m.ReconcileShared(e.ctx)
+	if got := take(a); len(got) != 0 {
+		t.Fatalf("second round sent alice %q", got)
+	}
+	// The user cannot remove a shared item.
+	_, err := e.iq(a, `<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='bob@example.com' subscription='remove'/></query></iq>`)
+	if condition(err) != "cancel/not-allowed" {
+		t.Fatalf("removing a shared item: %v", err)
+	}
+
+	// The directory fails: nothing changes.
+	e.r.ClearMembers("desk")
+	e.m.ReconcileShared(e.ctx)
+	if _, ok := e.item("alice@example.com", "bob@example.com"); !ok {
+		t.Fatal("a failed member look-up removed items")
+	}
+
+	// bob leaves, carol joins: alice's own carol item becomes shared.
+	e.r.SetMembers("desk", alice, carol)
+	take(a)
+	e.m.ReconcileShared(e.ctx)
+	if _, ok := e.item("alice@example.com", "bob@example.com"); ok {
+		t.Fatal("bob's item stayed after he left the group")
+	}
+	if _, ok := e.item("bob@example.com", "alice@example.com"); ok {
+		t.Fatal("bob kept alice after he left the group")
+	}
+	it, _ := e.item("alice@example.com", "carol@example.com")
+	if it.Subscription != storage.SubBoth || it.Shared != "desk" || it.Name != "Carol" {
+		t.Fatalf("alice's carol item: %+v", it)
+	}
+	gotA = take(a)
+	if !slices.Contains(gotA, "presence unavailable bob@example.com/b > alice@example.com") || !containsPrefix(gotA, "push ") {
+		t.Fatalf("alice got %q", gotA)
+	}
+}
+
+func containsPrefix(list []string, prefix string) bool {
+	return slices.ContainsFunc(list, func(s string) bool { return strings.HasPrefix(s, prefix) })
+}
