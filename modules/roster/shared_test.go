@@ -38,7 +38,9 @@ func TestSharedRoster(t *testing.T) {
 		t.Fatal("a remote member got an item")
 	}
 	gotA := take(a)
-	if !slices.ContainsFunc(gotA, func(s string) bool { return strings.HasPrefix(s, "push ") && strings.HasSuffix(s, " bob@example.com both group=desk") }) || !slices.Contains(gotA, "presence available bob@example.com/b > alice@example.com") {
+	if !slices.ContainsFunc(gotA, func(s string) bool {
+		return strings.HasPrefix(s, "push ") && strings.HasSuffix(s, " bob@example.com both group=desk")
+	}) || !slices.Contains(gotA, "presence available bob@example.com/b > alice@example.com") {
 		t.Fatalf("alice got %q", gotA)
 	}
 	if gotB := take(b); !slices.Contains(gotB, "presence available alice@example.com/a > bob@example.com") {
