@@ -139,7 +139,7 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 	}
 	m.purgeEvery = time.Duration(cfg.Archive.PurgeInterval)
 	if groupScoped(cfg.Archive.Retention) && h.Router != nil {
-		m.groupsOf = h.Router.Groups
+		m.groupsOf, m.groupMembers = h.Router.Groups, h.Router.GroupMembers
 	}
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
@@ -182,6 +182,9 @@ type Module struct {
 	groupsOf func(bare jid.JID) []string
 	seenMu   sync.Mutex
 	seen     map[string][]string
+	// groupMembers lists a group's members (offline ones too): before
+	// each purge every member of a group-scoped policy is recorded.
+	groupMembers func(ctx context.Context, group string) ([]jid.JID, error)
 }
 
 var (
@@ -332,6 +335,35 @@ func (m *Module) noteMembers(bare jid.JID) {
 	}()
 }
 
+// recordGroupMembers records the current members of every group a
+// retention policy names, as the group sources list them. A group that
+// cannot be listed now is logged; what was recorded before stays.
+func (m *Module) recordGroupMembers(ctx context.Context) {
+	if m.groupMembers == nil {
+		return
+	}
+	var groups []string
+	for _, p := range m.retention {
+		if p.Scope == config.ScopeGroups {
+			groups = append(groups, p.Groups...)
+		}
+	}
+	slices.Sort(groups)
+	for _, g := range slices.Compact(groups) {
+		members, err := m.groupMembers(ctx, g)
+		if err != nil {
+			m.log.Warn("archive: group members not listed before the purge", zap.String("group", g), zap.Error(err))
+			continue
+		}
+		for _, j := range members {
+			if err := m.holds.RecordMemberships(ctx, j.Bare().String(), []string{g}, m.now()); err != nil {
+				m.log.Error("archive: group memberships not recorded", zap.String("jid", j.String()), zap.Error(err))
+				return
+			}
+		}
+	}
+}
+
 // passed is the Submit result of a stanza the journal does not record.
 func passed() error { return nil }
 
@@ -370,6 +402,7 @@ func (m *Module) purgeLoop() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			m.recordGroupMembers(ctx)
 			res, err := Purge(ctx, m.j, m.holds, m.retention, m.cfgHolds, m.now(), false, "server", m.audit)
 			cancel()
 			if err != nil {

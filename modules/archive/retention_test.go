@@ -329,4 +329,18 @@ func TestGroupRetentionCoversFormerMembers(t *testing.T) {
 	if err != nil || !slices.Equal(mem["alice@example.com"], []string{"traders"}) || len(mem) != 1 {
 		t.Fatalf("memberships %v, %v", mem, err)
 	}
+
+	// Before each purge the job records the groups' members as the
+	// directory lists them, offline ones too.
+	f.m.retention = ps
+	f.m.groupMembers = func(_ context.Context, g string) ([]jid.JID, error) {
+		if g != "traders" {
+			return nil, errors.New("unknown group")
+		}
+		return []jid.JID{jid.MustParse("dave@example.com")}, nil
+	}
+	f.m.recordGroupMembers(ctx)
+	if mem, err = f.j.Memberships(ctx); err != nil || !slices.Equal(mem["dave@example.com"], []string{"traders"}) || len(mem) != 2 {
+		t.Fatalf("memberships after the listing %v, %v", mem, err)
+	}
 }
