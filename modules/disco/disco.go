@@ -98,8 +98,9 @@ type AccountItems interface {
 type ServerNodes interface {
 	// ServerNodeInfo returns the disco#info of node for requester.
 	ServerNodeInfo(ctx context.Context, node string, requester jid.JID) (info Info, ok bool, err error)
-	// ServerNodeItems returns the disco#items of node for requester.
-	ServerNodeItems(ctx context.Context, node string, requester jid.JID) (items []Item, ok bool, err error)
+	// ServerNodeItems returns the disco#items of node of the served
+	// domain server for requester.
+	ServerNodeItems(ctx context.Context, server jid.JID, node string, requester jid.JID) (items []Item, ok bool, err error)
 }
 
 // Module answers disco#info and disco#items.
@@ -276,7 +277,7 @@ func (m *Module) serverItems(ctx context.Context, _ module.Session, iq *stanza.S
 		return nil, errGetOnly
 	}
 	if node := iq.Payload().Attr("node"); node != "" {
-		return m.nodeItems(ctx, node, iq.From)
+		return m.nodeItems(ctx, iq.To, node, iq.From)
 	}
 	q := element.New(NSItems, "query")
 	for _, it := range m.items {
@@ -293,13 +294,13 @@ func (m *Module) serverItems(ctx context.Context, _ module.Session, iq *stanza.S
 }
 
 // nodeItems asks the modules implementing ServerNodes for node's items.
-func (m *Module) nodeItems(ctx context.Context, node string, requester jid.JID) (*element.Element, error) {
+func (m *Module) nodeItems(ctx context.Context, server jid.JID, node string, requester jid.JID) (*element.Element, error) {
 	for _, x := range m.host.Modules() {
 		n, ok := x.(ServerNodes)
 		if !ok {
 			continue
 		}
-		items, owned, err := n.ServerNodeItems(ctx, node, requester)
+		items, owned, err := n.ServerNodeItems(ctx, server, node, requester)
 		if err != nil {
 			return nil, err
 		}

@@ -20,14 +20,14 @@ func (nodes) ServerNodeInfo(_ context.Context, node string, _ jid.JID) (Info, bo
 	return Info{Identities: []Identity{{Category: "automation", Type: "command-list"}}}, node == "cmds", nil
 }
 
-func (nodes) ServerNodeItems(_ context.Context, node string, requester jid.JID) ([]Item, bool, error) {
+func (nodes) ServerNodeItems(_ context.Context, server jid.JID, node string, requester jid.JID) ([]Item, bool, error) {
 	if node != "cmds" {
 		return nil, false, nil
 	}
 	if requester.Localpart() != "romeo" {
 		return nil, true, nil
 	}
-	return []Item{{JID: "example.com", Node: "cmd1", Name: "One"}}, true, nil
+	return []Item{{JID: server.String(), Node: "cmd1", Name: "One"}}, true, nil
 }
 
 // TestServerNodes: node queries to a served domain go to the module that
