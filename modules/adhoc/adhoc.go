@@ -290,8 +290,13 @@ func (m *Module) handle(ctx context.Context, sess module.Session, iq *stanza.Sta
 			return nil, cmdErr(stanza.Modify, stanza.BadRequest, "bad-action", "action "+action+" before the command started")
 		}
 		if x := p.Child(NSData, "x"); x != nil {
-			// The form submitted with the request: run it in one step.
-			return m.submit(ctx, c, iq.From, "", x)
+			// The form submitted with the request: run it in one step,
+			// under a sessionid that is never stored.
+			id, err := newID()
+			if err != nil {
+				return nil, err
+			}
+			return m.submit(ctx, c, iq.From, id, false, x)
 		}
 		return m.start(c, iq.From)
 	}
@@ -310,7 +315,7 @@ func (m *Module) handle(ctx context.Context, sess module.Session, iq *stanza.Sta
 	if x == nil {
 		return nil, cmdErr(stanza.Modify, stanza.BadRequest, "bad-payload", "the submitted form (jabber:x:data, type submit) is missing")
 	}
-	return m.submit(ctx, c, iq.From, s.id, x)
+	return m.submit(ctx, c, iq.From, s.id, true, x)
 }
 
 // start opens a session and returns the command's form.
@@ -345,25 +350,24 @@ func (m *Module) start(c *Command, owner jid.JID) (*element.Element, error) {
 	return res, nil
 }
 
-// submit reads the form x and runs the command; id is its session ("" for
-// a one-step request).
-func (m *Module) submit(ctx context.Context, c *Command, requester jid.JID, id string, x *element.Element) (*element.Element, error) {
+// submit reads the form x and runs the command; id is its session, stored
+// unless the form came with the first request.
+func (m *Module) submit(ctx context.Context, c *Command, requester jid.JID, id string, stored bool, x *element.Element) (*element.Element, error) {
 	f, err := readForm(x)
 	if err != nil {
 		return nil, err
 	}
 	if f == nil { // <x type='cancel'/>
-		if id == "" {
-			return reply(c.Node, "", statusCanceled), nil
+		if stored {
+			m.drop(id)
 		}
-		m.drop(id)
 		return reply(c.Node, id, statusCanceled), nil
 	}
 	notes, err := c.Submit(ctx, requester, f)
 	if err != nil {
 		return nil, err // the session stays open: the form may be corrected
 	}
-	if id != "" {
+	if stored {
 		m.drop(id)
 	}
 	res := reply(c.Node, id, statusCompleted)
@@ -374,11 +378,7 @@ func (m *Module) submit(ctx context.Context, c *Command, requester jid.JID, id s
 }
 
 func reply(node, id, status string) *element.Element {
-	res := element.New(NS, "command", element.A("node", node))
-	if id != "" {
-		res.SetAttr("sessionid", id)
-	}
-	return res.SetAttr("status", status)
+	return element.New(NS, "command", element.A("node", node), element.A("sessionid", id), element.A("status", status))
 }
 
 // lookup returns the open session id of node started by owner.

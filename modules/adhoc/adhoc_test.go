@@ -182,8 +182,11 @@ func TestEndUserSession(t *testing.T) {
 	// One step: the form submitted with the execute request.
 	f.kicks = nil
 	res, err = f.run(t, f.admin, `node='`+NodeEndUserSession+`' action='execute'`, submitForm("bob@example.com/phone"))
-	if err != nil || res.Attr("status") != "completed" || len(f.kicks) != 1 || f.kicks[0].j != "bob@example.com/phone" {
+	if err != nil || res.Attr("status") != "completed" || res.Attr("sessionid") == "" || len(f.kicks) != 1 || f.kicks[0].j != "bob@example.com/phone" {
 		t.Errorf("one step: %s %v %+v", moduletest.String(res), err, f.kicks)
+	}
+	if f.m.Open() != 0 {
+		t.Errorf("a one-step command left %d session(s) open", f.m.Open())
 	}
 }
 
