@@ -3,8 +3,9 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
-	_ "github.com/palisade-im/palisade/modules/adhoc" // XEP-0050, XEP-0133 end-user-session
+	"github.com/palisade-im/palisade/modules/adhoc"   // XEP-0050, XEP-0133 end-user-session
 	_ "github.com/palisade-im/palisade/modules/disco" // the commands node is listed by disco#items
 	"github.com/palisade-im/palisade/server/config"
 )
@@ -131,4 +132,31 @@ func TestAdhocEndUserSession(t *testing.T) {
 		t.Fatalf("remote JID: %s", n)
 	}
 	carol.sync() // carol's session is still up
+}
+
+// TestAdhocSessionLimits: [modules.adhoc] max_sessions bounds the started
+// commands (resource-constraint), and after session_timeout a started
+// command answers session-expired and frees its place.
+func TestAdhocSessionLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *config.Config) {
+		c.Server.Admins = []string{"alice@localhost"}
+		c.Modules["adhoc"] = config.Section{Name: "adhoc", Line: 1,
+			Value: &adhoc.Config{SessionTimeout: config.Duration(time.Second), MaxSessions: 2}}
+	})
+	alice := login(t, e, modeStartTLS, "alice", "desk")
+	var ids []string
+	for i, id := range []string{"s1", "s2"} {
+		n := alice.command(id, "", "")
+		if n.A("type") != "result" {
+			t.Fatalf("command %d: %s", i, n)
+		}
+		ids = append(ids, n.Child(nsCommands, "command").A("sessionid"))
+	}
+	wantCommandError(t, alice.command("s3", "", ""), "resource-constraint", "")
+	time.Sleep(1100 * time.Millisecond)
+	wantCommandError(t, alice.command("s4", "sessionid='"+ids[0]+"'", submitAccounts("bob@localhost")), "not-allowed", "session-expired")
+	if n := alice.command("s5", "", ""); n.A("type") != "result" {
+		t.Fatalf("after the timeout: %s", n)
+	}
 }
