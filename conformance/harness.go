@@ -136,10 +136,17 @@ func StartServer(t *testing.T) *Server {
 // configuration (sections the base configuration does not have).
 func StartServerWith(t *testing.T, extra string) *Server {
 	t.Helper()
-	return startServerAttempt(t, extra, 1)
+	return startServerAttempt(t, "", extra, 1)
 }
 
-func startServerAttempt(t *testing.T, extra string, attempt int) *Server {
+// StartServerWithKeys is StartServerWith with serverKeys (TOML lines, e.g.
+// `admins = ["alice@localhost"]`) added to the [server] section.
+func StartServerWithKeys(t *testing.T, serverKeys, extra string) *Server {
+	t.Helper()
+	return startServerAttempt(t, serverKeys, extra, 1)
+}
+
+func startServerAttempt(t *testing.T, serverKeys, extra string, attempt int) *Server {
 	t.Helper()
 	if binPath == "" {
 		t.Fatal("palisade binary not built (TestMain)")
@@ -161,7 +168,7 @@ func startServerAttempt(t *testing.T, extra string, attempt int) *Server {
 	cfg := fmt.Sprintf(`[server]
 domains = [%q]
 data_dir = %q
-
+%s
 [listen]
 c2s = %q
 c2s_direct_tls = %q
@@ -174,7 +181,7 @@ max_stanza_bytes = %d
 [log]
 format = "json"
 level = "debug"
-`, Domain, s.DataDir, s.C2S, s.DirectTLS, s.WebSocket, s.Admin, MaxStanzaBytes) + extra
+`, Domain, s.DataDir, serverKeys, s.C2S, s.DirectTLS, s.WebSocket, s.Admin, MaxStanzaBytes) + extra
 	if err := os.WriteFile(s.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +209,7 @@ level = "debug"
 			// A port picked free can be taken by another process before
 			// palisade binds it: then start again on new ports.
 			if strings.Contains(s.Log(), "address already in use") && attempt < 3 {
-				return startServerAttempt(t, extra, attempt+1)
+				return startServerAttempt(t, serverKeys, extra, attempt+1)
 			}
 			t.Fatalf("palisade exited during start-up: %v\n%s", s.cmd.ProcessState, s.Log())
 		default:

@@ -34,6 +34,21 @@ func (s *Server) adminKick(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "jid: a local account JID is required", http.StatusBadRequest)
 		return
 	}
+	closed := s.Kick(j, "admin-http", "admin listener /admin/kick", zap.String("remote", r.RemoteAddr))
+	w.Header().Set("Content-Type", "application/json")
+	if closed == 0 {
+		w.WriteHeader(http.StatusNotFound)
+	}
+	_ = json.NewEncoder(w).Encode(KickResult{JID: j.String(), Closed: closed})
+}
+
+// Kick ends every session of a local bare JID, or the one session of a
+// full JID, with a policy-violation stream error; resumption is refused.
+// It writes one session_kicked audit event naming the actor (who asked)
+// and the reason (how), with extra fields, and returns how many sessions
+// it closed. `palisade user kick` (through /admin/kick) and the ad-hoc
+// command "End User Session" both come here.
+func (s *Server) Kick(j jid.JID, actor, reason string, extra ...zap.Field) int {
 	var sessions []module.Session
 	if j.Resourcepart() != "" {
 		if sess := s.Session(j); sess != nil {
@@ -45,13 +60,10 @@ func (s *Server) adminKick(w http.ResponseWriter, r *http.Request) {
 	for _, sess := range sessions {
 		sess.Close("policy-violation", "session ended by an administrator")
 	}
-	s.audit.Info("session_kicked", zap.String("jid", j.String()), zap.Int("sessions", len(sessions)),
-		zap.String("actor", "admin-http"), zap.String("remote", r.RemoteAddr))
-	w.Header().Set("Content-Type", "application/json")
-	if len(sessions) == 0 {
-		w.WriteHeader(http.StatusNotFound)
-	}
-	_ = json.NewEncoder(w).Encode(KickResult{JID: j.String(), Closed: len(sessions)})
+	fields := append([]zap.Field{zap.String("jid", j.String()), zap.Int("sessions", len(sessions)),
+		zap.String("actor", actor), zap.String("reason", reason)}, extra...)
+	s.audit.Info("session_kicked", fields...)
+	return len(sessions)
 }
 
 // UnlockResult is the JSON answer of POST /admin/unlock.

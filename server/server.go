@@ -96,6 +96,7 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 		_, err := s.authorizeLogin(ctx, bare, remote)
 		return err
 	}
+	s.host.Kick = func(j jid.JID, actor, reason string) int { return s.Kick(j, actor, reason) }
 	if err := s.buildModules(); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@
 package all
 
 import (
+	_ "github.com/palisade-im/palisade/modules/adhoc"    // XEP-0050 ad-hoc commands, XEP-0133 end user session
 	_ "github.com/palisade-im/palisade/modules/archive"  // compliance journal (server's module.Journal)
 	_ "github.com/palisade-im/palisade/modules/blocking" // XEP-0191 blocking command
 	_ "github.com/palisade-im/palisade/modules/carbons"  // XEP-0280 message carbons

@@ -91,6 +91,18 @@ type AccountItems interface {
 	AccountItems(ctx context.Context, account, requester jid.JID) ([]Item, error)
 }
 
+// ServerNodes is implemented by modules that own disco nodes of the served
+// domains (XEP-0050: the commands node and each command's node). ok is
+// false when the module does not own node; a *stanza.Error is answered as
+// is.
+type ServerNodes interface {
+	// ServerNodeInfo returns the disco#info of node for requester.
+	ServerNodeInfo(ctx context.Context, node string, requester jid.JID) (info Info, ok bool, err error)
+	// ServerNodeItems returns the disco#items of node of the served
+	// domain server for requester.
+	ServerNodeItems(ctx context.Context, server jid.JID, node string, requester jid.JID) (items []Item, ok bool, err error)
+}
+
 // Module answers disco#info and disco#items.
 type Module struct {
 	host  *module.Host
@@ -233,26 +245,39 @@ func (info Info) Element(node string) *element.Element {
 var errGetOnly = stanza.Err(stanza.Modify, stanza.BadRequest, "service discovery requests are of type get")
 
 // serverInfo answers disco#info to a served domain, with or without the
-// caps node (XEP-0115 section 6.2: node#ver returns the same info).
-func (m *Module) serverInfo(_ context.Context, _ module.Session, iq *stanza.Stanza) (*element.Element, error) {
+// caps node (XEP-0115 section 6.2: node#ver returns the same info); other
+// nodes are asked of the modules implementing ServerNodes.
+func (m *Module) serverInfo(ctx context.Context, _ module.Session, iq *stanza.Stanza) (*element.Element, error) {
 	if iq.Type != "get" {
 		return nil, errGetOnly
 	}
 	m.load()
 	node := iq.Payload().Attr("node")
-	if node != "" && node != CapsNode+"#"+m.ver {
-		return nil, stanza.Err(stanza.Cancel, stanza.ItemNotFound, "")
+	if node == "" || node == CapsNode+"#"+m.ver {
+		return m.server.Element(node), nil
 	}
-	return m.server.Element(node), nil
+	for _, x := range m.host.Modules() {
+		if n, ok := x.(ServerNodes); ok {
+			info, owned, err := n.ServerNodeInfo(ctx, node, iq.From)
+			if err != nil {
+				return nil, err
+			}
+			if owned {
+				return info.Element(node), nil
+			}
+		}
+	}
+	return nil, stanza.Err(stanza.Cancel, stanza.ItemNotFound, "")
 }
 
-// serverItems answers disco#items to a served domain with the configured items.
-func (m *Module) serverItems(_ context.Context, _ module.Session, iq *stanza.Stanza) (*element.Element, error) {
+// serverItems answers disco#items to a served domain with the configured
+// items, and for a node with what the module owning it lists.
+func (m *Module) serverItems(ctx context.Context, _ module.Session, iq *stanza.Stanza) (*element.Element, error) {
 	if iq.Type != "get" {
 		return nil, errGetOnly
 	}
-	if iq.Payload().Attr("node") != "" {
-		return nil, stanza.Err(stanza.Cancel, stanza.ItemNotFound, "")
+	if node := iq.Payload().Attr("node"); node != "" {
+		return m.nodeItems(ctx, iq.To, node, iq.From)
 	}
 	q := element.New(NSItems, "query")
 	for _, it := range m.items {
@@ -266,6 +291,36 @@ func (m *Module) serverItems(_ context.Context, _ module.Session, iq *stanza.Sta
 		q.Append(el)
 	}
 	return q, nil
+}
+
+// nodeItems asks the modules implementing ServerNodes for node's items.
+func (m *Module) nodeItems(ctx context.Context, server jid.JID, node string, requester jid.JID) (*element.Element, error) {
+	for _, x := range m.host.Modules() {
+		n, ok := x.(ServerNodes)
+		if !ok {
+			continue
+		}
+		items, owned, err := n.ServerNodeItems(ctx, server, node, requester)
+		if err != nil {
+			return nil, err
+		}
+		if !owned {
+			continue
+		}
+		q := element.New(NSItems, "query", element.A("node", node))
+		for _, it := range items {
+			el := element.New(NSItems, "item", element.A("jid", it.JID))
+			if it.Node != "" {
+				el.SetAttr("node", it.Node)
+			}
+			if it.Name != "" {
+				el.SetAttr("name", it.Name)
+			}
+			q.Append(el)
+		}
+		return q, nil
+	}
+	return nil, stanza.Err(stanza.Cancel, stanza.ItemNotFound, "")
 }
 
 // accountInfo answers disco#info to a bare JID on behalf of the account.

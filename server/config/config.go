@@ -55,6 +55,9 @@ type Server struct {
 	Domains []string `toml:"domains"`
 	// DataDir is the directory for the server's persistent data.
 	DataDir string `toml:"data_dir"`
+	// Admins are the bare JIDs, accounts of served domains, that may run
+	// the administrative ad-hoc commands (XEP-0133).
+	Admins []string `toml:"admins"`
 }
 
 // Listen is the [listen] section. An empty address turns the listener off.
@@ -290,6 +293,7 @@ func Default() *Config {
 		Server: Server{
 			Domains: []string{"localhost"},
 			DataDir: "./data",
+			Admins:  []string{},
 		},
 		Listen: Listen{
 			C2S:          "127.0.0.1:5222",

@@ -231,6 +231,12 @@ func (l *loader) validateServer(s *Server) {
 	if s.DataDir == "" {
 		l.invalid("server.data_dir", -1, "must not be empty")
 	}
+	l.checkBareJIDs("server.admins", s.Admins)
+	for i, a := range s.Admins {
+		if j, err := jid.Parse(a); err == nil && j.Localpart() != "" && j.String() == a && !slices.Contains(s.Domains, j.Domainpart()) {
+			l.invalid("server.admins", i, "%q is not an account of a served domain (server.domains)", a)
+		}
+	}
 }
 
 // checkDomain accepts a domain only in the normalized form that

@@ -154,7 +154,12 @@ type Host struct {
 	// account connecting from remote (host:port), as at login; a non-nil
 	// error says why it may not. Nil in hosts without access rules.
 	AuthorizeLogin func(ctx context.Context, bare jid.JID, remote string) error
-	modules        func() []any
+	// Kick ends every session of a local bare JID (or the one of a full
+	// JID) with a policy-violation stream error, refusing resumption, and
+	// writes one session_kicked audit event with actor and reason. It
+	// returns how many sessions it closed. Nil in hosts without sessions.
+	Kick    func(j jid.JID, actor, reason string) int
+	modules func() []any
 }
 
 // NewHost builds a host; modules returns the constructed module instances.
