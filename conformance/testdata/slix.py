@@ -460,6 +460,33 @@ SCENARIOS = {
 }
 
 
+def run_script(scenario, accounts, extra=()):
+    """The main of a companion script (slix_mam.py, ...): the connection
+    options, the script's own (extra: (flag, argparse keywords) pairs),
+    `accounts` accounts, then scenario(accounts) within --timeout."""
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--direct-tls", action="store_true")
+    for flag, kw in extra:
+        p.add_argument(flag, **kw)
+    p.add_argument("--step-timeout", type=float, default=15)
+    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("accounts", nargs=accounts)
+    ARGS = p.parse_args()
+    logging.basicConfig(level=logging.DEBUG if ARGS.debug else logging.ERROR,
+                        format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    loop = asyncio.get_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(ARGS.accounts), ARGS.timeout))
+    except asyncio.TimeoutError:
+        fail("scenario timed out")
+    out("DONE")
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()

@@ -11,10 +11,7 @@ with --target and completes it. Prints machine-checkable lines; exits 1
 with "FAIL <reason>" when something is missing.
 """
 
-import argparse
 import asyncio
-import logging
-import sys
 
 from slixmpp.exceptions import IqError
 
@@ -93,25 +90,7 @@ async def scenario(accounts):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--ca", required=True)
-    p.add_argument("--direct-tls", action="store_true")
-    p.add_argument("--target", required=True)
-    p.add_argument("--step-timeout", type=float, default=15)
-    p.add_argument("--timeout", type=float, default=60)
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("accounts", nargs=2)
-    slix.ARGS = p.parse_args()
-    logging.basicConfig(level=logging.DEBUG if slix.ARGS.debug else logging.ERROR,
-                        format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
-    loop = asyncio.get_event_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(scenario(slix.ARGS.accounts), slix.ARGS.timeout))
-    except asyncio.TimeoutError:
-        fail("scenario timed out")
-    out("DONE")
+    slix.run_script(scenario, 2, [("--target", {"required": True})])
 
 
 if __name__ == "__main__":

@@ -10,10 +10,7 @@ with slixmpp's xep_0313 plugin, paged with xep_0059 forwards and
 backwards. Prints machine-checkable lines; exits 1 with "FAIL <reason>".
 """
 
-import argparse
 import asyncio
-import logging
-import sys
 
 import slix
 from slix import Client, fail, out, until
@@ -106,24 +103,7 @@ async def scenario(accounts):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--ca", required=True)
-    p.add_argument("--direct-tls", action="store_true")
-    p.add_argument("--step-timeout", type=float, default=15)
-    p.add_argument("--timeout", type=float, default=60)
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("accounts", nargs=3)
-    slix.ARGS = p.parse_args()
-    logging.basicConfig(level=logging.DEBUG if slix.ARGS.debug else logging.ERROR,
-                        format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
-    loop = asyncio.get_event_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(scenario(slix.ARGS.accounts), slix.ARGS.timeout))
-    except asyncio.TimeoutError:
-        fail("scenario timed out")
-    out("DONE")
+    slix.run_script(scenario, 3, ())
 
 
 if __name__ == "__main__":

@@ -309,18 +309,23 @@ func (m *Module) nodeItems(ctx context.Context, server jid.JID, node string, req
 		}
 		q := element.New(NSItems, "query", element.A("node", node))
 		for _, it := range items {
-			el := element.New(NSItems, "item", element.A("jid", it.JID))
-			if it.Node != "" {
-				el.SetAttr("node", it.Node)
-			}
-			if it.Name != "" {
-				el.SetAttr("name", it.Name)
-			}
-			q.Append(el)
+			q.Append(itemElement(it))
 		}
 		return q, nil
 	}
 	return nil, stanza.Err(stanza.Cancel, stanza.ItemNotFound, "")
+}
+
+// itemElement renders one disco#items item.
+func itemElement(it Item) *element.Element {
+	el := element.New(NSItems, "item", element.A("jid", it.JID))
+	if it.Node != "" {
+		el.SetAttr("node", it.Node)
+	}
+	if it.Name != "" {
+		el.SetAttr("name", it.Name)
+	}
+	return el
 }
 
 // accountInfo answers disco#info to a bare JID on behalf of the account.
@@ -369,14 +374,7 @@ func (m *Module) accountItems(ctx context.Context, _ module.Session, iq *stanza.
 			return nil, fmt.Errorf("disco: items of %s: %w", account, err)
 		}
 		for _, it := range items {
-			el := element.New(NSItems, "item", element.A("jid", it.JID))
-			if it.Node != "" {
-				el.SetAttr("node", it.Node)
-			}
-			if it.Name != "" {
-				el.SetAttr("name", it.Name)
-			}
-			q.Append(el)
+			q.Append(itemElement(it))
 		}
 	}
 	return q, nil
