@@ -136,6 +136,12 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 		m.sealer = NewSealer(officers, j)
 	}
 	m.purgeEvery = time.Duration(cfg.Archive.PurgeInterval)
+	ws, err := Witnesses(cfg)
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	m.SetWitnesses(ws)
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
 	}
@@ -170,6 +176,9 @@ type Module struct {
 	lastSize int64      // size of the last checkpoint issued (-1: none yet)
 
 	sinkBad atomic.Bool
+
+	// wit submits checkpoints to the C2SP witnesses (nil: none).
+	wit *witnessWorker
 }
 
 var (
@@ -290,9 +299,16 @@ func (m *Module) Start(ctx context.Context) error {
 	}
 	if len(cps) > 0 {
 		m.lastSize = cps[len(cps)-1].Size
+		if m.wit != nil {
+			// What an earlier run left uncosigned is submitted too.
+			m.wit.noteCheckpoint(cps[len(cps)-1])
+		}
 	}
 	if err := m.Checkpoint(ctx); err != nil {
 		return err
+	}
+	if m.wit != nil {
+		m.startWitnesses()
 	}
 	m.stop = make(chan struct{})
 	m.wg.Add(1)
@@ -342,17 +358,23 @@ func (m *Module) loop() {
 				m.log.Error("archive checkpoint failed", zap.Error(err))
 			}
 			cancel()
+			if m.wit != nil {
+				// Witnesses that failed are asked again.
+				m.wit.wake()
+			}
 		}
 	}
 }
 
-// Stop issues a final checkpoint and closes the journal.
+// Stop issues a final checkpoint, lets the witnesses cosign it (until ctx
+// is done) and closes the journal.
 func (m *Module) Stop(ctx context.Context) error {
 	if m.stop != nil {
 		close(m.stop)
 		m.wg.Wait()
 	}
 	err := m.Checkpoint(ctx)
+	m.stopWitnesses(ctx)
 	if m.closeJournal {
 		if cerr := m.j.Close(); err == nil {
 			err = cerr
@@ -380,10 +402,14 @@ func (m *Module) Checkpoint(ctx context.Context) error {
 		return fmt.Errorf("archive: sign checkpoint: %w", err)
 	}
 	t := m.now()
-	if err := m.j.AddCheckpoint(ctx, storage.Checkpoint{Size: head.Size, Time: t, Note: msg}); err != nil {
+	cp := storage.Checkpoint{Size: head.Size, Time: t, Note: msg}
+	if err := m.j.AddCheckpoint(ctx, cp); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	m.lastSize = head.Size
+	if m.wit != nil {
+		m.wit.noteCheckpoint(cp)
+	}
 	m.audit.Info("archive_checkpoint", zap.Int64("size", head.Size), zap.String("root", head.Hash.String()))
 	var failed error
 	for _, s := range m.sinks {
