@@ -287,15 +287,16 @@ func TestLiteWitness(t *testing.T) {
 
 	// The witness goes away: /healthz names it; back, it is asked again.
 	lw.proc.stop()
+	before := cosignedEvents(s)
 	alice.roundTrip("while the witness is down")
 	s.WaitLog(t, `"msg":"archive witness failed".*"witness":"witness.test/lw"`, 30*time.Second)
 	if code, body := healthz(t, s); code != http.StatusServiceUnavailable || !strings.Contains(body, "archive-witness:witness.test/lw") {
 		t.Fatalf("/healthz with the witness down: %d %s", code, body)
 	}
 	lw.start()
-	ev = waitCosigned(t, s, 3)
-	if ev[2][1] != ev[1][0] {
-		t.Fatalf("cosignature after the restart %v: want old %d", ev[2], ev[1][0])
+	ev = waitCosigned(t, s, len(before)+1)
+	if got, want := ev[len(before)][1], before[len(before)-1][0]; got != want {
+		t.Fatalf("cosignature after the restart %v: want old %d", ev, want)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for code, body := healthz(t, s); code != http.StatusOK; code, body = healthz(t, s) {
@@ -335,4 +336,123 @@ func TestLiteWitness(t *testing.T) {
 		t.Fatalf("verify-export with a witness that did not cosign: %v\n%s", err, out)
 	}
 	t.Logf("cosigned: %v\n%s", last, cp)
+}
+
+// splitViewEvents are the archive_witness_split_view audit events'
+// errors in the server's log.
+func splitViewEvents(s *Server) []string {
+	var out []string
+	for _, l := range strings.Split(s.Log(), "\n") {
+		var e struct {
+			Msg   string `json:"msg"`
+			Error string `json:"error"`
+		}
+		if json.Unmarshal([]byte(l), &e) == nil && e.Msg == "archive_witness_split_view" {
+			out = append(out, e.Error)
+		}
+	}
+	return out
+}
+
+func waitSplitView(t *testing.T, s *Server) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if ev := splitViewEvents(s); len(ev) > 0 {
+			return ev[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no archive_witness_split_view event after 30s:\n%s", s.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestLiteWitnessSplitView: what the real litewitness says when history
+// is rewritten. (1) journal.db restored from a backup (history rolled
+// back): the witness has cosigned a larger tree than the journal now has.
+// (2) A second journal signed with the same key and origin: the witness
+// refuses the consistency proof from the tree it cosigned. Both raise the
+// alarm (audit archive_witness_split_view, /healthz names the witness)
+// and get no cosignature.
+func TestLiteWitnessSplitView(t *testing.T) {
+	lw := startLiteWitness(t, "witness.test/sv")
+	witnessTOML := fmt.Sprintf("\n[[archive.witness]]\nurl = %q\nkey = %q\n", lw.URL(), lw.VKey)
+	a := StartServerWith(t, "[archive]\ncheckpoint_interval = \"1s\"\n"+witnessTOML)
+	a.AddUser(t, "alice@"+Domain, accounts["alice"])
+	vkey, err := archiveCLI(t, a, "pubkey")
+	if err != nil {
+		t.Fatalf("archive pubkey: %v\n%s", err, vkey)
+	}
+	vkey = strings.TrimSpace(vkey)
+	origin := strings.SplitN(vkey, "+", 2)[0]
+	lw.ctl("add-log", "-origin", origin)
+	lw.ctl("add-key", "-origin", origin, "-key", vkey)
+
+	alice := dialRaw(t, a, "alice", "alice", accounts["alice"], "w")
+	alice.roundTrip("before the backup")
+	waitCosigned(t, a, 1)
+	a.Stop(t)
+	ev := cosignedEvents(a)
+	backupSize := ev[len(ev)-1][0]
+	journal := filepath.Join(a.DataDir, "journal.db")
+	backup, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(journal + "-wal"); err == nil {
+		t.Fatalf("%s-wal left after a clean stop: the copy would miss it", journal)
+	}
+	a.restart(t)
+	alice = dialRaw(t, a, "alice", "alice", accounts["alice"], "w2")
+	for i := 0; i < 5; i++ {
+		alice.roundTrip(fmt.Sprint("after the backup ", i))
+	}
+	waitCosigned(t, a, len(ev)+1)
+	a.Stop(t)
+	ev = cosignedEvents(a)
+	larger := ev[len(ev)-1][0]
+	if larger <= backupSize+1 {
+		t.Fatalf("cosigned after the backup: %v", ev)
+	}
+
+	// Roll the journal back and let it grow by one record.
+	if err := os.WriteFile(journal, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.restart(t)
+	alice = dialRaw(t, a, "alice", "alice", accounts["alice"], "w3")
+	alice.roundTrip("rewritten history")
+	msg := waitSplitView(t, a)
+	if !strings.Contains(msg, fmt.Sprintf("the witness has cosigned size %d, larger than this journal's tree (%d)", larger, backupSize+1)) {
+		t.Fatalf("split-view event after the rollback: %q", msg)
+	}
+	if code, body := healthz(t, a); code != http.StatusServiceUnavailable || !strings.Contains(body, "archive-witness:witness.test/sv: split view") {
+		t.Fatalf("/healthz after the split view: %d %s", code, body)
+	}
+	if got := lw.size(origin); got != larger {
+		t.Fatalf("litewitness moved to %d", got)
+	}
+	a.Stop(t)
+
+	// A second journal under the same key: more records than the witness
+	// saw, none of them the same. Its one checkpoint is the one on
+	// shutdown, so that it covers them all.
+	b := StartServerWith(t, fmt.Sprintf("[archive]\ncheckpoint_interval = \"1h\"\nsigning_key_file = %q\n", filepath.Join(a.DataDir, "journal-signing.key"))+witnessTOML)
+	b.AddUser(t, "bob@"+Domain, accounts["bob"])
+	bob := dialRaw(t, b, "bob", "bob", accounts["bob"], "w")
+	for i := int64(0); i <= larger; i++ {
+		bob.roundTrip(fmt.Sprint("twin journal ", i))
+	}
+	b.Stop(t)
+	msg = waitSplitView(t, b)
+	if !strings.Contains(msg, fmt.Sprintf("the witness's tree of size %d is not a prefix of this journal's tree", larger)) || !strings.Contains(msg, "422") {
+		t.Fatalf("split-view event of the twin journal: %q", msg)
+	}
+	if n := len(cosignedEvents(b)); n != 0 {
+		t.Fatalf("the twin journal got %d cosignatures", n)
+	}
+	if got := lw.size(origin); got != larger {
+		t.Fatalf("litewitness moved to %d", got)
+	}
 }

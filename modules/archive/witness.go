@@ -250,7 +250,9 @@ func (m *Module) witnessFailed(ws *witnessState, size int64, err error) {
 
 // cosign runs the add-checkpoint exchange: from the size the witness last
 // cosigned, and once more from the size it says it has when that differs
-// (409) and is not larger than cp.
+// (409) and is not larger than cp. A split view is a larger size than
+// cp's, another root at cp's size, or a consistency proof from this
+// journal that the witness refuses (422).
 func (m *Module) cosign(ctx context.Context, ws *witnessState, cp storage.Checkpoint) ([]note.Signature, error) {
 	old := ws.cosigned
 	if old > cp.Size {
@@ -269,6 +271,11 @@ func (m *Module) cosign(ctx context.Context, ws *witnessState, cp storage.Checkp
 			// Same size, and still refused: its tree of that size has
 			// another root.
 			return nil, fmt.Errorf("%w: the witness holds another tree of size %d: %v", errSplitView, cp.Size, err)
+		case errors.As(err, &unproc):
+			// The proof comes from this journal's own hashes: if it does
+			// not verify, the witness's tree of size old (one it cosigned)
+			// is not a prefix of this one.
+			return nil, fmt.Errorf("%w: the witness's tree of size %d is not a prefix of this journal's tree of size %d (history rewritten, or another journal signed with this key): %v", errSplitView, old, cp.Size, err)
 		case known >= 0 && attempt == 0:
 			old = known
 			continue

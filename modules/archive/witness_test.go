@@ -338,6 +338,26 @@ func TestWitnessSplitView(t *testing.T) {
 	if ev := wg.events("archive_witness_split_view"); len(ev) != 1 || !strings.Contains(ev[0].ContextMap()["error"].(string), "another tree of size 3") {
 		t.Fatalf("split-view audit %+v", ev)
 	}
+
+	// A smaller tree that is not a prefix of the journal's: the proof
+	// from it does not verify (422).
+	fw3 := newFakeWitness(t, "w.example/three")
+	w3 := newWitnessFixture(t, fw3.witness(true))
+	fw3.log = w3.verifier
+	fw3.size, fw3.hash = 2, tlog.Hash{2}
+	w3.grow(t, 3)
+	if got := fw3.requests(); len(got) != 2 || !strings.HasPrefix(got[1], "old 2 proof ") {
+		t.Fatalf("requests %q", got)
+	}
+	if ev := w3.events("archive_witness_split_view"); len(ev) != 1 || !strings.Contains(ev[0].ContextMap()["error"].(string), "tree of size 2 is not a prefix of this journal's tree of size 3") {
+		t.Fatalf("split-view audit %+v", ev)
+	}
+	// The alarm stays: a later success does not clear it.
+	fw3.size, fw3.hash = 0, tlog.Hash{}
+	w3.grow(t, 1)
+	if h := w3.healthOf("archive-witness:w.example/three"); !strings.Contains(h, "split view") {
+		t.Fatalf("health after a later cosignature %q", h)
+	}
 }
 
 // TestWitnessFailures: refusals, a forged or foreign cosignature and an
