@@ -11,8 +11,10 @@
 // (golang.org/x/mod/sumdb/tlog). At archive.checkpoint_interval while the
 // journal grows, and on shutdown, the module signs a C2SP tlog-checkpoint as
 // a note (golang.org/x/mod/sumdb/note, Ed25519), keeps it in the journal
-// and publishes it to archive.checkpoint_dir. `palisade archive verify`
-// checks the whole journal.
+// and publishes it to archive.checkpoint_dir. Each checkpoint is also
+// submitted to the [[archive.witness]] C2SP tlog-witnesses (witness.go),
+// whose cosignatures are kept beside it. `palisade archive verify` checks
+// the whole journal.
 //
 // It registers the module "archive", configured by the top-level [archive]
 // section.
