@@ -39,8 +39,8 @@ type Witness struct {
 	Verifier *cosignature.Verifier
 	// Required marks the health status while the witness fails.
 	Required bool
-	// Client sends the requests (nil: http.DefaultClient, bounded by
-	// WitnessTimeout).
+	// Client sends the requests (nil: a client that follows no
+	// redirects); each exchange is bounded by WitnessTimeout.
 	Client *http.Client
 }
 
@@ -105,6 +105,10 @@ func (m *Module) SetWitnesses(ws []Witness) {
 	}
 	w := &witnessWorker{kick: make(chan struct{}, 1)}
 	for _, x := range ws {
+		if x.Client == nil {
+			// A redirect could lead a checkpoint past the url rules.
+			x.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		}
 		w.ws = append(w.ws, &witnessState{Witness: x, cosigned: -1})
 	}
 	m.wit = w
@@ -318,11 +322,7 @@ func (m *Module) addCheckpoint(ctx context.Context, ws *witnessState, old int64,
 		return nil, -1, err
 	}
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	c := ws.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
+	resp, err := ws.Client.Do(req)
 	if err != nil {
 		return nil, -1, err
 	}

@@ -416,6 +416,18 @@ func TestWitnessFailures(t *testing.T) {
 	if h := wf.healthOf("archive-witness:w.example/req"); h != "" {
 		t.Fatalf("health after success %q", h)
 	}
+	// A redirect is not followed.
+	moved := newFakeWitness(t, "w.example/moved")
+	req.answer = func(w http.ResponseWriter) bool {
+		w.Header().Set("Location", moved.srv.URL+"/add-checkpoint")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return true
+	}
+	wf.grow(t, 1)
+	if h := wf.healthOf("archive-witness:w.example/req"); !strings.Contains(h, "307") || len(moved.requests()) != 0 {
+		t.Fatalf("redirect: health %q, redirect target got %q", h, moved.requests())
+	}
+	req.answer = nil
 	// Unreachable.
 	req.srv.Close()
 	wf.grow(t, 1)
