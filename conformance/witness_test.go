@@ -196,6 +196,37 @@ func (w *liteWitness) size(origin string) int64 {
 	return 0
 }
 
+// cosignLatency pairs each archive_witness_cosigned event with the
+// archive_checkpoint event of its size: the time from signing the
+// checkpoint to keeping the witness's cosignature.
+func cosignLatency(s *Server) []time.Duration {
+	signed := map[int64]time.Time{}
+	var out []time.Duration
+	for _, l := range strings.Split(s.Log(), "\n") {
+		var e struct {
+			Msg  string `json:"msg"`
+			Time string `json:"time"`
+			Size int64  `json:"size"`
+		}
+		if json.Unmarshal([]byte(l), &e) != nil {
+			continue
+		}
+		at, err := time.Parse("2006-01-02T15:04:05.000Z0700", e.Time)
+		if err != nil {
+			continue
+		}
+		switch e.Msg {
+		case "archive_checkpoint":
+			signed[e.Size] = at
+		case "archive_witness_cosigned":
+			if t0, ok := signed[e.Size]; ok {
+				out = append(out, at.Sub(t0))
+			}
+		}
+	}
+	return out
+}
+
 // cosignedEvents are the archive_witness_cosigned audit events in the
 // server's log: [size, old] each.
 func cosignedEvents(s *Server) [][2]int64 {
@@ -335,7 +366,7 @@ func TestLiteWitness(t *testing.T) {
 	if err == nil || !strings.Contains(out, "witness witness.test/other: no cosignature from witness witness.test/other") {
 		t.Fatalf("verify-export with a witness that did not cosign: %v\n%s", err, out)
 	}
-	t.Logf("cosigned: %v\n%s", last, cp)
+	t.Logf("cosigned [size old]: %v; checkpoint signed to cosignature kept: %v\n%s", last, cosignLatency(s), cp)
 }
 
 // splitViewEvents are the archive_witness_split_view audit events'
