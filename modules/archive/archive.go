@@ -388,7 +388,8 @@ func (m *Module) Stop(ctx context.Context) error {
 // Checkpoint signs the current tree head when the journal grew since the
 // last checkpoint, keeps it in the journal and publishes it to the sinks.
 // A sink that fails is logged and marks the health status; the checkpoint
-// is kept in the journal regardless.
+// is kept in the journal regardless. The witnesses are asked to cosign it
+// from their own goroutine (witness.go): Checkpoint does not wait for them.
 func (m *Module) Checkpoint(ctx context.Context) error {
 	m.cpMu.Lock()
 	defer m.cpMu.Unlock()
