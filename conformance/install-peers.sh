@@ -8,6 +8,9 @@
 # tests start their own. A policy-rc.d that forbids starting services is put
 # in place for the install when none exists, and a slapd that started anyway
 # is stopped.
+# The C2SP witness test needs openssh-client (ssh-agent, ssh-add,
+# ssh-keygen) and litewitness and witnessctl (filippo.io/torchwood v0.6.1),
+# built with `go install` into conformance/bin (gitignored).
 # Idempotent: a second run installs nothing. Needs root for apt-get.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,6 +21,9 @@ for pkg in python3-slixmpp python3-aioxmpp go-sendxmpp gpg profanity tmux openss
 		missing+=("$pkg")
 	fi
 done
+if ! command -v ssh-agent >/dev/null 2>&1 || ! command -v ssh-keygen >/dev/null 2>&1 || ! command -v ssh-add >/dev/null 2>&1; then
+	missing+=(openssh-client)
+fi
 if ((${#missing[@]} > 0)); then
 	echo "install-peers: installing Debian packages: ${missing[*]}"
 	apt-get update
@@ -58,5 +64,12 @@ if ! test -d node_modules/@xmpp/client || ! test -d node_modules/ws; then
 	echo "install-peers: installing npm packages from conformance/package-lock.json (@xmpp/client, ws)"
 	npm ci --no-audit --no-fund
 fi
+
+for cmd in litewitness witnessctl; do
+	if ! test -x "bin/$cmd"; then
+		echo "install-peers: go install filippo.io/torchwood/cmd/$cmd@v0.6.1 into conformance/bin"
+		GOBIN="$PWD/bin" go install "filippo.io/torchwood/cmd/$cmd@v0.6.1"
+	fi
+done
 
 echo "install-peers: all peers present"

@@ -87,6 +87,24 @@ type Checkpoint struct {
 	Time time.Time
 	// Note is the signed note text, exactly as issued.
 	Note []byte
+	// Cosignatures are the witnesses' cosignatures of the checkpoint of
+	// this size, in the order received.
+	Cosignatures []Cosignature
+}
+
+// Cosignature is a witness's cosignature of a checkpoint (C2SP
+// tlog-cosignature): a note signature line that, appended to the
+// checkpoint's note, verifies with the witness's key.
+type Cosignature struct {
+	// Size is the tree size of the checkpoint cosigned.
+	Size int64
+	// Witness is the witness's key name; KeyHash its key ID.
+	Witness string
+	KeyHash uint32
+	// Time is when the witness says it cosigned (seconds).
+	Time time.Time
+	// Line is the signature line as received ("— name base64\n").
+	Line string
 }
 
 // Journal is the append-only compliance journal: records, the stored hashes
@@ -112,8 +130,15 @@ type Journal interface {
 	ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
 	// AddCheckpoint keeps an issued checkpoint.
 	AddCheckpoint(ctx context.Context, c Checkpoint) error
-	// Checkpoints returns every checkpoint kept, by increasing size.
+	// Checkpoints returns every checkpoint kept, by increasing size, with
+	// its cosignatures.
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+	// AddCosignature keeps a witness's cosignature of the checkpoint of
+	// its size.
+	AddCosignature(ctx context.Context, c Cosignature) error
+	// CosignedSize returns the largest checkpoint size the witness (name
+	// and key hash) cosigned, 0 when none.
+	CosignedSize(ctx context.Context, witness string, keyHash uint32) (int64, error)
 	Close() error
 }
 

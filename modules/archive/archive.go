@@ -11,8 +11,10 @@
 // (golang.org/x/mod/sumdb/tlog). At archive.checkpoint_interval while the
 // journal grows, and on shutdown, the module signs a C2SP tlog-checkpoint as
 // a note (golang.org/x/mod/sumdb/note, Ed25519), keeps it in the journal
-// and publishes it to archive.checkpoint_dir. `palisade archive verify`
-// checks the whole journal.
+// and publishes it to archive.checkpoint_dir. Each checkpoint is also
+// submitted to the [[archive.witness]] C2SP tlog-witnesses (witness.go),
+// whose cosignatures are kept beside it. `palisade archive verify` checks
+// the whole journal.
 //
 // It registers the module "archive", configured by the top-level [archive]
 // section.
@@ -141,6 +143,12 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 	if groupScoped(cfg.Archive.Retention) && h.Router != nil {
 		m.groupsOf, m.groupMembers = h.Router.Groups, h.Router.GroupMembers
 	}
+	ws, err := Witnesses(cfg)
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	m.SetWitnesses(ws)
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
 	}
@@ -185,6 +193,8 @@ type Module struct {
 	// groupMembers lists a group's members (offline ones too): before
 	// each purge every member of a group-scoped policy is recorded.
 	groupMembers func(ctx context.Context, group string) ([]jid.JID, error)
+	// wit submits checkpoints to the C2SP witnesses (nil: none).
+	wit *witnessWorker
 }
 
 var (
@@ -376,9 +386,16 @@ func (m *Module) Start(ctx context.Context) error {
 	}
 	if len(cps) > 0 {
 		m.lastSize = cps[len(cps)-1].Size
+		if m.wit != nil {
+			// What an earlier run left uncosigned is submitted too.
+			m.wit.noteCheckpoint(cps[len(cps)-1])
+		}
 	}
 	if err := m.Checkpoint(ctx); err != nil {
 		return err
+	}
+	if m.wit != nil {
+		m.startWitnesses()
 	}
 	m.stop = make(chan struct{})
 	m.wg.Add(1)
@@ -429,17 +446,23 @@ func (m *Module) loop() {
 				m.log.Error("archive checkpoint failed", zap.Error(err))
 			}
 			cancel()
+			if m.wit != nil {
+				// Witnesses that failed are asked again.
+				m.wit.wake()
+			}
 		}
 	}
 }
 
-// Stop issues a final checkpoint and closes the journal.
+// Stop issues a final checkpoint, lets the witnesses cosign it (until ctx
+// is done) and closes the journal.
 func (m *Module) Stop(ctx context.Context) error {
 	if m.stop != nil {
 		close(m.stop)
 		m.wg.Wait()
 	}
 	err := m.Checkpoint(ctx)
+	m.stopWitnesses(ctx)
 	if m.closeJournal {
 		if cerr := m.j.Close(); err == nil {
 			err = cerr
@@ -451,7 +474,8 @@ func (m *Module) Stop(ctx context.Context) error {
 // Checkpoint signs the current tree head when the journal grew since the
 // last checkpoint, keeps it in the journal and publishes it to the sinks.
 // A sink that fails is logged and marks the health status; the checkpoint
-// is kept in the journal regardless.
+// is kept in the journal regardless. The witnesses are asked to cosign it
+// from their own goroutine (witness.go): Checkpoint does not wait for them.
 func (m *Module) Checkpoint(ctx context.Context) error {
 	m.cpMu.Lock()
 	defer m.cpMu.Unlock()
@@ -467,10 +491,14 @@ func (m *Module) Checkpoint(ctx context.Context) error {
 		return fmt.Errorf("archive: sign checkpoint: %w", err)
 	}
 	t := m.now()
-	if err := m.j.AddCheckpoint(ctx, storage.Checkpoint{Size: head.Size, Time: t, Note: msg}); err != nil {
+	cp := storage.Checkpoint{Size: head.Size, Time: t, Note: msg}
+	if err := m.j.AddCheckpoint(ctx, cp); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	m.lastSize = head.Size
+	if m.wit != nil {
+		m.wit.noteCheckpoint(cp)
+	}
 	m.audit.Info("archive_checkpoint", zap.Int64("size", head.Size), zap.String("root", head.Hash.String()))
 	var failed error
 	for _, s := range m.sinks {

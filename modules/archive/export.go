@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/palisade-im/palisade/modules/archive/cosignature"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
@@ -336,7 +337,7 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 		FileRecords:     recs.Bytes(),
 		FileProofs:      proofs.Bytes(),
 		FileConsistency: cons.Bytes(),
-		FileCheckpoint:  cp.Note,
+		FileCheckpoint:  cosignedNote(cp),
 		FileVerifierKey: []byte(vkey + "\n"),
 		FileOpenPGPKey:  pub,
 		FileReadme:      []byte(readme(head, sum.Records, opt, pgp)),
@@ -373,6 +374,16 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 	}
 	ok = true
 	return sum, syncDir(filepath.Dir(filepath.Clean(dir)))
+}
+
+// cosignedNote is the checkpoint's note with its cosignature lines
+// appended: still one signed note, which the witnesses' keys verify.
+func cosignedNote(cp storage.Checkpoint) []byte {
+	out := slices.Clone(cp.Note)
+	for _, c := range cp.Cosignatures {
+		out = append(out, c.Line...)
+	}
+	return out
 }
 
 // ExportRecord is the content of the journal record of an export.
@@ -596,7 +607,11 @@ Contents
                        checkpoint
   consistency.jsonl    RFC 6962 consistency proofs from every earlier
                        checkpoint of the journal to this one
-  checkpoint.txt       the checkpoint: a C2SP tlog-checkpoint signed note
+  checkpoint.txt       the checkpoint: a C2SP tlog-checkpoint signed note,
+                       followed by the cosignature lines of every C2SP
+                       tlog-witness that cosigned it (c2sp.org/tlog-
+                       cosignature): each witness checked that this tree
+                       extends the last one it saw of the journal
   verifier.key         the checkpoint note verifier key
   signing-key.asc      the OpenPGP key that signed MANIFEST.sha256
                        (fingerprint %X)
@@ -616,7 +631,11 @@ How to verify
   3. Every record is in the signed journal, and the checkpoint extends one
      you already hold (--trusted-checkpoint is optional):
        palisade archive verify-export --verifier-key KEY \
-         [--trusted-checkpoint FILE] THIS-DIRECTORY
+         [--trusted-checkpoint FILE] [--witness-key VKEY]... THIS-DIRECTORY
+     Each --witness-key (a witness's cosignature verifier key, obtained
+     from the witness's operator) must have a valid cosignature in
+     checkpoint.txt: then the journal did not show this tree to you and
+     another history to the witness.
 
 Each record holds a salted SHA-256 commitment ("commit") to its stanza
 ("content"): content + salt -> commit -> record -> leaf -> checkpoint.
@@ -634,6 +653,9 @@ type VerifyExportOptions struct {
 	// Trusted is a checkpoint obtained out of band; the bundle's
 	// checkpoint must be consistent with it.
 	Trusted []byte
+	// WitnessKeys are cosignature verifier keys (vkeys) of witnesses
+	// obtained out of band: each must have cosigned the checkpoint.
+	WitnessKeys []string
 }
 
 // VerifyExport checks a bundle: the manifest covers every file and every
@@ -732,6 +754,23 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		return "", fmt.Errorf("%s: %w", FileCheckpoint, err)
 	}
 	notes = append(notes, fmt.Sprintf("checkpoint: tree size %d, root %s, signed by %s (%s)", head.Size, head.Hash, v.Name(), vSrc))
+	for _, k := range opt.WitnessKeys {
+		wv, err := cosignature.NewVerifier(k)
+		if err != nil {
+			return "", fmt.Errorf("witness key %q: %w", k, err)
+		}
+		_, sigs, err := cosignature.Open(cpb, wv)
+		if err != nil {
+			return "", fmt.Errorf("%s: witness %s: %w", FileCheckpoint, wv.Name(), err)
+		}
+		at, _ := cosignature.Timestamp(sigs[0])
+		notes = append(notes, fmt.Sprintf("checkpoint cosigned by witness %s at %s", wv.Name(), at.Format(time.RFC3339)))
+	}
+	if len(opt.WitnessKeys) == 0 {
+		if n, err := note.Open(cpb, note.VerifierList(v)); err == nil && len(n.UnverifiedSigs) > 0 {
+			notes = append(notes, fmt.Sprintf("checkpoint carries %d other signatures (witness cosignatures?), not checked: give --witness-key", len(n.UnverifiedSigs)))
+		}
+	}
 
 	proofs := map[int64]ProofLine{}
 	pb, err := read(FileProofs)

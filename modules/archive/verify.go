@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/palisade-im/palisade/modules/archive/cosignature"
 	"github.com/palisade-im/palisade/storage"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -37,6 +38,9 @@ type Report struct {
 	// listed by the disposition record that purged it.
 	Purged      int64
 	Checkpoints int
+	// Cosignatures counts the stored witness cosignatures verified with
+	// the witness keys given; Unchecked those of witnesses not given.
+	Cosignatures, Unchecked int
 	// Head is the tree recomputed from the stored records.
 	Head     storage.TreeHead
 	Problems []Problem
@@ -73,6 +77,12 @@ const maxProblems = 100
 // each is checked like the journal's own, so a checkpoint removed from the
 // database, or a rewritten journal signed again, still shows.
 func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ...External) (Report, error) {
+	return VerifyWith(ctx, j, v, nil, external...)
+}
+
+// VerifyWith is Verify that also checks every stored cosignature of the
+// witnesses whose keys are given: each must verify on its checkpoint.
+func VerifyWith(ctx context.Context, j storage.Journal, v note.Verifier, witnesses []*cosignature.Verifier, external ...External) (Report, error) {
 	var rep Report
 	add := func(idx int64, format string, args ...any) {
 		if len(rep.Problems) < maxProblems {
@@ -103,6 +113,7 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ..
 		default:
 			want[h.Size] = append(want[h.Size], len(heads))
 			heads = append(heads, signed{name, h, true})
+			checkCosigned(&rep, name, c, witnesses, add)
 			continue
 		}
 		heads = append(heads, signed{name: name})
@@ -358,6 +369,24 @@ func Verify(ctx context.Context, j storage.Journal, v note.Verifier, external ..
 		return pa < pb
 	})
 	return rep, nil
+}
+
+// checkCosigned verifies the cosignatures of checkpoint c with the keys
+// of their witnesses; those of witnesses without a key are counted as
+// unchecked.
+func checkCosigned(rep *Report, name string, c storage.Checkpoint, witnesses []*cosignature.Verifier, add func(int64, string, ...any)) {
+	for _, cs := range c.Cosignatures {
+		i := slices.IndexFunc(witnesses, func(w *cosignature.Verifier) bool { return w.Name() == cs.Witness && w.KeyHash() == cs.KeyHash })
+		if i < 0 {
+			rep.Unchecked++
+			continue
+		}
+		if _, _, err := cosignature.Open(append(slices.Clone(c.Note), cs.Line...), witnesses[i]); err != nil {
+			add(-1, "%s (size %d): cosignature of witness %s does not verify: %v", name, c.Size, cs.Witness, err)
+			continue
+		}
+		rep.Cosignatures++
+	}
 }
 
 // edgeIndexes are the stored-hash indexes of the maximal complete subtrees

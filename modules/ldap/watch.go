@@ -120,7 +120,9 @@ type dirSyncer interface {
 
 type dirSyncConn struct{ c *goldap.Conn }
 
-func (d dirSyncConn) Search(r *goldap.SearchRequest) (*goldap.SearchResult, error) { return d.c.Search(r) }
+func (d dirSyncConn) Search(r *goldap.SearchRequest) (*goldap.SearchResult, error) {
+	return d.c.Search(r)
+}
 
 // dirSyncRequest is one DirSync search from cookie (nil: the first,
 // which returns everything).

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/palisade-im/palisade/modules/archive"
+	"github.com/palisade-im/palisade/modules/archive/cosignature"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/storage"
 	"github.com/palisade-im/palisade/storage/sqlite"
@@ -88,7 +89,11 @@ func (e *env) archive(args []string) error {
 				return usageErr("usage: palisade archive verify [--verifier-key KEY|FILE]")
 			}
 		}
-		return e.archiveVerify(jpath, kpath, cdir, vkeyArg)
+		witnesses, err := archive.WitnessVerifiers(cfg)
+		if err != nil {
+			return err
+		}
+		return e.archiveVerify(jpath, kpath, cdir, vkeyArg, witnesses)
 	}
 	return usageErr("unknown archive command %q", sub)
 }
@@ -121,7 +126,7 @@ func verifierFrom(arg, keyFile string) (note.Verifier, error) {
 	return v, nil
 }
 
-func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string) error {
+func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string, witnesses []*cosignature.Verifier) error {
 	v, err := verifierFrom(vkeyArg, kpath)
 	if err != nil {
 		return err
@@ -144,7 +149,7 @@ func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string) error {
 		}
 		ext = append(ext, archive.External{Name: f, Note: b})
 	}
-	rep, err := archive.Verify(ctx, j, v, ext...)
+	rep, err := archive.VerifyWith(ctx, j, v, witnesses, ext...)
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", jpath, err)
 	}
@@ -152,6 +157,13 @@ func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string) error {
 		jpath, rep.Records, rep.Checkpoints, len(ext), cdir, rep.Head.Hash)
 	if rep.Purged > 0 {
 		fmt.Fprintf(e.stdout, "%d records purged by retention: verified through their stored leaf hashes and their disposition records\n", rep.Purged)
+	}
+	if len(witnesses) > 0 || rep.Unchecked > 0 {
+		fmt.Fprintf(e.stdout, "%d witness cosignatures checked with the keys of [[archive.witness]]", rep.Cosignatures)
+		if rep.Unchecked > 0 {
+			fmt.Fprintf(e.stdout, ", %d of witnesses not configured left unchecked", rep.Unchecked)
+		}
+		fmt.Fprintln(e.stdout)
 	}
 	if len(rep.Problems) == 0 {
 		fmt.Fprintln(e.stdout, "OK")
@@ -376,7 +388,9 @@ func (e *env) archiveVerifyExport(args []string) error {
 	vkey := fs.String("verifier-key", "", "checkpoint note verifier key, or a file holding it")
 	pgpKey := fs.String("openpgp-key", "", "armored OpenPGP public key file")
 	trusted := fs.String("trusted-checkpoint", "", "a checkpoint obtained out of band")
-	const use = "usage: palisade archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE] [--trusted-checkpoint FILE] BUNDLE"
+	var witnessKeys listFlag
+	fs.Var(&witnessKeys, "witness-key", "cosignature verifier key of a witness that must have cosigned the checkpoint, or a file holding it (repeatable)")
+	const use = "usage: palisade archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE] [--trusted-checkpoint FILE] [--witness-key VKEY|FILE]... BUNDLE"
 	// The bundle may come before or after the flags.
 	var bundle string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -411,6 +425,15 @@ func (e *env) archiveVerifyExport(args []string) error {
 			return usageErr("--trusted-checkpoint: %v", err)
 		}
 		opt.Trusted = b
+	}
+	for _, k := range witnessKeys {
+		if b, err := os.ReadFile(k); err == nil {
+			k = strings.TrimSpace(string(b))
+		}
+		if _, err := cosignature.NewVerifier(k); err != nil {
+			return usageErr("--witness-key %q: %v", k, err)
+		}
+		opt.WitnessKeys = append(opt.WitnessKeys, k)
 	}
 	report, err := archive.VerifyExport(bundle, opt)
 	if err != nil {

@@ -181,7 +181,27 @@ type Archive struct {
 	OfficerKeys []string `toml:"officer_keys"`
 	// Holds are the [[archive.hold]] legal holds placed by the file.
 	Holds []Hold `toml:"hold"`
+	// Witnesses are the [[archive.witness]] C2SP tlog-witnesses that
+	// cosign each checkpoint consistent with the last one they saw.
+	Witnesses []Witness `toml:"witness"`
 }
+
+// Witness is one [[archive.witness]]: a C2SP tlog-witness
+// (https://c2sp.org/tlog-witness) asked to cosign every checkpoint.
+type Witness struct {
+	// URL is the witness's submission prefix; checkpoints are POSTed to
+	// URL/add-checkpoint. http:// only to a loopback address.
+	URL string `toml:"url"`
+	// Key is the witness's cosignature verifier key (vkey,
+	// name+hash+base64(0x04 || Ed25519 public key)); its name names the
+	// witness in logs, audit events and the journal.
+	Key string `toml:"key"`
+	// Required (default true) marks /healthz bad while the witness fails.
+	Required *bool `toml:"required"`
+}
+
+// IsRequired tells whether a failing witness marks the health status.
+func (w Witness) IsRequired() bool { return w.Required == nil || *w.Required }
 
 // Retention scopes.
 const (

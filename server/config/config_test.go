@@ -218,6 +218,25 @@ func TestErrors(t *testing.T) {
 				`t.toml:3:45: archive.checkpoint_urls: "ftp://x" is not an http:// or https:// URL`},
 		},
 		{
+			name: "archive witnesses",
+			doc: "[[archive.witness]]\nurl = \"http://w.example:7380\"\nkey = \"" + witnessVkey + "\"\n" +
+				"[[archive.witness]]\nurl = \"ftp://x\"\nkey = \"" + witnessVkey + "\"\nrequired = \"yes\"\n" +
+				"[[archive.witness]]\nurl = \"https://w3.example\"\nkey = \"w3.example+00000000+AQ==\"\nbogus = 1\n" +
+				"[[archive.witness]]\nkey = \"localhost/palisade-journal+4a0a0c72+ASKnFk8n0hRhdtsEnF9oz2zYfg7KERNzIPlgNPvZIlQv\"\n" +
+				"[[archive.witness]]\nurl = \"http://[::1]:7380/w\"\n",
+			want: []string{
+				`t.toml:2:1: archive.witness[0].url: plain http:// only to a loopback address, not "w.example": use https://`,
+				`t.toml:5:1: archive.witness[1].url: "ftp://x" is not an http:// or https:// URL without query`,
+				`t.toml:6:1: archive.witness[1].key: witness "w.example/w1" is already archive.witness[0]`,
+				`t.toml:7:12: archive.witness[1].required: expected a boolean, got string`,
+				`t.toml:10:1: archive.witness[2].key: key type 1 is not a cosignature/v1 key (type 4)`,
+				`t.toml:11:1: archive.witness[2].bogus: unknown key`,
+				`t.toml:12:3: archive.witness[3].url: every witness needs a url`,
+				`t.toml:13:1: archive.witness[3].key: key type 1 is not a cosignature/v1 key (type 4)`,
+				`t.toml:14:3: archive.witness[4].key: every witness needs its cosignature verifier key`,
+			},
+		},
+		{
 			name: "unknown root key",
 			doc:  "debug = true\n",
 			want: []string{`t.toml:1:1: debug: unknown key`},
@@ -724,3 +743,7 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// witnessVkey is a cosignature/v1 verifier key of a witness named
+// w.example/w1.
+const witnessVkey = "w.example/w1+234b32b0+BDtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop"

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/palisade-im/palisade/modules/archive/cosignature"
 	"mellium.im/xmpp/jid"
 )
 
@@ -139,6 +140,7 @@ func (l *loader) validate(c *Config) {
 	}
 	l.validateRetention(c.Archive.Retention, c.Groups)
 	l.validateHolds(c.Archive.Holds)
+	l.validateWitnesses(c.Archive.Witnesses)
 	l.validateAccess(c)
 
 	names := make([]string, 0, len(c.Modules))
@@ -395,6 +397,36 @@ func (l *loader) validateHolds(hs []Hold) {
 		if strings.TrimSpace(h.Reason) == "" {
 			l.invalid(key("reason"), -1, "every legal hold needs a reason")
 		}
+	}
+}
+
+func (l *loader) validateWitnesses(ws []Witness) {
+	names := map[string]int{}
+	for i, w := range ws {
+		key := func(k string) string { return fmt.Sprintf("archive.witness[%d].%s", i, k) }
+		u, err := url.Parse(w.URL)
+		switch {
+		case w.URL == "":
+			l.invalid(key("url"), -1, "every witness needs a url")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
+			l.invalid(key("url"), -1, "%q is not an http:// or https:// URL without query", w.URL)
+		case u.Scheme == "http" && !isLoopback(net.JoinHostPort(u.Hostname(), "0")):
+			l.invalid(key("url"), -1, "plain http:// only to a loopback address, not %q: use https://", u.Hostname())
+		}
+		if w.Key == "" {
+			l.invalid(key("key"), -1, "every witness needs its cosignature verifier key")
+			continue
+		}
+		v, err := cosignature.NewVerifier(w.Key)
+		if err != nil {
+			l.invalid(key("key"), -1, "%v", err)
+			continue
+		}
+		if j, dup := names[v.Name()]; dup {
+			l.invalid(key("key"), -1, "witness %q is already archive.witness[%d]", v.Name(), j)
+			continue
+		}
+		names[v.Name()] = i
 	}
 }
 

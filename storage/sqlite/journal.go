@@ -532,7 +532,31 @@ func (j *Journal) AddCheckpoint(ctx context.Context, c storage.Checkpoint) error
 
 // Checkpoints implements storage.Journal.
 func (j *Journal) Checkpoints(ctx context.Context) ([]storage.Checkpoint, error) {
-	rows, err := j.rd.QueryContext(ctx, "SELECT size, time, note FROM checkpoints ORDER BY size, id")
+	tx, err := j.rd.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: journal checkpoints: %w", err)
+	}
+	defer tx.Rollback()
+	cosigs := map[int64][]storage.Cosignature{}
+	rows, err := tx.QueryContext(ctx, "SELECT size, witness, key_hash, time, line FROM cosignatures ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: journal cosignatures: %w", err)
+	}
+	for rows.Next() {
+		var c storage.Cosignature
+		var t int64
+		if err := rows.Scan(&c.Size, &c.Witness, &c.KeyHash, &t, &c.Line); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlite: journal cosignatures: %w", err)
+		}
+		c.Time = time.Unix(t, 0).UTC()
+		cosigs[c.Size] = append(cosigs[c.Size], c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: journal cosignatures: %w", err)
+	}
+	rows, err = tx.QueryContext(ctx, "SELECT size, time, note FROM checkpoints ORDER BY size, id")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: journal checkpoints: %w", err)
 	}
@@ -545,12 +569,39 @@ func (j *Journal) Checkpoints(ctx context.Context) ([]storage.Checkpoint, error)
 			return nil, fmt.Errorf("sqlite: journal checkpoints: %w", err)
 		}
 		c.Time = time.Unix(0, t).UTC()
+		c.Cosignatures = cosigs[c.Size]
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: journal checkpoints: %w", err)
 	}
 	return out, nil
+}
+
+// AddCosignature implements storage.Journal. The same line twice is kept
+// once.
+func (j *Journal) AddCosignature(ctx context.Context, c storage.Cosignature) error {
+	if j.readOnly {
+		return ErrJournalReadOnly
+	}
+	_, err := j.wr.ExecContext(ctx, `INSERT INTO cosignatures (size, witness, key_hash, time, line) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (size, line) DO NOTHING`,
+		c.Size, c.Witness, int64(c.KeyHash), c.Time.Unix(), c.Line)
+	if err != nil {
+		return fmt.Errorf("sqlite: journal cosignature: %w", err)
+	}
+	return nil
+}
+
+// CosignedSize implements storage.Journal.
+func (j *Journal) CosignedSize(ctx context.Context, witness string, keyHash uint32) (int64, error) {
+	var n int64
+	err := j.rd.QueryRowContext(ctx, "SELECT COALESCE(MAX(size), 0) FROM cosignatures WHERE witness = ? AND key_hash = ?",
+		witness, int64(keyHash)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: journal cosigned size: %w", err)
+	}
+	return n, nil
 }
 
 // Close commits what is queued, stops the committer and closes the files.
@@ -643,7 +694,21 @@ CREATE TABLE epoch_keys (
 	wrapped BLOB NOT NULL     -- OpenPGP message to the officer keys holding the AES-256 key
 ) STRICT;
 `,
-	// 4: the group memberships retention of scope "groups" has seen.
+	// 4: C2SP tlog-witness cosignatures of checkpoints. A witness's last
+	// cosigned size is the largest size of its rows.
+	`
+CREATE TABLE cosignatures (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT,
+	size     INTEGER NOT NULL, -- tree size of the checkpoint cosigned
+	witness  TEXT NOT NULL,    -- the witness's key name
+	key_hash INTEGER NOT NULL, -- its key ID (uint32)
+	time     INTEGER NOT NULL, -- the cosignature's timestamp, Unix seconds
+	line     TEXT NOT NULL,    -- the note signature line as received
+	UNIQUE (size, line)
+) STRICT;
+CREATE INDEX cosignatures_witness ON cosignatures (witness, key_hash, size);
+`,
+	// 5: the group memberships retention of scope "groups" has seen.
 	`
 CREATE TABLE group_members (
 	grp        TEXT NOT NULL, -- Palisade group ([groups] name)

@@ -487,3 +487,96 @@ func TestJournalTwoWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalCosignatures: cosignatures are kept per checkpoint size,
+// returned with their checkpoints (every checkpoint of that size), a
+// repeated line is kept once, each witness's cosigned size is the
+// largest it cosigned, and a journal of schema 3 migrates with its
+// checkpoints intact.
+func TestJournalCosignatures(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	// A journal as version 3 left it, with one checkpoint.
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range journalMigrations[:3] {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec("PRAGMA user_version = 3; INSERT INTO checkpoints (size, time, note) VALUES (3, 1, CAST('note 3' AS BLOB))"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	j, err := OpenJournal(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if n, err := j.CosignedSize(ctx, "w1", 7); err != nil || n != 0 {
+		t.Fatalf("cosigned size before any = %d, %v", n, err)
+	}
+	for _, c := range []storage.Checkpoint{{Size: 5, Note: []byte("note 5")}, {Size: 5, Note: []byte("note 5 again")}, {Size: 9, Note: []byte("note 9")}} {
+		c.Time = time.Now()
+		if err := j.AddCheckpoint(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Unix(1700000000, 0).UTC()
+	for _, c := range []storage.Cosignature{
+		{Size: 3, Witness: "w1", KeyHash: 7, Time: at, Line: "— w1 AAA=\n"},
+		{Size: 5, Witness: "w1", KeyHash: 7, Time: at.Add(time.Second), Line: "— w1 BBB=\n"},
+		{Size: 5, Witness: "w2", KeyHash: 0xfffffffe, Time: at, Line: "— w2 CCC=\n"},
+		{Size: 5, Witness: "w1", KeyHash: 7, Time: at.Add(time.Second), Line: "— w1 BBB=\n"},
+		{Size: 9, Witness: "w1", KeyHash: 8, Time: at, Line: "— w1 DDD=\n"},
+	} {
+		if err := j.AddCosignature(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		hash uint32
+		want int64
+	}{{"w1", 7, 5}, {"w1", 8, 9}, {"w2", 0xfffffffe, 5}, {"w3", 7, 0}} {
+		if n, err := j.CosignedSize(ctx, tc.name, tc.hash); err != nil || n != tc.want {
+			t.Errorf("CosignedSize(%s, %x) = %d, %v; want %d", tc.name, tc.hash, n, err, tc.want)
+		}
+	}
+	cps, err := j.Checkpoints(ctx)
+	if err != nil || len(cps) != 4 {
+		t.Fatalf("checkpoints = %+v, %v", cps, err)
+	}
+	lines := func(c storage.Checkpoint) string {
+		var s []string
+		for _, x := range c.Cosignatures {
+			if x.Size != c.Size {
+				t.Errorf("checkpoint %d carries a cosignature of size %d", c.Size, x.Size)
+			}
+			s = append(s, strings.TrimSpace(x.Line))
+		}
+		return strings.Join(s, "|")
+	}
+	for i, want := range []string{"— w1 AAA=", "— w1 BBB=|— w2 CCC=", "— w1 BBB=|— w2 CCC=", "— w1 DDD="} {
+		if got := lines(cps[i]); got != want {
+			t.Errorf("checkpoint %d (size %d): cosignatures %q, want %q", i, cps[i].Size, got, want)
+		}
+	}
+	if string(cps[0].Note) != "note 3" {
+		t.Errorf("migrated checkpoint = %q", cps[0].Note)
+	}
+	if c := cps[1].Cosignatures[1]; c.Witness != "w2" || c.KeyHash != 0xfffffffe || !c.Time.Equal(at) {
+		t.Errorf("cosignature read back as %+v", c)
+	}
+	ro, err := OpenJournalReadOnly(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := ro.AddCosignature(ctx, storage.Cosignature{Size: 9, Line: "x"}); !errors.Is(err, ErrJournalReadOnly) {
+		t.Errorf("read-only AddCosignature = %v", err)
+	}
+}
