@@ -48,15 +48,16 @@ func (s *Server) Rights(bare jid.JID) (r config.Rights, rule int) {
 	return s.cfg.Access.Default, -1
 }
 
-// authorizeLogin applies the access rights to a login from remote.
-func (s *Server) authorizeLogin(_ context.Context, bare jid.JID, remote string) (int, error) {
+// authorizeLogin applies the access rights to a login from remote and
+// returns them.
+func (s *Server) authorizeLogin(_ context.Context, bare jid.JID, remote string) (config.Rights, error) {
 	r, rule := s.Rights(bare)
 	which := "access.default"
 	if rule >= 0 {
 		which = "access.rule " + strconv.Itoa(rule+1)
 	}
 	if !r.MayLogin() {
-		return 0, &sasl.Failure{Condition: sasl.NotAuthorized, Err: fmt.Errorf("%s: login not allowed", which)}
+		return config.Rights{}, &sasl.Failure{Condition: sasl.NotAuthorized, Err: fmt.Errorf("%s: login not allowed", which)}
 	}
 	if len(r.Networks) > 0 {
 		host, _, err := net.SplitHostPort(remote)
@@ -72,8 +73,8 @@ func (s *Server) authorizeLogin(_ context.Context, bare jid.JID, remote string) 
 			}
 		}
 		if !allowed {
-			return 0, &sasl.Failure{Condition: sasl.NotAuthorized, Err: fmt.Errorf("%s: login from %s is outside the allowed networks", which, host)}
+			return config.Rights{}, &sasl.Failure{Condition: sasl.NotAuthorized, Err: fmt.Errorf("%s: login from %s is outside the allowed networks", which, host)}
 		}
 	}
-	return r.MaxSessions, nil
+	return r, nil
 }

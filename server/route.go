@@ -315,8 +315,12 @@ func (h handler) Mechanisms(domain string, b sasl.Binding) []sasl.Mechanism {
 	return h.s.mechanisms(domain, b)
 }
 
-func (h handler) AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (int, error) {
-	return h.s.authorizeLogin(ctx, bare, remote)
+func (h handler) AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (c2s.Grant, error) {
+	r, err := h.s.authorizeLogin(ctx, bare, remote)
+	if err != nil {
+		return c2s.Grant{}, err
+	}
+	return c2s.Grant{MaxSessions: r.MaxSessions, MaxDuration: time.Duration(r.MaxSessionDuration)}, nil
 }
 
 func (h handler) LoginLocked(bare jid.JID, remote string) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/palisade-im/palisade/conformance/ldaptest"
 	ldapmod "github.com/palisade-im/palisade/modules/ldap"
 	"github.com/palisade-im/palisade/server/config"
+	"go.uber.org/zap/zaptest/observer"
 	"mellium.im/xmpp/jid"
 )
 
@@ -123,4 +124,85 @@ func TestAccessGroups(t *testing.T) {
 	// The default (login = false) now applies: her session is closed.
 	desk.expectStreamError("not-authorized")
 	wantFailure(t, authFrom(t, e, "127.0.0.1", "alice", "alice-pw"), "not-authorized", "alice after leaving staff")
+}
+
+// auditEvents returns the audit events with the message msg whose field
+// key is value.
+func auditEvents(logs *observer.ObservedLogs, msg, key, value string) []observer.LoggedEntry {
+	var out []observer.LoggedEntry
+	for _, e := range logs.FilterMessage(msg).All() {
+		if e.ContextMap()[key] == value {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitAudit waits until an audit event msg with key=value was logged.
+func waitAudit(t *testing.T, logs *observer.ObservedLogs, msg, key, value string) observer.LoggedEntry {
+	t.Helper()
+	deadline := time.Now().Add(short)
+	for {
+		if ev := auditEvents(logs, msg, key, value); len(ev) > 0 {
+			return ev[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit event %s with %s=%s", msg, key, value)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMaxSessionDuration: alice's rule ends her sessions after
+// max_session_duration with a policy-violation stream error; neither the
+// attached nor the detached one can be resumed, the end is audited with
+// its reason, a new login works, and bob (no limit) is not affected.
+func TestMaxSessionDuration(t *testing.T) {
+	t.Parallel()
+	const maxDur = 2 * time.Second
+	e, logs := newEnvObserved(t, func(c *config.Config) {
+		c.Access.Rules = []config.Rule{{JID: "alice@localhost", Rights: config.Rights{MaxSessionDuration: config.Duration(maxDur)}}}
+	})
+	bob := login(t, e, modeStartTLS, "bob", "b")
+	alice := login(t, e, modeStartTLS, "alice", "a")
+	id := alice.enable()
+	// A second session loses its connection at once: it waits detached
+	// for a resumption (resume_timeout is a minute) when its time is up.
+	gone := login(t, e, modeStartTLS, "alice", "gone")
+	goneID := gone.enable()
+	_ = gone.raw.Close()
+	start := time.Now()
+
+	n := alice.next()
+	if !n.Is(nsStream, "error") || n.Child(nsStreams, "policy-violation") == nil ||
+		n.Child(nsStreams, "text") == nil || !strings.Contains(n.Child(nsStreams, "text").Text, "maximum session duration") {
+		t.Fatalf("alice: got %s, want a policy-violation stream error naming the maximum session duration", n)
+	}
+	alice.expectClosed()
+	if time.Since(start) < maxDur/2 {
+		t.Errorf("alice's session ended after %s, before its maximum duration %s", time.Since(start), maxDur)
+	}
+	ev := waitAudit(t, logs, "session_expired", "jid", "alice@localhost/a")
+	if ev.ContextMap()["reason"] != "max_session_duration" {
+		t.Errorf("audit event %v lacks reason max_session_duration", ev.ContextMap())
+	}
+	waitAudit(t, logs, "session_expired", "jid", "alice@localhost/gone")
+	waitAudit(t, logs, "session_end", "jid", "alice@localhost/gone")
+
+	for _, r := range []struct{ res, id string }{{"a", id}, {"gone", goneID}} {
+		_, n := resumeLogin(t, e, modeStartTLS, "alice", r.id, 0)
+		if !n.Is(nsSM, "failed") || n.Child(nsStanzas, "item-not-found") == nil {
+			t.Fatalf("resuming alice/%s after its maximum duration: got %s, want <failed><item-not-found/>", r.res, n)
+		}
+	}
+
+	// A new login works, and bob's session (no limit) goes on.
+	again := login(t, e, modeStartTLS, "alice", "again")
+	bob.send("<message to='alice@localhost/again' type='chat' id='still'><body>still here</body></message>")
+	if m := again.expect(nsClient, "message"); m.A("id") != "still" {
+		t.Fatalf("alice/again got %s", m)
+	}
+	if got := auditEvents(logs, "session_expired", "jid", "bob@localhost/b"); len(got) != 0 {
+		t.Errorf("bob's session expired: %v", got)
+	}
 }
