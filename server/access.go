@@ -8,7 +8,9 @@ import (
 	"strconv"
 
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/sasl"
+	"github.com/palisade-im/palisade/server/stanza"
 	"mellium.im/xmpp/jid"
 )
 
@@ -52,10 +54,7 @@ func (s *Server) Rights(bare jid.JID) (r config.Rights, rule int) {
 // returns them.
 func (s *Server) authorizeLogin(_ context.Context, bare jid.JID, remote string) (config.Rights, error) {
 	r, rule := s.Rights(bare)
-	which := "access.default"
-	if rule >= 0 {
-		which = "access.rule " + strconv.Itoa(rule+1)
-	}
+	which := ruleName(rule)
 	if !r.MayLogin() {
 		return config.Rights{}, &sasl.Failure{Condition: sasl.NotAuthorized, Err: fmt.Errorf("%s: login not allowed", which)}
 	}
@@ -77,4 +76,111 @@ func (s *Server) authorizeLogin(_ context.Context, bare jid.JID, remote string) 
 		}
 	}
 	return r, nil
+}
+
+// AccountRights returns the rights of an account (module.Router), as
+// Rights does, evaluated now from its current groups.
+func (s *Server) AccountRights(bare jid.JID) config.Rights {
+	r, _ := s.Rights(bare.Bare())
+	return r
+}
+
+// ruleName names the rule Rights matched, for errors and audit events.
+func ruleName(rule int) string {
+	if rule < 0 {
+		return "access.default"
+	}
+	return "access.rule " + strconv.Itoa(rule+1)
+}
+
+// isAccount reports whether j is (a resource of) a local account.
+func (s *Server) isAccount(j jid.JID) bool {
+	return j.Localpart() != "" && s.IsLocal(j.Domainpart())
+}
+
+// checkRights is the first link of the policy chain: it applies the
+// access rights of the sending account (send, federate,
+// encryption_required) and, for encryption_required, those of a local
+// recipient. Rights are evaluated now, so a group change applies to the
+// next stanza. Stanzas from the server itself pass.
+//
+// Every refusal is <policy-violation/> (RFC 6120 8.3.3.12: a local
+// service policy). Its type follows RFC 6120 8.3.2: cancel when sending
+// again cannot help (a read-only account, no federation), modify when
+// the sender can fix the stanza (encrypt it end to end).
+func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
+	var from config.Rights
+	fromRule := -1
+	fromAccount := s.isAccount(st.From)
+	if fromAccount {
+		from, fromRule = s.Rights(st.From.Bare())
+		if d := st.To.Domainpart(); !from.MayFederate() && d != "" && !s.IsLocal(d) {
+			return &module.Denial{
+				Err:    stanza.Err(stanza.Cancel, stanza.PolicyViolation, "this account may not communicate with other domains"),
+				Reason: ruleName(fromRule) + ": federate = false",
+			}
+		}
+	}
+	if st.Kind != stanza.Message {
+		return nil
+	}
+	if fromAccount && !from.MaySend() {
+		return &module.Denial{
+			Err:    stanza.Err(stanza.Cancel, stanza.PolicyViolation, "this account is read-only: it may not send messages"),
+			Reason: ruleName(fromRule) + ": send = false",
+		}
+	}
+	if !s.encryptionRules || !plaintextBody(st) {
+		return nil
+	}
+	if fromAccount && from.EncryptionRequired {
+		return &module.Denial{
+			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "this account must encrypt messages end to end (OMEMO or OpenPGP)"),
+			Reason: ruleName(fromRule) + ": encryption_required (sender)",
+		}
+	}
+	if s.isAccount(st.To) {
+		if to, rule := s.Rights(st.To.Bare()); to.EncryptionRequired {
+			return &module.Denial{
+				Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "the recipient accepts only end-to-end encrypted messages (OMEMO or OpenPGP)"),
+				Reason: ruleName(rule) + ": encryption_required (recipient)",
+			}
+		}
+	}
+	return nil
+}
+
+// Namespaces of end-to-end encrypted message payloads.
+const (
+	nsOMEMOLegacy = "eu.siacs.conversations.axolotl" // XEP-0384 before 0.4, <encrypted/>
+	nsOMEMO2      = "urn:xmpp:omemo:2"               // XEP-0384 0.8+, <encrypted/>
+	nsOpenPGP     = "urn:xmpp:openpgp:0"             // XEP-0373, <openpgp/>
+	nsLegacyPGP   = "jabber:x:encrypted"             // XEP-0027, <x/>
+)
+
+// plaintextBody reports whether a message has a <body/> but no end-to-end
+// encrypted payload. Chat states, receipts and other messages without a
+// body are not plaintext in this sense. OMEMO clients put a fallback body
+// ("this message is encrypted") beside the payload: that passes.
+func plaintextBody(st *stanza.Stanza) bool {
+	el := st.El
+	if el.Child(stanza.NSClient, "body") == nil {
+		return false
+	}
+	return el.Child(nsOMEMOLegacy, "encrypted") == nil && el.Child(nsOMEMO2, "encrypted") == nil &&
+		el.Child(nsOpenPGP, "openpgp") == nil && el.Child(nsLegacyPGP, "x") == nil
+}
+
+// anyEncryptionRequired reports whether the default or a rule requires
+// end-to-end encryption (otherwise messages are not inspected for it).
+func anyEncryptionRequired(a config.Access) bool {
+	if a.Default.EncryptionRequired {
+		return true
+	}
+	for _, r := range a.Rules {
+		if r.EncryptionRequired {
+			return true
+		}
+	}
+	return false
 }

@@ -131,6 +131,12 @@ type Router interface {
 	IsLocal(domain string) bool
 	// UserExists reports whether a local account exists.
 	UserExists(ctx context.Context, bare jid.JID) (bool, error)
+	// AccountRights returns the access rights ([[access.rule]], else
+	// [access] default) of a local account, evaluated now from its current
+	// groups. Modules read the rights the core does not enforce itself,
+	// such as FileTransferScope; the core already applies login,
+	// networks, sessions, send, federate and encryption_required.
+	AccountRights(bare jid.JID) config.Rights
 }
 
 // Host is what a module's constructor receives.
