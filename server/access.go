@@ -109,6 +109,9 @@ func (s *Server) isAccount(j jid.JID) bool {
 // again cannot help (a read-only account, no federation), modify when
 // the sender can fix the stanza (encrypt it end to end).
 func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
+	if !s.stanzaRights {
+		return nil
+	}
 	var from config.Rights
 	fromRule := -1
 	fromAccount := s.isAccount(st.From)
@@ -171,16 +174,18 @@ func plaintextBody(st *stanza.Stanza) bool {
 		el.Child(nsOpenPGP, "openpgp") == nil && el.Child(nsLegacyPGP, "x") == nil
 }
 
-// anyEncryptionRequired reports whether the default or a rule requires
-// end-to-end encryption (otherwise messages are not inspected for it).
-func anyEncryptionRequired(a config.Access) bool {
-	if a.Default.EncryptionRequired {
-		return true
-	}
+// stanzaRightsOf reports whether the default or any rule restricts what
+// accounts may send (send, federate) and whether any requires end-to-end
+// encryption. Without either, checkRights looks nothing up.
+func stanzaRightsOf(a config.Access) (restricted, encryption bool) {
+	all := make([]config.Rights, 0, 1+len(a.Rules))
+	all = append(all, a.Default)
 	for _, r := range a.Rules {
-		if r.EncryptionRequired {
-			return true
-		}
+		all = append(all, r.Rights)
 	}
-	return false
+	for _, r := range all {
+		encryption = encryption || r.EncryptionRequired
+		restricted = restricted || r.EncryptionRequired || !r.MaySend() || !r.MayFederate()
+	}
+	return restricted, encryption
 }

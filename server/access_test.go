@@ -1,0 +1,60 @@
+package server
+
+import (
+	"testing"
+
+	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/stanza"
+)
+
+func TestPlaintextBody(t *testing.T) {
+	for _, c := range []struct {
+		xml   string
+		plain bool
+	}{
+		{"<message><body>hi</body></message>", true},
+		{"<message><body>fallback</body><encrypted xmlns='urn:xmpp:omemo:2'/></message>", false},
+		{"<message><encrypted xmlns='eu.siacs.conversations.axolotl'/><body>fallback</body></message>", false},
+		{"<message><openpgp xmlns='urn:xmpp:openpgp:0'>x</openpgp><body>fallback</body></message>", false},
+		{"<message><body>fallback</body><x xmlns='jabber:x:encrypted'>x</x></message>", false},
+		// An <encrypted/> of another namespace is no end-to-end payload.
+		{"<message><body>hi</body><encrypted xmlns='urn:example:other'/></message>", true},
+		{"<message><active xmlns='http://jabber.org/protocol/chatstates'/></message>", false},
+		{"<message><received xmlns='urn:xmpp:receipts' id='1'/></message>", false},
+		// A body in another namespace is not the message's body.
+		{"<message><body xmlns='urn:example:other'>hi</body></message>", false},
+	} {
+		el, err := element.Parse([]byte(c.xml), stanza.NSClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := stanza.Parse(el)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := plaintextBody(st); got != c.plain {
+			t.Errorf("plaintextBody(%s) = %v, want %v", c.xml, got, c.plain)
+		}
+	}
+}
+
+func TestStanzaRightsOf(t *testing.T) {
+	no := false
+	for _, c := range []struct {
+		name               string
+		a                  config.Access
+		restricted, crypto bool
+	}{
+		{"defaults", config.Default().Access, false, false},
+		{"login rules only", config.Access{Rules: []config.Rule{{JID: "a@x", Rights: config.Rights{Login: &no, Networks: []string{"10.0.0.0/8"}}}}}, false, false},
+		{"read-only rule", config.Access{Rules: []config.Rule{{JID: "a@x"}, {JID: "b@x", Rights: config.Rights{Send: &no}}}}, true, false},
+		{"default without federation", config.Access{Default: config.Rights{Federate: &no}}, true, false},
+		{"encryption rule", config.Access{Rules: []config.Rule{{JID: "a@x", Rights: config.Rights{EncryptionRequired: true}}}}, true, true},
+	} {
+		r, e := stanzaRightsOf(c.a)
+		if r != c.restricted || e != c.crypto {
+			t.Errorf("%s: stanzaRightsOf = %v, %v, want %v, %v", c.name, r, e, c.restricted, c.crypto)
+		}
+	}
+}
