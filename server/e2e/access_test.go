@@ -154,9 +154,9 @@ func waitAudit(t *testing.T, logs *observer.ObservedLogs, msg, key, value string
 	}
 }
 
-// TestMaxSessionDuration: alice's rule ends her sessions after
-// max_session_duration with a policy-violation stream error; neither the
-// attached nor the detached one can be resumed, the end is audited with
+// TestMaxSessionDuration: alice's rule ends her sessions (TCP, WebSocket)
+// after max_session_duration with a policy-violation stream error; neither
+// an attached nor a detached one can be resumed, the end is audited with
 // its reason, a new login works, and bob (no limit) is not affected.
 func TestMaxSessionDuration(t *testing.T) {
 	t.Parallel()
@@ -172,14 +172,17 @@ func TestMaxSessionDuration(t *testing.T) {
 	gone := login(t, e, modeStartTLS, "alice", "gone")
 	goneID := gone.enable()
 	_ = gone.raw.Close()
+	ws := login(t, e, modeWS, "alice", "ws")
 	start := time.Now()
 
-	n := alice.next()
-	if !n.Is(nsStream, "error") || n.Child(nsStreams, "policy-violation") == nil ||
-		n.Child(nsStreams, "text") == nil || !strings.Contains(n.Child(nsStreams, "text").Text, "maximum session duration") {
-		t.Fatalf("alice: got %s, want a policy-violation stream error naming the maximum session duration", n)
+	for _, c := range []*client{alice, ws} {
+		n := c.next()
+		if !n.Is(nsStream, "error") || n.Child(nsStreams, "policy-violation") == nil ||
+			n.Child(nsStreams, "text") == nil || !strings.Contains(n.Child(nsStreams, "text").Text, "maximum session duration") {
+			t.Fatalf("%s: got %s, want a policy-violation stream error naming the maximum session duration", c.name(), n)
+		}
+		c.expectClosed()
 	}
-	alice.expectClosed()
 	if time.Since(start) < maxDur/2 {
 		t.Errorf("alice's session ended after %s, before its maximum duration %s", time.Since(start), maxDur)
 	}
