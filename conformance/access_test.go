@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -65,5 +66,37 @@ encryption_required = true
 	journal := journalText(t, s)
 	if !strings.Contains(journal, "eu.siacs.conversations.axolotl") {
 		t.Error("no OMEMO-encrypted message in the journal")
+	}
+}
+
+// TestSlixmppMaxSessionDuration: alice's rule has max_session_duration =
+// "3s". slixmpp's session ends with a policy-violation stream error, the
+// end is audited as session_expired, its XEP-0198 resumption is refused
+// and a fresh login binds again.
+func TestSlixmppMaxSessionDuration(t *testing.T) {
+	s := StartServerWith(t, `
+[[access.rule]]
+jid = "alice@`+Domain+`"
+max_session_duration = "3s"
+`)
+	for name, pw := range accounts {
+		s.AddUser(t, name+"@"+Domain, pw)
+	}
+	_, port := HostPort(s.C2S)
+	goFile := filepath.Join(t.TempDir(), "go")
+	p := s.StartPeer(t, 90*time.Second, "slixmpp revoke alice", nil, PythonBin, "testdata/slix.py",
+		"--port", port, "--ca", s.CAFile, "--timeout", "85", "--step-timeout", "20",
+		"--wait-file", goFile, "revoke", acct("alice"))
+	p.WaitLine(t, `READY alice@localhost/\S+`, 30*time.Second)
+	p.WaitLine(t, `STREAM ERROR alice policy-violation`, 20*time.Second)
+	p.WaitLine(t, `DISCONNECTED`, 10*time.Second)
+	s.WaitLog(t, `"msg":"session_expired".*"jid":"alice@localhost/[^"]+","reason":"max_session_duration"`, 5*time.Second)
+	if err := os.WriteFile(goFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitLine(t, `RESUME REFUSED`, 20*time.Second)
+	p.WaitLine(t, `BOUND AGAIN alice@localhost/\S+`, 20*time.Second)
+	if err := p.Wait(); err != nil {
+		t.Fatalf("slixmpp: %v\n%s", err, p.Output())
 	}
 }
