@@ -33,9 +33,10 @@ func (s *Server) groupsOf(bare jid.JID) []string {
 func (s *Server) Rights(bare jid.JID) (r config.Rights, rule int) {
 	var groups []string
 	looked := false
+	local, domain := bare.Localpart(), bare.Domainpart()
 	for i, rl := range s.cfg.Access.Rules {
 		if rl.JID != "" {
-			if rl.JID == bare.String() {
+			if isBare(rl.JID, local, domain) {
 				return rl.Rights, i
 			}
 			continue
@@ -48,6 +49,12 @@ func (s *Server) Rights(bare jid.JID) (r config.Rights, rule int) {
 		}
 	}
 	return s.cfg.Access.Default, -1
+}
+
+// isBare reports whether s is the bare JID local@domain, without building
+// that string (Rights runs for every stanza an account sends).
+func isBare(s, local, domain string) bool {
+	return len(s) == len(local)+1+len(domain) && s[:len(local)] == local && s[len(local)] == '@' && s[len(local)+1:] == domain
 }
 
 // authorizeLogin applies the access rights to a login from remote and

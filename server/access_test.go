@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/palisade-im/palisade/server/config"
@@ -55,6 +56,32 @@ func TestStanzaRightsOf(t *testing.T) {
 		r, e := stanzaRightsOf(c.a)
 		if r != c.restricted || e != c.crypto {
 			t.Errorf("%s: stanzaRightsOf = %v, %v, want %v, %v", c.name, r, e, c.restricted, c.crypto)
+		}
+	}
+}
+
+// BenchmarkCheckRights is the access check on a plain chat message
+// between local accounts under ten jid rules (none matching) and a
+// default that requires encryption for the recipient only by rule.
+func BenchmarkCheckRights(b *testing.B) {
+	cfg := config.Default()
+	for i := range 10 {
+		cfg.Access.Rules = append(cfg.Access.Rules, config.Rule{JID: "user" + strconv.Itoa(i) + "@localhost", Rights: config.Rights{EncryptionRequired: true}})
+	}
+	s := &Server{cfg: cfg, domains: map[string]bool{"localhost": true}}
+	s.stanzaRights, s.encryptionRules = stanzaRightsOf(cfg.Access)
+	el, err := element.Parse([]byte("<message from='alice@localhost/a' to='bob@localhost' type='chat'><body>hi</body></message>"), stanza.NSClient)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := stanza.Parse(el)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := s.checkRights(st); d != nil {
+			b.Fatal(d.Reason)
 		}
 	}
 }
