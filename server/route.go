@@ -33,18 +33,15 @@ func (s *Server) Process(ctx context.Context, st *stanza.Stanza) error {
 // which deliver acts on. Between the two, a session may admit the stanzas
 // it sent after st, so that they share one journal commit.
 func (s *Server) admit(ctx context.Context, st *stanza.Stanza) (wait func() error, err error) {
-	for i, p := range s.policies {
-		d := p.Check(ctx, st)
-		if d == nil {
-			continue
-		}
-		s.audit.Info("policy_denied",
-			zap.String("policy", s.policyName[i]), zap.String("reason", d.Reason),
-			zap.String("from", st.From.String()), zap.String("to", st.To.String()), zap.String("kind", st.Kind.String()))
-		if d.Err != nil {
-			s.bounce(ctx, st, d.Err)
-		}
+	if d := s.checkRights(st); d != nil {
+		s.denied(ctx, st, "access", d)
 		return nil, errDenied
+	}
+	for i, p := range s.policies {
+		if d := p.Check(ctx, st); d != nil {
+			s.denied(ctx, st, s.policyName[i], d)
+			return nil, errDenied
+		}
 	}
 	if s.archiver == nil || st.Kind != stanza.Message {
 		return s.submit(ctx, st), nil
@@ -64,6 +61,16 @@ func (s *Server) admit(ctx context.Context, st *stanza.Stanza) (wait func() erro
 		}
 		return err
 	}, nil
+}
+
+// denied audits the policy's denial of st and answers the sender.
+func (s *Server) denied(ctx context.Context, st *stanza.Stanza, policy string, d *module.Denial) {
+	s.audit.Info("policy_denied",
+		zap.String("policy", policy), zap.String("reason", d.Reason),
+		zap.String("from", st.From.String()), zap.String("to", st.To.String()), zap.String("kind", st.Kind.String()))
+	if d.Err != nil {
+		s.bounce(ctx, st, d.Err)
+	}
 }
 
 // submit hands st to the journal without waiting for the commit.
@@ -315,8 +322,12 @@ func (h handler) Mechanisms(domain string, b sasl.Binding) []sasl.Mechanism {
 	return h.s.mechanisms(domain, b)
 }
 
-func (h handler) AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (int, error) {
-	return h.s.authorizeLogin(ctx, bare, remote)
+func (h handler) AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (c2s.Grant, error) {
+	r, err := h.s.authorizeLogin(ctx, bare, remote)
+	if err != nil {
+		return c2s.Grant{}, err
+	}
+	return c2s.Grant{MaxSessions: r.MaxSessions, MaxDuration: time.Duration(r.MaxSessionDuration)}, nil
 }
 
 func (h handler) LoginLocked(bare jid.JID, remote string) error {

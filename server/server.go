@@ -64,6 +64,10 @@ type Server struct {
 	groupSrc   []module.GroupSource
 	lockout    *lockout
 	domains    map[string]bool
+	// stanzaRights: some access rule restricts sending (send, federate,
+	// encryption_required); encryptionRules: some requires end-to-end
+	// encryption, so messages are inspected for it.
+	stanzaRights, encryptionRules bool
 
 	healthMu   sync.Mutex
 	unhealthy  map[string]string // component -> problem
@@ -89,6 +93,7 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	for _, d := range cfg.Server.Domains {
 		s.domains[d] = true
 	}
+	s.stanzaRights, s.encryptionRules = stanzaRightsOf(cfg.Access)
 	s.lockout = newLockout(cfg.Auth, s.audit)
 	s.host = module.NewHost(s, store, log, s.audit, cfg, func() []any { return s.modules })
 	s.host.SetHealth = s.SetHealth

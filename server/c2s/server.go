@@ -35,9 +35,9 @@ type Handler interface {
 	PreAuthIQ(ctx context.Context, domain string, iq *stanza.Stanza) *stanza.Stanza
 	// AuthorizeLogin applies the access rules to an authenticated account
 	// connecting from remote (host:port) before SASL success is sent. It
-	// returns the account's session cap (0: Config.MaxSessions), or a
-	// *sasl.Failure to refuse the login with.
-	AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (maxSessions int, err error)
+	// returns what the login is granted, or a *sasl.Failure to refuse the
+	// login with.
+	AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (Grant, error)
 	// LoginLocked returns a *sasl.Failure when the account (zero JID: not
 	// known yet) or the client address is locked out after failed logins.
 	LoginLocked(bare jid.JID, remote string) error
@@ -57,6 +57,15 @@ type Handler interface {
 	SessionEnded(ctx context.Context, s *Session)
 	// Reroute takes stanzas a session could not deliver (serialized).
 	Reroute(ctx context.Context, s *Session, stanzas [][]byte)
+}
+
+// Grant is what the access rules grant one login.
+type Grant struct {
+	// MaxSessions caps the account's sessions (0: Config.MaxSessions).
+	MaxSessions int
+	// MaxDuration ends the session bound on this login once it is that
+	// old (0: no limit). A resumption keeps the session's first deadline.
+	MaxDuration time.Duration
 }
 
 // Config holds the c2s settings.
@@ -286,8 +295,8 @@ func (srv *Server) bindResource(ctx context.Context, c *conn, bare jid.JID, iq *
 		return nil, iq.ErrorReply(stanza.Err(stanza.Modify, stanza.BadRequest, "invalid resource"))
 	}
 	limit := srv.cfg.MaxSessions
-	if c.maxSessions > 0 {
-		limit = c.maxSessions
+	if c.grant.MaxSessions > 0 {
+		limit = c.grant.MaxSessions
 	}
 	if limit > 0 && srv.table.Count(bare) >= limit && srv.table.Session(full) == nil {
 		return nil, iq.ErrorReply(stanza.Err(stanza.Cancel, stanza.ResourceConstraint, "too many sessions"))
@@ -296,6 +305,12 @@ func (srv *Server) bindResource(ctx context.Context, c *conn, bare jid.JID, iq *
 	if old := srv.table.Bind(s); old != nil {
 		// Resource conflict: the new session wins (RFC 6120 7.7.2.2).
 		old.Close("conflict", "replaced by a new session")
+	}
+	if d := c.grant.MaxDuration; d > 0 {
+		// One timer, no goroutine: it fires once, or end stops it.
+		s.mu.Lock()
+		s.expiry = time.AfterFunc(d, func() { s.expire(d) })
+		s.mu.Unlock()
 	}
 	srv.log.Info("session started", logJID(full), zap.String("stream", c.id), zap.String("remote", s.remote), zap.String("mechanism", c.mech))
 	srv.audit.Info("session_start", logJID(full), zap.String("remote", s.remote), zap.String("mechanism", c.mech))
@@ -576,6 +591,10 @@ func (s *Session) end(ctx context.Context) {
 	}
 	s.ended = true
 	s.avail, s.pres = false, nil
+	if s.expiry != nil {
+		s.expiry.Stop()
+		s.expiry = nil
+	}
 	s.mu.Unlock()
 	srv.mu.Lock()
 	if srv.resumable[s.id] == s {

@@ -9,6 +9,7 @@ import (
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/stanza"
+	"go.uber.org/zap"
 	"mellium.im/xmpp/jid"
 )
 
@@ -51,6 +52,9 @@ type Session struct {
 	pending    []func()
 	rRequested bool
 	detach     *time.Timer
+	// expiry ends the session at the access rule's maximum duration
+	// (nil: no limit).
+	expiry *time.Timer
 
 	avail     bool
 	prio      int
@@ -304,6 +308,29 @@ func (s *Session) writeLoop(tr transport) {
 			return
 		}
 	}
+}
+
+// expire ends a session that reached the maximum session duration d of
+// its access rule: attached, with a stream error; detached, at once. It is
+// final: no XEP-0198 resumption, the client has to log in again.
+//
+// The condition is policy-violation (RFC 6120 4.9.3.12: the entity
+// violated a local service policy, which the server may name in <text/>).
+// connection-timeout would say the client went idle, and the server keeps
+// such sessions resumable; reset (4.9.3.16) is for renegotiating the
+// stream's security (expired keys or certificates), which is not the case.
+func (s *Session) expire(d time.Duration) {
+	s.mu.Lock()
+	if s.ended || s.expiry == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.expiry = nil
+	s.mu.Unlock()
+	s.srv.log.Info("maximum session duration reached, closing session", logJID(s.jid), zap.Duration("max", d))
+	s.srv.audit.Info("session_expired", logJID(s.jid), zap.String("reason", "max_session_duration"),
+		zap.Duration("max", d), zap.String("remote", s.RemoteAddr()))
+	s.Close("policy-violation", "maximum session duration reached")
 }
 
 // Close ends the session with a stream error; no resumption is offered.

@@ -37,8 +37,8 @@ type conn struct {
 	user   string // SASL identity (localpart)
 	mech   string
 	fails  int
-	// maxSessions is the access rule's session cap (0: the server's).
-	maxSessions int
+	// grant is what the access rules granted the login.
+	grant Grant
 	// cbRejected is set when a -PLUS attempt on this stream failed because
 	// the client's channel-binding type is not offered (slixmpp 1.8.3
 	// tries tls-unique, which TLS 1.3 lacks). Its honest fallback with the
@@ -403,7 +403,7 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 				audit("failure", "locked")
 				return false, c.tr.write([][]byte{lockedFailure(err)})
 			}
-			max, aerr := c.srv.h.AuthorizeLogin(ctx, bare, c.tr.remoteAddr())
+			grant, aerr := c.srv.h.AuthorizeLogin(ctx, bare, c.tr.remoteAddr())
 			if aerr != nil {
 				cond, text := "not-authorized", ""
 				detail = aerr.Error()
@@ -417,7 +417,7 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 				audit("failure", cond)
 				return false, c.tr.write([][]byte{saslFailure(cond, text)})
 			}
-			c.maxSessions = max
+			c.grant = grant
 			c.srv.h.LoginSucceeded(bare)
 			c.user = bare.Localpart()
 			c.mech = name

@@ -276,7 +276,8 @@ type Rule struct {
 	Rights
 }
 
-// Rights are what an access rule grants.
+// Rights are what an access rule grants. The zero value is permissive:
+// every unset key has its default.
 type Rights struct {
 	// Login says whether the account may log in (default true).
 	Login *bool `toml:"login"`
@@ -285,10 +286,82 @@ type Rights struct {
 	// MaxSessions caps concurrent sessions; 0 means
 	// limits.max_sessions_per_user.
 	MaxSessions int `toml:"max_sessions"`
+	// MaxSessionDuration ends a session that old (0: no limit). It is
+	// read at login: a later rule change applies from the next login.
+	MaxSessionDuration Duration `toml:"max_session_duration"`
+	// Send says whether the account may send messages (default true);
+	// false makes a read-only account, which still receives.
+	Send *bool `toml:"send"`
+	// Federate says whether the account may address other domains
+	// (default true).
+	Federate *bool `toml:"federate"`
+	// FileTransfer is whom the account may transfer files with: "none",
+	// "contacts" or "all" ("" means "all").
+	FileTransfer string `toml:"file_transfer"`
+	// EncryptionRequired refuses messages with a body but no end-to-end
+	// encrypted payload (default false).
+	EncryptionRequired bool `toml:"encryption_required"`
+}
+
+// File transfer scopes of Rights.FileTransfer.
+const (
+	FileTransferNone     = "none"
+	FileTransferContacts = "contacts"
+	FileTransferAll      = "all"
+)
+
+// FileTransferScopes returns the values accepted in file_transfer.
+func FileTransferScopes() []string {
+	return []string{FileTransferNone, FileTransferContacts, FileTransferAll}
 }
 
 // MayLogin reports the login right (true when unset).
 func (r Rights) MayLogin() bool { return r.Login == nil || *r.Login }
+
+// MaySend reports the right to send messages (true when unset).
+func (r Rights) MaySend() bool { return r.Send == nil || *r.Send }
+
+// MayFederate reports the right to address other domains (true when unset).
+func (r Rights) MayFederate() bool { return r.Federate == nil || *r.Federate }
+
+// FileTransferScope returns FileTransfer, FileTransferAll when unset.
+func (r Rights) FileTransferScope() string {
+	if r.FileTransfer == "" {
+		return FileTransferAll
+	}
+	return r.FileTransfer
+}
+
+// Describe lists the rights briefly, for the configuration summary:
+// "login" or "no login", then only what differs from the defaults.
+func (r Rights) Describe() string {
+	parts := []string{"login"}
+	if !r.MayLogin() {
+		parts[0] = "no login"
+	}
+	if len(r.Networks) > 0 {
+		parts = append(parts, "from "+strings.Join(r.Networks, " "))
+	}
+	if r.MaxSessions > 0 {
+		parts = append(parts, fmt.Sprintf("%d sessions", r.MaxSessions))
+	}
+	if r.MaxSessionDuration > 0 {
+		parts = append(parts, "sessions up to "+r.MaxSessionDuration.String())
+	}
+	if !r.MaySend() {
+		parts = append(parts, "read-only")
+	}
+	if !r.MayFederate() {
+		parts = append(parts, "no federation")
+	}
+	if ft := r.FileTransferScope(); ft != FileTransferAll {
+		parts = append(parts, "file transfer "+ft)
+	}
+	if r.EncryptionRequired {
+		parts = append(parts, "encryption required")
+	}
+	return strings.Join(parts, ", ")
+}
 
 // MinCheckpointInterval is the smallest allowed archive.checkpoint_interval.
 const MinCheckpointInterval = time.Second
@@ -348,13 +421,14 @@ func Default() *Config {
 			PurgeInterval:      Duration(24 * time.Hour),
 			OfficerKeys:        []string{},
 		},
-		Groups:  map[string]string{},
-		Access:  Access{Default: Rights{Login: &loginDefault, Networks: []string{}}, Rules: []Rule{}},
+		Groups: map[string]string{},
+		Access: Access{Default: Rights{Login: boolPtr(true), Networks: []string{}, Send: boolPtr(true),
+			Federate: boolPtr(true), FileTransfer: FileTransferAll}, Rules: []Rule{}},
 		Modules: map[string]Section{},
 	}
 }
 
-var loginDefault = true
+func boolPtr(b bool) *bool { return &b }
 
 // Duration is a time.Duration written in the file as a Go duration string
 // ("60s", "5m", "1h30m"). Convert with time.Duration(d).
@@ -475,11 +549,7 @@ func (c *Config) Summary() string {
 		sort.Strings(gs)
 		row("groups", strings.Join(gs, ", "))
 	}
-	def := "login"
-	if !c.Access.Default.MayLogin() {
-		def = "no login"
-	}
-	row("access rules", fmt.Sprintf("%d, default: %s", len(c.Access.Rules), def))
+	row("access rules", fmt.Sprintf("%d, default: %s", len(c.Access.Rules), c.Access.Default.Describe()))
 	row("log", c.Log.Format+", level "+c.Log.Level)
 	if c.Archive.Enabled {
 		row("archive", "journal on, checkpoint every "+c.Archive.CheckpointInterval.String())

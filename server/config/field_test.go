@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 type dirConfig struct {
@@ -82,6 +83,11 @@ networks = ["127.0.0.1/32"]
 jid = "kiosk@localhost"
 login = false
 max_sessions = 2
+max_session_duration = "8h"
+send = false
+federate = false
+file_transfer = "contacts"
+encryption_required = true
 `
 	cfg, err := Parse("p.toml", []byte(doc), nil)
 	if err != nil {
@@ -92,6 +98,18 @@ max_sessions = 2
 		a.Rules[0].Networks[0] != "127.0.0.1/32" || a.Rules[1].JID != "kiosk@localhost" || a.Rules[1].MayLogin() ||
 		a.Rules[1].MaxSessions != 2 || cfg.Groups["staff"] != "cn=staff,ou=groups,dc=corp,dc=example" {
 		t.Errorf("access = %+v, groups = %v", a, cfg.Groups)
+	}
+	// The staff rule sets none of the other rights: they are permissive.
+	if r := a.Rules[0].Rights; r.MaxSessionDuration != 0 || !r.MaySend() || !r.MayFederate() ||
+		r.FileTransferScope() != FileTransferAll || r.EncryptionRequired {
+		t.Errorf("unset rights = %+v", r)
+	}
+	if r := a.Rules[1].Rights; time.Duration(r.MaxSessionDuration) != 8*time.Hour || r.MaySend() || r.MayFederate() ||
+		r.FileTransferScope() != FileTransferContacts || !r.EncryptionRequired {
+		t.Errorf("kiosk rights = %+v", r)
+	}
+	if got := a.Rules[1].Describe(); got != "no login, 2 sessions, sessions up to 8h0m0s, read-only, no federation, file transfer contacts, encryption required" {
+		t.Errorf("Describe = %q", got)
 	}
 	if sum := cfg.Summary(); !strings.Contains(sum, "access rules:     2, default: no login\n") ||
 		!strings.Contains(sum, "groups:           staff\n") || !strings.Contains(sum, "lockout:          after 10 failed logins") {
@@ -110,6 +128,14 @@ networks = ["10.0.0.0/8", "10.1.2.3"]
 [[access.rule]]
 jid = "a@localhost"
 group = "staff"
+
+[[access.rule]]
+jid = "b@localhost"
+file_transfer = "everyone"
+max_session_duration = "-1h"
+
+[access]
+default = { send = true, file_transfer = "friends", max_session_duration = "10ms" }
 `
 	_, err = Parse("p.toml", []byte(bad), nil)
 	if err == nil {
@@ -120,6 +146,10 @@ group = "staff"
 		`p.toml:9:27: access.rule[1].networks: "10.1.2.3" is not a CIDR range`,
 		`p.toml:11:`,
 		`access.rule[2]: set exactly one of group and jid`,
+		`p.toml:17:1: access.rule[3].file_transfer: must be "none", "contacts" or "all", got "everyone"`,
+		`p.toml:18:1: access.rule[3].max_session_duration: must be 0 (no limit) or a positive duration, got -1h0m0s`,
+		`access.default.file_transfer: must be "none", "contacts" or "all", got "friends"`,
+		`access.default.max_session_duration: must be 0 (no limit) or at least 1s, got 10ms`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("errors lack %q:\n%v", want, err)

@@ -194,6 +194,14 @@ func (l *loader) validateAccess(c *Config) {
 		if r.MaxSessions < 0 {
 			l.invalid(key+".max_sessions", -1, "must be 0 (limits.max_sessions_per_user) or more, got %d", r.MaxSessions)
 		}
+		if r.MaxSessionDuration < 0 {
+			l.invalid(key+".max_session_duration", -1, "must be 0 (no limit) or a positive duration, got %s", r.MaxSessionDuration)
+		} else if r.MaxSessionDuration > 0 && time.Duration(r.MaxSessionDuration) < time.Second {
+			l.invalid(key+".max_session_duration", -1, "must be 0 (no limit) or at least 1s, got %s", r.MaxSessionDuration)
+		}
+		if r.FileTransfer != "" && !slices.Contains(FileTransferScopes(), r.FileTransfer) {
+			l.invalid(key+".file_transfer", -1, `must be "none", "contacts" or "all", got %q`, r.FileTransfer)
+		}
 	}
 	check("access.default", Rule{Rights: c.Access.Default}, true)
 	for i, r := range c.Access.Rules {

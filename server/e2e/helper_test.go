@@ -27,7 +27,10 @@ import (
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"github.com/palisade-im/palisade/storage/sqlite"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/net/websocket"
 	"mellium.im/sasl"
 	"mellium.im/xmpp/jid"
@@ -115,10 +118,18 @@ func freeAddr(t testing.TB) string {
 // newEnv starts a server; mod may adjust the configuration first.
 func newEnv(t testing.TB, mod func(*config.Config)) *env {
 	t.Helper()
-	return newEnvAttempt(t, mod, 1)
+	return newEnvAttempt(t, mod, nil, 1)
 }
 
-func newEnvAttempt(t testing.TB, mod func(*config.Config), attempt int) *env {
+// newEnvObserved starts a server like newEnv whose log is also kept in
+// the returned observer (audit events included).
+func newEnvObserved(t testing.TB, mod func(*config.Config)) (*env, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.InfoLevel)
+	return newEnvAttempt(t, mod, core, 1), logs
+}
+
+func newEnvAttempt(t testing.TB, mod func(*config.Config), also zapcore.Core, attempt int) *env {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Server.DataDir = t.TempDir()
@@ -149,7 +160,11 @@ func newEnvAttempt(t testing.TB, mod func(*config.Config), attempt int) *env {
 			t.Fatal(err)
 		}
 	}
-	srv, err := server.New(cfg, store, zaptest.NewLogger(t))
+	log := zaptest.NewLogger(t)
+	if also != nil {
+		log = zap.New(zapcore.NewTee(log.Core(), also))
+	}
+	srv, err := server.New(cfg, store, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +195,7 @@ func newEnvAttempt(t testing.TB, mod func(*config.Config), attempt int) *env {
 				// binds it: then try again with new ports.
 				e.once.Do(func() {})
 				if errors.Is(rerr, syscall.EADDRINUSE) && attempt < 3 {
-					return newEnvAttempt(t, mod, attempt+1)
+					return newEnvAttempt(t, mod, also, attempt+1)
 				}
 				t.Fatalf("Run: %v", rerr)
 			default:

@@ -138,6 +138,12 @@ type Router interface {
 	// GroupListers know them, united and sorted; an error when none knows
 	// the group or one failed.
 	GroupMembers(ctx context.Context, group string) ([]jid.JID, error)
+	// AccountRights returns the access rights ([[access.rule]], else
+	// [access] default) of a local account, evaluated now from its current
+	// groups. Modules read the rights the core does not enforce itself,
+	// such as FileTransferScope; the core already applies login,
+	// networks, sessions, send, federate and encryption_required.
+	AccountRights(bare jid.JID) config.Rights
 }
 
 // Host is what a module's constructor receives.

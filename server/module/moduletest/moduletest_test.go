@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/module/moduletest"
@@ -121,5 +122,17 @@ func TestRequest(t *testing.T) {
 	}
 	if moduletest.String(nil) != "" || moduletest.Condition(errors.New("x")) != "" {
 		t.Error("nil/plain error handling")
+	}
+}
+
+func TestRouterRights(t *testing.T) {
+	_, r := moduletest.NewHost(t, nil)
+	juliet := moduletest.JID(t, "juliet@example.com/balcony")
+	if got := r.AccountRights(juliet); !got.MaySend() || got.FileTransferScope() != config.FileTransferAll {
+		t.Errorf("unset rights = %+v, want the permissive defaults", got)
+	}
+	r.SetRights(juliet.Bare(), config.Rights{FileTransfer: config.FileTransferContacts})
+	if got := r.AccountRights(juliet); got.FileTransferScope() != config.FileTransferContacts {
+		t.Errorf("rights = %+v, want file_transfer contacts", got)
 	}
 }

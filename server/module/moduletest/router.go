@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
@@ -37,6 +38,7 @@ type Router struct {
 	presence  module.PresenceHandler
 	groups    map[string][]string  // by bare JID
 	members   map[string][]jid.JID // by group
+	rights    map[string]config.Rights
 }
 
 var _ module.Router = (*Router)(nil)
@@ -206,6 +208,24 @@ func (r *Router) UserExists(ctx context.Context, bare jid.JID) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// SetRights makes AccountRights return r for the account bare.
+func (r *Router) SetRights(bare jid.JID, rights config.Rights) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rights == nil {
+		r.rights = map[string]config.Rights{}
+	}
+	r.rights[bare.Bare().String()] = rights
+}
+
+// AccountRights returns what SetRights set for the account, else the
+// zero Rights (every right at its permissive default).
+func (r *Router) AccountRights(bare jid.JID) config.Rights {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rights[bare.Bare().String()]
 }
 
 // Login binds a new session for the full JID full. It tells no module;
