@@ -365,4 +365,21 @@ CREATE TABLE history_key (
 	key BLOB NOT NULL CHECK (length(key) = 16) -- AES-128 key of the stanza-ids
 ) STRICT;
 `,
+	// 6: internal accounts' memberships in Palisade groups ([groups] names),
+	// and a version bumped by every change so that the running server
+	// notices changes the CLI makes in another process.
+	`
+CREATE TABLE group_members (
+	group_name TEXT NOT NULL,
+	jid        TEXT NOT NULL, -- bare JID of an internal account
+	PRIMARY KEY (group_name, jid)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX group_members_jid ON group_members (jid, group_name);
+
+CREATE TABLE group_version (
+	one     INTEGER PRIMARY KEY CHECK (one = 1),
+	version INTEGER NOT NULL
+) STRICT;
+INSERT INTO group_version (one, version) VALUES (1, 0);
+`,
 }
