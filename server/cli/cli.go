@@ -20,6 +20,7 @@ import (
 	"github.com/palisade-im/palisade/server"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/password"
 	"github.com/palisade-im/palisade/server/sasl"
 	"github.com/palisade-im/palisade/storage"
 	"github.com/palisade-im/palisade/storage/sqlite"
@@ -31,9 +32,6 @@ import (
 
 // Version is the build's version, set with -ldflags "-X ...cli.Version=...".
 var Version = "dev"
-
-// minPasswordLength is the shortest password the CLI accepts.
-const minPasswordLength = 8
 
 const usage = `usage: palisade [--config FILE] <command> [args]
 
@@ -337,6 +335,10 @@ func (e *env) user(args []string) error {
 		if err != nil {
 			return err
 		}
+		policy := password.Policy{MinLength: cfg.Auth.PasswordMinLength, RejectCommon: cfg.Auth.PasswordRejectCommon}
+		if err := policy.Check(pw, j.Localpart(), j.Domainpart()); err != nil {
+			return usageErr("password refused for %s: %v ([auth] password policy)", j, err)
+		}
 		creds, err := sasl.DeriveAll(pw, cfg.Auth.SCRAMIterations)
 		if err != nil {
 			return err
@@ -410,18 +412,11 @@ func (e *env) readPassword() (string, error) {
 		if string(p1) != string(p2) {
 			return "", usageErr("passwords do not match")
 		}
-		return checkPassword(string(p1))
+		return string(p1), nil
 	}
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read password: %w", err)
 	}
-	return checkPassword(strings.TrimRight(line, "\r\n"))
-}
-
-func checkPassword(p string) (string, error) {
-	if len([]rune(p)) < minPasswordLength {
-		return "", usageErr("password must have at least %d characters", minPasswordLength)
-	}
-	return p, nil
+	return strings.TrimRight(line, "\r\n"), nil
 }
