@@ -96,6 +96,7 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 		_, err := s.authorizeLogin(ctx, bare, remote)
 		return err
 	}
+	s.host.Groups = s.groupsOf
 	if err := s.buildModules(); err != nil {
 		return nil, err
 	}

@@ -147,7 +147,11 @@ type Host struct {
 	// account connecting from remote (host:port), as at login; a non-nil
 	// error says why it may not. Nil in hosts without access rules.
 	AuthorizeLogin func(ctx context.Context, bare jid.JID, remote string) error
-	modules        func() []any
+	// Groups returns the [groups] names an account is in, as every
+	// GroupSource (directory, internal memberships) knows it now. Nil in
+	// hosts without groups.
+	Groups  func(bare jid.JID) []string
+	modules func() []any
 }
 
 // NewHost builds a host; modules returns the constructed module instances.
@@ -376,9 +380,12 @@ type LoginRefused struct {
 func (e *LoginRefused) Error() string { return "login refused: " + e.Condition + ": " + e.Reason }
 
 // GroupSource tells which Palisade groups ([groups] names) an account is
-// in. The core unites the answers of every GroupSource for access rules.
+// in: the directory's (modules/ldap) and internal memberships
+// (modules/groups). The core unites the answers of every GroupSource for
+// access rules and Host.Groups.
 type GroupSource interface {
-	// Groups returns the account's groups as last learned (at login, then
-	// at each directory sync); it must not block on the network.
+	// Groups returns the account's groups as last learned (the directory:
+	// at login, then at each sync; internal: within a second of a change);
+	// it must not block on the network or the disk.
 	Groups(bare jid.JID) []string
 }
