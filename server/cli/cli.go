@@ -44,6 +44,12 @@ commands:
   user list DOMAIN         list the accounts of a domain
   user unlock JID          clear an account's failed logins and lockout on the running server
   user kick JID            end the sessions of a bare JID (or one full JID) on the running server
+  user group add JID GROUP put an internal account in a [groups] group
+  user group remove JID GROUP
+                           take it out again
+  user group list [JID|GROUP]
+                           every group with its members, one group's
+                           members, or one account's groups
   archive verify [--verifier-key KEY|FILE]
                            recompute the journal's Merkle tree, check every
                            checkpoint's signature and consistency; exit 1
@@ -279,9 +285,12 @@ func configHint(path string) string {
 
 func (e *env) user(args []string) error {
 	if len(args) == 0 {
-		return usageErr("usage: palisade user add|passwd|del|list|kick|unlock ...")
+		return usageErr("usage: palisade user add|passwd|del|list|kick|unlock|group ...")
 	}
 	sub, args := args[0], args[1:]
+	if sub == "group" {
+		return e.userGroup(args)
+	}
 	if len(args) != 1 {
 		return usageErr("usage: palisade user %s %s", sub, map[bool]string{true: "DOMAIN", false: "JID"}[sub == "list"])
 	}
