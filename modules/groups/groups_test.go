@@ -185,3 +185,14 @@ func TestRefreshReportsChanges(t *testing.T) {
 		t.Fatalf("after adding bob: %v, %v", ch, err)
 	}
 }
+
+// BenchmarkGroups is what a rights check pays for internal groups.
+func BenchmarkGroups(b *testing.B) {
+	m := &Module{members: map[string][]string{"alice@example.com": {"ops", "staff"}}}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if len(m.Groups(alice)) != 2 {
+			b.Fatal("groups lost")
+		}
+	}
+}

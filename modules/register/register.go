@@ -161,15 +161,15 @@ func (m *Module) preAuth(ctx context.Context, domain string, iq *stanza.Stanza) 
 	if q.Child(NS, "remove") != nil {
 		return nil, stanza.Err(stanza.Cancel, stanza.UnexpectedRequest, "log in to cancel a registration")
 	}
-	username, password := q.ChildText(NS, "username"), q.ChildText(NS, "password")
-	if username == "" || password == "" {
+	username, pw := q.ChildText(NS, "username"), q.ChildText(NS, "password")
+	if username == "" || pw == "" {
 		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "a username and a password are required")
 	}
 	j, err := jid.New(username, domain, "")
 	if err != nil {
 		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "this username is not allowed")
 	}
-	if err := m.checkPassword(password, j.Localpart(), j.Domainpart()); err != nil {
+	if err := m.checkPassword(pw, j.Localpart(), j.Domainpart()); err != nil {
 		return nil, err
 	}
 	if _, err := m.store.GetUser(ctx, j.Localpart(), j.Domainpart()); err == nil {
@@ -177,7 +177,7 @@ func (m *Module) preAuth(ctx context.Context, domain string, iq *stanza.Stanza) 
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("register: look up %s: %w", j, err)
 	}
-	creds, err := sasl.DeriveAll(password, m.iterations)
+	creds, err := sasl.DeriveAll(pw, m.iterations)
 	if err != nil {
 		return nil, fmt.Errorf("register: derive credentials: %w", err)
 	}
@@ -232,18 +232,18 @@ func (m *Module) authenticated(ctx context.Context, sess module.Session, iq *sta
 // changePassword sets new credentials (XEP-0077 section 3.3).
 func (m *Module) changePassword(ctx context.Context, sess module.Session, user jid.JID, q *element.Element) error {
 	un := q.Child(NS, "username")
-	password := q.ChildText(NS, "password")
-	if un == nil || password == "" {
+	pw := q.ChildText(NS, "password")
+	if un == nil || pw == "" {
 		// An empty password never replaces the current one.
 		return stanza.Err(stanza.Modify, stanza.BadRequest, "a username and a new password are required")
 	}
 	if j, err := jid.New(un.Text(), user.Domainpart(), ""); err != nil || j.Localpart() != user.Localpart() {
 		return stanza.Err(stanza.Auth, stanza.Forbidden, "only one's own password can be changed")
 	}
-	if err := m.checkPassword(password, user.Localpart(), user.Domainpart()); err != nil {
+	if err := m.checkPassword(pw, user.Localpart(), user.Domainpart()); err != nil {
 		return err
 	}
-	creds, err := sasl.DeriveAll(password, m.iterations)
+	creds, err := sasl.DeriveAll(pw, m.iterations)
 	if err != nil {
 		return fmt.Errorf("register: derive credentials: %w", err)
 	}

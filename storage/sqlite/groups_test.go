@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -129,5 +130,47 @@ func TestGroupMembersSeenByAnotherStore(t *testing.T) {
 	}
 	if got, _ := server.GroupsOf(ctx, "alice@example.com"); !slices.Equal(got, []string{"ops"}) {
 		t.Errorf("the other store sees %v", got)
+	}
+}
+
+// BenchmarkGroupsOf is the read a rights check would cost without the
+// in-memory copy of modules/groups; BenchmarkMembershipVersion is what
+// that module pays once a second instead.
+func BenchmarkGroupsOf(b *testing.B) {
+	s, _ := openTest(b)
+	benchMembers(b, s)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.GroupsOf(ctx, "u7@example.com"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMembershipVersion(b *testing.B) {
+	s, _ := openTest(b)
+	benchMembers(b, s)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.MembershipVersion(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchMembers(b *testing.B, s *Store) {
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		u := fmt.Sprintf("u%d", i)
+		if err := s.CreateUser(ctx, storage.User{Localpart: u, Domain: "example.com", SCRAM: creds(1)}); err != nil {
+			b.Fatal(err)
+		}
+		for _, g := range []string{"ops", "staff", "traders"} {
+			if err := s.AddMember(ctx, g, u+"@example.com"); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
