@@ -4,15 +4,29 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/palisade-im/palisade/modules/groups" // internal group memberships, linked into every e2e server
 	"github.com/palisade-im/palisade/server/cli"
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/module"
 	"mellium.im/xmpp/jid"
 )
+
+// hosts keeps the module.Host each e2e server gave its modules, by its
+// configuration, so that a test can call what modules can (Host.Groups).
+var hosts sync.Map // *config.Config -> *module.Host
+
+func init() {
+	module.Register(module.Info{Name: "e2e_host_probe", New: func(h *module.Host, _ any) (any, error) {
+		hosts.Store(h.Config, h)
+		return struct{}{}, nil
+	}})
+}
 
 // groupCLI runs `palisade user group ARGS` in-process with a config file
 // for the running server's data_dir, as an administrator would while it
@@ -63,6 +77,10 @@ func TestAccessInternalGroups(t *testing.T) {
 	// bob, without a session, is put in ops: his next login is refused.
 	groupCLI(t, e, "add", "bob@"+domain, "ops")
 	waitRule(t, e, "bob@"+domain, 0)
+	h, _ := hosts.Load(e.cfg)
+	if g := h.(*module.Host).Groups(jid.MustParse("bob@" + domain)); !slices.Equal(g, []string{"ops"}) {
+		t.Errorf("Host.Groups(bob) = %v, want [ops]: modules do not see internal members", g)
+	}
 	wantFailure(t, authFrom(t, e, "127.0.0.1", "bob", users["bob"]), "not-authorized", "bob in ops")
 
 	// alice, with a session, is put in ops: the session is closed.
