@@ -42,7 +42,8 @@ type Users interface {
 	// GetUser returns an account or ErrNotFound.
 	GetUser(ctx context.Context, localpart, domain string) (User, error)
 	// DeleteUser removes an account and everything stored for it (roster, offline,
-	// private, vcard, blocklist, PEP nodes, message history); ErrNotFound if absent.
+	// private, vcard, blocklist, PEP nodes, message history, group
+	// memberships); ErrNotFound if absent.
 	DeleteUser(ctx context.Context, localpart, domain string) error
 	// ListUsers returns the localparts of a domain, sorted.
 	ListUsers(ctx context.Context, domain string) ([]string, error)
@@ -150,5 +151,6 @@ type Store interface {
 	Blocklists
 	PubSub
 	History
+	Groups
 	Close() error
 }

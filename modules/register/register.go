@@ -11,17 +11,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/password"
 	"github.com/palisade-im/palisade/server/sasl"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
-	"golang.org/x/text/secure/precis"
 	"mellium.im/xmpp/jid"
 )
 
@@ -33,9 +32,6 @@ const (
 	NSFeature = "http://jabber.org/features/iq-register"
 )
 
-// MaxPasswordBytes is the longest password accepted.
-const MaxPasswordBytes = 1024
-
 // Instructions is sent with the registration fields.
 const Instructions = "Choose a username and password to register with this server."
 
@@ -43,17 +39,19 @@ const Instructions = "Choose a username and password to register with this serve
 type Config struct {
 	// Allow turns on in-band account creation and removal.
 	Allow bool `toml:"allow"`
-	// MinPasswordLength is the shortest password accepted, in characters.
+	// MinPasswordLength is no longer used here: the password policy is
+	// [auth] password_min_length and password_reject_common. A file that
+	// still sets it is refused with a message saying so.
 	MinPasswordLength int `toml:"min_password_length"`
 }
 
-// DefaultConfig returns the defaults: registration off, 8 characters.
-func DefaultConfig() *Config { return &Config{MinPasswordLength: 8} }
+// DefaultConfig returns the defaults: registration off.
+func DefaultConfig() *Config { return &Config{} }
 
-// Validate checks the limits.
+// Validate refuses the old min_password_length key.
 func (c *Config) Validate() error {
-	if c.MinPasswordLength < 1 || c.MinPasswordLength > 256 {
-		return errors.New("min_password_length must be between 1 and 256")
+	if c.MinPasswordLength != 0 {
+		return &config.FieldError{Key: "min_password_length", Msg: "moved: set [auth] password_min_length instead"}
 	}
 	return nil
 }
@@ -68,10 +66,12 @@ func init() {
 				c = DefaultConfig()
 			}
 			iterations := 0
+			policy := password.Policy{MinLength: config.Default().Auth.PasswordMinLength, RejectCommon: true}
 			if h.Config != nil {
 				iterations = h.Config.Auth.SCRAMIterations
+				policy = password.Policy{MinLength: h.Config.Auth.PasswordMinLength, RejectCommon: h.Config.Auth.PasswordRejectCommon}
 			}
-			return New(h.Router, h.Store, h.Log, h.Audit, *c, iterations)
+			return New(h.Router, h.Store, h.Log, h.Audit, *c, iterations, policy)
 		},
 	})
 }
@@ -84,6 +84,7 @@ type Module struct {
 	audit      *zap.Logger
 	cfg        Config
 	iterations int
+	policy     password.Policy
 }
 
 var (
@@ -94,12 +95,13 @@ var (
 )
 
 // New builds the module; iterations is the PBKDF2 count for new SCRAM
-// credentials (0: sasl.DefaultIterations).
-func New(r module.Router, store storage.Users, log, audit *zap.Logger, cfg Config, iterations int) (*Module, error) {
+// credentials (0: sasl.DefaultIterations), policy the password policy
+// ([auth] password_min_length, password_reject_common).
+func New(r module.Router, store storage.Users, log, audit *zap.Logger, cfg Config, iterations int, policy password.Policy) (*Module, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
-	return &Module{router: r, store: store, log: log, audit: audit, cfg: cfg, iterations: iterations}, nil
+	return &Module{router: r, store: store, log: log, audit: audit, cfg: cfg, iterations: iterations, policy: policy}, nil
 }
 
 // IQRoutes implements module.IQHandlers: requests from authenticated
@@ -159,15 +161,15 @@ func (m *Module) preAuth(ctx context.Context, domain string, iq *stanza.Stanza) 
 	if q.Child(NS, "remove") != nil {
 		return nil, stanza.Err(stanza.Cancel, stanza.UnexpectedRequest, "log in to cancel a registration")
 	}
-	username, password := q.ChildText(NS, "username"), q.ChildText(NS, "password")
-	if username == "" || password == "" {
+	username, pw := q.ChildText(NS, "username"), q.ChildText(NS, "password")
+	if username == "" || pw == "" {
 		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "a username and a password are required")
 	}
 	j, err := jid.New(username, domain, "")
 	if err != nil {
 		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "this username is not allowed")
 	}
-	if err := m.checkPassword(password, j.Localpart()); err != nil {
+	if err := m.checkPassword(pw, j.Localpart(), j.Domainpart()); err != nil {
 		return nil, err
 	}
 	if _, err := m.store.GetUser(ctx, j.Localpart(), j.Domainpart()); err == nil {
@@ -175,7 +177,7 @@ func (m *Module) preAuth(ctx context.Context, domain string, iq *stanza.Stanza) 
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("register: look up %s: %w", j, err)
 	}
-	creds, err := sasl.DeriveAll(password, m.iterations)
+	creds, err := sasl.DeriveAll(pw, m.iterations)
 	if err != nil {
 		return nil, fmt.Errorf("register: derive credentials: %w", err)
 	}
@@ -230,18 +232,18 @@ func (m *Module) authenticated(ctx context.Context, sess module.Session, iq *sta
 // changePassword sets new credentials (XEP-0077 section 3.3).
 func (m *Module) changePassword(ctx context.Context, sess module.Session, user jid.JID, q *element.Element) error {
 	un := q.Child(NS, "username")
-	password := q.ChildText(NS, "password")
-	if un == nil || password == "" {
+	pw := q.ChildText(NS, "password")
+	if un == nil || pw == "" {
 		// An empty password never replaces the current one.
 		return stanza.Err(stanza.Modify, stanza.BadRequest, "a username and a new password are required")
 	}
 	if j, err := jid.New(un.Text(), user.Domainpart(), ""); err != nil || j.Localpart() != user.Localpart() {
 		return stanza.Err(stanza.Auth, stanza.Forbidden, "only one's own password can be changed")
 	}
-	if err := m.checkPassword(password, user.Localpart()); err != nil {
+	if err := m.checkPassword(pw, user.Localpart(), user.Domainpart()); err != nil {
 		return err
 	}
-	creds, err := sasl.DeriveAll(password, m.iterations)
+	creds, err := sasl.DeriveAll(pw, m.iterations)
 	if err != nil {
 		return fmt.Errorf("register: derive credentials: %w", err)
 	}
@@ -281,23 +283,14 @@ func (m *Module) remove(ctx context.Context, sess module.Session, iq *stanza.Sta
 	return nil, module.ErrHandled
 }
 
-// checkPassword applies the password policy: valid per the PRECIS
-// OpaqueString profile, at least MinPasswordLength characters, not the
-// username, not a common password.
-func (m *Module) checkPassword(password, localpart string) error {
-	if len(password) > MaxPasswordBytes {
-		return stanza.Err(stanza.Modify, stanza.NotAcceptable, "the password is too long")
-	}
-	prepared, err := precis.OpaqueString.String(password)
-	if err != nil {
-		return stanza.Err(stanza.Modify, stanza.NotAcceptable, "the password contains characters that are not allowed")
-	}
-	if utf8.RuneCountInString(prepared) < m.cfg.MinPasswordLength {
-		return stanza.Err(stanza.Modify, stanza.NotAcceptable,
-			fmt.Sprintf("the password must be at least %d characters long", m.cfg.MinPasswordLength))
-	}
-	if strings.EqualFold(prepared, localpart) || isCommon(prepared) {
-		return stanza.Err(stanza.Modify, stanza.NotAcceptable, "this password is too easy to guess")
+// checkPassword applies the password policy (server/password): a refusal
+// is not-acceptable with the reason as text (XEP-0077 section 3.1).
+func (m *Module) checkPassword(pw, localpart, domain string) error {
+	var weak *password.Weak
+	if err := m.policy.Check(pw, localpart, domain); errors.As(err, &weak) {
+		return stanza.Err(stanza.Modify, stanza.NotAcceptable, weak.Reason)
+	} else if err != nil {
+		return stanza.Err(stanza.Modify, stanza.NotAcceptable, "the password is not acceptable")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/module/moduletest"
+	"github.com/palisade-im/palisade/server/password"
 	"github.com/palisade-im/palisade/server/sasl"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
@@ -23,11 +24,17 @@ type env struct {
 	audit *observer.ObservedLogs
 }
 
-func newEnv(t *testing.T, cfg Config) *env {
+// policy8 is a policy short enough for XEP-0077's example passwords.
+var policy8 = password.Policy{MinLength: 8, RejectCommon: true}
+
+// policy12 is the default policy.
+var policy12 = password.Policy{MinLength: 12, RejectCommon: true}
+
+func newEnv(t *testing.T, cfg Config, policy password.Policy) *env {
 	t.Helper()
 	h, r := moduletest.NewHost(t, nil)
 	core, logs := observer.New(zapcore.InfoLevel)
-	m, err := New(r, h.Store, h.Log, zap.New(core), cfg, sasl.DefaultIterations)
+	m, err := New(r, h.Store, h.Log, zap.New(core), cfg, sasl.DefaultIterations, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +83,11 @@ func (e *env) noSecrets(t *testing.T, secrets ...string) {
 }
 
 func TestStreamFeature(t *testing.T) {
-	off := newEnv(t, *DefaultConfig())
+	off := newEnv(t, *DefaultConfig(), policy12)
 	if f := off.m.StreamFeatures(false); len(f) != 0 {
 		t.Errorf("registration off but advertised: %v", f)
 	}
-	on := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
+	on := newEnv(t, Config{Allow: true}, policy8)
 	f := on.m.StreamFeatures(false)
 	if len(f) != 1 || f[0].String() != `<register xmlns="http://jabber.org/features/iq-register"/>` {
 		t.Errorf("pre-auth features %v", f)
@@ -91,7 +98,7 @@ func TestStreamFeature(t *testing.T) {
 }
 
 func TestRegistrationOff(t *testing.T) {
-	e := newEnv(t, *DefaultConfig())
+	e := newEnv(t, *DefaultConfig(), policy12)
 	_, _, err := e.preAuth(t, `<iq type='get' id='reg1'><query xmlns='jabber:iq:register'/></iq>`)
 	if moduletest.Condition(err) != stanza.ServiceUnavailable {
 		t.Errorf("get: %v", err)
@@ -103,7 +110,7 @@ func TestRegistrationOff(t *testing.T) {
 }
 
 func TestRegister(t *testing.T) {
-	e := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
+	e := newEnv(t, Config{Allow: true}, policy8)
 	// XEP-0077 section 3.1: the fields ...
 	_, res, err := e.preAuth(t, `<iq type='get' id='reg1' to='shakespeare.lit'><query xmlns='jabber:iq:register'/></iq>`)
 	want := `<query xmlns="jabber:iq:register"><instructions>` + Instructions + `</instructions><username/><password/></query>`
@@ -130,7 +137,7 @@ func TestRegister(t *testing.T) {
 }
 
 func TestRegisterRefused(t *testing.T) {
-	e := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
+	e := newEnv(t, Config{Allow: true}, policy8)
 	for _, tc := range []struct {
 		query string
 		want  stanza.Condition
@@ -147,7 +154,7 @@ func TestRegisterRefused(t *testing.T) {
 		{`<username>bill</username><password>Password123</password>`, stanza.NotAcceptable},
 		{`<username>bill</username><password>qwertyuiop</password>`, stanza.NotAcceptable},
 		{`<username>williamshakespeare</username><password>WilliamShakespeare</password>`, stanza.NotAcceptable},
-		{`<username>bill</username><password>` + strings.Repeat("x", MaxPasswordBytes+1) + `</password>`, stanza.NotAcceptable},
+		{`<username>bill</username><password>` + strings.Repeat("x", password.MaxBytes+1) + `</password>`, stanza.NotAcceptable},
 		// No removal before authentication.
 		{`<remove/>`, stanza.UnexpectedRequest},
 	} {
@@ -169,7 +176,7 @@ func TestRegisterRefused(t *testing.T) {
 }
 
 func TestChangePassword(t *testing.T) {
-	e := newEnv(t, *DefaultConfig())
+	e := newEnv(t, *DefaultConfig(), policy12)
 	ctx := context.Background()
 	creds, err := sasl.DeriveAll("old-secret-1", sasl.DefaultIterations)
 	if err != nil {
@@ -242,7 +249,7 @@ func TestChangePassword(t *testing.T) {
 
 func TestRemove(t *testing.T) {
 	ctx := context.Background()
-	off := newEnv(t, *DefaultConfig())
+	off := newEnv(t, *DefaultConfig(), policy12)
 	s := off.r.Login(t, "bill@example.com/globe")
 	// XEP-0077 section 3.2, with in-band removal not allowed.
 	_, err := moduletest.RequestSession(t, off.m, s, module.ScopeAccount,
@@ -251,7 +258,7 @@ func TestRemove(t *testing.T) {
 		t.Errorf("not allowed: %v", err)
 	}
 
-	e := newEnv(t, Config{Allow: true, MinPasswordLength: 8})
+	e := newEnv(t, Config{Allow: true}, policy8)
 	globe := e.r.Login(t, "juliet@example.com/globe")
 	balcony := e.r.Login(t, "juliet@example.com/balcony")
 	_, err = moduletest.RequestSession(t, e.m, globe, module.ScopeAccount,
@@ -276,5 +283,58 @@ func TestRemove(t *testing.T) {
 	}
 	if l := e.audit.FilterMessage("account_removed").All(); len(l) != 1 {
 		t.Errorf("audit %v", e.audit.All())
+	}
+}
+
+// TestPolicyReasons: with the default policy ([auth] 12 characters, common
+// passwords refused) registration and password change answer
+// not-acceptable (modify) with the reason as text, and nothing changes.
+func TestPolicyReasons(t *testing.T) {
+	e := newEnv(t, Config{Allow: true}, policy12)
+	ctx := context.Background()
+	for _, tc := range []struct{ user, pw, why string }{
+		{"bill", "Calliope", "at least 12 characters"},
+		{"bill", "Password2026!", "most common"},
+		{"bill", "quill-pen-ink-42", ""}, // accepted: creates bill
+		{"juliet2", "xyzxyzxyzxyz", "repeated"},
+		{"romeo", "romeo1234567!", "name or domain"},
+	} {
+		_, _, err := e.preAuth(t, `<iq type='set' id='r'><query xmlns='jabber:iq:register'><username>`+tc.user+
+			`</username><password>`+tc.pw+`</password></query></iq>`)
+		var se *stanza.Error
+		if tc.why == "" {
+			if err != nil {
+				t.Errorf("%s/%s refused: %v", tc.user, tc.pw, err)
+			}
+			continue
+		}
+		if !errors.As(err, &se) || se.Condition != stanza.NotAcceptable || se.Type != stanza.Modify ||
+			!strings.Contains(se.Text, tc.why) || strings.Contains(se.Text, tc.pw) {
+			t.Errorf("%s/%s: %#v, want modify not-acceptable saying %q", tc.user, tc.pw, err, tc.why)
+		}
+		if _, err := e.r.Store().GetUser(ctx, tc.user, moduletest.Domain); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%s created despite the refusal: %v", tc.user, err)
+		}
+	}
+	// A password change by alice is held to the same policy.
+	alice := e.r.Login(t, "alice@example.com/globe")
+	_, err := moduletest.RequestSession(t, e.m, alice, module.ScopeAccount,
+		`<iq type='set' id='c'><query xmlns='jabber:iq:register'><username>alice</username><password>qwerty123456</password></query></iq>`)
+	var se *stanza.Error
+	if !errors.As(err, &se) || se.Condition != stanza.NotAcceptable || !strings.Contains(se.Text, "most common") {
+		t.Errorf("change to a common password: %v", err)
+	}
+	e.noSecrets(t, "Calliope", "Password2026!", "quill-pen-ink-42", "xyzxyzxyzxyz", "romeo1234567!", "qwerty123456")
+}
+
+// TestOldLengthKeyRefused: [modules.register] min_password_length moved to
+// [auth] password_min_length; a file that still sets it says so.
+func TestOldLengthKeyRefused(t *testing.T) {
+	err := (&Config{MinPasswordLength: 8}).Validate()
+	if err == nil || !strings.Contains(err.Error(), "min_password_length: moved: set [auth] password_min_length") {
+		t.Errorf("Validate = %v", err)
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/palisade-im/palisade/server"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/password"
 	"github.com/palisade-im/palisade/server/sasl"
 	"github.com/palisade-im/palisade/storage"
 	"github.com/palisade-im/palisade/storage/sqlite"
@@ -32,9 +33,6 @@ import (
 // Version is the build's version, set with -ldflags "-X ...cli.Version=...".
 var Version = "dev"
 
-// minPasswordLength is the shortest password the CLI accepts.
-const minPasswordLength = 8
-
 const usage = `usage: palisade [--config FILE] <command> [args]
 
 commands:
@@ -46,6 +44,12 @@ commands:
   user list DOMAIN         list the accounts of a domain
   user unlock JID          clear an account's failed logins and lockout on the running server
   user kick JID            end the sessions of a bare JID (or one full JID) on the running server
+  user group add JID GROUP put an internal account in a [groups] group
+  user group remove JID GROUP
+                           take it out again
+  user group list [JID|GROUP]
+                           every group with its members, one group's
+                           members, or one account's groups
   archive verify [--verifier-key KEY|FILE]
                            recompute the journal's Merkle tree, check every
                            checkpoint's signature and consistency; exit 1
@@ -281,9 +285,12 @@ func configHint(path string) string {
 
 func (e *env) user(args []string) error {
 	if len(args) == 0 {
-		return usageErr("usage: palisade user add|passwd|del|list|kick|unlock ...")
+		return usageErr("usage: palisade user add|passwd|del|list|kick|unlock|group ...")
 	}
 	sub, args := args[0], args[1:]
+	if sub == "group" {
+		return e.userGroup(args)
+	}
 	if len(args) != 1 {
 		return usageErr("usage: palisade user %s %s", sub, map[bool]string{true: "DOMAIN", false: "JID"}[sub == "list"])
 	}
@@ -336,6 +343,10 @@ func (e *env) user(args []string) error {
 		pw, err := e.readPassword()
 		if err != nil {
 			return err
+		}
+		policy := password.Policy{MinLength: cfg.Auth.PasswordMinLength, RejectCommon: cfg.Auth.PasswordRejectCommon}
+		if err := policy.Check(pw, j.Localpart(), j.Domainpart()); err != nil {
+			return usageErr("password refused for %s: %v ([auth] password policy)", j, err)
 		}
 		creds, err := sasl.DeriveAll(pw, cfg.Auth.SCRAMIterations)
 		if err != nil {
@@ -410,18 +421,11 @@ func (e *env) readPassword() (string, error) {
 		if string(p1) != string(p2) {
 			return "", usageErr("passwords do not match")
 		}
-		return checkPassword(string(p1))
+		return string(p1), nil
 	}
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read password: %w", err)
 	}
-	return checkPassword(strings.TrimRight(line, "\r\n"))
-}
-
-func checkPassword(p string) (string, error) {
-	if len([]rune(p)) < minPasswordLength {
-		return "", usageErr("password must have at least %d characters", minPasswordLength)
-	}
-	return p, nil
+	return strings.TrimRight(line, "\r\n"), nil
 }

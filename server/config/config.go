@@ -38,7 +38,9 @@ type Config struct {
 	Auth Auth `toml:"auth"`
 	// Archive configures the compliance journal.
 	Archive Archive `toml:"archive"`
-	// Groups maps Palisade group names to directory group DNs.
+	// Groups declares the Palisade groups: each name maps to a directory
+	// group DN, or to "" for a group with internal members only. Internal
+	// accounts may be put in any declared group (palisade user group add).
 	Groups map[string]string `toml:"groups"`
 	// Access holds the access rules.
 	Access Access `toml:"access"`
@@ -135,6 +137,13 @@ type Auth struct {
 	FailureDelay Duration `toml:"failure_delay"`
 	// MaxFailureDelay caps the pause.
 	MaxFailureDelay Duration `toml:"max_failure_delay"`
+	// PasswordMinLength is the fewest characters a new password of an
+	// internal account may have (registration, password change, CLI).
+	PasswordMinLength int `toml:"password_min_length"`
+	// PasswordRejectCommon refuses new passwords of internal accounts
+	// that are in the built-in list of common passwords or a trivial
+	// pattern (server/password).
+	PasswordRejectCommon bool `toml:"password_reject_common"`
 }
 
 // Archive is the [archive] section: the compliance journal (every message
@@ -374,6 +383,10 @@ const (
 	MaxStanzaBytes = 16 << 20
 	// MinSCRAMIterations is the smallest allowed auth.scram_iterations.
 	MinSCRAMIterations = 4096
+	// MinPasswordLength and MaxPasswordLength bound
+	// auth.password_min_length.
+	MinPasswordLength = 8
+	MaxPasswordLength = 256
 )
 
 // KnownProviders returns the authentication provider names accepted in
@@ -413,6 +426,9 @@ func Default() *Config {
 			LockoutDuration:  Duration(15 * time.Minute),
 			FailureDelay:     Duration(200 * time.Millisecond),
 			MaxFailureDelay:  Duration(5 * time.Second),
+
+			PasswordMinLength:    12,
+			PasswordRejectCommon: true,
 		},
 		Archive: Archive{
 			Enabled:            true,

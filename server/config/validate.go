@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/palisade-im/palisade/modules/archive/cosignature"
 	"mellium.im/xmpp/jid"
@@ -106,6 +107,9 @@ func (l *loader) validate(c *Config) {
 	if c.Auth.FailureDelay < 0 || c.Auth.MaxFailureDelay < c.Auth.FailureDelay {
 		l.invalid("auth.max_failure_delay", -1, "must be at least auth.failure_delay (%s), got %s", c.Auth.FailureDelay, c.Auth.MaxFailureDelay)
 	}
+	if n := c.Auth.PasswordMinLength; n < MinPasswordLength || n > MaxPasswordLength {
+		l.invalid("auth.password_min_length", -1, "must be between %d and %d, got %d", MinPasswordLength, MaxPasswordLength, n)
+	}
 	if c.Archive.CheckpointInterval < Duration(MinCheckpointInterval) {
 		l.invalid("archive.checkpoint_interval", -1, "must be at least %s, got %s", MinCheckpointInterval, c.Archive.CheckpointInterval)
 	}
@@ -167,8 +171,12 @@ func (l *loader) validateAccess(c *Config) {
 	}
 	slices.Sort(groupNames)
 	for _, g := range groupNames {
-		if strings.TrimSpace(c.Groups[g]) == "" || !strings.Contains(c.Groups[g], "=") {
-			l.invalid("groups."+g, -1, "%q is not a directory group DN", c.Groups[g])
+		// "" declares a group with internal members only.
+		if dn := c.Groups[g]; dn != "" && (strings.TrimSpace(dn) == "" || !strings.Contains(dn, "=")) {
+			l.invalid("groups."+g, -1, "%q is not a directory group DN (or \"\" for a group of internal accounts only)", dn)
+		}
+		if strings.TrimSpace(g) == "" || strings.ContainsFunc(g, unicode.IsControl) {
+			l.invalid("groups."+g, -1, "%q is not a usable group name", g)
 		}
 	}
 	check := func(key string, r Rule, isDefault bool) {

@@ -146,7 +146,8 @@ func newEnvAttempt(t testing.TB, mod func(*config.Config), also zapcore.Core, at
 		mod(cfg)
 	}
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, t.TempDir()+"/db")
+	// The file the CLI opens for this data_dir (palisade user ... --config).
+	store, err := sqlite.Open(ctx, filepath.Join(cfg.Server.DataDir, "palisade.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -394,10 +394,13 @@ type LoginRefused struct {
 func (e *LoginRefused) Error() string { return "login refused: " + e.Condition + ": " + e.Reason }
 
 // GroupSource tells which Palisade groups ([groups] names) an account is
-// in. The core unites the answers of every GroupSource for access rules.
+// in: the directory's (modules/ldap) and internal memberships
+// (modules/groups). The core unites the answers of every GroupSource for
+// access rules and Router.Groups.
 type GroupSource interface {
-	// Groups returns the account's groups as last learned (at login, then
-	// at each directory sync); it must not block on the network.
+	// Groups returns the account's groups as last learned (the directory:
+	// at login, then at each sync; internal: within a second of a change);
+	// it must not block on the network or the disk.
 	Groups(bare jid.JID) []string
 }
 

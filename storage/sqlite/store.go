@@ -365,7 +365,24 @@ CREATE TABLE history_key (
 	key BLOB NOT NULL CHECK (length(key) = 16) -- AES-128 key of the stanza-ids
 ) STRICT;
 `,
-	// 6: roster items a shared-roster group manages.
+	// 6: internal accounts' memberships in Palisade groups ([groups] names),
+	// and a version bumped by every change so that the running server
+	// notices changes the CLI makes in another process.
+	`
+CREATE TABLE group_members (
+	group_name TEXT NOT NULL,
+	jid        TEXT NOT NULL, -- bare JID of an internal account
+	PRIMARY KEY (group_name, jid)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX group_members_jid ON group_members (jid, group_name);
+
+CREATE TABLE group_version (
+	one     INTEGER PRIMARY KEY CHECK (one = 1),
+	version INTEGER NOT NULL
+) STRICT;
+INSERT INTO group_version (one, version) VALUES (1, 0);
+`,
+	// 7: roster items a shared-roster group manages.
 	`
 ALTER TABLE roster_items ADD COLUMN shared TEXT NOT NULL DEFAULT ''; -- the [groups] name; '' for the user's own items
 CREATE INDEX roster_items_shared ON roster_items (shared) WHERE shared != '';

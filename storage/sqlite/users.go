@@ -83,7 +83,8 @@ func (s *Store) GetUser(ctx context.Context, localpart, domain string) (storage.
 }
 
 // DeleteUser removes an account together with its roster, roster version,
-// offline messages, private data, block list, PEP nodes and message history; storage.ErrNotFound if absent.
+// offline messages, private data, block list, PEP nodes, message history and
+// group memberships; storage.ErrNotFound if absent.
 func (s *Store) DeleteUser(ctx context.Context, localpart, domain string) error {
 	bare := localpart + "@" + domain
 	return s.write(ctx, "delete user", func(tx *sql.Tx) error {
@@ -110,7 +111,7 @@ func (s *Store) DeleteUser(ctx context.Context, localpart, domain string) error 
 				return err
 			}
 		}
-		return nil
+		return removeMemberships(ctx, tx, bare)
 	})
 }
 
