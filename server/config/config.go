@@ -579,6 +579,14 @@ func (c *Config) Summary() string {
 		for _, h := range c.Archive.Holds {
 			row("legal hold", h.Name+": "+strings.Join(h.Custodians, ", "))
 		}
+		for _, w := range c.Archive.Witnesses {
+			name, _, _ := strings.Cut(w.Key, "+")
+			req := "required"
+			if !w.IsRequired() {
+				req = "optional"
+			}
+			row("witness", name+" at "+w.URL+" ("+req+")")
+		}
 	} else {
 		row("archive", "off")
 	}

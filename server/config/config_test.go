@@ -689,6 +689,16 @@ allow = true
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
 	}
+	// The archive's witnesses are listed with their names.
+	cfg, err = Parse("palisade.toml", []byte(doc+"[archive]\nenabled = true\n[[archive.witness]]\nurl = \"https://w.example/w\"\nkey = \""+witnessVkey+
+		"\"\nrequired = false\n"), testRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, _, _ := strings.Cut(witnessVkey, "+")
+	if want := "witness:          " + name + " at https://w.example/w (optional)\n"; !strings.Contains(cfg.Summary(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, cfg.Summary())
+	}
 	d := Default().Summary()
 	for _, want := range []string{"wss, /xmpp-websocket", "tls:              no certificate configured", "modules:          none"} {
 		if !strings.Contains(d, want) {
