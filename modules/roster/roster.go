@@ -68,6 +68,16 @@ func DefaultConfig() *Config {
 		SharedGroups: []string{}, SharedInterval: config.Duration(time.Minute), MaxSharedMembers: 500}
 }
 
+// ValidateGroups checks that shared_groups names groups of [groups].
+func (c *Config) ValidateGroups(groups map[string]string) error {
+	for _, g := range c.SharedGroups {
+		if _, ok := groups[g]; !ok {
+			return &config.FieldError{Key: "shared_groups", Msg: fmt.Sprintf("group %q is not defined in [groups]", g)}
+		}
+	}
+	return nil
+}
+
 // Validate checks the limits.
 func (c *Config) Validate() error {
 	switch {
@@ -151,10 +161,8 @@ func New(h *module.Host, cfg Config) (*Module, error) {
 		return nil, errors.New("roster: the host needs a router and a store")
 	}
 	if h.Config != nil {
-		for _, g := range cfg.SharedGroups {
-			if _, ok := h.Config.Groups[g]; !ok {
-				return nil, fmt.Errorf("roster: shared_groups: group %q is not defined in [groups]", g)
-			}
+		if err := cfg.ValidateGroups(h.Config.Groups); err != nil {
+			return nil, fmt.Errorf("roster: %w", err)
 		}
 	}
 	m := newModule(h.Router, h.Store, h.Log, h.Audit, cfg)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/storage"
 )
@@ -86,4 +88,17 @@ func TestSharedRoster(t *testing.T) {
 
 func containsPrefix(list []string, prefix string) bool {
 	return slices.ContainsFunc(list, func(s string) bool { return strings.HasPrefix(s, prefix) })
+}
+
+// A shared group missing from [groups] is a configuration error that
+// names the key (check-config and start-up).
+func TestSharedGroupsMustBeDeclared(t *testing.T) {
+	doc := "[groups]\nstaff = \"cn=staff,dc=example\"\n\n[modules.roster]\nshared_groups = [\"staff\", \"nope\"]\n"
+	_, err := config.Parse("t.toml", []byte(doc), module.ConfigRegistry{})
+	if err == nil || !strings.Contains(err.Error(), "modules.roster.shared_groups") || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := config.Parse("t.toml", []byte(strings.Replace(doc, `, "nope"`, "", 1)), module.ConfigRegistry{}); err != nil {
+		t.Fatalf("declared group refused: %v", err)
+	}
 }

@@ -18,6 +18,12 @@ import (
 // validator is implemented by module config structs that check themselves.
 type validator interface{ Validate() error }
 
+// groupsValidator is implemented by module config structs that name
+// [groups] entries; it gets the declared groups.
+type groupsValidator interface {
+	ValidateGroups(groups map[string]string) error
+}
+
 // validate checks every setting of c, reporting through l.invalid.
 func (l *loader) validate(c *Config) {
 	l.validateServer(&c.Server)
@@ -153,12 +159,16 @@ func (l *loader) validate(c *Config) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		v, ok := c.Modules[n].Value.(validator)
-		if !ok {
-			continue
+		if v, ok := c.Modules[n].Value.(validator); ok {
+			if err := v.Validate(); err != nil {
+				l.moduleErrors(n, err)
+				continue
+			}
 		}
-		if err := v.Validate(); err != nil {
-			l.moduleErrors(n, err)
+		if v, ok := c.Modules[n].Value.(groupsValidator); ok {
+			if err := v.ValidateGroups(c.Groups); err != nil {
+				l.moduleErrors(n, err)
+			}
 		}
 	}
 }
