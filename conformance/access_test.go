@@ -27,17 +27,7 @@ encryption_required = true
 	bob := startProfanity(t, s, "bob")
 	a, b := "alice@"+Domain, "bob@"+Domain
 
-	for _, p := range []*profanity{alice, bob} {
-		p.cmd("/omemo gen")
-		p.waitScreen(`Your Device ID is \d+`, 60*time.Second)
-	}
-	alice.cmd("/roster add " + b + " Bob")
-	alice.cmd("/sub request " + b)
-	bob.waitScreen("Received authorization request from "+regexp.QuoteMeta(a), 20*time.Second)
-	bob.cmd("/sub allow " + a)
-	bob.cmd("/sub request " + a)
-	alice.waitScreen("Received authorization request from "+regexp.QuoteMeta(b), 20*time.Second)
-	alice.cmd("/sub allow " + b)
+	omemoContacts(t, alice, bob, a, b)
 	alice.waitLog(`RECV: <message[^>]*from="`+regexp.QuoteMeta(b)+`"[^>]*>(<[^>]*>)*?<items node="eu.siacs.conversations.axolotl.devicelist"`, 30*time.Second)
 
 	// Plain text from alice, and to her, is refused.

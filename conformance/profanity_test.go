@@ -153,18 +153,7 @@ func TestProfanityOMEMO(t *testing.T) {
 	bob := startProfanity(t, s, "bob")
 	a, b := "alice@"+Domain, "bob@"+Domain
 
-	for _, p := range []*profanity{alice, bob} {
-		p.cmd("/omemo gen")
-		p.waitScreen(`Your Device ID is \d+`, 60*time.Second)
-	}
-
-	alice.cmd("/roster add " + b + " Bob")
-	alice.cmd("/sub request " + b)
-	bob.waitScreen("Received authorization request from "+regexp.QuoteMeta(a), 20*time.Second)
-	bob.cmd("/sub allow " + a)
-	bob.cmd("/sub request " + a)
-	alice.waitScreen("Received authorization request from "+regexp.QuoteMeta(b), 20*time.Second)
-	alice.cmd("/sub allow " + b)
+	omemoContacts(t, alice, bob, a, b)
 
 	// Each side's device list reached the other as a PEP event.
 	alice.waitLog(`RECV: <message[^>]*from="`+regexp.QuoteMeta(b)+`"[^>]*>(<[^>]*>)*?<items node="eu.siacs.conversations.axolotl.devicelist"`, 30*time.Second)
@@ -225,4 +214,21 @@ func journalText(t *testing.T, s *Server) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// omemoContacts makes OMEMO keys in two profanity clients and subscribes
+// them to each other both ways (a and b are their bare JIDs).
+func omemoContacts(t *testing.T, alice, bob *profanity, a, b string) {
+	t.Helper()
+	for _, p := range []*profanity{alice, bob} {
+		p.cmd("/omemo gen")
+		p.waitScreen(`Your Device ID is \d+`, 60*time.Second)
+	}
+	alice.cmd("/roster add " + b + " Bob")
+	alice.cmd("/sub request " + b)
+	bob.waitScreen("Received authorization request from "+regexp.QuoteMeta(a), 20*time.Second)
+	bob.cmd("/sub allow " + a)
+	bob.cmd("/sub request " + a)
+	alice.waitScreen("Received authorization request from "+regexp.QuoteMeta(b), 20*time.Second)
+	alice.cmd("/sub allow " + b)
 }

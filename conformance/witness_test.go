@@ -286,14 +286,7 @@ func TestLiteWitness(t *testing.T) {
 	}
 	// Register the journal with the witness, as its operator would: the
 	// origin and key come from `palisade archive pubkey`.
-	vkey, err := archiveCLI(t, s, "pubkey")
-	if err != nil {
-		t.Fatalf("archive pubkey: %v\n%s", err, vkey)
-	}
-	vkey = strings.TrimSpace(vkey)
-	origin := strings.SplitN(vkey, "+", 2)[0]
-	lw.ctl("add-log", "-origin", origin)
-	lw.ctl("add-key", "-origin", origin, "-key", vkey)
+	origin, vkey := registerJournal(t, s, lw)
 
 	alice := dialRaw(t, s, "alice", "alice", accounts["alice"], "w")
 	alice.roundTrip("first")
@@ -411,14 +404,7 @@ func TestLiteWitnessSplitView(t *testing.T) {
 	witnessTOML := fmt.Sprintf("\n[[archive.witness]]\nurl = %q\nkey = %q\n", lw.URL(), lw.VKey)
 	a := StartServerWith(t, "[archive]\ncheckpoint_interval = \"1s\"\n"+witnessTOML)
 	a.AddUser(t, "alice@"+Domain, accounts["alice"])
-	vkey, err := archiveCLI(t, a, "pubkey")
-	if err != nil {
-		t.Fatalf("archive pubkey: %v\n%s", err, vkey)
-	}
-	vkey = strings.TrimSpace(vkey)
-	origin := strings.SplitN(vkey, "+", 2)[0]
-	lw.ctl("add-log", "-origin", origin)
-	lw.ctl("add-key", "-origin", origin, "-key", vkey)
+	origin, _ := registerJournal(t, a, lw)
 
 	alice := dialRaw(t, a, "alice", "alice", accounts["alice"], "w")
 	alice.roundTrip("before the backup")
@@ -486,4 +472,20 @@ func TestLiteWitnessSplitView(t *testing.T) {
 	if got := lw.size(origin); got != larger {
 		t.Fatalf("litewitness moved to %d", got)
 	}
+}
+
+// registerJournal adds the server's journal to the witness as its operator
+// would: the origin and key come from `palisade archive pubkey`. It
+// returns the origin and the journal's verifier key.
+func registerJournal(t *testing.T, s *Server, lw *liteWitness) (origin, vkey string) {
+	t.Helper()
+	vkey, err := archiveCLI(t, s, "pubkey")
+	if err != nil {
+		t.Fatalf("archive pubkey: %v\n%s", err, vkey)
+	}
+	vkey = strings.TrimSpace(vkey)
+	origin = strings.SplitN(vkey, "+", 2)[0]
+	lw.ctl("add-log", "-origin", origin)
+	lw.ctl("add-key", "-origin", origin, "-key", vkey)
+	return origin, vkey
 }
