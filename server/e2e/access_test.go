@@ -75,19 +75,7 @@ func TestAccessRules(t *testing.T) {
 // default; moving alice out of staff in slapd changes her rights at the
 // next sync, without a new login.
 func TestAccessGroups(t *testing.T) {
-	dir := ldaptest.Start(t)
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte(ldaptest.ServicePassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lc := ldapmod.DefaultConfig()
-	lc.URL, lc.BindDN, lc.BindPasswordFile = dir.URL, ldaptest.ServiceDN, secret
-	lc.BaseDN, lc.GroupBaseDN = ldaptest.PeopleDN, ldaptest.GroupsDN
-	lc.SyncInterval = config.Duration(200 * time.Millisecond)
-	e := newEnv(t, func(c *config.Config) {
-		c.Auth.Providers = []string{"ldap", "internal"}
-		c.Modules["ldap"] = config.Section{Name: "ldap", Value: lc, Line: 1}
-		c.Groups = map[string]string{"staff": ldaptest.StaffDN, "interns": ldaptest.InternsDN}
+	dir, e := newDirectoryEnv(t, func(c *config.Config) {
 		c.Access.Default = config.Rights{Login: boolp(false)}
 		c.Access.Rules = []config.Rule{
 			{Group: "staff", Rights: config.Rights{Networks: []string{"127.0.0.1/32"}}},
@@ -397,19 +385,7 @@ func TestAccessEncryptionRequired(t *testing.T) {
 // read-only at once, without a new login, and leaving interns gives the
 // right back.
 func TestAccessRightsFollowGroups(t *testing.T) {
-	dir := ldaptest.Start(t)
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte(ldaptest.ServicePassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lc := ldapmod.DefaultConfig()
-	lc.URL, lc.BindDN, lc.BindPasswordFile = dir.URL, ldaptest.ServiceDN, secret
-	lc.BaseDN, lc.GroupBaseDN = ldaptest.PeopleDN, ldaptest.GroupsDN
-	lc.SyncInterval = config.Duration(200 * time.Millisecond)
-	e := newEnv(t, func(c *config.Config) {
-		c.Auth.Providers = []string{"ldap", "internal"}
-		c.Modules["ldap"] = config.Section{Name: "ldap", Value: lc, Line: 1}
-		c.Groups = map[string]string{"staff": ldaptest.StaffDN, "interns": ldaptest.InternsDN}
+	dir, e := newDirectoryEnv(t, func(c *config.Config) {
 		c.Access.Rules = []config.Rule{{Group: "interns", Rights: config.Rights{Send: boolp(false)}}}
 	})
 	alice := login(t, e, modeStartTLS, "alice", "a")
@@ -446,4 +422,27 @@ func TestAccessRightsFollowGroups(t *testing.T) {
 	if m := bob.expect(nsClient, "message"); m.A("id") != "g3" {
 		t.Fatalf("bob got %s", m)
 	}
+}
+
+// newDirectoryEnv starts slapd and a server whose accounts come from it
+// (providers ldap, internal; a 200 ms sync) with the [groups] staff and
+// interns; edit adds the test's rules.
+func newDirectoryEnv(t *testing.T, edit func(*config.Config)) (*ldaptest.Server, *env) {
+	t.Helper()
+	dir := ldaptest.Start(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte(ldaptest.ServicePassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lc := ldapmod.DefaultConfig()
+	lc.URL, lc.BindDN, lc.BindPasswordFile = dir.URL, ldaptest.ServiceDN, secret
+	lc.BaseDN, lc.GroupBaseDN = ldaptest.PeopleDN, ldaptest.GroupsDN
+	lc.SyncInterval = config.Duration(200 * time.Millisecond)
+	e := newEnv(t, func(c *config.Config) {
+		c.Auth.Providers = []string{"ldap", "internal"}
+		c.Modules["ldap"] = config.Section{Name: "ldap", Value: lc, Line: 1}
+		c.Groups = map[string]string{"staff": ldaptest.StaffDN, "interns": ldaptest.InternsDN}
+		edit(c)
+	})
+	return dir, e
 }
