@@ -1,22 +1,28 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
 )
 
 // lockout counts failed logins per account and per client IP. Failures
 // are forgotten after auth.lockout_duration without a new one; reaching a
-// threshold locks the account (or address) for that long. The state is in
-// memory: a restart clears it.
+// threshold locks the account (or address) for that long. The counts are
+// in memory; the locks in force are also kept in the store, so that a
+// restart (or a crash an attacker provoked) does not lift them.
 type lockout struct {
 	cfg   config.Auth
 	audit *zap.Logger
 	now   func() time.Time
+	store storage.Lockouts // nil: locks are in memory only
+	log   *zap.Logger
 
 	mu       sync.Mutex
 	accounts map[string]*failures
@@ -30,7 +36,40 @@ type failures struct {
 }
 
 func newLockout(cfg config.Auth, audit *zap.Logger) *lockout {
-	return &lockout{cfg: cfg, audit: audit, now: time.Now, accounts: map[string]*failures{}, addrs: map[string]*failures{}}
+	return &lockout{cfg: cfg, audit: audit, log: zap.NewNop(), now: time.Now, accounts: map[string]*failures{}, addrs: map[string]*failures{}}
+}
+
+// persist keeps locks in st and takes up those in force there now.
+func (l *lockout) persist(ctx context.Context, st storage.Lockouts, log *zap.Logger) error {
+	locks, err := st.Lockouts(ctx, l.now())
+	if err != nil {
+		return fmt.Errorf("login lockouts: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.store, l.log = st, log
+	for _, k := range locks {
+		m, threshold := l.accounts, l.cfg.LockoutThreshold
+		if k.Kind == "address" {
+			m, threshold = l.addrs, l.cfg.AddressThreshold
+		}
+		m[k.Key] = &failures{n: threshold, last: k.Until.Add(-time.Duration(l.cfg.LockoutDuration)), locked: k.Until}
+	}
+	return nil
+}
+
+// save records new locks in the store (outside the mutex; a lock is rare).
+func (l *lockout) save(locks []storage.Lockout) {
+	if l.store == nil {
+		return
+	}
+	for _, k := range locks {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := l.store.SaveLockout(ctx, k); err != nil {
+			l.log.Error("login lockout not stored: a restart would lift it", zap.String("kind", k.Kind), zap.String("key", k.Key), zap.Error(err))
+		}
+		cancel()
+	}
 }
 
 // ipOf returns the IP of a host:port address (or the address itself).
@@ -58,9 +97,17 @@ func (l *lockout) locked(account, ip string) (what string, until time.Time) {
 
 // failed records a failure and returns the pause to impose.
 func (l *lockout) failed(account, ip string) time.Duration {
+	d, locks := l.count(account, ip)
+	l.save(locks)
+	return d
+}
+
+// count is failed under the mutex; it returns the locks it set.
+func (l *lockout) count(account, ip string) (time.Duration, []storage.Lockout) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
+	var locks []storage.Lockout
 	bump := func(m map[string]*failures, key, kind string, threshold int) int {
 		f := m[key]
 		if f == nil || now.Sub(f.last) > time.Duration(l.cfg.LockoutDuration) {
@@ -71,6 +118,7 @@ func (l *lockout) failed(account, ip string) time.Duration {
 		f.last = now
 		if threshold > 0 && f.n >= threshold && !now.Before(f.locked) {
 			f.locked = now.Add(time.Duration(l.cfg.LockoutDuration))
+			locks = append(locks, storage.Lockout{Kind: kind, Key: key, Until: f.locked})
 			fields := []zap.Field{zap.String("kind", kind), zap.Int("failures", f.n),
 				zap.Time("until", f.locked), zap.String("ip", ip)}
 			if kind == "account" {
@@ -89,13 +137,13 @@ func (l *lockout) failed(account, ip string) time.Duration {
 	}
 	l.prune(now)
 	if n == 0 || l.cfg.FailureDelay <= 0 {
-		return 0
+		return 0, locks
 	}
 	d := time.Duration(l.cfg.FailureDelay)
 	for i := 1; i < n && d < time.Duration(l.cfg.MaxFailureDelay); i++ {
 		d *= 2
 	}
-	return min(d, time.Duration(l.cfg.MaxFailureDelay))
+	return min(d, time.Duration(l.cfg.MaxFailureDelay)), locks
 }
 
 // succeeded forgets the account's failures.
@@ -109,9 +157,19 @@ func (l *lockout) succeeded(account string) {
 // was anything to clear.
 func (l *lockout) unlock(account string) bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	_, ok := l.accounts[account]
 	delete(l.accounts, account)
+	st := l.store
+	l.mu.Unlock()
+	if st != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// The locks the store held at start are in memory too, so ok
+		// already counts them.
+		if err := st.ClearLockout(ctx, "account", account); err != nil {
+			l.log.Error("login lockout not cleared in the store: a restart would restore it", zap.String("jid", account), zap.Error(err))
+		}
+	}
 	return ok
 }
 

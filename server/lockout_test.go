@@ -1,10 +1,13 @@
 package server
 
 import (
+	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/storage/sqlite"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -85,4 +88,54 @@ func equal(a, b []time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// A lock survives a restart: the next lockout on the same store still
+// refuses, until unlock (which clears the store too) or until it expires.
+func TestLockoutPersists(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "palisade.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := config.Default().Auth
+	cfg.LockoutThreshold, cfg.AddressThreshold = 2, 3
+	cfg.LockoutDuration = config.Duration(time.Minute)
+	cfg.FailureDelay = 0
+	now := time.Unix(1_000_000, 0)
+	start := func() *lockout {
+		t.Helper()
+		l := newLockout(cfg, zap.NewNop())
+		l.now = func() time.Time { return now }
+		if err := l.persist(context.Background(), st, zap.NewNop()); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l := start()
+	for range 3 {
+		l.failed("a@x", "192.0.2.1")
+	}
+	l = start() // the restart
+	if what, until := l.locked("a@x", "198.51.100.7"); what != "account" || !until.Equal(now.Add(time.Minute)) {
+		t.Fatalf("after a restart: %q until %v", what, until)
+	}
+	if what, _ := l.locked("b@x", "192.0.2.1"); what != "address" {
+		t.Fatalf("the address lock after a restart: %q", what)
+	}
+	if !l.unlock("a@x") {
+		t.Fatal("unlock found nothing")
+	}
+	l = start()
+	if what, _ := l.locked("a@x", "198.51.100.7"); what != "" {
+		t.Fatalf("unlocked, then restarted: %q", what)
+	}
+	now = now.Add(2 * time.Minute) // the address lock has run out
+	l = start()
+	if what, _ := l.locked("b@x", "192.0.2.1"); what != "" {
+		t.Fatalf("an expired lock came back: %q", what)
+	}
+	if left, err := st.Lockouts(context.Background(), now); err != nil || len(left) != 0 {
+		t.Fatalf("store still holds %v, %v", left, err)
+	}
 }

@@ -95,6 +95,9 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	}
 	s.stanzaRights, s.encryptionRules = stanzaRightsOf(cfg.Access)
 	s.lockout = newLockout(cfg.Auth, s.audit)
+	if err := s.lockout.persist(context.Background(), store, log); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.host = module.NewHost(s, store, log, s.audit, cfg, func() []any { return s.modules })
 	s.host.SetHealth = s.SetHealth
 	s.host.AuthorizeLogin = func(ctx context.Context, bare jid.JID, remote string) error {

@@ -152,5 +152,6 @@ type Store interface {
 	PubSub
 	History
 	Groups
+	Lockouts
 	Close() error
 }

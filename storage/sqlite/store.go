@@ -387,4 +387,13 @@ INSERT INTO group_version (one, version) VALUES (1, 0);
 ALTER TABLE roster_items ADD COLUMN shared TEXT NOT NULL DEFAULT ''; -- the [groups] name; '' for the user's own items
 CREATE INDEX roster_items_shared ON roster_items (shared) WHERE shared != '';
 `,
+	// 8: login lockouts in force, kept across restarts.
+	`
+CREATE TABLE lockouts (
+	kind  TEXT NOT NULL CHECK (kind IN ('account', 'address')),
+	key   TEXT NOT NULL, -- bare JID or IP address
+	until INTEGER NOT NULL, -- Unix nanoseconds
+	PRIMARY KEY (kind, key)
+) STRICT, WITHOUT ROWID;
+`,
 }

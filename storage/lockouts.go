@@ -1,0 +1,24 @@
+package storage
+
+import (
+	"context"
+	"time"
+)
+
+// Lockout is a login lockout in force: of an account (Kind "account", Key
+// its bare JID) or of a client address (Kind "address", Key the IP).
+type Lockout struct {
+	Kind, Key string
+	Until     time.Time
+}
+
+// Lockouts keeps login lockouts across restarts, so that restarting the
+// server does not hand an attacker fresh attempts.
+type Lockouts interface {
+	// SaveLockout records a lockout (replacing one of the same kind and key).
+	SaveLockout(ctx context.Context, l Lockout) error
+	// ClearLockout removes one; none is not an error.
+	ClearLockout(ctx context.Context, kind, key string) error
+	// Lockouts returns those still in force at now and forgets the others.
+	Lockouts(ctx context.Context, now time.Time) ([]Lockout, error)
+}
