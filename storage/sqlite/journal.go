@@ -24,8 +24,10 @@ var ErrJournalReadOnly = errors.New("sqlite: journal opened read-only")
 const (
 	// journalQueue is how many Append calls may wait for the committer.
 	journalQueue = 4096
-	// journalMaxBatch is how many Append calls one transaction takes.
-	journalMaxBatch = 1024
+	// journalMaxBatch is how many Append calls one transaction takes
+	// (measured, journal only, 1000 pairs: 1024 gave 29.6k msgs/s, 4096
+	// 36.4k; the commit's fixed cost is shared by more records).
+	journalMaxBatch = 4096
 )
 
 // Journal is a storage.Journal on its own SQLite file (normally
