@@ -190,6 +190,8 @@ type Module struct {
 	groupsOf func(bare jid.JID) []string
 	seenMu   sync.Mutex
 	seen     map[string][]string
+	memWG    sync.WaitGroup // membership writes in flight
+	memDone  bool           // Stop began: no new membership writes
 	// groupMembers lists a group's members (offline ones too): before
 	// each purge every member of a group-scoped policy is recorded.
 	groupMembers func(ctx context.Context, group string) ([]jid.JID, error)
@@ -323,17 +325,17 @@ func (m *Module) noteMembers(bare jid.JID) {
 	if m.seen == nil {
 		m.seen = map[string][]string{}
 	}
-	same := slices.Equal(m.seen[key], gs)
+	same := slices.Equal(m.seen[key], gs) || m.memDone
 	if !same {
 		m.seen[key] = slices.Clone(gs)
+		m.memWG.Add(1) // under seenMu: Stop's Wait cannot start between
 	}
 	m.seenMu.Unlock()
 	if same {
 		return
 	}
-	m.wg.Add(1)
 	go func() {
-		defer m.wg.Done()
+		defer m.memWG.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := m.holds.RecordMemberships(ctx, key, gs, m.now()); err != nil {
@@ -461,6 +463,10 @@ func (m *Module) Stop(ctx context.Context) error {
 		close(m.stop)
 		m.wg.Wait()
 	}
+	m.seenMu.Lock()
+	m.memDone = true
+	m.seenMu.Unlock()
+	m.memWG.Wait()
 	err := m.Checkpoint(ctx)
 	m.stopWitnesses(ctx)
 	if m.closeJournal {

@@ -313,7 +313,7 @@ func TestGroupRetentionCoversFormerMembers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f.m.wg.Wait() // the membership is written off the message path
+	f.m.memWG.Wait() // the membership is written off the message path
 	mu.Lock()
 	delete(groups, "alice@example.com") // alice leaves the desk
 	mu.Unlock()
