@@ -212,10 +212,11 @@ type Retention interface {
 	// transactions of bounded size (an interrupted purge leaves a prefix
 	// done; running it again finishes it under a new disposition record).
 	Purge(ctx context.Context, seqs []int64, disposition int64) error
-	// RecordMemberships notes that the account bare was seen in groups;
-	// a membership once recorded is never forgotten, so that a retention
-	// policy of scope "groups" keeps covering a member who left.
-	RecordMemberships(ctx context.Context, bare string, groups []string, seen time.Time) error
+	// RecordMemberships notes, in one transaction, that each account
+	// (bare JID) was seen in its groups; a membership once recorded is
+	// never forgotten, so that a retention policy of scope "groups" keeps
+	// covering a member who left.
+	RecordMemberships(ctx context.Context, members map[string][]string, seen time.Time) error
 	// Memberships returns every group each account was ever seen in, by
 	// bare JID.
 	Memberships(ctx context.Context) (map[string][]string, error)

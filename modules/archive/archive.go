@@ -338,7 +338,7 @@ func (m *Module) noteMembers(bare jid.JID) {
 		defer m.memWG.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := m.holds.RecordMemberships(ctx, key, gs, m.now()); err != nil {
+		if err := m.holds.RecordMemberships(ctx, map[string][]string{key: gs}, m.now()); err != nil {
 			m.log.Error("archive: group memberships not recorded", zap.String("jid", key), zap.Error(err))
 			m.seenMu.Lock()
 			delete(m.seen, key) // try again with the next record
@@ -361,6 +361,7 @@ func (m *Module) recordGroupMembers(ctx context.Context) {
 		}
 	}
 	slices.Sort(groups)
+	seen := map[string][]string{}
 	for _, g := range slices.Compact(groups) {
 		members, err := m.groupMembers(ctx, g)
 		if err != nil {
@@ -368,11 +369,12 @@ func (m *Module) recordGroupMembers(ctx context.Context) {
 			continue
 		}
 		for _, j := range members {
-			if err := m.holds.RecordMemberships(ctx, j.Bare().String(), []string{g}, m.now()); err != nil {
-				m.log.Error("archive: group memberships not recorded", zap.String("jid", j.String()), zap.Error(err))
-				return
-			}
+			seen[j.Bare().String()] = append(seen[j.Bare().String()], g)
 		}
+	}
+	// One transaction: the journal's writer is the message path's too.
+	if err := m.holds.RecordMemberships(ctx, seen, m.now()); err != nil {
+		m.log.Error("archive: group memberships not recorded", zap.Int("accounts", len(seen)), zap.Error(err))
 	}
 }
 

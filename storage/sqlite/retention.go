@@ -66,18 +66,20 @@ func timeOrZero(n int64) time.Time {
 }
 
 // RecordMemberships implements storage.Retention.
-func (j *Journal) RecordMemberships(ctx context.Context, bare string, groups []string, seen time.Time) error {
+func (j *Journal) RecordMemberships(ctx context.Context, members map[string][]string, seen time.Time) error {
 	if j.readOnly {
 		return ErrJournalReadOnly
 	}
-	if len(groups) == 0 {
+	if len(members) == 0 {
 		return nil
 	}
 	return j.writeTx(ctx, "record memberships", func(tx *sql.Tx) error {
-		for _, g := range groups {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO group_members (grp, jid, first_seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-				g, bare, seen.UnixNano()); err != nil {
-				return err
+		for bare, groups := range members {
+			for _, g := range groups {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO group_members (grp, jid, first_seen) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+					g, bare, seen.UnixNano()); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
