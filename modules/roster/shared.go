@@ -112,8 +112,19 @@ func (m *Module) ReconcileShared(ctx context.Context) {
 			continue
 		}
 		for _, u := range ms {
+			// One read of u's roster per round; modify (which reads the
+			// item again under the lock) only for what is missing.
+			items, _, err := m.store.Roster(ctx, u.String())
+			if err != nil {
+				m.log.Error("shared roster: roster not read", zap.String("user", u.String()), zap.Error(err))
+				continue
+			}
+			shared := map[string]bool{}
+			for _, it := range items {
+				shared[it.JID] = it.Shared != "" && it.Subscription == storage.SubBoth
+			}
 			for _, v := range ms {
-				if !u.Equal(v) && ctx.Err() == nil {
+				if !u.Equal(v) && !shared[v.String()] && ctx.Err() == nil {
 					m.share(ctx, g, u, v)
 				}
 			}
