@@ -76,16 +76,8 @@ func (c *Config) Validate() error {
 }
 
 func init() {
-	module.Register(module.Info{
-		Name:   "adhoc",
-		Config: func() any { return DefaultConfig() },
-		New: func(h *module.Host, cfg any) (any, error) {
-			c, _ := cfg.(*Config)
-			if c == nil {
-				c = DefaultConfig()
-			}
-			return New(h, *c)
-		},
+	module.RegisterConfigured("adhoc", DefaultConfig, func(h *module.Host, c Config) (any, error) {
+		return New(h, c)
 	})
 }
 

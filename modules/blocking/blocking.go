@@ -58,16 +58,8 @@ func (c *Config) Validate() error {
 }
 
 func init() {
-	module.Register(module.Info{
-		Name:   "blocking",
-		Config: func() any { return DefaultConfig() },
-		New: func(h *module.Host, cfg any) (any, error) {
-			c, _ := cfg.(*Config)
-			if c == nil {
-				c = DefaultConfig()
-			}
-			return New(h.Router, h.Store, h.Log, h.Audit, *c)
-		},
+	module.RegisterConfigured("blocking", DefaultConfig, func(h *module.Host, c Config) (any, error) {
+		return New(h.Router, h.Store, h.Log, h.Audit, c)
 	})
 }
 

@@ -66,16 +66,8 @@ func (c *Config) Validate() error {
 }
 
 func init() {
-	module.Register(module.Info{
-		Name:   "disco",
-		Config: func() any { return DefaultConfig() },
-		New: func(h *module.Host, cfg any) (any, error) {
-			c, _ := cfg.(*Config)
-			if c == nil {
-				c = DefaultConfig()
-			}
-			return New(h, *c)
-		},
+	module.RegisterConfigured("disco", DefaultConfig, func(h *module.Host, c Config) (any, error) {
+		return New(h, c)
 	})
 }
 

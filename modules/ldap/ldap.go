@@ -34,16 +34,8 @@ import (
 const Provider = "ldap"
 
 func init() {
-	module.Register(module.Info{
-		Name:   "ldap",
-		Config: func() any { return DefaultConfig() },
-		New: func(h *module.Host, cfg any) (any, error) {
-			c, _ := cfg.(*Config)
-			if c == nil {
-				c = DefaultConfig()
-			}
-			return New(h, *c)
-		},
+	module.RegisterConfigured("ldap", DefaultConfig, func(h *module.Host, c Config) (any, error) {
+		return New(h, c)
 	})
 }
 

@@ -81,30 +81,22 @@ func (c *Config) Validate() error {
 func validDefault(s string) bool { return s == "always" || s == "never" || s == "roster" }
 
 func init() {
-	module.Register(module.Info{
-		Name:   "mam",
-		Config: func() any { return DefaultConfig() },
-		New: func(h *module.Host, cfg any) (any, error) {
-			c, _ := cfg.(*Config)
-			if c == nil {
-				c = DefaultConfig()
-			}
-			m, err := New(h.Router, h.Store, h.Log, *c)
-			if err != nil {
-				return nil, err
-			}
-			if h.Config != nil {
-				m.SetRetention(Retention{Policies: h.Config.Archive.Retention, Interval: time.Duration(h.Config.Archive.PurgeInterval),
-					Groups: func(b string) []string {
-						j, err := jid.Parse(b)
-						if err != nil {
-							return nil
-						}
-						return h.Router.Groups(j)
-					}})
-			}
-			return m, nil
-		},
+	module.RegisterConfigured("mam", DefaultConfig, func(h *module.Host, c Config) (any, error) {
+		m, err := New(h.Router, h.Store, h.Log, c)
+		if err != nil {
+			return nil, err
+		}
+		if h.Config != nil {
+			m.SetRetention(Retention{Policies: h.Config.Archive.Retention, Interval: time.Duration(h.Config.Archive.PurgeInterval),
+				Groups: func(b string) []string {
+					j, err := jid.Parse(b)
+					if err != nil {
+						return nil
+					}
+					return h.Router.Groups(j)
+				}})
+		}
+		return m, nil
 	})
 }
 

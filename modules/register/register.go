@@ -57,22 +57,14 @@ func (c *Config) Validate() error {
 }
 
 func init() {
-	module.Register(module.Info{
-		Name:   "register",
-		Config: func() any { return DefaultConfig() },
-		New: func(h *module.Host, cfg any) (any, error) {
-			c, _ := cfg.(*Config)
-			if c == nil {
-				c = DefaultConfig()
-			}
-			iterations := 0
-			policy := password.Policy{MinLength: config.Default().Auth.PasswordMinLength, RejectCommon: true}
-			if h.Config != nil {
-				iterations = h.Config.Auth.SCRAMIterations
-				policy = password.Policy{MinLength: h.Config.Auth.PasswordMinLength, RejectCommon: h.Config.Auth.PasswordRejectCommon}
-			}
-			return New(h.Router, h.Store, h.Log, h.Audit, *c, iterations, policy)
-		},
+	module.RegisterConfigured("register", DefaultConfig, func(h *module.Host, c Config) (any, error) {
+		iterations := 0
+		policy := password.Policy{MinLength: config.Default().Auth.PasswordMinLength, RejectCommon: true}
+		if h.Config != nil {
+			iterations = h.Config.Auth.SCRAMIterations
+			policy = password.Policy{MinLength: h.Config.Auth.PasswordMinLength, RejectCommon: h.Config.Auth.PasswordRejectCommon}
+		}
+		return New(h.Router, h.Store, h.Log, h.Audit, c, iterations, policy)
 	})
 }
 

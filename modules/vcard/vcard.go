@@ -43,16 +43,8 @@ func (c *Config) Validate() error {
 }
 
 func init() {
-	module.Register(module.Info{
-		Name:   "vcard",
-		Config: func() any { return DefaultConfig() },
-		New: func(h *module.Host, cfg any) (any, error) {
-			c, _ := cfg.(*Config)
-			if c == nil {
-				c = DefaultConfig()
-			}
-			return New(h.Store, h.Log, *c)
-		},
+	module.RegisterConfigured("vcard", DefaultConfig, func(h *module.Host, c Config) (any, error) {
+		return New(h.Store, h.Log, c)
 	})
 }
 

@@ -34,16 +34,8 @@ type Config struct {
 func DefaultConfig() *Config { return &Config{} }
 
 func init() {
-	module.Register(module.Info{
-		Name:   "version",
-		Config: func() any { return DefaultConfig() },
-		New: func(_ *module.Host, cfg any) (any, error) {
-			c, _ := cfg.(*Config)
-			if c == nil {
-				c = DefaultConfig()
-			}
-			return New(*c, Version), nil
-		},
+	module.RegisterConfigured("version", DefaultConfig, func(_ *module.Host, c Config) (any, error) {
+		return New(c, Version), nil
 	})
 }
 

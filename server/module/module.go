@@ -54,6 +54,24 @@ func Register(info Info) {
 	registry[info.Name] = info
 }
 
+// RegisterConfigured registers a module whose settings are a *C:
+// defaults returns them with their defaults set (and may implement
+// Validate() error), and build makes the module from the decoded ones (or
+// the defaults, without a section).
+func RegisterConfigured[C any](name string, defaults func() *C, build func(h *Host, c C) (any, error)) {
+	Register(Info{
+		Name:   name,
+		Config: func() any { return defaults() },
+		New: func(h *Host, cfg any) (any, error) {
+			c, _ := cfg.(*C)
+			if c == nil {
+				c = defaults()
+			}
+			return build(h, *c)
+		},
+	})
+}
+
 // Registered returns every registered module sorted by name.
 func Registered() []Info {
 	regMu.RLock()
