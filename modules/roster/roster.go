@@ -286,7 +286,9 @@ func (m *Module) modify(ctx context.Context, user, contact string, f func(it *st
 	c.new = n
 	switch c.op {
 	case opPut:
-		if !c.existed {
+		// Shared-roster items are the server's, bounded by
+		// max_shared_members: they do not count against max_items.
+		if !c.existed && n.Shared == "" {
 			if err := m.checkSize(ctx, user, hidden(n)); err != nil {
 				return c, err
 			}
@@ -324,7 +326,7 @@ func (m *Module) checkSize(ctx context.Context, user string, isHidden bool) erro
 	}
 	n := 0
 	for _, it := range items {
-		if hidden(it) == isHidden {
+		if hidden(it) == isHidden && it.Shared == "" {
 			n++
 		}
 	}

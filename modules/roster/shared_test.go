@@ -102,3 +102,25 @@ func TestSharedGroupsMustBeDeclared(t *testing.T) {
 		t.Fatalf("declared group refused: %v", err)
 	}
 }
+
+// Shared items do not count against max_items, in either direction.
+func TestSharedItemsOutsideMaxItems(t *testing.T) {
+	cfg := *DefaultConfig()
+	cfg.SharedGroups, cfg.MaxItems = []string{"desk"}, 1
+	e := newEnvConfig(t, cfg)
+	alice := moduletest.JID(t, "alice@example.com")
+	e.r.SetMembers("desk", alice, moduletest.JID(t, "bob@example.com"), moduletest.JID(t, "carol@example.com"))
+	e.m.ReconcileShared(e.ctx)
+	for _, c := range []string{"bob@example.com", "carol@example.com"} {
+		if _, ok := e.item("alice@example.com", c); !ok {
+			t.Fatalf("shared item %s missing with max_items = 1", c)
+		}
+	}
+	a := e.online("alice@example.com/a")
+	if _, err := e.iq(a, `<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='juliet@example.com'/></query></iq>`); err != nil {
+		t.Fatalf("her own first item refused beside two shared ones: %v", err)
+	}
+	if _, err := e.iq(a, `<iq type='set' id='s2'><query xmlns='jabber:iq:roster'><item jid='romeo@example.net'/></query></iq>`); condition(err) != "cancel/not-allowed" {
+		t.Fatalf("her second own item: %v, want not-allowed (max_items 1)", err)
+	}
+}
