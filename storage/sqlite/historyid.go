@@ -26,7 +26,8 @@ import (
 // Numbers are allocated in memory: each is max(previous+1, the clock in
 // microseconds), at least the largest ever stored plus one. A number
 // handed out for an item lost in a crash is therefore not handed out
-// again after the restart, while the clock has moved on.
+// again after the restart, while the clock has moved on. Only the server
+// process appends history; other openers of the file (the CLI) read it.
 
 // idEncoding is base32 in lower case, unpadded (26 characters).
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
