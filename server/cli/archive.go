@@ -304,12 +304,8 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		return err
 	}
 	defer j.Close()
-	if officer != nil {
-		epochs, err := j.EpochKeys(ctx)
-		if err != nil {
-			return err
-		}
-		opt.Open = archive.NewOpener(officer, epochs)
+	if opt.Open, err = opener(ctx, j, officer); err != nil {
+		return err
 	}
 	bundle := *out
 	if recipients != nil {
@@ -777,12 +773,8 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 		return err
 	}
 	defer j.Close()
-	if officer != nil {
-		epochs, err := j.EpochKeys(ctx)
-		if err != nil {
-			return err
-		}
-		opt.Open = archive.NewOpener(officer, epochs)
+	if opt.Open, err = opener(ctx, j, officer); err != nil {
+		return err
 	}
 	hits, err := archive.Search(ctx, j, opt, "cli:"+actorFrom(*by), audit)
 	if errors.Is(err, archive.ErrSearchNeedsKey) {
@@ -816,4 +808,17 @@ func checkOfficerKeys(cfg *config.Config) error {
 		return fmt.Errorf("archive.officer_keys: %w", err)
 	}
 	return nil
+}
+
+// opener returns what decrypts sealed records with the officer's key, or
+// nil without one.
+func opener(ctx context.Context, j storage.EpochKeys, officer openpgp.EntityList) (*archive.Opener, error) {
+	if officer == nil {
+		return nil, nil
+	}
+	epochs, err := j.EpochKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return archive.NewOpener(officer, epochs), nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -71,15 +70,8 @@ var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan erro
 // OpenJournal opens or creates the journal database at path (file mode
 // 0600, directory 0700), applies its migrations and starts the committer.
 func OpenJournal(ctx context.Context, path string) (*Journal, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("sqlite: journal: create directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: journal: create file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("sqlite: journal: create file: %w", err)
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("sqlite: journal: %w", err)
 	}
 	uri := "file:" + escapePath(path)
 	// A short busy timeout: a journal locked by another process must fail

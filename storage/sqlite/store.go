@@ -39,17 +39,8 @@ var _ storage.Store = (*Store)(nil)
 // (mode 0700) and the file (mode 0600) if missing, and applies pending
 // schema migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("sqlite: create directory: %w", err)
-	}
-	// Create the file ourselves so SQLite never creates it with a wider mode;
-	// the -wal and -shm files inherit the database file's permissions.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: create database file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("sqlite: create database file: %w", err)
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 
 	uri := "file:" + escapePath(path)
@@ -94,6 +85,23 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s.rd = rd
 	return s, nil
+}
+
+// createPrivate creates path's directory (mode 0700) and the file itself
+// (mode 0600) when missing, so that SQLite never creates it with a wider
+// mode; the -wal and -shm files inherit the database file's permissions.
+func createPrivate(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create database file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("create database file: %w", err)
+	}
+	return nil
 }
 
 // escapePath makes path safe inside a file: URI; the driver splits its
