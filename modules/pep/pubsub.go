@@ -214,19 +214,8 @@ func (m *Module) items(ctx context.Context, owner, from jid.JID, req *element.El
 	if len(ids) > m.cfg.MaxItems {
 		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "too many item ids")
 	}
-	n, err := m.store.Node(ctx, owner.String(), node)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errNoNode
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pep: node %s of %s: %w", node, owner, err)
-	}
-	denied, err := m.mayRead(ctx, owner, from.Bare(), n.Config)
-	if err != nil {
+	if _, err := m.readableNode(ctx, owner, from, node); err != nil {
 		return nil, err
-	}
-	if denied != nil {
-		return nil, denied
 	}
 	list, err := m.store.Items(ctx, owner.String(), node, max, ids)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -360,19 +349,9 @@ func (m *Module) subscribe(ctx context.Context, iq *stanza.Stanza, req *element.
 	if se != nil {
 		return nil, se
 	}
-	n, err := m.store.Node(ctx, owner.String(), node)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, errNoNode
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pep: node %s of %s: %w", node, owner, err)
-	}
-	denied, err := m.mayRead(ctx, owner, from.Bare(), n.Config)
+	n, err := m.readableNode(ctx, owner, from, node)
 	if err != nil {
 		return nil, err
-	}
-	if denied != nil {
-		return nil, denied
 	}
 	err = m.store.Subscribe(ctx, owner.String(), node, j.String(), j.Bare().String(), maxSubscriptions)
 	switch {
@@ -432,4 +411,24 @@ func follower(kids []*element.Element, local, after string) (*element.Element, e
 		f = k
 	}
 	return f, nil
+}
+
+// readableNode loads an owner's node that from may read: errNoNode when
+// it does not exist, the access model's error when from may not read it.
+func (m *Module) readableNode(ctx context.Context, owner, from jid.JID, node string) (storage.PubSubNode, error) {
+	n, err := m.store.Node(ctx, owner.String(), node)
+	if errors.Is(err, storage.ErrNotFound) {
+		return n, errNoNode
+	}
+	if err != nil {
+		return n, fmt.Errorf("pep: node %s of %s: %w", node, owner, err)
+	}
+	denied, err := m.mayRead(ctx, owner, from.Bare(), n.Config)
+	if err != nil {
+		return n, err
+	}
+	if denied != nil {
+		return n, denied
+	}
+	return n, nil
 }
