@@ -327,9 +327,6 @@ func (srv *Server) readLoop(ctx context.Context, s *Session, tr transport) {
 	tr.setIdle(srv.cfg.IdleTimeout, srv.cfg.PingTimeout, func() { srv.pingClient(s) })
 	var err error
 	for {
-		if s.hasPending() && !tr.ready() {
-			s.runPending() // nothing more has arrived: finish what has
-		}
 		if err = tr.wait(); err != nil {
 			break
 		}
@@ -445,39 +442,64 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 	s.pmu.Lock()
 	s.pending = append(s.pending, then)
 	full := len(s.pending) >= maxPending
+	start := !s.delivering
+	s.delivering = true
 	s.pmu.Unlock()
+	if start {
+		go s.deliverPending()
+	}
 	if full {
 		s.runPending()
 	}
 	return nil
 }
 
-// hasPending reports whether admitted messages wait for delivery.
-func (s *Session) hasPending() bool {
-	s.pmu.Lock()
-	defer s.pmu.Unlock()
-	return len(s.pending) > 0
-}
-
-// maxPending bounds how many admitted messages a session holds back before
-// it delivers them (and so how long the first of them waits).
+// maxPending bounds how many admitted messages a session's reader gets
+// ahead of their delivery before it waits for them.
 const maxPending = 64
 
-// runPending runs the held-back steps in order and counts each stanza as
-// handled (XEP-0198) only then. Readers call it; pmu keeps the reader of a
-// resumed stream and the old connection's ending reader in turn.
+// deliverPending runs the admitted messages' steps in order, counting each
+// stanza as handled (XEP-0198) only then, until none is left. It runs on
+// its own goroutine, one at a time per session (delivering), so that the
+// reader goes on reading and admitting while the journal commits what it
+// admitted before: a session's messages then share commits instead of
+// waiting for one each. An idle session has no deliverer.
+func (s *Session) deliverPending() {
+	s.pmu.Lock()
+	for len(s.pending) > 0 {
+		batch := s.pending
+		s.pending = s.spare[:0]
+		s.spare = nil
+		s.pmu.Unlock()
+		for i, then := range batch {
+			then()
+			batch[i] = nil
+			s.handled()
+		}
+		s.pmu.Lock()
+		if cap(batch) <= maxPending {
+			s.spare = batch[:0]
+		}
+	}
+	s.delivering = false
+	if s.idle.L != nil {
+		s.idle.Broadcast()
+	}
+	s.pmu.Unlock()
+}
+
+// runPending waits until every admitted message has been delivered: the
+// reader's barrier before a stanza that must come after them (RFC 6120
+// 10.1 order), an XEP-0198 answer, or the end of the connection.
 func (s *Session) runPending() {
 	s.pmu.Lock()
-	defer s.pmu.Unlock()
-	for i, then := range s.pending {
-		then()
-		s.pending[i] = nil
-		s.handled()
+	if s.idle.L == nil {
+		s.idle.L = &s.pmu
 	}
-	s.pending = s.pending[:0]
-	if cap(s.pending) > maxPending {
-		s.pending = nil
+	for s.delivering {
+		s.idle.Wait()
 	}
+	s.pmu.Unlock()
 }
 
 // isLegacySession reports an RFC 3921 session request to the server.

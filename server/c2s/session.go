@@ -46,10 +46,15 @@ type Session struct {
 	outAcked  uint32 // h the client last acknowledged
 	inHandled uint32 // stanzas handled from the client since <enable/>
 	// pending are the last steps of messages admitted but not yet
-	// delivered (see runPending), guarded by pmu (not mu: the steps route
-	// stanzas, which may come back to this session's Send).
+	// delivered, guarded by pmu (not mu: the steps route stanzas, which
+	// may come back to this session's Send). While delivering is set one
+	// deliverer goroutine runs them in order (see deliverPending); idle
+	// (on pmu) is signalled when it stops.
 	pmu        sync.Mutex
 	pending    []func()
+	spare      []func()
+	delivering bool
+	idle       sync.Cond
 	rRequested bool
 	detach     *time.Timer
 	// expiry ends the session at the access rule's maximum duration
