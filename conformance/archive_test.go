@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,9 @@ import (
 	"testing"
 	"time"
 
-	// Registers the "sqlite3" database/sql driver, to read and damage the journal.
+	"github.com/palisade-im/palisade/storage"
+	"github.com/palisade-im/palisade/storage/sqlite/journaltest"
+	// Registers the "sqlite3" database/sql driver, to read the journal's tables.
 	_ "github.com/mattn/go-sqlite3"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -43,30 +44,31 @@ func TestArchiveJournal(t *testing.T) {
 	s.Stop(t) // SIGTERM: the final checkpoint
 
 	jpath := filepath.Join(s.DataDir, "journal.db")
-	db, err := sql.Open("sqlite3", "file:"+jpath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	count := func(where string, args ...any) int {
+	count := func(keep func(r storage.JournalRecord) bool) int {
 		t.Helper()
-		var n int
-		if err := db.QueryRow("SELECT count(*) FROM records WHERE "+where, args...).Scan(&n); err != nil {
+		n, err := journaltest.Count(jpath, keep)
+		if err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
 	for _, body := range []string{"hello from a", "hello from b", "offline hello"} {
-		if n := count("kind = 'message' AND CAST(data AS TEXT) LIKE ?", "%<body>"+body+"</body>%"); n != 1 {
+		if n := count(func(r storage.JournalRecord) bool {
+			return r.Kind == storage.KindMessage && strings.Contains(string(r.Data), "<body>"+body+"</body>")
+		}); n != 1 {
 			t.Errorf("message %q journaled %d times, want once", body, n)
 		}
 	}
 	for _, typ := range []string{"subscribe", "subscribed"} {
-		if n := count("kind = 'subscription' AND stanza_type = ? AND from_jid IN ('carol@localhost', 'bob@localhost')", typ); n < 1 {
+		if n := count(func(r storage.JournalRecord) bool {
+			return r.Kind == storage.KindSubscription && r.StanzaType == typ && (r.From == "carol@localhost" || r.From == "bob@localhost")
+		}); n < 1 {
 			t.Errorf("no %s presence in the journal", typ)
 		}
 	}
-	if n := count("kind NOT IN ('message', 'subscription')"); n != 0 {
+	if n := count(func(r storage.JournalRecord) bool {
+		return r.Kind != storage.KindMessage && r.Kind != storage.KindSubscription
+	}); n != 0 {
 		t.Errorf("%d records of other kinds", n)
 	}
 
@@ -108,7 +110,9 @@ func TestArchiveJournal(t *testing.T) {
 	checkExportBundle(t, s, vkeyFile)
 	// Each export is a journal record (chain of custody), and the journal
 	// still verifies with them.
-	if n := count("kind = 'export' AND from_jid LIKE 'cli:%' AND CAST(data AS TEXT) LIKE '%manifest_sha256%'"); n != 2 {
+	if n := count(func(r storage.JournalRecord) bool {
+		return r.Kind == storage.KindExport && strings.HasPrefix(r.From, "cli:") && strings.Contains(string(r.Data), "manifest_sha256")
+	}); n != 2 {
 		t.Errorf("%d export records, want 2", n)
 	}
 	if out, err := archiveCLI(t, s, "verify"); err != nil || !strings.Contains(out, "\nOK\n") {
@@ -116,16 +120,12 @@ func TestArchiveJournal(t *testing.T) {
 	}
 
 	// Change one byte of the offline message's record.
-	var seq int64
-	if err := db.QueryRow("SELECT seq FROM records WHERE CAST(data AS TEXT) LIKE '%offline hello%'").Scan(&seq); err != nil {
-		t.Fatal(err)
-	}
-	res, err := db.Exec("UPDATE records SET data = CAST(replace(CAST(data AS TEXT), 'offline hello', 'offline jello') AS BLOB) WHERE seq = ?", seq)
+	seq, err := journaltest.Find(jpath, "offline hello")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		t.Fatalf("changed %d rows", n)
+	if err := journaltest.Replace(jpath, seq, "offline hello", "offline jello"); err != nil {
+		t.Fatal(err)
 	}
 	out, err = archiveCLI(t, s, "verify", "--verifier-key", vkeyFile)
 	var ee *exec.ExitError
@@ -278,15 +278,11 @@ func TestArchiveCrash(t *testing.T) {
 	got, _ := collectOffline(t, s, want)
 	s.Stop(t)
 
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(s.DataDir, "journal.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	journaled := func(body string) int {
-		var n int
-		if err := db.QueryRow("SELECT count(*) FROM records WHERE kind = 'message' AND from_jid LIKE 'alice@%' AND CAST(data AS TEXT) LIKE ?",
-			"%<body>"+body+"</body>%").Scan(&n); err != nil {
+		n, err := journaltest.Count(filepath.Join(s.DataDir, "journal.db"), func(r storage.JournalRecord) bool {
+			return r.Kind == storage.KindMessage && strings.HasPrefix(r.From, "alice@") && strings.Contains(string(r.Data), "<body>"+body+"</body>")
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		return n

@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/palisade-im/palisade/storage/sqlite/journaltest"
 )
 
 // profanity 0.13 (Debian) is an interactive terminal client: each instance
@@ -188,30 +189,17 @@ func TestProfanityOMEMO(t *testing.T) {
 }
 
 // journalText is every journal record's stored bytes, read from the
-// running server's journal.db through a read-only connection.
+// running server's journal, opened read-only.
 func journalText(t *testing.T, s *Server) string {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(s.DataDir, "journal.db")+"?mode=ro")
+	recs, err := journaltest.Records(filepath.Join(s.DataDir, "journal.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	rows, err := db.Query("SELECT data FROM records ORDER BY seq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var b strings.Builder
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			t.Fatal(err)
-		}
-		b.Write(data)
+	for _, r := range recs {
+		b.Write(r.Data)
 		b.WriteByte('\n')
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return b.String()
 }

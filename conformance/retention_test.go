@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/palisade-im/palisade/storage"
+	"github.com/palisade-im/palisade/storage/sqlite/journaltest"
 )
 
 // TestArchiveRetentionAndHold: with a locked retention policy, slixmpp
@@ -53,21 +56,26 @@ func TestArchiveRetentionAndHold(t *testing.T) {
 		t.Fatalf("hold list after deleting alice: %v\n%s", err, out)
 	}
 
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(s.DataDir, "journal.db")+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	count := func(where string) int {
+	count := func(keep func(r storage.JournalRecord) bool) int {
 		t.Helper()
-		var n int
-		if err := db.QueryRow("SELECT count(*) FROM records WHERE " + where).Scan(&n); err != nil {
+		n, err := journaltest.Count(filepath.Join(s.DataDir, "journal.db"), keep)
+		if err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
-	alice := "kind IN ('message', 'subscription') AND (from_jid LIKE 'alice@%' OR to_jid LIKE 'alice@%')"
-	others := "kind IN ('message', 'subscription') AND NOT (from_jid LIKE 'alice@%' OR to_jid LIKE 'alice@%')"
+	ofAlice := func(r storage.JournalRecord) bool {
+		return strings.HasPrefix(r.From, "alice@") || strings.HasPrefix(r.To, "alice@")
+	}
+	alice := func(r storage.JournalRecord) bool {
+		return (r.Kind == storage.KindMessage || r.Kind == storage.KindSubscription) && ofAlice(r)
+	}
+	others := func(r storage.JournalRecord) bool {
+		return (r.Kind == storage.KindMessage || r.Kind == storage.KindSubscription) && !ofAlice(r)
+	}
+	kind := func(k storage.RecordKind) func(storage.JournalRecord) bool {
+		return func(r storage.JournalRecord) bool { return r.Kind == k }
+	}
 	held, purgeable := count(alice), count(others)
 	if held < 2 || purgeable < 2 {
 		t.Fatalf("journal: %d records of alice, %d of others", held, purgeable)
@@ -84,13 +92,15 @@ func TestArchiveRetentionAndHold(t *testing.T) {
 		t.Errorf("a real purge accepted --as-of:\n%s", out)
 	}
 	out, err = archiveCLI(t, s, "purge", "--by", "officer")
-	if err != nil || !strings.HasPrefix(out, "purged 0 records") || count("kind = 'disposition'") != 0 {
+	if err != nil || !strings.HasPrefix(out, "purged 0 records") || count(kind(storage.KindDisposition)) != 0 {
 		t.Fatalf("purge today: %v\n%s", err, out)
 	}
-	if n := count("kind = 'hold'"); n != 1 {
+	if n := count(kind(storage.KindHold)); n != 1 {
 		t.Errorf("%d hold records, want 1", n)
 	}
-	if n := count("kind = 'policy' AND CAST(data AS TEXT) LIKE '%sec-17a4%'"); n != 1 {
+	if n := count(func(r storage.JournalRecord) bool {
+		return r.Kind == storage.KindPolicy && strings.Contains(string(r.Data), "sec-17a4")
+	}); n != 1 {
 		t.Errorf("%d policy records of sec-17a4, want 1", n)
 	}
 	s.Stop(t)
@@ -183,11 +193,20 @@ func TestArchiveOfficerEncryption(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var clear, sealed, epochs int
-	if err := db.QueryRow("SELECT count(*) FROM records WHERE CAST(data AS TEXT) LIKE '%hello from%'").Scan(&clear); err != nil {
-		t.Fatal(err)
+	jpath := filepath.Join(s.DataDir, "journal.db")
+	jcount := func(keep func(r storage.JournalRecord) bool) int {
+		t.Helper()
+		n, err := journaltest.Count(jpath, keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
-	db.QueryRow(`SELECT count(*) FROM records WHERE kind = 'message' AND CAST(data AS TEXT) LIKE '%"enc":"aes-256-gcm/%'`).Scan(&sealed)
+	var epochs int
+	clear := jcount(func(r storage.JournalRecord) bool { return strings.Contains(string(r.Data), "hello from") })
+	sealed := jcount(func(r storage.JournalRecord) bool {
+		return r.Kind == storage.KindMessage && strings.Contains(string(r.Data), `"enc":"aes-256-gcm/`)
+	})
 	db.QueryRow("SELECT count(*) FROM epoch_keys").Scan(&epochs)
 	if clear != 0 || sealed < 2 || epochs != 1 {
 		t.Fatalf("journal: %d records with a body in the clear, %d sealed messages, %d epoch keys", clear, sealed, epochs)
@@ -227,7 +246,9 @@ func TestArchiveOfficerEncryption(t *testing.T) {
 	if err != nil || !strings.Contains(out, "decrypted: plaintext -> commitment -> leaf -> checkpoint checks") {
 		t.Fatalf("verify-export: %v\n%s", err, out)
 	}
-	if n := 0; db.QueryRow(`SELECT count(*) FROM records WHERE kind = 'export' AND CAST(data AS TEXT) LIKE '%encrypted_to%'`).Scan(&n) != nil || n != 1 {
+	if n := jcount(func(r storage.JournalRecord) bool {
+		return r.Kind == storage.KindExport && strings.Contains(string(r.Data), "encrypted_to")
+	}); n != 1 {
 		t.Errorf("export record with encrypted_to: %d", n)
 	}
 
@@ -245,7 +266,7 @@ func TestArchiveOfficerEncryption(t *testing.T) {
 	if err != nil || !strings.Contains(out, "[encrypted: --decrypt-key]") {
 		t.Errorf("metadata search: %v\n%s", err, out)
 	}
-	if n := 0; db.QueryRow(`SELECT count(*) FROM records WHERE kind = 'search'`).Scan(&n) != nil || n != 2 {
+	if n := jcount(func(r storage.JournalRecord) bool { return r.Kind == storage.KindSearch }); n != 2 {
 		t.Errorf("%d search records, want 2", n)
 	}
 	if out, err := archiveCLI(t, s, "verify"); err != nil {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/palisade-im/palisade/storage/sqlite"
 )
 
 // witnessBin returns conformance/bin/NAME (where install-peers.sh puts
@@ -399,6 +401,46 @@ func waitSplitView(t *testing.T, s *Server) string {
 // refuses the consistency proof from the tree it cosigned. Both raise the
 // alarm (audit archive_witness_split_view, /healthz names the witness)
 // and get no cosignature.
+// journalBackup is a copy of a journal's files: journal.db and its record
+// log.
+type journalBackup struct {
+	path  string
+	files map[string][]byte // by path
+}
+
+func backupJournal(t *testing.T, path string) journalBackup {
+	t.Helper()
+	b := journalBackup{path: path, files: map[string][]byte{}}
+	names, err := filepath.Glob(filepath.Join(sqlite.JournalRecordsDir(path), "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range append(names, path) {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.files[name] = data
+	}
+	return b
+}
+
+// restore puts the journal back as it was copied.
+func (b journalBackup) restore(t *testing.T) {
+	t.Helper()
+	if err := os.RemoveAll(sqlite.JournalRecordsDir(b.path)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(sqlite.JournalRecordsDir(b.path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range b.files {
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestLiteWitnessSplitView(t *testing.T) {
 	lw := startLiteWitness(t, "witness.test/sv")
 	witnessTOML := fmt.Sprintf("\n[[archive.witness]]\nurl = %q\nkey = %q\n", lw.URL(), lw.VKey)
@@ -413,10 +455,7 @@ func TestLiteWitnessSplitView(t *testing.T) {
 	ev := cosignedEvents(a)
 	backupSize := ev[len(ev)-1][0]
 	journal := filepath.Join(a.DataDir, "journal.db")
-	backup, err := os.ReadFile(journal)
-	if err != nil {
-		t.Fatal(err)
-	}
+	backup := backupJournal(t, journal)
 	if _, err := os.Stat(journal + "-wal"); err == nil {
 		t.Fatalf("%s-wal left after a clean stop: the copy would miss it", journal)
 	}
@@ -434,9 +473,7 @@ func TestLiteWitnessSplitView(t *testing.T) {
 	}
 
 	// Roll the journal back and let it grow by one record.
-	if err := os.WriteFile(journal, backup, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	backup.restore(t)
 	a.restart(t)
 	alice = dialRaw(t, a, "alice", "alice", accounts["alice"], "w3")
 	alice.roundTrip("rewritten history")

@@ -3,7 +3,6 @@ package archive
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"github.com/palisade-im/palisade/storage/sqlite"
+	"github.com/palisade-im/palisade/storage/sqlite/journaltest"
 	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
 	"mellium.im/xmpp/jid"
@@ -220,12 +220,7 @@ func TestCheckpointsAndVerify(t *testing.T) {
 	}
 
 	// One byte changed in record 7.
-	db, err := sql.Open("sqlite3", "file:"+f.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE records SET data = CAST(replace(CAST(data AS TEXT), 'r1-2', 'r1-3') AS BLOB) WHERE seq = 7`); err != nil {
+	if err := journaltest.Replace(f.path, 7, "r1-2", "r1-3"); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = Verify(ctx, f.j, f.verifier)
@@ -236,17 +231,26 @@ func TestCheckpointsAndVerify(t *testing.T) {
 		t.Fatalf("changed record 7: first bad = %d, %v; %+v", bad, ok, rep.Problems)
 	}
 
-	// The hashes rewritten to match the change: the checkpoints still catch it.
-	if _, err := db.Exec(`UPDATE records SET data = CAST(replace(CAST(data AS TEXT), 'r1-3', 'r1-2') AS BLOB) WHERE seq = 7`); err != nil {
+	// The change undone: the journal verifies again.
+	if err := journaltest.Replace(f.path, 7, "r1-3", "r1-2"); err != nil {
 		t.Fatal(err)
 	}
 	if rep, _ := Verify(ctx, f.j, f.verifier); len(rep.Problems) != 0 {
 		t.Fatalf("restored journal: %+v", rep.Problems)
 	}
-	if _, err := db.Exec(`DELETE FROM records WHERE seq = 17`); err != nil {
+	// The last record cut from the file: the checkpoints still count it.
+	if err := f.j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rep, _ = Verify(ctx, f.j, f.verifier)
+	if err := journaltest.Cut(f.path, 17); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := sqlite.OpenJournalReadOnly(ctx, f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	rep, _ = Verify(ctx, ro, f.verifier)
 	if bad, ok := rep.FirstBad(); !ok || bad != 17 {
 		t.Fatalf("removed last record: first bad = %d, %v; %+v", bad, ok, rep.Problems)
 	}

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"path/filepath"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
+	"github.com/palisade-im/palisade/storage/sqlite/journaltest"
 	"go.uber.org/zap"
 	"mellium.im/xmpp/jid"
 )
@@ -234,12 +234,7 @@ func TestPurgeHonoursHoldVerifiesAndExports(t *testing.T) {
 
 	// A purged record cannot be passed off: clearing a record's content
 	// without a disposition record listing it is found.
-	db, err := sql.Open("sqlite3", f.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec("UPDATE records SET data = X'', purged_by = 7 WHERE seq = 4"); err != nil {
+	if err := journaltest.ForgePurge(f.path, 4, 7); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = Verify(ctx, f.j, f.verifier)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"io"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +17,7 @@ import (
 	"github.com/palisade-im/palisade/server/cli"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/storage/sqlite"
+	"github.com/palisade-im/palisade/storage/sqlite/journaltest"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -34,32 +35,19 @@ type journalRow struct {
 // read-only connection.
 func journalRows(t *testing.T, e *env) []journalRow {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(e.cfg.Server.DataDir, "journal.db")+"?mode=ro")
+	recs, err := journaltest.Records(filepath.Join(e.cfg.Server.DataDir, "journal.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	rows, err := db.Query("SELECT seq, kind, from_jid, to_jid, stanza_type, direction, data FROM records ORDER BY seq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var out []journalRow
-	for rows.Next() {
-		var r journalRow
-		var data []byte
-		if err := rows.Scan(&r.seq, &r.kind, &r.from, &r.to, &r.typ, &r.dir, &data); err != nil {
-			t.Fatal(err)
-		}
-		rec, err := archive.DecodeRecord(data)
+	for _, jr := range recs {
+		r := journalRow{seq: jr.Seq, kind: string(jr.Kind), from: jr.From, to: jr.To, typ: jr.StanzaType, dir: string(jr.Direction)}
+		rec, err := archive.DecodeRecord(jr.Data)
 		if err != nil {
 			t.Fatalf("record %d: %v", r.seq, err)
 		}
-		r.content, r.rawData = rec.Content, string(data)
+		r.content, r.rawData = rec.Content, string(jr.Data)
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
@@ -169,7 +157,7 @@ func healthz(t *testing.T, e *env) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestJournalFailClosed locks the journal database from outside: a message
+// TestJournalFailClosed locks the journal from outside: a message
 // is not delivered, the sender gets a stanza error, /healthz fails; once
 // the lock is gone, delivery and health come back.
 func TestJournalFailClosed(t *testing.T) {
@@ -183,16 +171,13 @@ func TestJournalFailClosed(t *testing.T) {
 		t.Fatalf("healthz before: %d %s", code, body)
 	}
 
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(e.cfg.Server.DataDir, "journal.db")+"?_txlock=exclusive")
+	// Another process holds the journal's append lock.
+	lf, err := os.OpenFile(filepath.Join(sqlite.JournalRecordsDir(filepath.Join(e.cfg.Server.DataDir, "journal.db")), "lock"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("INSERT INTO checkpoints (size, time, note) VALUES (0, 0, x'00')"); err != nil {
+	defer lf.Close()
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
 	alice.send("<message to='bob@localhost/b' type='chat' id='x1'><body>must not arrive</body></message>")
@@ -205,7 +190,7 @@ func TestJournalFailClosed(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "journal") {
 		t.Fatalf("healthz while locked: %d %s", code, body)
 	}
-	if err := tx.Rollback(); err != nil {
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_UN); err != nil {
 		t.Fatal(err)
 	}
 

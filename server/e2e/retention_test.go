@@ -15,7 +15,9 @@ import (
 	"github.com/palisade-im/palisade/modules/archive"
 	"github.com/palisade-im/palisade/server"
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/storage"
 	"github.com/palisade-im/palisade/storage/sqlite"
+	"github.com/palisade-im/palisade/storage/sqlite/journaltest"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -98,7 +100,12 @@ func TestLockedPolicyAndConfigHold(t *testing.T) {
 	var locks, holds, kinds int
 	db.QueryRow("SELECT count(*) FROM retention_locks WHERE name = 'mifid' AND keep_days = 1825").Scan(&locks)
 	db.QueryRow("SELECT count(*) FROM holds WHERE name = 'case-9' AND placed_by = 'config' AND released_at = 0").Scan(&holds)
-	db.QueryRow("SELECT count(*) FROM records WHERE kind IN ('policy', 'hold')").Scan(&kinds)
+	kinds, err = journaltest.Count(filepath.Join(e.cfg.Server.DataDir, "journal.db"), func(r storage.JournalRecord) bool {
+		return r.Kind == storage.KindPolicy || r.Kind == storage.KindHold
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if locks != 1 || holds != 1 || kinds != 2 {
 		t.Fatalf("recorded: %d locks, %d holds, %d policy/hold records", locks, holds, kinds)
 	}

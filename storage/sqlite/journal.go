@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/storage"
+	"github.com/palisade-im/palisade/storage/recordlog"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -31,18 +32,25 @@ const (
 
 // Journal is a storage.Journal on its own SQLite file (normally
 // data_dir/journal.db), apart from the main store so that it can live on
-// another mount and has its own schema versions.
+// another mount and has its own schema versions, and its record log beside
+// it (JournalRecordsDir, package recordlog).
 //
 // One committer goroutine takes Append calls from a bounded queue and
-// writes everything waiting in one transaction (group commit); with WAL and
-// synchronous=FULL the commit is fsynced before any of the calls returns.
-// Several processes may append to one journal (the server, and the CLI
-// recording an export): each transaction starts from the size on disk.
+// writes everything waiting as one frame of the record log (group commit),
+// fdatasynced before any of the calls returns. The SQLite file holds what
+// is not on the message path: checkpoints, cosignatures, retention locks,
+// holds, epoch keys, and the records of journals written before the record
+// log existed (table records, seq < legacyEnd), which stay readable where
+// they are. Several processes may append to one journal (the server, and
+// the CLI recording an export): each commit holds the log's append lock
+// and starts from the size on disk.
 type Journal struct {
 	wr, rd   *sql.DB
 	readOnly bool
 
-	insRec *sql.Stmt
+	log *recordlog.Log
+	// legacyEnd: records before it are rows of table records.
+	legacyEnd int64
 
 	queue   chan *appendReq
 	stop    chan struct{}
@@ -55,8 +63,13 @@ type Journal struct {
 
 	pending map[int64]tlog.Hash // committer only: hashes of the batch being written
 	batch   []*appendReq        // committer only
-	hbuf    []byte              // committer only: one record's stored hashes
+	flat    []storage.JournalRecord
+	hashes  [][]byte
+	hbuf    []byte
 }
+
+// JournalRecordsDir is the record log directory of the journal at path.
+func JournalRecordsDir(path string) string { return path + "-records" }
 
 var _ storage.Journal = (*Journal)(nil)
 
@@ -92,8 +105,7 @@ func OpenJournal(ctx context.Context, path string) (*Journal, error) {
 		wr.Close()
 		return nil, err
 	}
-	j.insRec, err = wr.PrepareContext(ctx, `INSERT INTO records
-		(seq, time, direction, kind, from_jid, to_jid, stanza_type, stanza_size, data, hashes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	err = j.openLog(ctx, path, false)
 	if err == nil {
 		err = j.loadHead(ctx)
 	}
@@ -128,6 +140,10 @@ func OpenJournalReadOnly(ctx context.Context, path string) (*Journal, error) {
 		j.closeDBs()
 		return nil, fmt.Errorf("sqlite: journal %s: schema version %d, this build reads %d", path, v, len(journalMigrations))
 	}
+	if err := j.openLog(ctx, path, true); err != nil {
+		j.closeDBs()
+		return nil, fmt.Errorf("sqlite: journal %s: %w", path, err)
+	}
 	if err := j.loadHead(ctx); err != nil {
 		j.closeDBs()
 		return nil, fmt.Errorf("sqlite: journal %s: %w", path, err)
@@ -150,12 +166,23 @@ func (j *Journal) openReader(ctx context.Context, uri string) error {
 	return nil
 }
 
+// openLog finds where the legacy records end and opens the record log
+// that follows them.
+func (j *Journal) openLog(ctx context.Context, path string, readOnly bool) error {
+	if err := j.rd.QueryRowContext(ctx, "SELECT first_seq FROM record_log").Scan(&j.legacyEnd); err != nil {
+		return fmt.Errorf("read where the record log starts: %w", err)
+	}
+	l, err := recordlog.Open(JournalRecordsDir(path), j.legacyEnd, readOnly)
+	if err != nil {
+		return err
+	}
+	j.log = l
+	return nil
+}
+
 // loadHead reads the tree size and the right-edge hashes.
 func (j *Journal) loadHead(ctx context.Context) error {
-	var n int64
-	if err := j.rd.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq) + 1, 0) FROM records").Scan(&n); err != nil {
-		return fmt.Errorf("read size: %w", err)
-	}
+	n := j.log.Next()
 	idx := frontierIndexes(n)
 	hs, err := j.ReadHashes(ctx, idx)
 	if err != nil {
@@ -302,31 +329,24 @@ func (j *Journal) flush() {
 	j.batch = j.batch[:0]
 }
 
-func (j *Journal) commit(batch []*appendReq) (err error) {
+func (j *Journal) commit(batch []*appendReq) error {
 	clear(j.pending)
-	tx, err := j.wr.Begin()
-	if err != nil {
-		return fmt.Errorf("sqlite: journal append: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tx.Rollback()
-		}
-	}()
 	// Another process (the CLI recording an export) may have appended
-	// since: the write lock is held now, so the size read here is final.
-	var size int64
-	if err := tx.QueryRow("SELECT COALESCE(MAX(seq) + 1, 0) FROM records").Scan(&size); err != nil {
-		return fmt.Errorf("sqlite: journal append: read size: %w", err)
+	// since: the append lock is held now, so the size read here is final.
+	size, err := j.log.Begin()
+	if err != nil {
+		return fmt.Errorf("sqlite: journal append: %w", err)
 	}
+	defer j.log.End()
 	if size != j.size {
-		if err := j.syncEdge(tx, size); err != nil {
+		if err := j.syncEdge(size); err != nil {
 			return fmt.Errorf("sqlite: journal append: %w", err)
 		}
 	}
-	insRec := tx.Stmt(j.insRec)
-	hr := batchReader{j: j, tx: tx}
+	hr := batchReader{j: j}
 	n := j.size
+	j.flat, j.hashes, j.hbuf = j.flat[:0], j.hashes[:0], j.hbuf[:0]
+	var ends []int
 	for _, r := range batch {
 		for i := range r.recs {
 			rec := &r.recs[i]
@@ -335,22 +355,31 @@ func (j *Journal) commit(batch []*appendReq) (err error) {
 				return fmt.Errorf("sqlite: journal append: tree hashes of record %d: %w", n, err)
 			}
 			base := tlog.StoredHashIndex(0, n)
-			j.hbuf = j.hbuf[:0]
 			for k := range hashes {
 				j.hbuf = append(j.hbuf, hashes[k][:]...)
 				j.pending[base+int64(k)] = hashes[k]
 			}
-			if _, err := insRec.Exec(n, rec.Time.UnixNano(), string(rec.Direction), string(rec.Kind),
-				rec.From, rec.To, rec.StanzaType, rec.StanzaSize, rec.Data, j.hbuf); err != nil {
-				return fmt.Errorf("sqlite: journal append: record %d: %w", n, err)
-			}
-			rec.Seq = n
+			ends = append(ends, len(j.hbuf))
+			j.flat = append(j.flat, *rec)
 			n++
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: journal append: commit: %w", err)
+	start := 0
+	for _, e := range ends {
+		j.hashes = append(j.hashes, j.hbuf[start:e])
+		start = e
 	}
+	if err := j.log.Append(j.flat, j.hashes); err != nil {
+		return fmt.Errorf("sqlite: journal append: %w", err)
+	}
+	seq := j.size
+	for _, r := range batch {
+		for i := range r.recs {
+			r.recs[i].Seq = seq
+			seq++
+		}
+	}
+	clear(j.flat) // drop the records' data
 	front := make(map[int64]tlog.Hash, 64)
 	for _, x := range frontierIndexes(n) {
 		h, ok := j.pending[x]
@@ -365,15 +394,14 @@ func (j *Journal) commit(batch []*appendReq) (err error) {
 	return nil
 }
 
-// syncEdge reloads the tree's size and right edge inside tx.
-func (j *Journal) syncEdge(tx *sql.Tx, size int64) error {
-	front := make(map[int64]tlog.Hash)
-	hr := batchReader{j: &Journal{}, tx: tx} // no cached hashes: read them all
+// syncEdge reloads the tree's right edge for a journal of size records.
+func (j *Journal) syncEdge(size int64) error {
 	idx := frontierIndexes(size)
-	hs, err := hr.ReadHashes(idx)
+	hs, err := j.ReadHashes(context.Background(), idx)
 	if err != nil {
 		return fmt.Errorf("reload tree edge: %w", err)
 	}
+	front := make(map[int64]tlog.Hash, len(idx))
 	for i, x := range idx {
 		front[x] = hs[i]
 	}
@@ -385,11 +413,8 @@ func (j *Journal) syncEdge(tx *sql.Tx, size int64) error {
 
 // batchReader serves StoredHashes inside a commit: the batch's own new
 // hashes, the tree's right edge, and (never needed in practice) the
-// transaction.
-type batchReader struct {
-	j  *Journal
-	tx *sql.Tx
-}
+// stored ones.
+type batchReader struct{ j *Journal }
 
 func (b batchReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
@@ -402,21 +427,40 @@ func (b batchReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			out[i] = h
 			continue
 		}
-		rec, off := hashHome(x)
-		var raw []byte
-		if err := b.tx.QueryRow("SELECT hashes FROM records WHERE seq = ?", rec).Scan(&raw); err != nil {
-			return nil, fmt.Errorf("stored hash %d: %w", x, err)
+		hs, err := b.j.ReadHashes(context.Background(), []int64{x})
+		if err != nil {
+			return nil, err
 		}
-		if len(raw) < (off+1)*tlog.HashSize {
-			return nil, fmt.Errorf("stored hash %d: record %d holds %d bytes of hashes", x, rec, len(raw))
-		}
-		copy(out[i][:], raw[off*tlog.HashSize:])
+		out[i] = hs[0]
 	}
 	return out, nil
 }
 
 // Records implements storage.Journal.
 func (j *Journal) Records(ctx context.Context, start, end int64, fn func(storage.JournalRecord) error) error {
+	if start < j.legacyEnd {
+		if err := j.legacyRecords(ctx, start, min(end, j.legacyEnd), fn); err != nil {
+			return err
+		}
+	}
+	if end <= j.legacyEnd {
+		return nil
+	}
+	err := j.log.Records(max(start, j.legacyEnd), end, func(r recordlog.Record) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(r.JournalRecord)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: journal records: %w", err)
+	}
+	return nil
+}
+
+// legacyRecords reads records of table records (journals written before
+// the record log).
+func (j *Journal) legacyRecords(ctx context.Context, start, end int64, fn func(storage.JournalRecord) error) error {
 	rows, err := j.rd.QueryContext(ctx, `SELECT seq, time, direction, kind, from_jid, to_jid, stanza_type, stanza_size, data, purged_by
 		FROM records WHERE seq >= ? AND seq < ? ORDER BY seq`, start, end)
 	if err != nil {
@@ -468,28 +512,36 @@ func (j *Journal) TreeHead(context.Context) (storage.TreeHead, error) {
 // ReadHashes implements storage.Journal.
 func (j *Journal) ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
-	if len(indexes) == 0 {
-		return out, nil
-	}
-	tx, err := j.rd.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, "SELECT hashes FROM records WHERE seq = ?")
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
-	}
-	defer stmt.Close()
+	var legacy *sql.Stmt
+	var tx *sql.Tx
+	defer func() {
+		if tx != nil {
+			tx.Rollback()
+		}
+	}()
 	var lastRec int64 = -1
 	var raw []byte
 	for i, x := range indexes {
 		rec, off := hashHome(x)
 		if rec != lastRec {
-			if err := stmt.QueryRowContext(ctx, rec).Scan(&raw); err != nil {
-				if errors.Is(err, sql.ErrNoRows) {
-					return nil, fmt.Errorf("sqlite: journal hashes: stored hash %d missing (record %d)", x, rec)
+			var err error
+			if rec >= j.legacyEnd {
+				raw, err = j.log.Hashes(rec)
+			} else {
+				if legacy == nil {
+					if tx, err = j.rd.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err != nil {
+						return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
+					}
+					if legacy, err = tx.PrepareContext(ctx, "SELECT hashes FROM records WHERE seq = ?"); err != nil {
+						return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
+					}
 				}
+				err = legacy.QueryRowContext(ctx, rec).Scan(&raw)
+				if errors.Is(err, sql.ErrNoRows) {
+					err = fmt.Errorf("stored hash %d missing (record %d)", x, rec)
+				}
+			}
+			if err != nil {
 				return nil, fmt.Errorf("sqlite: journal hashes: %w", err)
 			}
 			lastRec = rec
@@ -611,8 +663,8 @@ func (j *Journal) Close() error {
 
 func (j *Journal) closeDBs() error {
 	var errs []error
-	if j.insRec != nil {
-		errs = append(errs, j.insRec.Close())
+	if j.log != nil {
+		errs = append(errs, j.log.Close())
 	}
 	for _, db := range []*sql.DB{j.rd, j.wr} {
 		if db != nil {
@@ -710,5 +762,15 @@ CREATE TABLE group_members (
 	first_seen INTEGER NOT NULL, -- Unix nanoseconds
 	PRIMARY KEY (grp, jid)
 ) STRICT, WITHOUT ROWID;
+`,
+	// 6: records are appended to the record log (JournalRecordsDir) from
+	// here on; table records keeps those written before, all below
+	// first_seq. Earlier builds refuse this version, so none of them can
+	// append rows that the log's numbers already use.
+	`
+CREATE TABLE record_log (
+	first_seq INTEGER NOT NULL -- the log's first record
+) STRICT;
+INSERT INTO record_log (first_seq) SELECT COALESCE(MAX(seq) + 1, 0) FROM records;
 `,
 }

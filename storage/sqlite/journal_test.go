@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/storage"
+	"github.com/palisade-im/palisade/storage/recordlog"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -240,12 +242,22 @@ func TestJournalChangedByte(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db, err := sql.Open("sqlite3", "file:"+path)
+	l, err := recordlog.Open(JournalRecordsDir(path), 0, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE records SET data = CAST(replace(CAST(data AS TEXT), 'hello 3', 'jello 3') AS BLOB) WHERE seq = 3`); err != nil {
+	loc, err := l.Locate(3)
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, err := os.ReadFile(loc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := seg[loc.DataOff : loc.DataOff+loc.DataLen]
+	copy(data[bytes.Index(data, []byte("hello 3")):], "jello 3")
+	if err := os.WriteFile(loc.Path, seg, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ro, err := OpenJournalReadOnly(ctx, path)
@@ -253,8 +265,7 @@ func TestJournalChangedByte(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ro.Close()
-	data := allData(t, ro)
-	for i, d := range data {
+	for i, d := range allData(t, ro) {
 		h, err := ro.ReadHashes(ctx, []int64{tlog.StoredHashIndex(0, int64(i))})
 		if err != nil {
 			t.Fatal(err)
@@ -275,24 +286,20 @@ func TestJournalContextAndLock(t *testing.T) {
 	if err := j.Append(ctx, []storage.JournalRecord{rec("x")}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Append with a cancelled context = %v", err)
 	}
-	// Another process holding the write lock makes Append fail, not hang,
+	// Another process holding the append lock makes Append fail, not hang,
 	// and nothing of the failed batch is kept.
-	db, err := sql.Open("sqlite3", "file:"+path+"?_txlock=exclusive")
+	lf, err := os.OpenFile(filepath.Join(JournalRecordsDir(path), "lock"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	tx, err := db.Begin()
-	if err != nil {
+	defer lf.Close()
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec("INSERT INTO checkpoints (size, time, note) VALUES (0, 0, x'00')"); err != nil {
-		t.Fatal(err)
+	if err := j.Append(context.Background(), []storage.JournalRecord{rec("locked")}); !errors.Is(err, recordlog.ErrLocked) {
+		t.Fatalf("Append while another process held the lock = %v", err)
 	}
-	if err := j.Append(context.Background(), []storage.JournalRecord{rec("locked")}); err == nil {
-		t.Fatal("Append succeeded while the database was locked")
-	}
-	if err := tx.Rollback(); err != nil {
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_UN); err != nil {
 		t.Fatal(err)
 	}
 	r := []storage.JournalRecord{rec("after")}
@@ -578,5 +585,99 @@ func TestJournalCosignatures(t *testing.T) {
 	defer ro.Close()
 	if err := ro.AddCosignature(ctx, storage.Cosignature{Size: 9, Line: "x"}); !errors.Is(err, ErrJournalReadOnly) {
 		t.Errorf("read-only AddCosignature = %v", err)
+	}
+}
+
+// TestJournalLegacyRecords opens a journal written before the record log
+// (records as rows, schema version 5): the rows stay where they are, new
+// records follow them in the log, and reads, proofs and purges span both.
+func TestJournalLegacyRecords(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	if err := createPrivate(path); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateDB(ctx, db, journalMigrations[:5]); err != nil {
+		t.Fatal(err)
+	}
+	var data [][]byte
+	stored := map[int64]tlog.Hash{}
+	hr := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = stored[x]
+		}
+		return out, nil
+	})
+	for i := range 5 {
+		d := []byte(fmt.Sprintf("<body>old %d</body>", i))
+		hs, err := tlog.StoredHashes(int64(i), d, hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var raw []byte
+		for k, h := range hs {
+			stored[tlog.StoredHashIndex(0, int64(i))+int64(k)] = h
+			raw = append(raw, h[:]...)
+		}
+		if _, err := db.Exec(`INSERT INTO records (seq, time, direction, kind, from_jid, to_jid, stanza_type, stanza_size, data, hashes)
+			VALUES (?, ?, 'local', 'message', 'alice@example.com/a', 'bob@example.com', 'chat', ?, ?, ?)`,
+			i, time.Now().UnixNano(), len(d), d, raw); err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, d)
+	}
+	db.Close()
+
+	j, err := OpenJournal(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	for i := 5; i < 9; i++ {
+		r := []storage.JournalRecord{rec(fmt.Sprintf("<body>new %d</body>", i))}
+		if err := j.Append(ctx, r); err != nil || r[0].Seq != int64(i) {
+			t.Fatalf("append after the legacy rows: seq %d, %v", r[0].Seq, err)
+		}
+		data = append(data, r[0].Data)
+	}
+	got := allData(t, j)
+	if len(got) != len(data) {
+		t.Fatalf("%d records, want %d", len(got), len(data))
+	}
+	for i := range data {
+		if !bytes.Equal(got[i], data[i]) {
+			t.Fatalf("record %d = %q, want %q", i, got[i], data[i])
+		}
+	}
+	root, _ := memTree(t, data)
+	head, err := j.TreeHead(ctx)
+	if err != nil || head.Hash != root || head.Size != 9 {
+		t.Fatalf("head %+v, %v; want the tree of all 9 records", head, err)
+	}
+	for n := range int64(9) {
+		p, err := tlog.ProveRecord(head.Size, n, tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) { return j.ReadHashes(ctx, ix) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.CheckRecord(p, head.Size, head.Hash, n, tlog.RecordHash(data[n])); err != nil {
+			t.Fatalf("inclusion proof of %d: %v", n, err)
+		}
+	}
+	if err := j.Purge(ctx, []int64{2, 6}, 8); err != nil {
+		t.Fatal(err)
+	}
+	err = j.Records(ctx, 0, 9, func(r storage.JournalRecord) error {
+		if want := r.Seq == 2 || r.Seq == 6; r.Purged != want || (want && (len(r.Data) != 0 || r.PurgedBy != 8)) {
+			return fmt.Errorf("record %d: purged %v by %d, data %q", r.Seq, r.Purged, r.PurgedBy, r.Data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

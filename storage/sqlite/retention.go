@@ -262,12 +262,23 @@ func (j *Journal) Purge(ctx context.Context, seqs []int64, disposition int64) er
 	if j.readOnly {
 		return ErrJournalReadOnly
 	}
-	for len(seqs) > 0 {
-		n := min(len(seqs), purgeChunk)
-		if err := j.purge(ctx, seqs[:n], disposition); err != nil {
+	var legacy, logged []int64
+	for _, s := range seqs {
+		if s < j.legacyEnd {
+			legacy = append(legacy, s)
+		} else {
+			logged = append(logged, s)
+		}
+	}
+	for len(legacy) > 0 {
+		n := min(len(legacy), purgeChunk)
+		if err := j.purge(ctx, legacy[:n], disposition); err != nil {
 			return err
 		}
-		seqs = seqs[n:]
+		legacy = legacy[n:]
+	}
+	if err := j.log.Purge(logged, disposition); err != nil {
+		return fmt.Errorf("sqlite: journal purge: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,349 @@
+package recordlog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/palisade-im/palisade/storage"
+)
+
+func rec(data string) storage.JournalRecord {
+	return storage.JournalRecord{
+		Time: time.Unix(1700000000, 123).UTC(), Direction: storage.DirLocal, Kind: storage.KindMessage,
+		From: "alice@example.com/a", To: "bob@example.com", StanzaType: "chat", StanzaSize: len(data), Data: []byte(data),
+	}
+}
+
+// hashesOf is a stand-in for the tree hashes: one or two 32-byte values
+// derived from the seq.
+func hashesOf(seq int64) []byte {
+	n := 1 + int(seq%2)
+	return bytes.Repeat([]byte{byte(seq)}, 32*n)
+}
+
+// appendN appends one frame of n records through a full Begin/End round.
+func appendN(t *testing.T, l *Log, n int, tag string) int64 {
+	t.Helper()
+	first, err := l.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.End()
+	recs := make([]storage.JournalRecord, n)
+	hs := make([][]byte, n)
+	for i := range recs {
+		recs[i] = rec(fmt.Sprintf("%s-%d", tag, first+int64(i)))
+		hs[i] = hashesOf(first + int64(i))
+	}
+	if err := l.Append(recs, hs); err != nil {
+		t.Fatal(err)
+	}
+	return first
+}
+
+// check reads the whole log and compares it with want (data by seq).
+func check(t *testing.T, l *Log, want []string) {
+	t.Helper()
+	var got []string
+	err := l.Records(0, 1<<62, func(r Record) error {
+		if r.Seq != l.First()+int64(len(got)) {
+			return fmt.Errorf("record %d where %d was due", r.Seq, l.First()+int64(len(got)))
+		}
+		if r.From != "alice@example.com/a" || r.Kind != storage.KindMessage || !r.Time.Equal(time.Unix(1700000000, 123)) {
+			return fmt.Errorf("record %d metadata %+v", r.Seq, r.JournalRecord)
+		}
+		if !bytes.Equal(r.Hashes, hashesOf(r.Seq)) {
+			return fmt.Errorf("record %d hashes differ", r.Seq)
+		}
+		got = append(got, string(r.Data))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("log holds %q, want %q", got, want)
+	}
+	for i := range want {
+		seq := l.First() + int64(i)
+		h, err := l.Hashes(seq)
+		if err != nil || !bytes.Equal(h, hashesOf(seq)) {
+			t.Fatalf("Hashes(%d) = %x, %v", seq, h, err)
+		}
+	}
+}
+
+func names(first int64, tag string, n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("%s-%d", tag, first+int64(i)))
+	}
+	return out
+}
+
+// TestLogRoundTrip appends frames over several segments, reads them back
+// in the same log and in a reopened one, read-only and writable.
+func TestLogRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	l, err := Open(dir, 5, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.segMax = 300 // a few frames per segment
+	var want []string
+	for i := range 12 {
+		first := appendN(t, l, 1+i%3, "a")
+		want = append(want, names(first, "a", 1+i%3)...)
+	}
+	check(t, l, want)
+	l.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(segs) < 3 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	ro, err := Open(dir, 5, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, ro, want)
+	if _, err := ro.Begin(); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("Begin on a read-only log = %v", err)
+	}
+	ro.Close()
+	if _, err := Open(dir, 0, true); err == nil {
+		t.Fatal("a log opened with the wrong first record")
+	}
+	rw, err := Open(dir, 5, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	first := appendN(t, rw, 2, "b")
+	check(t, rw, append(want, names(first, "b", 2)...))
+}
+
+// TestLogTornTail: what a crash left half written after the last whole
+// frame is cut on a writable open, a lost index is rebuilt, and appends go
+// on where the whole frames end.
+func TestLogTornTail(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		appendN(t, l, 2, "a")
+	}
+	seg := l.segs[0].path
+	l.Close()
+	whole, _ := os.Stat(seg)
+	// A frame torn half way: its header and part of its records.
+	b, _ := os.ReadFile(seg)
+	torn := append(b, b[:headerSize+10]...)
+	copy(torn[len(b)+4:], []byte{6, 0, 0, 0, 0, 0, 0, 0})
+	if err := os.WriteFile(seg, torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(idxPath(seg)); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(dir, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, ro, names(0, "a", 6))
+	ro.Close()
+	if fi, _ := os.Stat(seg); fi.Size() != int64(len(torn)) {
+		t.Fatal("a read-only open changed the segment")
+	}
+	l, err = Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if fi, _ := os.Stat(seg); fi.Size() != whole.Size() {
+		t.Fatalf("segment is %d bytes after repair, want %d", fi.Size(), whole.Size())
+	}
+	if idx, _ := os.ReadFile(idxPath(seg)); len(idx) != 3*idxSize {
+		t.Fatalf("rebuilt index has %d bytes", len(idx))
+	}
+	first := appendN(t, l, 1, "b")
+	if first != 6 {
+		t.Fatalf("next record %d after repair, want 6", first)
+	}
+	check(t, l, append(names(0, "a", 6), "b-6"))
+}
+
+// TestLogTwoHandles appends through two opens of one log, as two
+// processes do: each sees the other's records and numbers follow on.
+func TestLogTwoHandles(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a.segMax, b.segMax = 200, 200
+	var want []string
+	for i := range 10 {
+		l, tag := a, "a"
+		if i%3 == 1 {
+			l, tag = b, "b"
+		}
+		first := appendN(t, l, 1+i%2, tag)
+		if first != int64(len(want)) {
+			t.Fatalf("append %d got record %d, want %d", i, first, len(want))
+		}
+		want = append(want, names(first, tag, 1+i%2)...)
+	}
+	check(t, a, want)
+	check(t, b, want)
+}
+
+// TestLogPurge clears records' data in place: the rest, the hashes and
+// later appends stay, in this log and in another open of it.
+func TestLogPurge(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	other, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	l.segMax = 400
+	for range 6 {
+		appendN(t, l, 2, "a")
+	}
+	check(t, other, names(0, "a", 12)) // other has the old files open
+	if err := l.Purge([]int64{1, 4, 5, 11}, 12); err != nil {
+		t.Fatal(err)
+	}
+	// Purging again changes nothing: the first disposition stays.
+	if err := l.Purge([]int64{4}, 13); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, other, 1, "b") // into the renamed active segment
+	for _, lg := range []*Log{l, other} {
+		var purged []string
+		err := lg.Records(0, 1<<62, func(r Record) error {
+			if !bytes.Equal(r.Hashes, hashesOf(r.Seq)) {
+				return fmt.Errorf("record %d hashes differ", r.Seq)
+			}
+			switch {
+			case r.Purged:
+				if r.Data != nil || r.PurgedBy != 12 {
+					return fmt.Errorf("purged record %d: data %q, by %d", r.Seq, r.Data, r.PurgedBy)
+				}
+				purged = append(purged, fmt.Sprint(r.Seq))
+			case string(r.Data) != fmt.Sprintf("a-%d", r.Seq) && string(r.Data) != "b-12":
+				return fmt.Errorf("record %d holds %q", r.Seq, r.Data)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(purged) != "[1 4 5 11]" {
+			t.Fatalf("purged %v", purged)
+		}
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	for _, s := range segs {
+		b, _ := os.ReadFile(s)
+		for _, gone := range []string{"a-1", "a-4", "a-5", "a-11"} {
+			if bytes.Contains(b, []byte(gone+"\x00")) || bytes.HasSuffix(b, []byte(gone)) {
+				t.Fatalf("%s still holds %s", s, gone)
+			}
+		}
+	}
+	reopened, err := Open(dir, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	if n := reopened.Next(); n != 13 {
+		t.Fatalf("reopened log ends at %d, want 13", n)
+	}
+}
+
+// TestLogLocked: an append lock held elsewhere fails Begin after a while,
+// rather than holding up the message path.
+func TestLogLocked(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Begin under another's lock = %v", err)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	appendN(t, l, 1, "a")
+	check(t, l, []string{"a-0"})
+}
+
+// TestLogDamagedFrame: a frame whose header was changed is reported by
+// reads, naming its records; the frames before it still read.
+func TestLogDamagedFrame(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for range 3 {
+		appendN(t, l, 1, "a")
+	}
+	loc, err := l.Locate(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(loc.Path)
+	b[loc.FrameOff+12] = 9 // the record count
+	os.WriteFile(loc.Path, b, 0o600)
+	var seen int
+	err = l.Records(0, 3, func(Record) error { seen++; return nil })
+	if err == nil || seen != 1 || !bytes.Contains([]byte(err.Error()), []byte("records 1..")) {
+		t.Fatalf("read of a damaged frame: %d records, %v", seen, err)
+	}
+}
+
+// TestLogOpenMissingReadOnly: a journal without a record log yet reads as
+// empty.
+func TestLogOpenMissingReadOnly(t *testing.T) {
+	l, err := Open(filepath.Join(t.TempDir(), "none"), 7, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.Next() != 7 {
+		t.Fatalf("next %d", l.Next())
+	}
+	if err := l.Records(0, 100, func(Record) error { return errors.New("a record") }); err != nil {
+		t.Fatal(err)
+	}
+}
