@@ -65,7 +65,14 @@ const (
 	loadedMax = 8
 	// cachedFrames bounds the frames kept decoded for hash reads.
 	cachedFrames = 64
+	// preallocate is how far ahead of the frames the active segment is
+	// filled with zeros, so that an append's fdatasync need not write the
+	// file's new size too (measured here: ~330 us instead of ~570-810 us
+	// per write and fdatasync).
+	preallocate = 4 << 20
 )
+
+var zeros = make([]byte, 256<<10)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -113,6 +120,7 @@ type Log struct {
 	readOnly bool
 	lockf    *os.File
 	segMax   int64 // segmentMax but in tests
+	prealloc int64 // preallocate but in tests
 
 	// amu and the flock on lockf make the append lock: one appender per
 	// log across goroutines and processes. Only its holder touches wf,
@@ -129,6 +137,8 @@ type Log struct {
 	// While locked (append lock held): the active segment's files.
 	wf, idxf *os.File
 	wino     uint64
+	alloc    int64   // wf's size as this appender last saw or set it
+	wfd      uintptr // wf's descriptor, for the raw calls (rawio.go)
 	broken   error // a failed fdatasync: no append may follow
 	buf      []byte
 }
@@ -143,7 +153,7 @@ type decoded struct {
 // before it are kept elsewhere. A writable open repairs the end of the log
 // that a crash left torn (what was never made durable is cut off).
 func Open(dir string, first int64, readOnly bool) (*Log, error) {
-	l := &Log{dir: dir, first: first, readOnly: readOnly, next: first, segMax: segmentMax, cache: map[int64]*decoded{}}
+	l := &Log{dir: dir, first: first, readOnly: readOnly, next: first, segMax: segmentMax, prealloc: preallocate, cache: map[int64]*decoded{}}
 	if readOnly {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			return l, nil
@@ -267,7 +277,7 @@ func (l *Log) refresh(repair bool) error {
 		if err := syscall.Stat(act.path, &pst); err != nil {
 			return fmt.Errorf("recordlog: %w", err)
 		}
-		if st.Size == act.end && st.Size < l.segMax && pst.Ino == l.wino {
+		if pst.Ino == l.wino && act.end < l.segMax && (st.Size == act.end || st.Size == l.alloc && !l.frameAtEnd(act)) {
 			return nil
 		}
 	}
@@ -339,7 +349,27 @@ func (l *Log) openActive(act *segment) error {
 		idxf.Close()
 		return fmt.Errorf("recordlog: %w", err)
 	}
-	l.wf, l.idxf, l.wino = wf, idxf, st.Ino
+	l.wf, l.idxf, l.wino, l.alloc, l.wfd = wf, idxf, st.Ino, st.Size, wf.Fd()
+	return nil
+}
+
+// frameAtEnd tells whether a frame starts where act's frames end: another
+// process appended into the zeros preallocated there.
+func (l *Log) frameAtEnd(act *segment) bool {
+	var m [4]byte
+	n, _ := l.wf.ReadAt(m[:], act.end)
+	return n == 4 && string(m[:]) != "\x00\x00\x00\x00"
+}
+
+// extend fills [from, to) of the active segment with zeros.
+func (l *Log) extend(from, to int64) error {
+	for off := from; off < to; {
+		n := min(int64(len(zeros)), to-off)
+		if err := rawPwrite(l.wfd, zeros[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
 	return nil
 }
 
@@ -572,6 +602,22 @@ func appendIdx(b []byte, fr frameRef) []byte {
 // (nothing more is appended until it is opened again), since what reached
 // the disk is then unknown.
 func (l *Log) Append(recs []storage.JournalRecord, hashes [][]byte) error {
+	enc := make([][]byte, len(recs))
+	for i := range recs {
+		enc[i] = Encode(nil, &recs[i])
+	}
+	return l.AppendEncoded(enc, hashes)
+}
+
+// Encode appends the encoding of r, all but its tree hashes, to b: what
+// AppendEncoded takes. Callers encode their records before they queue them
+// for a group commit, so that the committer only copies bytes.
+func Encode(b []byte, r *storage.JournalRecord) []byte {
+	return appendRecord(b, r, nil)
+}
+
+// AppendEncoded is Append for records made by Encode.
+func (l *Log) AppendEncoded(recs [][]byte, hashes [][]byte) error {
 	if l.readOnly {
 		return ErrReadOnly
 	}
@@ -592,12 +638,23 @@ func (l *Log) Append(recs []storage.JournalRecord, hashes [][]byte) error {
 	first, off := l.next, act.end
 	l.mu.Unlock()
 	// The write and the fdatasync run without mu: reads go on meanwhile.
-	b := append(l.buf[:0], make([]byte, headerSize)...)
+	size := headerSize
 	for i := range recs {
-		b = appendRecord(b, &recs[i], hashes[i])
+		size += len(recs[i]) + len(hashes[i])
 	}
-	if len(b)-headerSize > maxFrame {
-		return fmt.Errorf("recordlog: a frame of %d bytes is too large", len(b)-headerSize)
+	if size-headerSize > maxFrame {
+		return fmt.Errorf("recordlog: a frame of %d bytes is too large", size-headerSize)
+	}
+	b := slices.Grow(l.buf[:0], size)[:headerSize]
+	clear(b)
+	for i, r := range recs {
+		if len(r) < recordFixed || len(hashes[i])%tlog.HashSize != 0 {
+			return fmt.Errorf("recordlog: record %d is not encoded", first+int64(i))
+		}
+		at := len(b)
+		b = append(b, r...)
+		b[at+hashCountAt] = byte(len(hashes[i]) / tlog.HashSize)
+		b = append(b, hashes[i]...)
 	}
 	copy(b[0:4], frameMagic)
 	binary.LittleEndian.PutUint64(b[4:], uint64(first))
@@ -609,16 +666,27 @@ func (l *Log) Append(recs []storage.JournalRecord, hashes [][]byte) error {
 		l.buf = nil
 	}
 	fr := frameRef{first: first, count: int32(len(recs)), len: int32(len(b) - headerSize), off: off}
-	if _, err := l.wf.WriteAt(b, fr.off); err != nil {
+	alloc := l.alloc
+	if want := fr.end(); want > alloc {
+		// Zeros ahead, written and made durable with this frame.
+		alloc = max(want, min(want+l.prealloc, l.segMax))
+		if err := l.extend(want, alloc); err != nil {
+			_ = l.wf.Truncate(l.alloc)
+			return fmt.Errorf("recordlog: write records %d-%d: %w", first, first+int64(len(recs))-1, err)
+		}
+	}
+	if err := rawPwrite(l.wfd, b, fr.off); err != nil {
 		// Cut what part of the frame was written; the next frame goes
 		// in its place.
 		_ = l.wf.Truncate(fr.off)
+		l.alloc = fr.off
 		return fmt.Errorf("recordlog: write records %d-%d: %w", first, first+int64(len(recs))-1, err)
 	}
-	if err := syscall.Fdatasync(int(l.wf.Fd())); err != nil {
+	if err := rawFdatasync(l.wfd); err != nil {
 		l.broken = fmt.Errorf("recordlog: fdatasync of %s failed (%w): no record is appended until the journal is opened again", act.path, err)
 		return l.broken
 	}
+	l.alloc = alloc
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// The index is rebuilt from the segment when a crash leaves it short.
@@ -634,6 +702,11 @@ func (l *Log) Append(recs []storage.JournalRecord, hashes [][]byte) error {
 // rotate starts a new segment at l.next. Another process may have started
 // it already: then it is scanned instead.
 func (l *Log) rotate() error {
+	if n := len(l.segs); n > 0 && l.wf != nil && l.alloc > l.segs[n-1].end {
+		// The closed segment keeps no zeros (a crash before this leaves
+		// them, which reads skip).
+		_ = l.wf.Truncate(l.segs[n-1].end)
+	}
 	path := l.segPath(l.next)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil && !errors.Is(err, os.ErrExist) {
@@ -667,6 +740,13 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// recordFixed is the size of a record's fixed fields; its hash count
+// byte is at hashCountAt.
+const (
+	recordFixed = 21
+	hashCountAt = 20
+)
+
 func appendRecord(b []byte, r *storage.JournalRecord, hashes []byte) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(r.Time.UnixNano()))
 	purged := int64(-1)
@@ -697,7 +777,7 @@ func recordAt(p []byte, seq int64) (r Record, dataOff, dataLen, n int, err error
 	bad := func(what string) (Record, int, int, int, error) {
 		return Record{}, 0, 0, 0, fmt.Errorf("recordlog: record %d does not decode (%s)", seq, what)
 	}
-	if len(p) < 21 {
+	if len(p) < recordFixed {
 		return bad("short")
 	}
 	r.Seq = seq
@@ -705,8 +785,8 @@ func recordAt(p []byte, seq int64) (r Record, dataOff, dataLen, n int, err error
 	r.PurgedBy = int64(binary.LittleEndian.Uint64(p[8:]))
 	r.Purged = r.PurgedBy >= 0
 	r.StanzaSize = int(binary.LittleEndian.Uint32(p[16:]))
-	nh := int(p[20])
-	i := 21
+	nh := int(p[hashCountAt])
+	i := recordFixed
 	var strs [5]string
 	for k := range strs {
 		v, m := binary.Uvarint(p[i:])

@@ -141,12 +141,20 @@ func TestLogTornTail(t *testing.T) {
 		appendN(t, l, 2, "a")
 	}
 	seg := l.segs[0].path
+	last, err := l.Locate(5)
+	if err != nil {
+		t.Fatal(err)
+	}
 	l.Close()
-	whole, _ := os.Stat(seg)
-	// A frame torn half way: its header and part of its records.
+	end := last.FrameEnd
+	// A frame torn half way, where the next frame goes (in the zeros
+	// preallocated there): its header and part of its records.
 	b, _ := os.ReadFile(seg)
-	torn := append(b, b[:headerSize+10]...)
-	copy(torn[len(b)+4:], []byte{6, 0, 0, 0, 0, 0, 0, 0})
+	if int64(len(b)) < end {
+		t.Fatalf("segment of %d bytes, frames end at %d", len(b), end)
+	}
+	torn := append(b[:end:end], b[:headerSize+10]...)
+	copy(torn[end+4:], []byte{6, 0, 0, 0, 0, 0, 0, 0})
 	if err := os.WriteFile(seg, torn, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -167,8 +175,8 @@ func TestLogTornTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if fi, _ := os.Stat(seg); fi.Size() != whole.Size() {
-		t.Fatalf("segment is %d bytes after repair, want %d", fi.Size(), whole.Size())
+	if fi, _ := os.Stat(seg); fi.Size() != end {
+		t.Fatalf("segment is %d bytes after repair, want %d", fi.Size(), end)
 	}
 	if idx, _ := os.ReadFile(idxPath(seg)); len(idx) != 3*idxSize {
 		t.Fatalf("rebuilt index has %d bytes", len(idx))
@@ -183,6 +191,14 @@ func TestLogTornTail(t *testing.T) {
 // TestLogTwoHandles appends through two opens of one log, as two
 // processes do: each sees the other's records and numbers follow on.
 func TestLogTwoHandles(t *testing.T) {
+	// Small segments: several rotations; large ones: appends into the
+	// zeros the other preallocated.
+	for _, segMax := range []int64{200, 1 << 20} {
+		t.Run(fmt.Sprint(segMax), func(t *testing.T) { testTwoHandles(t, segMax) })
+	}
+}
+
+func testTwoHandles(t *testing.T, segMax int64) {
 	dir := t.TempDir()
 	a, err := Open(dir, 0, false)
 	if err != nil {
@@ -194,7 +210,7 @@ func TestLogTwoHandles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	a.segMax, b.segMax = 200, 200
+	a.segMax, b.segMax = segMax, segMax
 	var want []string
 	for i := range 10 {
 		l, tag := a, "a"

@@ -63,7 +63,8 @@ type Journal struct {
 
 	pending map[int64]tlog.Hash // committer only: hashes of the batch being written
 	batch   []*appendReq        // committer only
-	flat    []storage.JournalRecord
+	enc     [][]byte
+	ends    []int
 	hashes  [][]byte
 	hbuf    []byte
 }
@@ -73,9 +74,42 @@ func JournalRecordsDir(path string) string { return path + "-records" }
 
 var _ storage.Journal = (*Journal)(nil)
 
+// appendReq is one Submit call: its records, encoded for the record log
+// and with their leaf hashes, both by the caller, so that the committer
+// (one goroutine for every session's messages) only copies and hashes the
+// tree's inner nodes.
 type appendReq struct {
-	recs []storage.JournalRecord
-	done chan error
+	recs   []storage.JournalRecord
+	enc    [][]byte
+	buf    []byte
+	leaves []tlog.Hash
+	done   chan error
+}
+
+// prepare encodes r.recs and computes their leaf hashes.
+func (r *appendReq) prepare() {
+	r.buf, r.enc, r.leaves = r.buf[:0], r.enc[:0], r.leaves[:0]
+	ends := make([]int, 0, 4)
+	for i := range r.recs {
+		r.buf = recordlog.Encode(r.buf, &r.recs[i])
+		ends = append(ends, len(r.buf))
+		r.leaves = append(r.leaves, tlog.RecordHash(r.recs[i].Data))
+	}
+	start := 0
+	for _, e := range ends {
+		r.enc = append(r.enc, r.buf[start:e:e])
+		start = e
+	}
+}
+
+// release returns r to the pool, keeping modest buffers.
+func (r *appendReq) release() {
+	r.recs = nil
+	clear(r.enc)
+	if cap(r.buf) > 64<<10 {
+		r.buf = nil
+	}
+	reqPool.Put(r)
 }
 
 var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 1)} }}
@@ -229,15 +263,14 @@ func (j *Journal) Submit(ctx context.Context, recs []storage.JournalRecord) (wai
 	}
 	r := reqPool.Get().(*appendReq)
 	r.recs = recs
+	r.prepare()
 	select {
 	case j.queue <- r:
 	case <-j.done:
-		r.recs = nil
-		reqPool.Put(r)
+		r.release()
 		return failed(ErrJournalClosed)
 	case <-ctx.Done():
-		r.recs = nil
-		reqPool.Put(r)
+		r.release()
 		return failed(fmt.Errorf("sqlite: journal append: %w", ctx.Err()))
 	}
 	return func() error {
@@ -245,15 +278,13 @@ func (j *Journal) Submit(ctx context.Context, recs []storage.JournalRecord) (wai
 		// three-way select.
 		select {
 		case err := <-r.done:
-			r.recs = nil
-			reqPool.Put(r)
+			r.release()
 			return err
 		default:
 		}
 		select {
 		case err := <-r.done:
-			r.recs = nil
-			reqPool.Put(r)
+			r.release()
 			return err
 		case <-j.done:
 			select {
@@ -345,12 +376,11 @@ func (j *Journal) commit(batch []*appendReq) error {
 	}
 	hr := batchReader{j: j}
 	n := j.size
-	j.flat, j.hashes, j.hbuf = j.flat[:0], j.hashes[:0], j.hbuf[:0]
-	var ends []int
+	j.enc, j.hashes, j.hbuf = j.enc[:0], j.hashes[:0], j.hbuf[:0]
+	ends := j.ends[:0]
 	for _, r := range batch {
 		for i := range r.recs {
-			rec := &r.recs[i]
-			hashes, err := tlog.StoredHashes(n, rec.Data, hr)
+			hashes, err := tlog.StoredHashesForRecordHash(n, r.leaves[i], hr)
 			if err != nil {
 				return fmt.Errorf("sqlite: journal append: tree hashes of record %d: %w", n, err)
 			}
@@ -360,16 +390,17 @@ func (j *Journal) commit(batch []*appendReq) error {
 				j.pending[base+int64(k)] = hashes[k]
 			}
 			ends = append(ends, len(j.hbuf))
-			j.flat = append(j.flat, *rec)
+			j.enc = append(j.enc, r.enc[i])
 			n++
 		}
 	}
+	j.ends = ends
 	start := 0
 	for _, e := range ends {
 		j.hashes = append(j.hashes, j.hbuf[start:e])
 		start = e
 	}
-	if err := j.log.Append(j.flat, j.hashes); err != nil {
+	if err := j.log.AppendEncoded(j.enc, j.hashes); err != nil {
 		return fmt.Errorf("sqlite: journal append: %w", err)
 	}
 	seq := j.size
@@ -379,7 +410,7 @@ func (j *Journal) commit(batch []*appendReq) error {
 			seq++
 		}
 	}
-	clear(j.flat) // drop the records' data
+	clear(j.enc) // drop the references to the callers' buffers
 	front := make(map[int64]tlog.Hash, 64)
 	for _, x := range frontierIndexes(n) {
 		h, ok := j.pending[x]

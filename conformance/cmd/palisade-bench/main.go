@@ -92,7 +92,7 @@ func run(args []string) int {
 	scen := fs.String("scenarios", "idle,logins,pairs,open", "scenarios to run")
 	fs.StringVar(&o.out, "out", "bench-out", "directory for bench.json and bench.md")
 	fs.StringVar(&o.bin, "palisade", "", "palisade binary (default: go build the repository)")
-	fs.StringVar(&o.archive, "archive-toml", "[archive]\nenabled = true\n", "TOML appended to Palisade's configuration for \"archive on\"")
+	fs.StringVar(&o.archive, "archive-toml", archiveOn, "TOML appended to Palisade's configuration for \"archive on\"")
 	pairs := fs.String("pairs", "1,10,100,1000", "closed-loop pair counts")
 	rates := fs.String("rates", "5000,10000,20000,40000", "open-loop rates (msgs/s)")
 	fs.IntVar(&o.openPairs, "open-pairs", 10, "pairs carrying the open-loop traffic")

@@ -160,6 +160,12 @@ func (s *palisade) PID() int     { return s.p.cmd.Process.Pid }
 // MAM are on by default.
 const archiveOff = "[archive]\nenabled = false\n\n[modules.mam]\ndefault_pref = \"never\"\n"
 
+// archiveOn is appended for "archive on": the compliance journal,
+// fdatasync-durable with group commit, and still no user history, so that
+// the two columns differ by the journal alone. -archive-toml
+// '[archive]\nenabled = true\n' measures the default configuration (MAM on).
+const archiveOn = "[archive]\nenabled = true\n\n[modules.mam]\ndefault_pref = \"never\"\n"
+
 func (s *palisade) config() string {
 	extra := s.archive
 	if extra == "" {
