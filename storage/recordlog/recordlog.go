@@ -126,6 +126,8 @@ type Log struct {
 	// log across goroutines and processes. Only its holder touches wf,
 	// idxf, broken and buf.
 	amu sync.Mutex
+	// pmu and a flock on purge.lock make the purge lock.
+	pmu sync.Mutex
 
 	mu     sync.Mutex // guards segs, next and the cache
 	segs   []*segment // by first record; the last is the active one
@@ -159,8 +161,13 @@ func Open(dir string, first int64, readOnly bool) (*Log, error) {
 			return l, nil
 		}
 	} else {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("recordlog: %w", err)
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("recordlog: %w", err)
+			}
+			if err := syncDir(filepath.Dir(dir)); err != nil {
+				return nil, fmt.Errorf("recordlog: %w", err)
+			}
 		}
 		lf, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
@@ -1007,7 +1014,10 @@ func (l *Log) Hashes(seq int64) ([]byte, error) {
 // Purge clears the data of the records seqs that still have it, marking
 // them purged by the record disposition; their hashes stay. Each segment
 // concerned is written anew and renamed over the old one, so a crash
-// leaves it either before or after.
+// leaves it either before or after. Purges hold the log's purge lock (one
+// at a time across processes); appends wait only while the frames
+// appended to the active segment during its rewrite are copied and the
+// new file renamed in.
 func (l *Log) Purge(seqs []int64, disposition int64) error {
 	if l.readOnly {
 		return ErrReadOnly
@@ -1015,31 +1025,39 @@ func (l *Log) Purge(seqs []int64, disposition int64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	if err := l.lock(); err != nil {
+	unlock, err := l.purgeLock()
+	if err != nil {
 		return err
 	}
-	defer l.unlock()
-	if err := l.refresh(false); err != nil {
+	defer unlock()
+	// Begin brings the log up to date (and reports a broken one).
+	if _, err := l.Begin(); err != nil {
 		return err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.End()
 	seqs = slices.Clone(seqs)
 	slices.Sort(seqs)
 	for len(seqs) > 0 {
-		if seqs[0] < l.first || seqs[0] >= l.next {
-			return fmt.Errorf("recordlog: purge: record %d is not in the log", seqs[0])
+		l.mu.Lock()
+		var s *segment
+		err := fmt.Errorf("recordlog: purge: record %d is not in the log", seqs[0])
+		if seqs[0] >= l.first && seqs[0] < l.next {
+			s, _, err = l.frameAt(seqs[0])
 		}
-		s, _, err := l.frameAt(seqs[0])
+		var frames []frameRef
+		var end, next int64
+		if err == nil {
+			frames, end, next = slices.Clone(s.frames), s.end, s.next()
+		}
+		l.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		n := s.next()
 		k := 0
-		for k < len(seqs) && seqs[k] < n {
+		for k < len(seqs) && seqs[k] < next {
 			k++
 		}
-		if err := l.purgeSegment(s, seqs[:k], disposition); err != nil {
+		if err := l.purgeSegment(s, frames, end, seqs[:k], disposition); err != nil {
 			return err
 		}
 		seqs = seqs[k:]
@@ -1047,17 +1065,45 @@ func (l *Log) Purge(seqs []int64, disposition int64) error {
 	return nil
 }
 
-func (l *Log) purgeSegment(s *segment, seqs []int64, disposition int64) error {
+// purgeLock takes the purge lock: an in-process mutex and a flock on the
+// file "purge.lock", waited for as long as another purge runs.
+func (l *Log) purgeLock() (func(), error) {
+	l.pmu.Lock()
+	f, err := os.OpenFile(filepath.Join(l.dir, "purge.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		l.pmu.Unlock()
+		return nil, fmt.Errorf("recordlog: purge lock: %w", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		l.pmu.Unlock()
+		return nil, fmt.Errorf("recordlog: purge lock: %w", err)
+	}
+	return func() {
+		f.Close() // releases the flock
+		l.pmu.Unlock()
+	}, nil
+}
+
+// purgeSegment rewrites segment s, whose frames were frames up to end
+// when the purge looked, with seqs purged.
+func (l *Log) purgeSegment(s *segment, frames []frameRef, end int64, seqs []int64, disposition int64) error {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
 		return fmt.Errorf("recordlog: purge: %w", err)
 	}
-	if int64(len(data)) < s.end {
+	if int64(len(data)) < end {
 		return fmt.Errorf("recordlog: purge: %s is shorter than its frames", s.path)
 	}
-	data = data[:s.end]
+	data = data[:end]
 	changed := false
-	for _, fr := range s.frames {
+	for _, fr := range frames {
 		if len(seqs) == 0 {
 			break
 		}
@@ -1097,21 +1143,55 @@ func (l *Log) purgeSegment(s *segment, seqs []int64, disposition int64) error {
 	if err != nil {
 		return fmt.Errorf("recordlog: purge: %w", err)
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path)
-	}
-	if err == nil {
-		err = syncDir(l.dir)
-	}
-	if err != nil {
+	fail := func(err error) error {
+		f.Close()
 		os.Remove(tmp)
+		return fmt.Errorf("recordlog: purge %s: %w", s.path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	// Appends wait from here until the new file is in place.
+	if err := l.lock(); err != nil {
+		return fail(err)
+	}
+	defer l.unlock()
+	if err := l.refresh(false); err != nil {
+		return fail(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.end > end {
+		// Frames appended during the rewrite (to the active segment).
+		cur, err := os.Open(s.path)
+		if err != nil {
+			return fail(err)
+		}
+		tail := make([]byte, s.end-end)
+		_, err = cur.ReadAt(tail, end)
+		cur.Close()
+		if err == nil {
+			_, err = f.WriteAt(tail, end)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("recordlog: purge %s: %w", s.path, err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("recordlog: purge %s: %w", s.path, err)
+	}
+	if err := syncDir(l.dir); err != nil {
 		return fmt.Errorf("recordlog: purge %s: %w", s.path, err)
 	}
 	// Reads open the new file; an append goes to it.

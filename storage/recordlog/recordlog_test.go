@@ -363,3 +363,79 @@ func TestLogOpenMissingReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLogPurgeWhileAppending purges records of the active segment through
+// one open while another keeps appending to it: nothing appended during
+// the rewrite is lost, and the purged records stay purged.
+func TestLogPurgeWhileAppending(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for range 50 {
+		appendN(t, a, 20, "a")
+	}
+	done := make(chan int64)
+	go func() {
+		var last int64
+		for i := 0; i < 200; i++ {
+			first, err := a.Begin()
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			r := []storage.JournalRecord{rec(fmt.Sprintf("a-%d", first))}
+			err = a.Append(r, [][]byte{hashesOf(first)})
+			a.End()
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			last = first
+		}
+		done <- last
+	}()
+	var purge []int64
+	for s := int64(0); s < 1000; s += 7 {
+		purge = append(purge, s)
+	}
+	for k := 0; k < len(purge); k += 30 {
+		if err := b.Purge(purge[k:min(k+30, len(purge))], 5000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := <-done
+	purged := map[int64]bool{}
+	for _, s := range purge {
+		purged[s] = true
+	}
+	for _, lg := range []*Log{a, b} {
+		n := int64(0)
+		err := lg.Records(0, 1<<62, func(r Record) error {
+			if r.Seq != n {
+				return fmt.Errorf("record %d where %d was due", r.Seq, n)
+			}
+			n++
+			if !bytes.Equal(r.Hashes, hashesOf(r.Seq)) {
+				return fmt.Errorf("record %d hashes differ", r.Seq)
+			}
+			if purged[r.Seq] != r.Purged || (!r.Purged && string(r.Data) != fmt.Sprintf("a-%d", r.Seq)) {
+				return fmt.Errorf("record %d: purged %v, data %q", r.Seq, r.Purged, r.Data)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != last+1 {
+			t.Fatalf("log holds %d records, %d were appended", n, last+1)
+		}
+	}
+}
