@@ -22,6 +22,17 @@ import (
 
 // archiveCLI runs "palisade archive ARGS" against s and returns its output
 // and exit error.
+// journalCount counts the records of s's journal that keep matches,
+// through a read-only opening of it.
+func journalCount(t *testing.T, s *Server, keep func(storage.JournalRecord) bool) int {
+	t.Helper()
+	n, err := journaltest.Count(filepath.Join(s.DataDir, "journal.db"), keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func archiveCLI(t *testing.T, s *Server, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -44,29 +55,21 @@ func TestArchiveJournal(t *testing.T) {
 	s.Stop(t) // SIGTERM: the final checkpoint
 
 	jpath := filepath.Join(s.DataDir, "journal.db")
-	count := func(keep func(r storage.JournalRecord) bool) int {
-		t.Helper()
-		n, err := journaltest.Count(jpath, keep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	for _, body := range []string{"hello from a", "hello from b", "offline hello"} {
-		if n := count(func(r storage.JournalRecord) bool {
+		if n := journalCount(t, s, func(r storage.JournalRecord) bool {
 			return r.Kind == storage.KindMessage && strings.Contains(string(r.Data), "<body>"+body+"</body>")
 		}); n != 1 {
 			t.Errorf("message %q journaled %d times, want once", body, n)
 		}
 	}
 	for _, typ := range []string{"subscribe", "subscribed"} {
-		if n := count(func(r storage.JournalRecord) bool {
+		if n := journalCount(t, s, func(r storage.JournalRecord) bool {
 			return r.Kind == storage.KindSubscription && r.StanzaType == typ && (r.From == "carol@localhost" || r.From == "bob@localhost")
 		}); n < 1 {
 			t.Errorf("no %s presence in the journal", typ)
 		}
 	}
-	if n := count(func(r storage.JournalRecord) bool {
+	if n := journalCount(t, s, func(r storage.JournalRecord) bool {
 		return r.Kind != storage.KindMessage && r.Kind != storage.KindSubscription
 	}); n != 0 {
 		t.Errorf("%d records of other kinds", n)
@@ -110,7 +113,7 @@ func TestArchiveJournal(t *testing.T) {
 	checkExportBundle(t, s, vkeyFile)
 	// Each export is a journal record (chain of custody), and the journal
 	// still verifies with them.
-	if n := count(func(r storage.JournalRecord) bool {
+	if n := journalCount(t, s, func(r storage.JournalRecord) bool {
 		return r.Kind == storage.KindExport && strings.HasPrefix(r.From, "cli:") && strings.Contains(string(r.Data), "manifest_sha256")
 	}); n != 2 {
 		t.Errorf("%d export records, want 2", n)
@@ -279,13 +282,9 @@ func TestArchiveCrash(t *testing.T) {
 	s.Stop(t)
 
 	journaled := func(body string) int {
-		n, err := journaltest.Count(filepath.Join(s.DataDir, "journal.db"), func(r storage.JournalRecord) bool {
+		return journalCount(t, s, func(r storage.JournalRecord) bool {
 			return r.Kind == storage.KindMessage && strings.HasPrefix(r.From, "alice@") && strings.Contains(string(r.Data), "<body>"+body+"</body>")
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
 	}
 	for _, w := range want {
 		if n := journaled(w); n != 1 {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/storage"
-	"github.com/palisade-im/palisade/storage/sqlite/journaltest"
 )
 
 // TestArchiveRetentionAndHold: with a locked retention policy, slixmpp
@@ -56,14 +55,6 @@ func TestArchiveRetentionAndHold(t *testing.T) {
 		t.Fatalf("hold list after deleting alice: %v\n%s", err, out)
 	}
 
-	count := func(keep func(r storage.JournalRecord) bool) int {
-		t.Helper()
-		n, err := journaltest.Count(filepath.Join(s.DataDir, "journal.db"), keep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	ofAlice := func(r storage.JournalRecord) bool {
 		return strings.HasPrefix(r.From, "alice@") || strings.HasPrefix(r.To, "alice@")
 	}
@@ -76,7 +67,7 @@ func TestArchiveRetentionAndHold(t *testing.T) {
 	kind := func(k storage.RecordKind) func(storage.JournalRecord) bool {
 		return func(r storage.JournalRecord) bool { return r.Kind == k }
 	}
-	held, purgeable := count(alice), count(others)
+	held, purgeable := journalCount(t, s, alice), journalCount(t, s, others)
 	if held < 2 || purgeable < 2 {
 		t.Fatalf("journal: %d records of alice, %d of others", held, purgeable)
 	}
@@ -92,13 +83,13 @@ func TestArchiveRetentionAndHold(t *testing.T) {
 		t.Errorf("a real purge accepted --as-of:\n%s", out)
 	}
 	out, err = archiveCLI(t, s, "purge", "--by", "officer")
-	if err != nil || !strings.HasPrefix(out, "purged 0 records") || count(kind(storage.KindDisposition)) != 0 {
+	if err != nil || !strings.HasPrefix(out, "purged 0 records") || journalCount(t, s, kind(storage.KindDisposition)) != 0 {
 		t.Fatalf("purge today: %v\n%s", err, out)
 	}
-	if n := count(kind(storage.KindHold)); n != 1 {
+	if n := journalCount(t, s, kind(storage.KindHold)); n != 1 {
 		t.Errorf("%d hold records, want 1", n)
 	}
-	if n := count(func(r storage.JournalRecord) bool {
+	if n := journalCount(t, s, func(r storage.JournalRecord) bool {
 		return r.Kind == storage.KindPolicy && strings.Contains(string(r.Data), "sec-17a4")
 	}); n != 1 {
 		t.Errorf("%d policy records of sec-17a4, want 1", n)
@@ -193,18 +184,9 @@ func TestArchiveOfficerEncryption(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	jpath := filepath.Join(s.DataDir, "journal.db")
-	jcount := func(keep func(r storage.JournalRecord) bool) int {
-		t.Helper()
-		n, err := journaltest.Count(jpath, keep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	var epochs int
-	clear := jcount(func(r storage.JournalRecord) bool { return strings.Contains(string(r.Data), "hello from") })
-	sealed := jcount(func(r storage.JournalRecord) bool {
+	clear := journalCount(t, s, func(r storage.JournalRecord) bool { return strings.Contains(string(r.Data), "hello from") })
+	sealed := journalCount(t, s, func(r storage.JournalRecord) bool {
 		return r.Kind == storage.KindMessage && strings.Contains(string(r.Data), `"enc":"aes-256-gcm/`)
 	})
 	db.QueryRow("SELECT count(*) FROM epoch_keys").Scan(&epochs)
@@ -246,7 +228,7 @@ func TestArchiveOfficerEncryption(t *testing.T) {
 	if err != nil || !strings.Contains(out, "decrypted: plaintext -> commitment -> leaf -> checkpoint checks") {
 		t.Fatalf("verify-export: %v\n%s", err, out)
 	}
-	if n := jcount(func(r storage.JournalRecord) bool {
+	if n := journalCount(t, s, func(r storage.JournalRecord) bool {
 		return r.Kind == storage.KindExport && strings.Contains(string(r.Data), "encrypted_to")
 	}); n != 1 {
 		t.Errorf("export record with encrypted_to: %d", n)
@@ -266,7 +248,7 @@ func TestArchiveOfficerEncryption(t *testing.T) {
 	if err != nil || !strings.Contains(out, "[encrypted: --decrypt-key]") {
 		t.Errorf("metadata search: %v\n%s", err, out)
 	}
-	if n := jcount(func(r storage.JournalRecord) bool { return r.Kind == storage.KindSearch }); n != 2 {
+	if n := journalCount(t, s, func(r storage.JournalRecord) bool { return r.Kind == storage.KindSearch }); n != 2 {
 		t.Errorf("%d search records, want 2", n)
 	}
 	if out, err := archiveCLI(t, s, "verify"); err != nil {

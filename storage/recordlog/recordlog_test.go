@@ -27,6 +27,18 @@ func hashesOf(seq int64) []byte {
 	return bytes.Repeat([]byte{byte(seq)}, 32*n)
 }
 
+// mustOpen opens the log in dir for appending, from record 0, until the
+// test ends.
+func mustOpen(t *testing.T, dir string) *Log {
+	t.Helper()
+	l, err := Open(dir, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
 // appendN appends one frame of n records through a full Begin/End round.
 func appendN(t *testing.T, l *Log, n int, tag string) int64 {
 	t.Helper()
@@ -200,16 +212,8 @@ func TestLogTwoHandles(t *testing.T) {
 
 func testTwoHandles(t *testing.T, segMax int64) {
 	dir := t.TempDir()
-	a, err := Open(dir, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(dir, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := mustOpen(t, dir)
+	b := mustOpen(t, dir)
 	a.segMax, b.segMax = segMax, segMax
 	var want []string
 	for i := range 10 {
@@ -231,16 +235,8 @@ func testTwoHandles(t *testing.T, segMax int64) {
 // later appends stay, in this log and in another open of it.
 func TestLogPurge(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open(dir, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	other, err := Open(dir, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	l := mustOpen(t, dir)
+	other := mustOpen(t, dir)
 	l.segMax = 400
 	for range 6 {
 		appendN(t, l, 2, "a")
@@ -301,11 +297,7 @@ func TestLogPurge(t *testing.T) {
 // rather than holding up the message path.
 func TestLogLocked(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open(dir, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := mustOpen(t, dir)
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -326,11 +318,7 @@ func TestLogLocked(t *testing.T) {
 // reads, naming its records; the frames before it still read.
 func TestLogDamagedFrame(t *testing.T) {
 	dir := t.TempDir()
-	l, err := Open(dir, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := mustOpen(t, dir)
 	for range 3 {
 		appendN(t, l, 1, "a")
 	}
@@ -369,16 +357,8 @@ func TestLogOpenMissingReadOnly(t *testing.T) {
 // the rewrite is lost, and the purged records stay purged.
 func TestLogPurgeWhileAppending(t *testing.T) {
 	dir := t.TempDir()
-	a, err := Open(dir, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Open(dir, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a := mustOpen(t, dir)
+	b := mustOpen(t, dir)
 	for range 50 {
 		appendN(t, a, 20, "a")
 	}
