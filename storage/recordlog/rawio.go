@@ -6,13 +6,16 @@ import (
 	"unsafe"
 )
 
-// The appender's frame write and fdatasync are raw system calls, so that
-// the goroutine keeps its P (the Go scheduler's processor) through them. A
-// regular system call that blocks lets the scheduler hand the P to other
-// goroutines, and the caller then waits for a P behind every runnable
-// session goroutine: at 1000 pairs in the benchmark, commits of 15 records
-// took up to 85 ms that way. The journal's committer is the message path's
-// one serial stage; it holds its P for the ~0.3-1 ms of these calls.
+// The appender's frame write and the fdatasyncs are raw system calls, so
+// that the goroutine keeps its P (the Go scheduler's processor) through
+// them. A regular system call that blocks lets the scheduler hand the P to
+// other goroutines, and the caller then waits for a P behind every
+// runnable session goroutine: at 1000 pairs in the benchmark, commits of
+// 15 records took up to 85 ms that way, and with regular fdatasyncs the
+// journal carried 16.0k / 37.5k msgs/s at 1 / 10 pairs against 22.0k /
+// 48.5k with raw ones (the hand-offs cost more CPU than the held P). The
+// journal's write and flushes are the message path's serial stage; they
+// hold their P for the ~0.3-1 ms of these calls.
 
 // rawPwrite writes all of b at off.
 func rawPwrite(fd uintptr, b []byte, off int64) error {

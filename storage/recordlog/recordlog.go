@@ -139,9 +139,10 @@ type Log struct {
 	// While locked (append lock held): the active segment's files.
 	wf, idxf *os.File
 	wino     uint64
-	alloc    int64   // wf's size as this appender last saw or set it
-	wfd      uintptr // wf's descriptor, for the raw calls (rawio.go)
-	broken   error // a failed fdatasync: no append may follow
+	alloc    int64     // wf's size as this appender last saw or set it
+	wfd      uintptr   // wf's descriptor, for the raw calls (rawio.go)
+	broken   error     // a failed fdatasync: no append may follow (under mu)
+	wsf      *syncFile // wf, for the Syncs of frames written to it
 	buf      []byte
 }
 
@@ -254,9 +255,9 @@ func (l *Log) Begin() (int64, error) {
 	if err := l.lock(); err != nil {
 		return 0, err
 	}
-	if l.broken != nil {
+	if err := l.brokenErr(); err != nil {
 		l.unlock()
-		return 0, l.broken
+		return 0, err
 	}
 	if err := l.refresh(false); err != nil {
 		l.unlock()
@@ -357,7 +358,30 @@ func (l *Log) openActive(act *segment) error {
 		return fmt.Errorf("recordlog: %w", err)
 	}
 	l.wf, l.idxf, l.wino, l.alloc, l.wfd = wf, idxf, st.Ino, st.Size, wf.Fd()
+	l.wsf = &syncFile{f: wf}
 	return nil
+}
+
+// syncFile is a segment file opened for appending, shared by the Syncs of
+// the frames written to it: it is closed once it is no longer the active
+// file and no Sync holds it. Guarded by Log.mu.
+type syncFile struct {
+	f       *os.File
+	refs    int
+	retired bool
+}
+
+func (sf *syncFile) release() {
+	sf.refs--
+	if sf.retired && sf.refs == 0 {
+		sf.f.Close()
+	}
+}
+
+func (l *Log) brokenErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.broken
 }
 
 // frameAtEnd tells whether a frame starts where act's frames end: another
@@ -382,9 +406,12 @@ func (l *Log) extend(from, to int64) error {
 
 func (l *Log) closeActive() {
 	if l.wf != nil {
-		l.wf.Close()
+		l.wsf.retired = true
+		if l.wsf.refs == 0 {
+			l.wf.Close()
+		}
 		l.idxf.Close()
-		l.wf, l.idxf, l.wino = nil, nil, 0
+		l.wf, l.idxf, l.wino, l.wsf = nil, nil, 0, nil
 	}
 }
 
@@ -625,38 +652,81 @@ func Encode(b []byte, r *storage.JournalRecord) []byte {
 
 // AppendEncoded is Append for records made by Encode.
 func (l *Log) AppendEncoded(recs [][]byte, hashes [][]byte) error {
-	if l.readOnly {
-		return ErrReadOnly
+	sy, err := l.WriteEncoded(recs, hashes)
+	if err != nil || sy == nil {
+		return err
 	}
-	if l.broken != nil {
-		return l.broken
+	return sy.Wait()
+}
+
+// Sync is the pending fdatasync of a frame WriteEncoded wrote. Wait must
+// be called once. A Sync that returns makes durable every frame written to
+// the same segment before it was made, by any process.
+type Sync struct {
+	l    *Log
+	sf   *syncFile
+	path string
+	// Segment is the first record of the segment written to: a Sync
+	// vouches only for frames of its own segment.
+	Segment int64
+}
+
+// Wait makes the frame durable. A failure breaks the log for this process
+// (nothing more is appended until it is opened again), since what reached
+// the disk is then unknown.
+func (s *Sync) Wait() error {
+	err := rawFdatasync(s.sf.f.Fd())
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	s.sf.release()
+	if err != nil && s.l.broken == nil {
+		s.l.broken = fmt.Errorf("recordlog: fdatasync of %s failed (%w): no record is appended until the journal is opened again", s.path, err)
+	}
+	// After a failed fdatasync a later one may succeed without the pages
+	// the failure dropped: once broken, no Sync vouches for anything.
+	return s.l.broken
+}
+
+// WriteEncoded writes recs (made by Encode) as one frame, numbered from the
+// sequence number Begin returned, without waiting for it to be durable:
+// the returned Sync does that, and may run after End, while the next frame
+// is written. hashes[i] are recs[i]'s stored tree hashes. The append lock
+// must be held (Begin). A failed write leaves the log as it was. Readers of
+// this process see the frame at once; whoever reports it durable (a
+// checkpoint, a delivery) must wait for its Sync.
+func (l *Log) WriteEncoded(recs [][]byte, hashes [][]byte) (*Sync, error) {
+	if l.readOnly {
+		return nil, ErrReadOnly
+	}
+	if err := l.brokenErr(); err != nil {
+		return nil, err
 	}
 	if len(recs) == 0 {
-		return nil
+		return nil, nil
 	}
 	l.mu.Lock()
 	if len(l.segs) == 0 || l.segs[len(l.segs)-1].end >= l.segMax {
 		if err := l.rotate(); err != nil {
 			l.mu.Unlock()
-			return err
+			return nil, err
 		}
 	}
 	act := l.segs[len(l.segs)-1]
 	first, off := l.next, act.end
 	l.mu.Unlock()
-	// The write and the fdatasync run without mu: reads go on meanwhile.
+	// The write runs without mu: reads go on meanwhile.
 	size := headerSize
 	for i := range recs {
 		size += len(recs[i]) + len(hashes[i])
 	}
 	if size-headerSize > maxFrame {
-		return fmt.Errorf("recordlog: a frame of %d bytes is too large", size-headerSize)
+		return nil, fmt.Errorf("recordlog: a frame of %d bytes is too large", size-headerSize)
 	}
 	b := slices.Grow(l.buf[:0], size)[:headerSize]
 	clear(b)
 	for i, r := range recs {
 		if len(r) < recordFixed || len(hashes[i])%tlog.HashSize != 0 {
-			return fmt.Errorf("recordlog: record %d is not encoded", first+int64(i))
+			return nil, fmt.Errorf("recordlog: record %d is not encoded", first+int64(i))
 		}
 		at := len(b)
 		b = append(b, r...)
@@ -673,42 +743,46 @@ func (l *Log) AppendEncoded(recs [][]byte, hashes [][]byte) error {
 		l.buf = nil
 	}
 	fr := frameRef{first: first, count: int32(len(recs)), len: int32(len(b) - headerSize), off: off}
-	alloc := l.alloc
-	if want := fr.end(); want > alloc {
-		// Zeros ahead, written and made durable with this frame.
-		alloc = max(want, min(want+l.prealloc, l.segMax))
+	if want := fr.end(); want > l.alloc {
+		// Zeros ahead, made durable by this frame's Sync.
+		alloc := max(want, min(want+l.prealloc, l.segMax))
 		if err := l.extend(want, alloc); err != nil {
 			_ = l.wf.Truncate(l.alloc)
-			return fmt.Errorf("recordlog: write records %d-%d: %w", first, first+int64(len(recs))-1, err)
+			return nil, fmt.Errorf("recordlog: write records %d-%d: %w", first, first+int64(len(recs))-1, err)
 		}
+		l.alloc = alloc
 	}
 	if err := rawPwrite(l.wfd, b, fr.off); err != nil {
 		// Cut what part of the frame was written; the next frame goes
 		// in its place.
 		_ = l.wf.Truncate(fr.off)
 		l.alloc = fr.off
-		return fmt.Errorf("recordlog: write records %d-%d: %w", first, first+int64(len(recs))-1, err)
+		return nil, fmt.Errorf("recordlog: write records %d-%d: %w", first, first+int64(len(recs))-1, err)
 	}
-	if err := rawFdatasync(l.wfd); err != nil {
-		l.broken = fmt.Errorf("recordlog: fdatasync of %s failed (%w): no record is appended until the journal is opened again", act.path, err)
-		return l.broken
-	}
-	l.alloc = alloc
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// The index is rebuilt from the segment when a crash leaves it short.
-	if _, err := l.idxf.WriteAt(appendIdx(nil, fr), int64(len(act.frames))*idxSize); err != nil {
+	if _, err := l.idxf.WriteAt(appendIdx(nil, fr), int64(len(act.frames))*idxSize); err != nil && l.broken == nil {
 		l.broken = fmt.Errorf("recordlog: write index of %s: %w", act.path, err)
 	}
 	act.frames = append(act.frames, fr)
 	act.end = fr.end()
 	l.next = first + int64(len(recs))
-	return nil
+	l.wsf.refs++
+	return &Sync{l: l, sf: l.wsf, path: act.path, Segment: act.first}, nil
 }
 
 // rotate starts a new segment at l.next. Another process may have started
 // it already: then it is scanned instead.
 func (l *Log) rotate() error {
+	if l.wf != nil {
+		// Every frame of the closing segment, whoever wrote it, is durable
+		// before the next segment gets one: a Sync vouches only for its
+		// own segment.
+		if err := rawFdatasync(l.wfd); err != nil {
+			return fmt.Errorf("recordlog: fdatasync of %s before the next segment: %w", l.wf.Name(), err)
+		}
+	}
 	if n := len(l.segs); n > 0 && l.wf != nil && l.alloc > l.segs[n-1].end {
 		// The closed segment keeps no zeros (a crash before this leaves
 		// them, which reads skip).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,16 +60,29 @@ type Journal struct {
 	done    chan struct{}
 	closeMu sync.Once
 
+	// size and frontier are the durable tree (what TreeHead and so the
+	// checkpoints report): its size and right edge, every hash
+	// TreeHash(size) reads.
 	mu       sync.Mutex // guards size and frontier
 	size     int64
-	frontier map[int64]tlog.Hash // the right edge: every hash TreeHash(size) and the next append read
+	frontier map[int64]tlog.Hash
 
-	pending map[int64]tlog.Hash // committer only: hashes of the batch being written
-	batch   []*appendReq        // committer only
-	enc     [][]byte
-	ends    []int
-	hashes  [][]byte
-	hbuf    []byte
+	// The committer's: the tree as written (durable or not), which the
+	// next frame extends; the hashes of the batch being written.
+	wsize   int64
+	wfront  map[int64]tlog.Hash
+	pending map[int64]tlog.Hash
+	batch   []*appendReq
+	// slots holds one token per frame between its write and the end of
+	// its fdatasync (journalSyncs at most); fifo are those frames, oldest
+	// first (under tmu), answered in that order.
+	slots  chan struct{}
+	tmu    sync.Mutex
+	fifo   []*ticket
+	enc    [][]byte
+	ends   []int
+	hashes [][]byte
+	hbuf   []byte
 }
 
 // JournalRecordsDir is the record log directory of the journal at path.
@@ -150,6 +164,7 @@ func OpenJournal(ctx context.Context, path string) (*Journal, error) {
 		return nil, fmt.Errorf("sqlite: journal %s: %w", path, err)
 	}
 	j.queue = make(chan *appendReq, journalQueue)
+	j.slots = make(chan struct{}, journalSyncs)
 	j.stop = make(chan struct{})
 	j.done = make(chan struct{})
 	j.pending = make(map[int64]tlog.Hash)
@@ -216,8 +231,20 @@ func (j *Journal) openLog(ctx context.Context, path string, readOnly bool) error
 	return nil
 }
 
-// loadHead reads the tree size and the right-edge hashes.
+// loadHead reads the tree size and the right-edge hashes, as written and
+// as durable (at open, all that is on disk is).
 func (j *Journal) loadHead(ctx context.Context) error {
+	if err := j.loadWritten(ctx); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.size, j.frontier = j.wsize, j.wfront
+	j.mu.Unlock()
+	return nil
+}
+
+// loadWritten reads the tree as written from the log.
+func (j *Journal) loadWritten(ctx context.Context) error {
 	n := j.log.Next()
 	idx := frontierIndexes(n)
 	hs, err := j.ReadHashes(ctx, idx)
@@ -228,9 +255,7 @@ func (j *Journal) loadHead(ctx context.Context) error {
 	for i, x := range idx {
 		front[x] = hs[i]
 	}
-	j.mu.Lock()
-	j.size, j.frontier = n, front
-	j.mu.Unlock()
+	j.wsize, j.wfront = n, front
 	return nil
 }
 
@@ -306,85 +331,169 @@ func (j *Journal) Submit(ctx context.Context, recs []storage.JournalRecord) (wai
 // failed is a Submit result that is already decided.
 func failed(err error) func() error { return func() error { return err } }
 
+// journalSyncs is how many frames' fdatasyncs may be in flight at once.
+// A frame is written while the one before it is still being flushed, so a
+// message need not wait for the flush in progress before its own starts;
+// concurrent fdatasyncs overlap on the disks measured here (one at a time
+// 1,254/s, two 2,126/s).
+const journalSyncs = 2
+
+// ticket is a frame written and not yet answered.
+type ticket struct {
+	reqs  []*appendReq
+	size  int64               // the tree's size with the frame
+	front map[int64]tlog.Hash // and its right edge
+	sync  *recordlog.Sync
+	done  bool
+	err   error
+}
+
 func (j *Journal) commitLoop() {
 	defer close(j.done)
+	toSync := make(chan *ticket)
+	var wg sync.WaitGroup
+	for range journalSyncs {
+		wg.Add(1)
+		go j.syncLoop(toSync, &wg)
+	}
+	defer func() {
+		close(toSync)
+		wg.Wait()
+	}()
 	for {
+		// A frame is written only when its fdatasync can start at once;
+		// meanwhile the queue grows into the next batch.
+		j.slots <- struct{}{}
 		select {
 		case r := <-j.queue:
 			j.batch = append(j.batch, r)
 		case <-j.stop:
 			// Commit what was queued before Close; later calls see done.
-		rest:
+			<-j.slots
 			for {
-				select {
-				case r := <-j.queue:
-					j.batch = append(j.batch, r)
-					if len(j.batch) >= journalMaxBatch {
-						j.flush()
-					}
-				default:
-					break rest
+				j.slots <- struct{}{}
+				j.drain()
+				if len(j.batch) == 0 {
+					<-j.slots
+					return
 				}
-			}
-			if len(j.batch) > 0 {
-				j.flush()
-			}
-			return
-		}
-	drain:
-		for len(j.batch) < journalMaxBatch {
-			select {
-			case r := <-j.queue:
-				j.batch = append(j.batch, r)
-			default:
-				break drain
+				j.flush(toSync)
 			}
 		}
-		j.flush()
+		j.drain()
+		j.flush(toSync)
 	}
 }
 
-// flush commits the batch and answers every request in it.
-func (j *Journal) flush() {
-	err := j.commit(j.batch)
-	if err != nil {
-		// A failed commit may still have reached the disk (an I/O error
-		// after the WAL write): take the tree's size and edge from the
-		// database again rather than trust memory.
-		if rerr := j.loadHead(context.Background()); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("sqlite: journal: reload tree head: %w", rerr))
+// drain adds what is queued to the batch, up to journalMaxBatch.
+func (j *Journal) drain() {
+	for len(j.batch) < journalMaxBatch {
+		select {
+		case r := <-j.queue:
+			j.batch = append(j.batch, r)
+		default:
+			return
 		}
 	}
-	for i, r := range j.batch {
-		r.done <- err
-		j.batch[i] = nil
+}
+
+// flush writes the batch as one frame and hands it to a syncer, which
+// answers its requests once it is durable; a failed write is answered at
+// once. The caller holds a slot, which the syncer (or a failure) gives
+// back.
+func (j *Journal) flush(toSync chan<- *ticket) {
+	t, err := j.write(j.batch)
+	if err != nil {
+		<-j.slots
+		// A failed write may still have reached the file: take the tree
+		// as written from the log again rather than trust memory.
+		if rerr := j.loadWritten(context.Background()); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("sqlite: journal: reload tree head: %w", rerr))
+		}
+		for _, r := range j.batch {
+			r.done <- err
+		}
+	} else {
+		j.tmu.Lock()
+		j.fifo = append(j.fifo, t)
+		j.tmu.Unlock()
+		toSync <- t
 	}
+	clear(j.batch)
 	j.batch = j.batch[:0]
 }
 
-func (j *Journal) commit(batch []*appendReq) error {
+// syncLoop makes frames durable and answers them.
+func (j *Journal) syncLoop(in <-chan *ticket, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for t := range in {
+		err := t.sync.Wait()
+		<-j.slots
+		j.complete(t, err)
+	}
+}
+
+// complete records t's fdatasync and answers, in write order, every frame
+// now known durable: a successful fdatasync vouches for the earlier frames
+// of its segment too, so no request is answered before every record
+// before it is durable.
+func (j *Journal) complete(t *ticket, err error) {
+	j.tmu.Lock()
+	defer j.tmu.Unlock()
+	if t.done {
+		return // answered already, on a later frame's fdatasync
+	}
+	t.done, t.err = true, err
+	if err == nil {
+		for _, u := range j.fifo {
+			if u == t {
+				break
+			}
+			if !u.done && u.sync.Segment == t.sync.Segment {
+				u.done = true
+			}
+		}
+	}
+	for len(j.fifo) > 0 && j.fifo[0].done {
+		u := j.fifo[0]
+		j.fifo[0] = nil
+		j.fifo = j.fifo[1:]
+		if u.err == nil {
+			j.mu.Lock()
+			j.size, j.frontier = u.size, u.front
+			j.mu.Unlock()
+		}
+		for _, r := range u.reqs {
+			r.done <- u.err
+		}
+	}
+}
+
+// write writes batch as one frame (not yet durable) and returns its
+// ticket.
+func (j *Journal) write(batch []*appendReq) (*ticket, error) {
 	clear(j.pending)
 	// Another process (the CLI recording an export) may have appended
 	// since: the append lock is held now, so the size read here is final.
 	size, err := j.log.Begin()
 	if err != nil {
-		return fmt.Errorf("sqlite: journal append: %w", err)
+		return nil, fmt.Errorf("sqlite: journal append: %w", err)
 	}
 	defer j.log.End()
-	if size != j.size {
+	if size != j.wsize {
 		if err := j.syncEdge(size); err != nil {
-			return fmt.Errorf("sqlite: journal append: %w", err)
+			return nil, fmt.Errorf("sqlite: journal append: %w", err)
 		}
 	}
 	hr := batchReader{j: j}
-	n := j.size
+	n := j.wsize
 	j.enc, j.hashes, j.hbuf = j.enc[:0], j.hashes[:0], j.hbuf[:0]
 	ends := j.ends[:0]
 	for _, r := range batch {
 		for i := range r.recs {
 			hashes, err := tlog.StoredHashesForRecordHash(n, r.leaves[i], hr)
 			if err != nil {
-				return fmt.Errorf("sqlite: journal append: tree hashes of record %d: %w", n, err)
+				return nil, fmt.Errorf("sqlite: journal append: tree hashes of record %d: %w", n, err)
 			}
 			base := tlog.StoredHashIndex(0, n)
 			for k := range hashes {
@@ -402,10 +511,11 @@ func (j *Journal) commit(batch []*appendReq) error {
 		j.hashes = append(j.hashes, j.hbuf[start:e])
 		start = e
 	}
-	if err := j.log.AppendEncoded(j.enc, j.hashes); err != nil {
-		return fmt.Errorf("sqlite: journal append: %w", err)
+	sy, err := j.log.WriteEncoded(j.enc, j.hashes)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: journal append: %w", err)
 	}
-	seq := j.size
+	seq := j.wsize
 	for _, r := range batch {
 		for i := range r.recs {
 			r.recs[i].Seq = seq
@@ -417,14 +527,12 @@ func (j *Journal) commit(batch []*appendReq) error {
 	for _, x := range frontierIndexes(n) {
 		h, ok := j.pending[x]
 		if !ok {
-			h = j.frontier[x]
+			h = j.wfront[x]
 		}
 		front[x] = h
 	}
-	j.mu.Lock()
-	j.size, j.frontier = n, front
-	j.mu.Unlock()
-	return nil
+	j.wsize, j.wfront = n, front
+	return &ticket{reqs: slices.Clone(batch), size: n, front: front, sync: sy}, nil
 }
 
 // syncEdge reloads the tree's right edge for a journal of size records.
@@ -438,9 +546,7 @@ func (j *Journal) syncEdge(size int64) error {
 	for i, x := range idx {
 		front[x] = hs[i]
 	}
-	j.mu.Lock()
-	j.size, j.frontier = size, front
-	j.mu.Unlock()
+	j.wsize, j.wfront = size, front
 	return nil
 }
 
@@ -456,7 +562,7 @@ func (b batchReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 			out[i] = h
 			continue
 		}
-		if h, ok := b.j.frontier[x]; ok {
+		if h, ok := b.j.wfront[x]; ok {
 			out[i] = h
 			continue
 		}

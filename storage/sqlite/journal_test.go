@@ -681,3 +681,53 @@ func TestJournalLegacyRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestJournalAnswersInOrder: frames whose fdatasyncs finish out of order
+// are answered in write order, a frame only once every earlier one is
+// durable; a later frame's fdatasync vouches for the earlier frames of its
+// own segment only, and a failed one publishes nothing.
+func TestJournalAnswersInOrder(t *testing.T) {
+	j := &Journal{}
+	mk := func(segment, size int64) *ticket {
+		r := &appendReq{done: make(chan error, 1)}
+		return &ticket{reqs: []*appendReq{r}, size: size, sync: &recordlog.Sync{Segment: segment}}
+	}
+	answered := func(ts ...*ticket) string {
+		var out []string
+		for i, tk := range ts {
+			select {
+			case err := <-tk.reqs[0].done:
+				out = append(out, fmt.Sprintf("%d:%v", i, err))
+			default:
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	a, b, c, d := mk(0, 1), mk(0, 2), mk(10, 3), mk(10, 4)
+	j.fifo = []*ticket{a, b, c, d}
+	j.complete(d, nil) // vouches for c (segment 10), not for a and b
+	if got := answered(a, b, c, d); got != "" || j.size != 0 {
+		t.Fatalf("after d: answered %q, size %d", got, j.size)
+	}
+	j.complete(b, nil) // vouches for a
+	if got := answered(a, b, c, d); got != "0:<nil> 1:<nil> 2:<nil> 3:<nil>" || j.size != 4 {
+		t.Fatalf("after b: answered %q, size %d", got, j.size)
+	}
+	j.complete(a, nil) // late: answered already
+	j.complete(c, nil)
+	if got := answered(a, b, c, d); got != "" || len(j.fifo) != 0 {
+		t.Fatalf("late fdatasyncs answered again: %q, %d waiting", got, len(j.fifo))
+	}
+
+	e, f := mk(10, 5), mk(10, 6)
+	j.fifo = []*ticket{e, f}
+	fail := errors.New("fdatasync failed")
+	j.complete(e, fail)
+	if got := answered(e, f); got != "0:fdatasync failed" || j.size != 4 {
+		t.Fatalf("after a failed fdatasync: answered %q, size %d", got, j.size)
+	}
+	j.complete(f, nil)
+	if got := answered(e, f); got != "1:<nil>" || j.size != 6 {
+		t.Fatalf("after f: answered %q, size %d", got, j.size)
+	}
+}
