@@ -34,6 +34,7 @@
 package recordlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -494,7 +495,12 @@ func (l *Log) load(s *segment, repair bool) error {
 		return nil
 	}
 	if size > off {
-		// A torn frame: never fsynced, so never acknowledged.
+		// What follows the whole frames may only be a crash's torn tail,
+		// never acknowledged; anything else is damage that no repair
+		// may cut away.
+		if err := checkTornTail(f, s, off, size, next); err != nil {
+			return err
+		}
 		wf, err := os.OpenFile(s.path, os.O_RDWR, 0)
 		if err != nil {
 			return fmt.Errorf("recordlog: repair %s: %w", s.path, err)
@@ -599,6 +605,66 @@ func (l *Log) catchUp() error {
 		}
 		l.segs = append(l.segs, &segment{first: act.next(), path: next})
 	}
+}
+
+// inFlight is how many frames may have been written and not yet made
+// durable when a process stopped: the journal's fdatasyncs in flight.
+const inFlight = 2
+
+// ErrDamaged is returned by a writable Open when a segment holds
+// something other than whole frames and a torn tail: a repair would cut
+// records, so the log is left as it is for an investigation.
+var ErrDamaged = errors.New("recordlog: segment damaged")
+
+// checkTornTail checks that what follows the whole frames of s (they end
+// at off; next is the record after them) is what a crash leaves: zeros,
+// or at most inFlight frames written and not yet durable (whole or torn),
+// then zeros. Another whole frame further on means the frame at off was
+// damaged after it was written.
+func checkTornTail(f *os.File, s *segment, off, size, next int64) error {
+	rest := make([]byte, size-off)
+	if _, err := f.ReadAt(rest, off); err != nil {
+		return fmt.Errorf("recordlog: %s: %w", s.path, err)
+	}
+	last := len(rest) - 1
+	for last >= 0 && rest[last] == 0 {
+		last--
+	}
+	if last < 0 {
+		return nil // preallocated zeros only
+	}
+	// Whole frames after the first bad byte: the in-flight ones may be.
+	var whole []frameRef
+	for i := 1; i+headerSize <= len(rest); {
+		k := bytes.Index(rest[i:], []byte(frameMagic))
+		if k < 0 {
+			break
+		}
+		at := i + k
+		fr, ok := parseHeader(rest[at:at+headerSize], off+int64(at))
+		end := at + headerSize + int(fr.len)
+		if ok && fr.first >= next && end <= len(rest) &&
+			frameCRC(rest[at:at+headerSize], rest[at+headerSize:end]) == binary.LittleEndian.Uint32(rest[at+20:]) {
+			whole = append(whole, fr)
+			i = end
+			continue
+		}
+		i = at + 1
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("%w: %s: at byte %d (after record %d): %s; not repaired", ErrDamaged, s.path, off, next-1, why)
+	}
+	if len(whole) > inFlight {
+		return bad(fmt.Sprintf("%d whole frames follow (records %d..)", len(whole), whole[0].first))
+	}
+	limit := off + int64(last) + 1
+	if len(whole) > 0 && whole[len(whole)-1].end() < limit {
+		return bad("data follows the last whole frame")
+	}
+	if len(whole) == 0 && int64(last)+1 > maxFrame+headerSize {
+		return bad("more data than one frame holds")
+	}
+	return nil
 }
 
 func parseHeader(h []byte, off int64) (frameRef, bool) {
