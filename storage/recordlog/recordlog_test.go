@@ -39,6 +39,24 @@ func mustOpen(t *testing.T, dir string) *Log {
 	return l
 }
 
+// filled makes a closed log of frames frames of per records each, and
+// returns its directory, its one segment and where record seq lies.
+func filled(t *testing.T, frames, per int, seq int64) (dir, seg string, loc Location) {
+	t.Helper()
+	dir = t.TempDir()
+	l := mustOpen(t, dir)
+	for range frames {
+		appendN(t, l, per, "a")
+	}
+	seg = l.segs[0].path
+	loc, err := l.Locate(seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	return dir, seg, loc
+}
+
 // appendN appends one frame of n records through a full Begin/End round.
 func appendN(t *testing.T, l *Log, n int, tag string) int64 {
 	t.Helper()
@@ -424,17 +442,7 @@ func TestLogPurgeWhileAppending(t *testing.T) {
 // back: opening and reading it never panics, and whatever is read either
 // decodes or is reported as an error.
 func TestLogDamagedBytes(t *testing.T) {
-	src := t.TempDir()
-	l := mustOpen(t, src)
-	for range 8 {
-		appendN(t, l, 3, "a")
-	}
-	seg := l.segs[0].path
-	last, err := l.Locate(23)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
+	_, seg, last := filled(t, 8, 3, 23)
 	orig, err := os.ReadFile(seg)
 	if err != nil {
 		t.Fatal(err)
@@ -467,17 +475,7 @@ func TestLogDamagedBytes(t *testing.T) {
 // follow it: a writable open refuses (ErrDamaged) and cuts nothing, where
 // a crash's torn last frames (the in-flight ones) are cut.
 func TestLogMidDamageNotCut(t *testing.T) {
-	dir := t.TempDir()
-	l := mustOpen(t, dir)
-	for range 6 {
-		appendN(t, l, 2, "a")
-	}
-	seg := l.segs[0].path
-	mid, err := l.Locate(4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
+	dir, seg, mid := filled(t, 6, 2, 4)
 	b, _ := os.ReadFile(seg)
 	b[mid.DataOff] ^= 0xff
 	os.WriteFile(seg, b, 0o600)
@@ -498,14 +496,7 @@ func TestLogMidDamageNotCut(t *testing.T) {
 	}
 
 	// The same bytes with only the last two frames torn: cut.
-	dir2 := t.TempDir()
-	l2 := mustOpen(t, dir2)
-	for range 6 {
-		appendN(t, l2, 2, "a")
-	}
-	fifth, _ := l2.Locate(8)
-	seg2 := l2.segs[0].path
-	l2.Close()
+	dir2, seg2, fifth := filled(t, 6, 2, 8)
 	b2, _ := os.ReadFile(seg2)
 	b2[fifth.DataOff] ^= 0xff // frame 5 torn, frame 6 whole: both in flight
 	os.WriteFile(seg2, b2, 0o600)
