@@ -46,6 +46,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -140,10 +141,11 @@ type Log struct {
 	// While locked (append lock held): the active segment's files.
 	wf, idxf *os.File
 	wino     uint64
-	alloc    int64     // wf's size as this appender last saw or set it
-	wfd      uintptr   // wf's descriptor, for the raw calls (rawio.go)
-	broken   error     // a failed fdatasync: no append may follow (under mu)
-	wsf      *syncFile // wf, for the Syncs of frames written to it
+	alloc    int64        // wf's size as this appender last saw or set it
+	wfd      uintptr      // wf's descriptor, for the raw calls (rawio.go)
+	broken   error        // a failed fdatasync: no append may follow (under mu)
+	wsf      *syncFile    // wf, for the Syncs of frames written to it
+	rawSyncs atomic.Int32 // Syncs in a raw fdatasync (at most one)
 	buf      []byte
 }
 
@@ -741,7 +743,15 @@ type Sync struct {
 // (nothing more is appended until it is opened again), since what reached
 // the disk is then unknown.
 func (s *Sync) Wait() error {
-	err := rawFdatasync(s.sf.f.Fd())
+	var err error
+	if s.l.rawSyncs.CompareAndSwap(0, 1) {
+		err = rawFdatasync(s.sf.f.Fd())
+		s.l.rawSyncs.Store(0)
+	} else {
+		// One flush at a time holds its P: a disk that stalls must not
+		// stall every goroutine of a small machine.
+		err = fdatasync(s.sf.f)
+	}
 	s.l.mu.Lock()
 	defer s.l.mu.Unlock()
 	s.sf.release()
