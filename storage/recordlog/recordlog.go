@@ -1180,6 +1180,13 @@ func (l *Log) Purge(seqs []int64, disposition int64) error {
 		return err
 	}
 	defer unlock()
+	// Under the purge lock no other purge writes: a *.purge file is what
+	// a purge interrupted by a crash left.
+	if stale, _ := filepath.Glob(filepath.Join(l.dir, "*.seg.purge")); len(stale) > 0 {
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
 	// Begin brings the log up to date (and reports a broken one).
 	if _, err := l.Begin(); err != nil {
 		return err

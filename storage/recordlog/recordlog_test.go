@@ -260,8 +260,13 @@ func TestLogPurge(t *testing.T) {
 		appendN(t, l, 2, "a")
 	}
 	check(t, other, names(0, "a", 12)) // other has the old files open
+	stale := filepath.Join(dir, "00000000000000000099.seg.purge") // no such segment
+	os.WriteFile(stale, []byte("left by a crash"), 0o600)
 	if err := l.Purge([]int64{1, 4, 5, 11}, 12); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a purge left a stale purge file: %v", err)
 	}
 	// Purging again changes nothing: the first disposition stays.
 	if err := l.Purge([]int64{4}, 13); err != nil {
