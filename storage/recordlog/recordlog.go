@@ -250,7 +250,7 @@ func (l *Log) unlock() {
 
 // Begin takes the append lock and brings the log up to date with what
 // other processes appended; it returns the next record's sequence number.
-// Append may follow; End must.
+// WriteEncoded or AppendEncoded may follow; End must.
 func (l *Log) Begin() (int64, error) {
 	if l.readOnly {
 		return 0, ErrReadOnly
@@ -697,28 +697,16 @@ func appendIdx(b []byte, fr frameRef) []byte {
 	return binary.LittleEndian.AppendUint32(b, uint32(fr.len))
 }
 
-// Append writes recs as one frame, numbered from the sequence number Begin
-// returned, and returns once it is durable. hashes[i] are recs[i]'s stored
-// tree hashes. The append lock must be held (Begin). A failed write leaves
-// the log as it was; a failed fdatasync breaks the log for this process
-// (nothing more is appended until it is opened again), since what reached
-// the disk is then unknown.
-func (l *Log) Append(recs []storage.JournalRecord, hashes [][]byte) error {
-	enc := make([][]byte, len(recs))
-	for i := range recs {
-		enc[i] = Encode(nil, &recs[i])
-	}
-	return l.AppendEncoded(enc, hashes)
-}
-
 // Encode appends the encoding of r, all but its tree hashes, to b: what
-// AppendEncoded takes. Callers encode their records before they queue them
-// for a group commit, so that the committer only copies bytes.
+// WriteEncoded and AppendEncoded take. Callers encode their records before
+// they queue them for a group commit, so that the committer only copies
+// bytes.
 func Encode(b []byte, r *storage.JournalRecord) []byte {
 	return appendRecord(b, r, nil)
 }
 
-// AppendEncoded is Append for records made by Encode.
+// AppendEncoded writes recs (made by Encode) as one frame, like
+// WriteEncoded, and returns once it is durable.
 func (l *Log) AppendEncoded(recs [][]byte, hashes [][]byte) error {
 	sy, err := l.WriteEncoded(recs, hashes)
 	if err != nil || sy == nil {

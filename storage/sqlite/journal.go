@@ -97,6 +97,7 @@ var _ storage.Journal = (*Journal)(nil)
 type appendReq struct {
 	recs   []storage.JournalRecord
 	enc    [][]byte
+	ends   []int
 	buf    []byte
 	leaves []tlog.Hash
 	done   chan error
@@ -104,15 +105,14 @@ type appendReq struct {
 
 // prepare encodes r.recs and computes their leaf hashes.
 func (r *appendReq) prepare() {
-	r.buf, r.enc, r.leaves = r.buf[:0], r.enc[:0], r.leaves[:0]
-	ends := make([]int, 0, 4)
+	r.buf, r.enc, r.ends, r.leaves = r.buf[:0], r.enc[:0], r.ends[:0], r.leaves[:0]
 	for i := range r.recs {
 		r.buf = recordlog.Encode(r.buf, &r.recs[i])
-		ends = append(ends, len(r.buf))
+		r.ends = append(r.ends, len(r.buf))
 		r.leaves = append(r.leaves, tlog.RecordHash(r.recs[i].Data))
 	}
 	start := 0
-	for _, e := range ends {
+	for _, e := range r.ends {
 		r.enc = append(r.enc, r.buf[start:e:e])
 		start = e
 	}
@@ -137,8 +137,9 @@ func OpenJournal(ctx context.Context, path string) (*Journal, error) {
 		return nil, fmt.Errorf("sqlite: journal: %w", err)
 	}
 	uri := "file:" + escapePath(path)
-	// A short busy timeout: a journal locked by another process must fail
-	// the stanza (fail closed) rather than hold up the message path.
+	// The SQLite file is off the message path (records go to the record
+	// log); a short busy timeout still fails a checkpoint or a hold change
+	// rather than hang when another process holds the file.
 	wr, err := sql.Open("sqlite3", uri+"?mode=rw&_journal_mode=WAL&_synchronous=FULL&_busy_timeout=2000&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: journal: open %s: %w", path, err)
