@@ -118,8 +118,10 @@ type Journal interface {
 	// Submit queues recs for the next commit and returns without waiting
 	// for it (it blocks only while the queue is full); wait returns once
 	// they are durable, with Append's error. Stanzas that arrive together
-	// thus share one fsync even when each sender waits for its own. recs
-	// must not change until wait returns; wait must be called once.
+	// thus share one fsync even when each sender waits for its own. Submit
+	// copies the records' Data before it returns, so the caller may reuse
+	// those buffers at once; the recs slice itself must not change until
+	// wait returns (Seq is set in it). wait must be called once.
 	Submit(ctx context.Context, recs []JournalRecord) (wait func() error)
 	// Records calls fn for the records with start <= Seq < end, in order.
 	Records(ctx context.Context, start, end int64, fn func(JournalRecord) error) error

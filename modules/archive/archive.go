@@ -251,14 +251,16 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 	case !m.local(st.To.Domainpart()):
 		dir = storage.DirOutbound
 	}
-	// The scratch buffers hold the record until the commit took it.
+	// The scratch buffers hold the record until the journal has copied it.
 	xp, rp := bufPool.Get().(*[]byte), bufPool.Get().(*[]byte)
-	release := func() {
+	defer func() {
 		*xp, *rp = (*xp)[:0], (*rp)[:0]
 		bufPool.Put(xp)
 		bufPool.Put(rp)
-	}
-	xml := st.El.AppendTo((*xp)[:0], "")
+	}()
+	// The stanza's own wire bytes, which every session delivers, with its
+	// namespace declared: the record holds what is delivered.
+	xml := st.AppendStandalone((*xp)[:0])
 	*xp = xml
 	// The stamped attributes are the JIDs' string forms already.
 	from, to := st.El.Attr("from"), st.El.Attr("to")
@@ -291,18 +293,15 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 		*rp = data
 	}
 	if err != nil {
-		release()
 		return func() error { return fmt.Errorf("archive: %w", err) }
 	}
 	recs := []storage.JournalRecord{{
 		Time: t, Direction: dir, Kind: kind, From: from, To: to,
 		StanzaType: st.Type, StanzaSize: len(xml), Data: data,
 	}}
-	done := m.j.Submit(ctx, recs)
+	done := m.j.Submit(ctx, recs) // copies data: the buffers go back now
 	return func() error {
-		err := done()
-		release()
-		if err != nil {
+		if err := done(); err != nil {
 			return fmt.Errorf("archive: %w", err)
 		}
 		return nil

@@ -115,6 +115,7 @@ func (m *Module) ours(by string) bool {
 // the recipient's history items.
 func (m *Module) ArchiveMessage(ctx context.Context, st *stanza.Stanza) func() {
 	m.removeForged(st.El)
+	st.Changed()
 	if !Archivable(st) {
 		return nil
 	}
@@ -139,6 +140,7 @@ func (m *Module) ArchiveMessage(ctx context.Context, st *stanza.Stanza) func() {
 	if recipient {
 		id := m.store.NewHistoryID()
 		st.El.Append(element.New(NSStanzaID, "stanza-id", element.A("by", toBare.String()), element.A("id", id)))
+		st.Changed()
 		items = append(items, storage.HistoryItem{Owner: toBare.String(), ID: id, Time: t, With: from.String(), Stanza: data})
 	}
 	return func() { m.enqueue(items) }

@@ -176,7 +176,7 @@ func parsePriority(v string) int {
 // Send queues st for the client. It serializes immediately, so the caller
 // may reuse st. It never blocks: a session over its queue bound is closed.
 func (s *Session) Send(st *stanza.Stanza) {
-	b := st.El.AppendTo(make([]byte, 0, 256), stanza.NSClient)
+	b := st.Wire() // shared, read-only: the bytes the journal recorded
 	s.mu.Lock()
 	if s.ended {
 		// Routed here as the session ended: reroute, never drop.

@@ -48,7 +48,38 @@ type Stanza struct {
 	To   jid.JID
 	Type string
 	ID   string
+
+	wire []byte // Wire's bytes, once computed
 }
+
+// Wire returns the stanza serialized for a jabber:client stream (the root
+// carries no xmlns when it is in jabber:client). The bytes are computed
+// once and shared: the journal records and every session delivers the same
+// bytes, so they must not be modified. SetFrom, SetTo, SetType and the
+// copies forget them; a caller that changes El directly after Wire must
+// call Changed.
+func (s *Stanza) Wire() []byte {
+	if s.wire == nil {
+		s.wire = s.El.AppendTo(make([]byte, 0, 256), NSClient)
+	}
+	return s.wire
+}
+
+// AppendStandalone appends the stanza as a document of its own: Wire's
+// bytes with the root's namespace declared.
+func (s *Stanza) AppendStandalone(buf []byte) []byte {
+	w := s.Wire()
+	if s.El.Space != NSClient {
+		return append(buf, w...) // Wire declared it already
+	}
+	n := 1 + len(s.El.Local) // "<" + name
+	buf = append(buf, w[:n]...)
+	buf = append(buf, ` xmlns="`+NSClient+`"`...)
+	return append(buf, w[n:]...)
+}
+
+// Changed forgets Wire's bytes after El was changed directly.
+func (s *Stanza) Changed() { s.wire = nil }
 
 // ErrNotStanza is returned by Parse for an element that is not a stanza.
 var ErrNotStanza = errors.New("stanza: not a message, presence or iq")
@@ -110,7 +141,7 @@ func New(k Kind, from, to jid.JID, typ, id string) *Stanza {
 
 // SetFrom sets the from address (zero removes it).
 func (s *Stanza) SetFrom(j jid.JID) {
-	s.From = j
+	s.From, s.wire = j, nil
 	if j.Equal(jid.JID{}) {
 		s.El.RemoveAttr("from")
 		return
@@ -120,7 +151,7 @@ func (s *Stanza) SetFrom(j jid.JID) {
 
 // SetTo sets the to address (zero removes it).
 func (s *Stanza) SetTo(j jid.JID) {
-	s.To = j
+	s.To, s.wire = j, nil
 	if j.Equal(jid.JID{}) {
 		s.El.RemoveAttr("to")
 		return
@@ -130,7 +161,7 @@ func (s *Stanza) SetTo(j jid.JID) {
 
 // SetType sets the type attribute ("" removes it).
 func (s *Stanza) SetType(t string) {
-	s.Type = t
+	s.Type, s.wire = t, nil
 	if t == "" {
 		s.El.RemoveAttr("type")
 		return
@@ -141,7 +172,7 @@ func (s *Stanza) SetType(t string) {
 // Copy returns a deep copy.
 func (s *Stanza) Copy() *Stanza {
 	c := *s
-	c.El = s.El.Copy()
+	c.El, c.wire = s.El.Copy(), nil
 	return &c
 }
 
@@ -149,7 +180,7 @@ func (s *Stanza) Copy() *Stanza {
 // Use it to readdress a stanza without copying its children.
 func (s *Stanza) ShallowCopy() *Stanza {
 	c := *s
-	c.El = s.El.ShallowCopy()
+	c.El, c.wire = s.El.ShallowCopy(), nil
 	return &c
 }
 
