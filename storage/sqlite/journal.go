@@ -68,11 +68,10 @@ type Journal struct {
 	frontier map[int64]tlog.Hash
 
 	// The committer's: the tree as written (durable or not), which the
-	// next frame extends; the hashes of the batch being written.
-	wsize   int64
-	wfront  map[int64]tlog.Hash
-	pending map[int64]tlog.Hash
-	batch   []*appendReq
+	// next frame extends.
+	wsize  int64
+	wfront map[int64]tlog.Hash
+	batch  []*appendReq
 	// slots holds one token per frame between its write and the end of
 	// its fdatasync (journalSyncs at most); fifo are those frames, oldest
 	// first (under tmu), answered in that order.
@@ -168,7 +167,6 @@ func OpenJournal(ctx context.Context, path string) (*Journal, error) {
 	j.slots = make(chan struct{}, journalSyncs)
 	j.stop = make(chan struct{})
 	j.done = make(chan struct{})
-	j.pending = make(map[int64]tlog.Hash)
 	go j.commitLoop()
 	return j, nil
 }
@@ -292,6 +290,13 @@ func (j *Journal) Submit(ctx context.Context, recs []storage.JournalRecord) (wai
 	r := reqPool.Get().(*appendReq)
 	r.recs = recs
 	r.prepare()
+	// Most sends find room in the queue: try that without the three-way
+	// select.
+	select {
+	case j.queue <- r:
+		return r.wait(ctx, j)
+	default:
+	}
 	select {
 	case j.queue <- r:
 	case <-j.done:
@@ -301,6 +306,11 @@ func (j *Journal) Submit(ctx context.Context, recs []storage.JournalRecord) (wai
 		r.release()
 		return failed(fmt.Errorf("sqlite: journal append: %w", ctx.Err()))
 	}
+	return r.wait(ctx, j)
+}
+
+// wait is Submit's wait for r.
+func (r *appendReq) wait(ctx context.Context, j *Journal) func() error {
 	return func() error {
 		// Most waits find the batch committed: receive without the
 		// three-way select.
@@ -473,7 +483,6 @@ func (j *Journal) complete(t *ticket, err error) {
 // write writes batch as one frame (not yet durable) and returns its
 // ticket.
 func (j *Journal) write(batch []*appendReq) (*ticket, error) {
-	clear(j.pending)
 	// Another process (the CLI recording an export) may have appended
 	// since: the append lock is held now, so the size read here is final.
 	size, err := j.log.Begin()
@@ -486,21 +495,28 @@ func (j *Journal) write(batch []*appendReq) (*ticket, error) {
 			return nil, fmt.Errorf("sqlite: journal append: %w", err)
 		}
 	}
-	hr := batchReader{j: j}
 	n := j.wsize
+	edge, err := j.edge(n)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: journal append: %w", err)
+	}
 	j.enc, j.hashes, j.hbuf = j.enc[:0], j.hashes[:0], j.hbuf[:0]
 	ends := j.ends[:0]
 	for _, r := range batch {
 		for i := range r.recs {
-			hashes, err := tlog.StoredHashesForRecordHash(n, r.leaves[i], hr)
-			if err != nil {
-				return nil, fmt.Errorf("sqlite: journal append: tree hashes of record %d: %w", n, err)
+			// Record n's stored hashes (tlog.StoredHashes): its leaf, then
+			// the root of every complete subtree that it completes, each
+			// the node over the edge's subtree of that level and the one
+			// before.
+			h := r.leaves[i]
+			j.hbuf = append(j.hbuf, h[:]...)
+			l := 0
+			for m := n; m&1 == 1; m >>= 1 {
+				h = tlog.NodeHash(edge[l], h)
+				j.hbuf = append(j.hbuf, h[:]...)
+				l++
 			}
-			base := tlog.StoredHashIndex(0, n)
-			for k := range hashes {
-				j.hbuf = append(j.hbuf, hashes[k][:]...)
-				j.pending[base+int64(k)] = hashes[k]
-			}
+			edge[l] = h
 			ends = append(ends, len(j.hbuf))
 			j.enc = append(j.enc, r.enc[i])
 			n++
@@ -525,12 +541,10 @@ func (j *Journal) write(batch []*appendReq) (*ticket, error) {
 	}
 	clear(j.enc) // drop the references to the callers' buffers
 	front := make(map[int64]tlog.Hash, 64)
-	for _, x := range frontierIndexes(n) {
-		h, ok := j.pending[x]
-		if !ok {
-			h = j.wfront[x]
+	for l := 0; n>>uint(l) > 0; l++ {
+		if (n>>uint(l))&1 == 1 {
+			front[tlog.StoredHashIndex(l, (n>>uint(l))-1)] = edge[l]
 		}
-		front[x] = h
 	}
 	j.wsize, j.wfront = n, front
 	return &ticket{reqs: slices.Clone(batch), size: n, front: front, sync: sy}, nil
@@ -551,29 +565,27 @@ func (j *Journal) syncEdge(size int64) error {
 	return nil
 }
 
-// batchReader serves StoredHashes inside a commit: the batch's own new
-// hashes, the tree's right edge, and (never needed in practice) the
-// stored ones.
-type batchReader struct{ j *Journal }
-
-func (b batchReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
-	out := make([]tlog.Hash, len(indexes))
-	for i, x := range indexes {
-		if h, ok := b.j.pending[x]; ok {
-			out[i] = h
+// edge returns the right edge of the written tree of size n by level:
+// edge[l] is the root of its complete subtree of 2^l records where n has
+// bit l set.
+func (j *Journal) edge(n int64) (*[64]tlog.Hash, error) {
+	var edge [64]tlog.Hash
+	for l := 0; n>>uint(l) > 0; l++ {
+		if (n>>uint(l))&1 == 0 {
 			continue
 		}
-		if h, ok := b.j.wfront[x]; ok {
-			out[i] = h
-			continue
+		x := tlog.StoredHashIndex(l, (n>>uint(l))-1)
+		h, ok := j.wfront[x]
+		if !ok { // never in practice: the edge is kept with the size
+			hs, err := j.ReadHashes(context.Background(), []int64{x})
+			if err != nil {
+				return nil, fmt.Errorf("tree edge: %w", err)
+			}
+			h = hs[0]
 		}
-		hs, err := b.j.ReadHashes(context.Background(), []int64{x})
-		if err != nil {
-			return nil, err
-		}
-		out[i] = hs[0]
+		edge[l] = h
 	}
-	return out, nil
+	return &edge, nil
 }
 
 // Records implements storage.Journal.

@@ -731,3 +731,60 @@ func TestJournalAnswersInOrder(t *testing.T) {
 		t.Fatalf("after f: answered %q, size %d", got, j.size)
 	}
 }
+
+// Every stored hash the committer computed, over frames of many sizes and
+// a reopen, is the one tlog.StoredHashes gives.
+func TestJournalStoredHashesMatchTlog(t *testing.T) {
+	ctx := context.Background()
+	j, path := openJournal(t)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 150 {
+				batch := make([]storage.JournalRecord, 1+(i+w)%4)
+				for k := range batch {
+					batch[k] = rec(fmt.Sprintf("<w%d i%d k%d/>", w, i, k))
+				}
+				if err := j.Append(ctx, batch); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j, err := OpenJournal(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	for i := range 37 { // after a reopen, from the edge read back
+		if err := j.Append(ctx, []storage.JournalRecord{rec(fmt.Sprintf("<after%d/>", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := allData(t, j)
+	root, want := memTree(t, data)
+	idx := make([]int64, 0, len(want))
+	for x := range want {
+		idx = append(idx, x)
+	}
+	got, err := j.ReadHashes(ctx, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range idx {
+		if got[i] != want[x] {
+			t.Fatalf("stored hash %d differs from tlog's (of %d records)", x, len(data))
+		}
+	}
+	head, err := j.TreeHead(ctx)
+	if err != nil || head.Size != int64(len(data)) || head.Hash != root {
+		t.Fatalf("tree head %d %v, want %d %v (%v)", head.Size, head.Hash, len(data), root, err)
+	}
+}
