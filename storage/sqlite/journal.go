@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/palisade-im/palisade/storage"
@@ -99,7 +100,29 @@ type appendReq struct {
 	ends   []int
 	buf    []byte
 	leaves []tlog.Hash
-	done   chan error
+
+	// The answer: err, then state reqDone. A waiter that finds the
+	// request pending marks it reqWaiting and blocks on done, which the
+	// committer then signals; a waiter that finds it answered touches no
+	// channel.
+	err   error
+	state atomic.Int32
+	done  chan struct{}
+}
+
+// The states of an appendReq's answer.
+const (
+	reqPending = iota
+	reqWaiting
+	reqDone
+)
+
+// answer gives r its result and wakes its waiter, if it waits.
+func (r *appendReq) answer(err error) {
+	r.err = err
+	if r.state.Swap(reqDone) == reqWaiting {
+		r.done <- struct{}{}
+	}
 }
 
 // prepare encodes r.recs and computes their leaf hashes.
@@ -119,7 +142,8 @@ func (r *appendReq) prepare() {
 
 // release returns r to the pool, keeping modest buffers.
 func (r *appendReq) release() {
-	r.recs = nil
+	r.recs, r.err = nil, nil
+	r.state.Store(reqPending)
 	clear(r.enc)
 	if cap(r.buf) > 64<<10 {
 		r.buf = nil
@@ -127,7 +151,7 @@ func (r *appendReq) release() {
 	reqPool.Put(r)
 }
 
-var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 1)} }}
+var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan struct{}, 1)} }}
 
 // OpenJournal opens or creates the journal database at path (file mode
 // 0600, directory 0700), applies its migrations and starts the committer.
@@ -312,22 +336,21 @@ func (j *Journal) Submit(ctx context.Context, recs []storage.JournalRecord) (wai
 // wait is Submit's wait for r.
 func (r *appendReq) wait(ctx context.Context, j *Journal) func() error {
 	return func() error {
-		// Most waits find the batch committed: receive without the
-		// three-way select.
-		select {
-		case err := <-r.done:
+		// Most waits find the batch committed: no channel then.
+		if r.state.Load() == reqDone || !r.state.CompareAndSwap(reqPending, reqWaiting) {
+			err := r.err
 			r.release()
 			return err
-		default:
 		}
 		select {
-		case err := <-r.done:
+		case <-r.done:
+			err := r.err
 			r.release()
 			return err
 		case <-j.done:
 			select {
-			case err := <-r.done:
-				return err
+			case <-r.done:
+				return r.err
 			default:
 				return ErrJournalClosed
 			}
@@ -422,7 +445,7 @@ func (j *Journal) flush(toSync chan<- *ticket) {
 			err = errors.Join(err, fmt.Errorf("sqlite: journal: reload tree head: %w", rerr))
 		}
 		for _, r := range j.batch {
-			r.done <- err
+			r.answer(err)
 		}
 	} else {
 		j.tmu.Lock()
@@ -475,7 +498,7 @@ func (j *Journal) complete(t *ticket, err error) {
 			j.mu.Unlock()
 		}
 		for _, r := range u.reqs {
-			r.done <- u.err
+			r.answer(u.err)
 		}
 	}
 }

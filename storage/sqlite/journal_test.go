@@ -689,15 +689,16 @@ func TestJournalLegacyRecords(t *testing.T) {
 func TestJournalAnswersInOrder(t *testing.T) {
 	j := &Journal{}
 	mk := func(segment, size int64) *ticket {
-		r := &appendReq{done: make(chan error, 1)}
+		r := &appendReq{done: make(chan struct{}, 1)}
+		r.state.Store(reqWaiting) // its waiter blocks: each answer signals done
 		return &ticket{reqs: []*appendReq{r}, size: size, sync: &recordlog.Sync{Segment: segment}}
 	}
 	answered := func(ts ...*ticket) string {
 		var out []string
 		for i, tk := range ts {
 			select {
-			case err := <-tk.reqs[0].done:
-				out = append(out, fmt.Sprintf("%d:%v", i, err))
+			case <-tk.reqs[0].done:
+				out = append(out, fmt.Sprintf("%d:%v", i, tk.reqs[0].err))
 			default:
 			}
 		}
