@@ -61,6 +61,7 @@ type options struct {
 	idleSettle   time.Duration
 	keep         bool
 	quick        bool
+	rounds       int
 }
 
 func main() {
@@ -110,6 +111,7 @@ func run(args []string) int {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs)")
 	from := fs.String("from-json", "", "only print the table of an earlier bench.json again (into -out)")
 	fs.BoolVar(&o.quick, "quick", false, "short run: pairs 1,10,100; rates 5000,10000; 2000 idle sessions; 3s windows")
+	fs.IntVar(&o.rounds, "rounds", 1, "paired rounds of the archive's cost: after the main pass, palisade and palisade+archive run the pairs this many times in all, back to back, and the report gives each pair count's median on/off ratio")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -142,6 +144,10 @@ func run(args []string) int {
 		}
 	}
 	var err error
+	if o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "palisade-bench: -rounds must be at least 1")
+		return 2
+	}
 	if o.pairs, err = ints(*pairs); err != nil {
 		fmt.Fprintln(os.Stderr, "palisade-bench: -pairs:", err)
 		return 2
@@ -218,39 +224,75 @@ func bench(ctx context.Context, o options, fdMax int) (*report, error) {
 		}
 	}
 	rep := newReport(o, fdMax)
-	for _, name := range o.servers {
+	build := func(name string, round int) (server, error) {
 		dir := filepath.Join(tmp, name)
-		var s server
+		if round > 1 {
+			dir += fmt.Sprintf("-round%d", round)
+		}
 		switch name {
 		case "palisade":
-			s = &palisade{bin: o.bin, dir: dir, certFile: certFile, keyFile: keyFile}
+			return &palisade{bin: o.bin, dir: dir, certFile: certFile, keyFile: keyFile}, nil
 		case "palisade+archive":
 			p := &palisade{bin: o.bin, dir: dir, certFile: certFile, keyFile: keyFile, archive: o.archive}
 			if err := p.CheckConfig(); err != nil {
 				rep.notRun(name, p.Settings(), "archive: "+err.Error())
 				fmt.Fprintf(os.Stderr, "bench: %s not run: %v\n", name, err)
-				continue
+				return nil, nil
 			}
-			s = p
+			return p, nil
 		case "ejabberd", "prosody":
 			if _, err := exec.LookPath(map[string]string{"ejabberd": "ejabberdctl", "prosody": "prosody"}[name]); err != nil {
 				rep.notRun(name, nil, "not installed (conformance/bench-peers.sh installs it)")
-				continue
+				return nil, nil
 			}
 			if name == "ejabberd" {
-				s = &ejabberd{dir: dir, certFile: certFile, keyFile: keyFile}
-			} else {
-				s = &prosody{dir: dir, certFile: certFile, keyFile: keyFile}
+				return &ejabberd{dir: dir, certFile: certFile, keyFile: keyFile}, nil
 			}
-		default:
-			return nil, fmt.Errorf("unknown server %q", name)
+			return &prosody{dir: dir, certFile: certFile, keyFile: keyFile}, nil
+		}
+		return nil, fmt.Errorf("unknown server %q", name)
+	}
+	results := map[string]*serverResult{}
+	for _, name := range o.servers {
+		s, err := build(name, 1)
+		if err != nil {
+			return nil, err
+		}
+		if s == nil {
+			continue
 		}
 		res := runServer(ctx, o, s, certFile)
 		rep.add(res)
+		results[name] = res
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 	}
+	var rounds []costRound
+	if cr, ok := pairRound(1, results["palisade"], results["palisade+archive"]); ok && o.scenarios["pairs"] {
+		rounds = append(rounds, cr)
+		// The later rounds run the pairs alone, each server fresh.
+		po := o
+		po.scenarios = map[string]bool{"pairs": true}
+		for round := 2; round <= o.rounds; round++ {
+			fmt.Fprintf(os.Stderr, "bench: paired round %d of %d\n", round, o.rounds)
+			var pair [2]*serverResult
+			for i, name := range []string{"palisade", "palisade+archive"} {
+				s, err := build(name, round)
+				if err != nil || s == nil {
+					return nil, fmt.Errorf("round %d: %s: %v", round, name, err)
+				}
+				pair[i] = runServer(ctx, po, s, certFile)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+			}
+			if cr, ok := pairRound(round, pair[0], pair[1]); ok {
+				rounds = append(rounds, cr)
+			}
+		}
+	}
+	rep.Cost = newArchiveCost(rounds)
 	return rep, nil
 }
 

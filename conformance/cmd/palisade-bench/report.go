@@ -51,6 +51,7 @@ type report struct {
 	Servers []*serverResult   `json:"servers"`
 	Rows    []row             `json:"table"`
 	Targets []target          `json:"targets"`
+	Cost    *archiveCost      `json:"archive_cost,omitempty"`
 }
 
 func newReport(o options, fdMax int) *report {
@@ -236,6 +237,14 @@ func (r *report) value(metric, server string) *float64 {
 }
 
 func (r *report) targets() {
+	defer func() {
+		for _, s := range r.Servers {
+			if s.Name == "palisade+archive" {
+				r.Targets = append(r.Targets, r.Cost.target())
+				return
+			}
+		}
+	}()
 	for _, s := range r.Servers {
 		if !strings.HasPrefix(s.Name, "palisade") {
 			continue
@@ -392,6 +401,9 @@ func (r *report) write(w io.Writer, dir string) error {
 	}
 	txt.WriteString("(- not measured: the server or scenario did not run, or no message stamped in the window arrived)\n")
 	txt.WriteString("\n" + r.settingsText() + "\n" + r.targetsText())
+	if r.Cost != nil {
+		txt.WriteString("\n" + r.Cost.text())
+	}
 	if _, err := io.WriteString(w, txt.String()); err != nil {
 		return err
 	}
@@ -451,7 +463,7 @@ func (r *report) settingsText() string {
 
 func (r *report) targetsText() string {
 	var b strings.Builder
-	b.WriteString("Targets (issue 3)\n")
+	b.WriteString("Targets (issues 3 and 4)\n")
 	for _, t := range r.Targets {
 		fmt.Fprintf(&b, "  %-16s %-48s %-8s %s\n", t.Server, t.Goal, t.Verdict, t.Figure)
 	}
@@ -472,6 +484,9 @@ func (r *report) markdown(names, header []string) string {
 	b.WriteString("| server | target | verdict | figure |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.Server, t.Goal, t.Verdict, strings.ReplaceAll(t.Figure, "|", "/"))
+	}
+	if r.Cost != nil {
+		b.WriteString("\n```\n" + r.Cost.text() + "```\n")
 	}
 	return b.String()
 }
