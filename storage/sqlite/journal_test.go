@@ -201,25 +201,7 @@ func TestJournalGroupCommit(t *testing.T) {
 			}
 		}
 	}
-	root, mem := memTree(t, data)
-	head, err := j.TreeHead(ctx)
-	if err != nil || head.Hash != root || head.Size != int64(len(data)) {
-		t.Fatalf("head = %+v, %v; want %v", head, err, root)
-	}
-	// Every stored hash is the independently computed one.
-	idx := make([]int64, 0, len(mem))
-	for x := range mem {
-		idx = append(idx, x)
-	}
-	stored, err := j.ReadHashes(ctx, idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, x := range idx {
-		if stored[i] != mem[x] {
-			t.Fatalf("stored hash %d differs", x)
-		}
-	}
+	head := checkTree(t, j, data)
 	hr := tlog.HashReaderFunc(func(ix []int64) ([]tlog.Hash, error) { return j.ReadHashes(ctx, ix) })
 	for _, n := range []int64{0, 1, 517, head.Size - 1} {
 		p, err := tlog.ProveRecord(head.Size, n, hr)
@@ -476,23 +458,7 @@ func TestJournalTwoWriters(t *testing.T) {
 	if len(data) != 16*15 {
 		t.Fatalf("%d records, want %d", len(data), 16*15)
 	}
-	root, mem := memTree(t, data)
-	if h, _ := j3.TreeHead(ctx); h.Hash != root {
-		t.Fatalf("stored tree differs from the records' tree")
-	}
-	idx := make([]int64, 0, len(mem))
-	for x := range mem {
-		idx = append(idx, x)
-	}
-	stored, err := j3.ReadHashes(ctx, idx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, x := range idx {
-		if stored[i] != mem[x] {
-			t.Fatalf("stored hash %d differs", x)
-		}
-	}
+	checkTree(t, j3, data)
 }
 
 // TestJournalCosignatures: cosignatures are kept per checkpoint size,
@@ -769,8 +735,19 @@ func TestJournalStoredHashesMatchTlog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	data := allData(t, j)
+	checkTree(t, j, allData(t, j))
+}
+
+// checkTree checks j's tree head and every stored hash against the tree of
+// data computed by tlog alone, and returns the head.
+func checkTree(t *testing.T, j *Journal, data [][]byte) storage.TreeHead {
+	t.Helper()
+	ctx := context.Background()
 	root, want := memTree(t, data)
+	head, err := j.TreeHead(ctx)
+	if err != nil || head.Hash != root || head.Size != int64(len(data)) {
+		t.Fatalf("head = %+v, %v; want %d %v", head, err, len(data), root)
+	}
 	idx := make([]int64, 0, len(want))
 	for x := range want {
 		idx = append(idx, x)
@@ -784,8 +761,5 @@ func TestJournalStoredHashesMatchTlog(t *testing.T) {
 			t.Fatalf("stored hash %d differs from tlog's (of %d records)", x, len(data))
 		}
 	}
-	head, err := j.TreeHead(ctx)
-	if err != nil || head.Size != int64(len(data)) || head.Hash != root {
-		t.Fatalf("tree head %d %v, want %d %v (%v)", head.Size, head.Hash, len(data), root, err)
-	}
+	return head
 }
