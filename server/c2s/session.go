@@ -173,8 +173,9 @@ func parsePriority(v string) int {
 	return p
 }
 
-// Send queues st for the client. It serializes immediately, so the caller
-// may reuse st. It never blocks: a session over its queue bound is closed.
+// Send queues st's wire bytes (stanza.Wire) for the client: the caller may
+// change st afterwards through its setters, which leave the queued bytes
+// as they were. It never blocks: a session over its queue bound is closed.
 func (s *Session) Send(st *stanza.Stanza) {
 	b := st.Wire() // shared, read-only: the bytes the journal recorded
 	s.mu.Lock()
