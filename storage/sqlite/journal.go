@@ -61,18 +61,15 @@ type Journal struct {
 	done    chan struct{}
 	closeMu sync.Once
 
-	// size and frontier are the durable tree (what TreeHead and so the
-	// checkpoints report): its size and right edge, every hash
-	// TreeHash(size) reads.
-	mu       sync.Mutex // guards size and frontier
-	size     int64
-	frontier map[int64]tlog.Hash
+	// head is the durable tree (what TreeHead and so the checkpoints
+	// report).
+	mu   sync.Mutex // guards head
+	head treeEdge
 
 	// The committer's: the tree as written (durable or not), which the
 	// next frame extends.
-	wsize  int64
-	wfront map[int64]tlog.Hash
-	batch  []*appendReq
+	written treeEdge
+	batch   []*appendReq
 	// slots holds one token per frame between its write and the end of
 	// its fdatasync (journalSyncs at most); fifo are those frames, oldest
 	// first (under tmu), answered in that order.
@@ -254,45 +251,18 @@ func (j *Journal) openLog(ctx context.Context, path string, readOnly bool) error
 	return nil
 }
 
-// loadHead reads the tree size and the right-edge hashes, as written and
-// as durable (at open, all that is on disk is).
+// loadHead reads the tree's edge, as written and as durable (at open, all
+// that is on disk is).
 func (j *Journal) loadHead(ctx context.Context) error {
-	if err := j.loadWritten(ctx); err != nil {
+	e, err := j.readEdge(ctx, j.log.Next())
+	if err != nil {
 		return err
 	}
+	j.written = e
 	j.mu.Lock()
-	j.size, j.frontier = j.wsize, j.wfront
+	j.head = e
 	j.mu.Unlock()
 	return nil
-}
-
-// loadWritten reads the tree as written from the log.
-func (j *Journal) loadWritten(ctx context.Context) error {
-	n := j.log.Next()
-	idx := frontierIndexes(n)
-	hs, err := j.ReadHashes(ctx, idx)
-	if err != nil {
-		return fmt.Errorf("read tree edge: %w", err)
-	}
-	front := make(map[int64]tlog.Hash, len(idx))
-	for i, x := range idx {
-		front[x] = hs[i]
-	}
-	j.wsize, j.wfront = n, front
-	return nil
-}
-
-// frontierIndexes are the stored-hash indexes of the maximal complete
-// subtrees of a tree of size n: all that TreeHash(n) and StoredHashes(n)
-// read.
-func frontierIndexes(n int64) []int64 {
-	var out []int64
-	for l := 0; n>>uint(l) > 0; l++ {
-		if (n>>uint(l))&1 == 1 {
-			out = append(out, tlog.StoredHashIndex(l, (n>>uint(l))-1))
-		}
-	}
-	return out
 }
 
 // Append implements storage.Journal.
@@ -374,12 +344,11 @@ const journalSyncs = 2
 
 // ticket is a frame written and not yet answered.
 type ticket struct {
-	reqs  []*appendReq
-	size  int64               // the tree's size with the frame
-	front map[int64]tlog.Hash // and its right edge
-	sync  *recordlog.Sync
-	done  bool
-	err   error
+	reqs []*appendReq
+	edge treeEdge // the tree with the frame
+	sync *recordlog.Sync
+	done bool
+	err  error
 }
 
 func (j *Journal) commitLoop() {
@@ -441,8 +410,10 @@ func (j *Journal) flush(toSync chan<- *ticket) {
 		<-j.slots
 		// A failed write may still have reached the file: take the tree
 		// as written from the log again rather than trust memory.
-		if rerr := j.loadWritten(context.Background()); rerr != nil {
+		if e, rerr := j.readEdge(context.Background(), j.log.Next()); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("sqlite: journal: reload tree head: %w", rerr))
+		} else {
+			j.written = e
 		}
 		for _, r := range j.batch {
 			r.answer(err)
@@ -494,7 +465,7 @@ func (j *Journal) complete(t *ticket, err error) {
 		j.fifo = j.fifo[1:]
 		if u.err == nil {
 			j.mu.Lock()
-			j.size, j.frontier = u.size, u.front
+			j.head = u.edge
 			j.mu.Unlock()
 		}
 		for _, r := range u.reqs {
@@ -513,49 +484,34 @@ func (j *Journal) write(batch []*appendReq) (*ticket, error) {
 		return nil, fmt.Errorf("sqlite: journal append: %w", err)
 	}
 	defer j.log.End()
-	if size != j.wsize {
-		if err := j.syncEdge(size); err != nil {
+	if size != j.written.size {
+		e, err := j.readEdge(context.Background(), size)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: journal append: %w", err)
 		}
+		j.written = e
 	}
-	n := j.wsize
-	edge, err := j.edge(n)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: journal append: %w", err)
-	}
+	e := j.written
 	j.enc, j.hashes, j.hbuf = j.enc[:0], j.hashes[:0], j.hbuf[:0]
 	ends := j.ends[:0]
 	for _, r := range batch {
 		for i := range r.recs {
-			// Record n's stored hashes (tlog.StoredHashes): its leaf, then
-			// the root of every complete subtree that it completes, each
-			// the node over the edge's subtree of that level and the one
-			// before.
-			h := r.leaves[i]
-			j.hbuf = append(j.hbuf, h[:]...)
-			l := 0
-			for m := n; m&1 == 1; m >>= 1 {
-				h = tlog.NodeHash(edge[l], h)
-				j.hbuf = append(j.hbuf, h[:]...)
-				l++
-			}
-			edge[l] = h
+			j.hbuf = e.appendLeaf(j.hbuf, r.leaves[i])
 			ends = append(ends, len(j.hbuf))
 			j.enc = append(j.enc, r.enc[i])
-			n++
 		}
 	}
 	j.ends = ends
 	start := 0
-	for _, e := range ends {
-		j.hashes = append(j.hashes, j.hbuf[start:e])
-		start = e
+	for _, end := range ends {
+		j.hashes = append(j.hashes, j.hbuf[start:end])
+		start = end
 	}
 	sy, err := j.log.WriteEncoded(j.enc, j.hashes)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: journal append: %w", err)
 	}
-	seq := j.wsize
+	seq := j.written.size
 	for _, r := range batch {
 		for i := range r.recs {
 			r.recs[i].Seq = seq
@@ -563,52 +519,8 @@ func (j *Journal) write(batch []*appendReq) (*ticket, error) {
 		}
 	}
 	clear(j.enc) // drop the references to the callers' buffers
-	front := make(map[int64]tlog.Hash, 64)
-	for l := 0; n>>uint(l) > 0; l++ {
-		if (n>>uint(l))&1 == 1 {
-			front[tlog.StoredHashIndex(l, (n>>uint(l))-1)] = edge[l]
-		}
-	}
-	j.wsize, j.wfront = n, front
-	return &ticket{reqs: slices.Clone(batch), size: n, front: front, sync: sy}, nil
-}
-
-// syncEdge reloads the tree's right edge for a journal of size records.
-func (j *Journal) syncEdge(size int64) error {
-	idx := frontierIndexes(size)
-	hs, err := j.ReadHashes(context.Background(), idx)
-	if err != nil {
-		return fmt.Errorf("reload tree edge: %w", err)
-	}
-	front := make(map[int64]tlog.Hash, len(idx))
-	for i, x := range idx {
-		front[x] = hs[i]
-	}
-	j.wsize, j.wfront = size, front
-	return nil
-}
-
-// edge returns the right edge of the written tree of size n by level:
-// edge[l] is the root of its complete subtree of 2^l records where n has
-// bit l set.
-func (j *Journal) edge(n int64) (*[64]tlog.Hash, error) {
-	var edge [64]tlog.Hash
-	for l := 0; n>>uint(l) > 0; l++ {
-		if (n>>uint(l))&1 == 0 {
-			continue
-		}
-		x := tlog.StoredHashIndex(l, (n>>uint(l))-1)
-		h, ok := j.wfront[x]
-		if !ok { // never in practice: the edge is kept with the size
-			hs, err := j.ReadHashes(context.Background(), []int64{x})
-			if err != nil {
-				return nil, fmt.Errorf("tree edge: %w", err)
-			}
-			h = hs[0]
-		}
-		edge[l] = h
-	}
-	return &edge, nil
+	j.written = e
+	return &ticket{reqs: slices.Clone(batch), edge: e, sync: sy}, nil
 }
 
 // Records implements storage.Journal.
@@ -665,23 +577,13 @@ func (j *Journal) legacyRecords(ctx context.Context, start, end int64, fn func(s
 // TreeHead implements storage.Journal.
 func (j *Journal) TreeHead(context.Context) (storage.TreeHead, error) {
 	j.mu.Lock()
-	n, front := j.size, j.frontier
+	e := j.head
 	j.mu.Unlock()
-	h, err := tlog.TreeHash(n, tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(idx))
-		for i, x := range idx {
-			v, ok := front[x]
-			if !ok {
-				return nil, fmt.Errorf("sqlite: journal tree head: hash %d not on the tree's edge", x)
-			}
-			out[i] = v
-		}
-		return out, nil
-	}))
+	h, err := e.root()
 	if err != nil {
 		return storage.TreeHead{}, err
 	}
-	return storage.TreeHead{Size: n, Hash: h}, nil
+	return storage.TreeHead{Size: e.size, Hash: h}, nil
 }
 
 // ReadHashes implements storage.Journal.

@@ -657,7 +657,7 @@ func TestJournalAnswersInOrder(t *testing.T) {
 	mk := func(segment, size int64) *ticket {
 		r := &appendReq{done: make(chan struct{}, 1)}
 		r.state.Store(reqWaiting) // its waiter blocks: each answer signals done
-		return &ticket{reqs: []*appendReq{r}, size: size, sync: &recordlog.Sync{Segment: segment}}
+		return &ticket{reqs: []*appendReq{r}, edge: treeEdge{size: size}, sync: &recordlog.Sync{Segment: segment}}
 	}
 	answered := func(ts ...*ticket) string {
 		var out []string
@@ -673,12 +673,12 @@ func TestJournalAnswersInOrder(t *testing.T) {
 	a, b, c, d := mk(0, 1), mk(0, 2), mk(10, 3), mk(10, 4)
 	j.fifo = []*ticket{a, b, c, d}
 	j.complete(d, nil) // vouches for c (segment 10), not for a and b
-	if got := answered(a, b, c, d); got != "" || j.size != 0 {
-		t.Fatalf("after d: answered %q, size %d", got, j.size)
+	if got := answered(a, b, c, d); got != "" || j.head.size != 0 {
+		t.Fatalf("after d: answered %q, size %d", got, j.head.size)
 	}
 	j.complete(b, nil) // vouches for a
-	if got := answered(a, b, c, d); got != "0:<nil> 1:<nil> 2:<nil> 3:<nil>" || j.size != 4 {
-		t.Fatalf("after b: answered %q, size %d", got, j.size)
+	if got := answered(a, b, c, d); got != "0:<nil> 1:<nil> 2:<nil> 3:<nil>" || j.head.size != 4 {
+		t.Fatalf("after b: answered %q, size %d", got, j.head.size)
 	}
 	j.complete(a, nil) // late: answered already
 	j.complete(c, nil)
@@ -690,12 +690,12 @@ func TestJournalAnswersInOrder(t *testing.T) {
 	j.fifo = []*ticket{e, f}
 	fail := errors.New("fdatasync failed")
 	j.complete(e, fail)
-	if got := answered(e, f); got != "0:fdatasync failed" || j.size != 4 {
-		t.Fatalf("after a failed fdatasync: answered %q, size %d", got, j.size)
+	if got := answered(e, f); got != "0:fdatasync failed" || j.head.size != 4 {
+		t.Fatalf("after a failed fdatasync: answered %q, size %d", got, j.head.size)
 	}
 	j.complete(f, nil)
-	if got := answered(e, f); got != "1:<nil>" || j.size != 6 {
-		t.Fatalf("after f: answered %q, size %d", got, j.size)
+	if got := answered(e, f); got != "1:<nil>" || j.head.size != 6 {
+		t.Fatalf("after f: answered %q, size %d", got, j.head.size)
 	}
 }
 
