@@ -107,6 +107,14 @@ type segment struct {
 	rino   uint64     // rf's inode
 }
 
+// closeReader closes the file reads use, if open.
+func (s *segment) closeReader() {
+	if s.rf != nil {
+		s.rf.Close()
+		s.rf = nil
+	}
+}
+
 func (s *segment) next() int64 {
 	if len(s.frames) == 0 {
 		return s.first
@@ -308,8 +316,10 @@ func (l *Log) refresh(repair bool) error {
 		}
 		segs = append(segs, s)
 	}
-	if len(segs) > 0 && segs[0].first != l.first {
-		return fmt.Errorf("recordlog: %s: first segment starts at record %d, the journal expects %d", l.dir, segs[0].first, l.first)
+	if len(segs) > 0 {
+		if err := l.checkFirst(segs[0].first); err != nil {
+			return err
+		}
 	}
 	l.segs = segs
 	if len(segs) == 0 {
@@ -423,6 +433,15 @@ func (l *Log) segPath(first int64) string {
 }
 
 func idxPath(seg string) string { return strings.TrimSuffix(seg, ".seg") + ".idx" }
+
+// checkFirst checks that the first segment, which starts at record first,
+// starts where the log does.
+func (l *Log) checkFirst(first int64) error {
+	if first != l.first {
+		return fmt.Errorf("recordlog: %s: first segment starts at record %d, the journal expects %d", l.dir, first, l.first)
+	}
+	return nil
+}
 
 // listSegments returns the first record of every segment, sorted.
 func (l *Log) listSegments() ([]int64, error) {
@@ -564,8 +583,8 @@ func (l *Log) catchUp() error {
 		if err != nil || len(names) == 0 {
 			return err
 		}
-		if names[0] != l.first {
-			return fmt.Errorf("recordlog: %s: first segment starts at record %d, the journal expects %d", l.dir, names[0], l.first)
+		if err := l.checkFirst(names[0]); err != nil {
+			return err
 		}
 		for _, first := range names {
 			l.segs = append(l.segs, &segment{first: first, path: l.segPath(first)})
@@ -1018,10 +1037,7 @@ func (l *Log) unloadClosed() {
 	slices.SortFunc(loaded, func(a, b *segment) int { return int(int64(a.used) - int64(b.used)) })
 	for _, s := range loaded[:len(loaded)-loadedMax] {
 		s.frames = nil
-		if s.rf != nil {
-			s.rf.Close()
-			s.rf = nil
-		}
+		s.closeReader()
 	}
 }
 
@@ -1033,9 +1049,7 @@ func (l *Log) readFrame(s *segment, k int) ([]byte, error) {
 		return nil, fmt.Errorf("recordlog: %w", err)
 	}
 	if s.rf == nil || s.rino != pst.Ino {
-		if s.rf != nil {
-			s.rf.Close()
-		}
+		s.closeReader()
 		f, err := os.Open(s.path)
 		if err != nil {
 			return nil, fmt.Errorf("recordlog: %w", err)
@@ -1170,10 +1184,9 @@ func (l *Log) Purge(seqs []int64, disposition int64) error {
 	defer unlock()
 	// Under the purge lock no other purge writes: a *.purge file is what
 	// a purge interrupted by a crash left.
-	if stale, _ := filepath.Glob(filepath.Join(l.dir, "*.seg.purge")); len(stale) > 0 {
-		for _, f := range stale {
-			os.Remove(f)
-		}
+	stale, _ := filepath.Glob(filepath.Join(l.dir, "*.seg.purge"))
+	for _, f := range stale {
+		os.Remove(f)
 	}
 	// Begin brings the log up to date (and reports a broken one).
 	if _, err := l.Begin(); err != nil {
@@ -1340,10 +1353,7 @@ func (l *Log) purgeSegment(s *segment, frames []frameRef, end int64, seqs []int6
 		return fmt.Errorf("recordlog: purge %s: %w", s.path, err)
 	}
 	// Reads open the new file; an append goes to it.
-	if s.rf != nil {
-		s.rf.Close()
-		s.rf = nil
-	}
+	s.closeReader()
 	for first := range l.cache {
 		if first >= s.first && first < s.next() {
 			delete(l.cache, first)
@@ -1411,10 +1421,7 @@ func (l *Log) Close() error {
 	defer l.mu.Unlock()
 	l.closeActive()
 	for _, s := range l.segs {
-		if s.rf != nil {
-			s.rf.Close()
-			s.rf = nil
-		}
+		s.closeReader()
 	}
 	if l.lockf != nil {
 		err := l.lockf.Close()
