@@ -78,14 +78,14 @@ func Replace(path string, seq int64, old, new string) error {
 	if err != nil {
 		return err
 	}
-	return edit(loc.Path, func(b []byte) ([]byte, error) {
+	return edit(loc.Path, func(b []byte) error {
 		data := b[loc.DataOff : loc.DataOff+loc.DataLen]
 		i := bytes.Index(data, []byte(old))
 		if i < 0 {
-			return nil, fmt.Errorf("journaltest: record %d does not hold %q", seq, old)
+			return fmt.Errorf("journaltest: record %d does not hold %q", seq, old)
 		}
 		copy(data[i:], new)
-		return b, nil
+		return nil
 	})
 }
 
@@ -96,10 +96,10 @@ func ForgePurge(path string, seq, by int64) error {
 	if err != nil {
 		return err
 	}
-	return edit(loc.Path, func(b []byte) ([]byte, error) {
+	return edit(loc.Path, func(b []byte) error {
 		binary.LittleEndian.PutUint64(b[loc.RecordOff+8:], uint64(by))
 		clear(b[loc.DataOff : loc.DataOff+loc.DataLen])
-		return b, nil
+		return nil
 	})
 }
 
@@ -116,12 +116,13 @@ func Cut(path string, seq int64) error {
 	return os.Truncate(loc.Path, loc.FrameOff)
 }
 
-func edit(file string, fn func([]byte) ([]byte, error)) error {
+// edit changes file's bytes in place with fn.
+func edit(file string, fn func([]byte) error) error {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	if b, err = fn(b); err != nil {
+	if err := fn(b); err != nil {
 		return err
 	}
 	return os.WriteFile(file, b, 0o600)
