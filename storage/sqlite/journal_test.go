@@ -157,8 +157,21 @@ func TestJournalAppendReopen(t *testing.T) {
 // gets a distinct index, is stored with its own data, and the stored tree
 // is the tree of the records in index order, with proofs that check.
 func TestJournalGroupCommit(t *testing.T) {
+	forEachCommitPath(t, testJournalGroupCommit)
+}
+
+// forEachCommitPath runs test with small frames flushed by the committer
+// itself (the default) and with every frame handed to the syncers, where
+// frames are written while earlier ones are still being flushed.
+func forEachCommitPath(t *testing.T, test func(t *testing.T, inlineMax int)) {
+	t.Run("inline", func(t *testing.T) { test(t, journalInlineMax) })
+	t.Run("syncers", func(t *testing.T) { test(t, -1) })
+}
+
+func testJournalGroupCommit(t *testing.T, inlineMax int) {
 	ctx := context.Background()
 	j, _ := openJournal(t)
+	j.inlineMax = inlineMax
 	const writers, each = 64, 20
 	seqOf := make([][]int64, writers)
 	var wg sync.WaitGroup
@@ -702,8 +715,13 @@ func TestJournalAnswersInOrder(t *testing.T) {
 // Every stored hash the committer computed, over frames of many sizes and
 // a reopen, is the one tlog.StoredHashes gives.
 func TestJournalStoredHashesMatchTlog(t *testing.T) {
+	forEachCommitPath(t, testJournalStoredHashesMatchTlog)
+}
+
+func testJournalStoredHashesMatchTlog(t *testing.T, inlineMax int) {
 	ctx := context.Background()
 	j, path := openJournal(t)
+	j.inlineMax = inlineMax
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Add(1)
