@@ -73,15 +73,15 @@ type Journal struct {
 	// slots holds one token per frame between its write and the end of
 	// its fdatasync (journalSyncs at most); fifo are those frames, oldest
 	// first (under tmu), answered in that order.
-	slots chan struct{}
+	slots  chan struct{}
+	tmu    sync.Mutex
+	fifo   []*ticket
+	enc    [][]byte
+	ends   []int
+	hashes [][]byte
+	hbuf   []byte
 	// inlineMax is journalInlineMax but in tests.
 	inlineMax int
-	tmu       sync.Mutex
-	fifo      []*ticket
-	enc       [][]byte
-	ends      []int
-	hashes    [][]byte
-	hbuf      []byte
 }
 
 // JournalRecordsDir is the record log directory of the journal at path.
