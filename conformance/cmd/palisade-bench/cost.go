@@ -30,6 +30,31 @@ type costFigure struct {
 type archiveCost struct {
 	Rounds []costRound     `json:"rounds"`
 	Median map[int]float64 `json:"median_on_over_off"`
+	// Durable is the disk's durable write, probed before the servers ran,
+	// and Ceiling per pair count the best on/off ratio a journal that
+	// makes each record durable before delivery can reach with it (see
+	// setCeiling).
+	Durable *durableProbe   `json:"durable_write,omitempty"`
+	Ceiling map[int]float64 `json:"durable_write_ceiling,omitempty"`
+}
+
+// setCeiling computes Ceiling from Durable. The closed loop keeps
+// 2 x pairs x window messages in flight (both sides of a pair send), so
+// with the archive off a message's round trip is in flight / msgs/s; with
+// it on, every message also waits for at least one durable write, so the
+// ratio is at most round trip / (round trip + the write's median).
+func (c *archiveCost) setCeiling(p durableProbe, window int) {
+	c.Durable, c.Ceiling = &p, map[int]float64{}
+	for _, n := range c.pairCounts() {
+		var offs []float64
+		for _, r := range c.Rounds {
+			if f, ok := r.Pairs[n]; ok {
+				offs = append(offs, f.Off)
+			}
+		}
+		rt := float64(2*n*window) / median(offs) * 1000 // ms
+		c.Ceiling[n] = rt / (rt + p.P50Ms)
+	}
 }
 
 // pairRound pairs the closed-loop results of off and on into a round.
@@ -121,6 +146,15 @@ func (c *archiveCost) text() string {
 			}
 		}
 		fmt.Fprintf(&b, "  %4d pairs: median %3.0f%%; rounds: %s\n", p, 100*c.Median[p], strings.Join(each, ", "))
+	}
+	if c.Durable != nil {
+		fmt.Fprintf(&b, "Durable write (probed before the servers): %s\n", c.Durable)
+		var at []string
+		for _, p := range c.pairCounts() {
+			at = append(at, fmt.Sprintf("%d pairs %.0f%%", p, 100*c.Ceiling[p]))
+		}
+		fmt.Fprintf(&b, "  so at most, with each record durable before delivery: %s\n", strings.Join(at, ", "))
+		b.WriteString("  (off round trip / (off round trip + the write's p50); 2 x pairs x window messages in flight)\n")
 	}
 	return b.String()
 }

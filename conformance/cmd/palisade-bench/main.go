@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -224,6 +225,16 @@ func bench(ctx context.Context, o options, fdMax int) (*report, error) {
 		}
 	}
 	rep := newReport(o, fdMax)
+	// The durable-write probe runs first, on the disk of the servers' data
+	// directories, while nothing else runs.
+	var durable *durableProbe
+	if o.scenarios["pairs"] && slices.Contains(o.servers, "palisade+archive") {
+		if p, err := probeDurable(tmp, 200); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		} else {
+			durable = &p
+		}
+	}
 	build := func(name string, round int) (server, error) {
 		dir := filepath.Join(tmp, name)
 		if round > 1 {
@@ -293,6 +304,9 @@ func bench(ctx context.Context, o options, fdMax int) (*report, error) {
 		}
 	}
 	rep.Cost = newArchiveCost(rounds)
+	if rep.Cost != nil && durable != nil {
+		rep.Cost.setCeiling(*durable, o.window)
+	}
 	return rep, nil
 }
 
