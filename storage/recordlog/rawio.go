@@ -39,6 +39,54 @@ func rawPwrite(fd uintptr, b []byte, off int64) error {
 	return nil
 }
 
+// iovMax is how many buffers one pwritev takes (Linux's IOV_MAX).
+const iovMax = 1024
+
+// rawPwritev writes bufs, in order, at off: one pwritev per iovMax
+// buffers, and what a short write left of those one buffer at a time.
+// iov is scratch space, kept by the caller.
+func rawPwritev(fd uintptr, bufs [][]byte, off int64, iov *[]syscall.Iovec) error {
+	defer func() { clear((*iov)[:cap(*iov)]) }() // no references to the buffers
+	for len(bufs) > 0 {
+		chunk := bufs[:min(len(bufs), iovMax)]
+		v, want := (*iov)[:0], 0
+		for _, b := range chunk {
+			if len(b) > 0 {
+				v = append(v, syscall.Iovec{Base: &b[0]})
+				v[len(v)-1].SetLen(len(b))
+				want += len(b)
+			}
+		}
+		*iov = v
+		if want > 0 {
+			n, _, e := syscall.RawSyscall6(syscall.SYS_PWRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)), uintptr(off), 0, 0)
+			if e == syscall.EINTR {
+				continue // nothing was written
+			}
+			if e != 0 {
+				return e
+			}
+			if skip := int(n); skip < want {
+				at := off + int64(n)
+				for _, b := range chunk {
+					if skip >= len(b) {
+						skip -= len(b)
+						continue
+					}
+					if err := rawPwrite(fd, b[skip:], at); err != nil {
+						return err
+					}
+					at += int64(len(b) - skip)
+					skip = 0
+				}
+			}
+			off += int64(want)
+		}
+		bufs = bufs[len(chunk):]
+	}
+	return nil
+}
+
 // rawFdatasync makes fd's data durable.
 func rawFdatasync(fd uintptr) error {
 	for {

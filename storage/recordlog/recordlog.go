@@ -154,7 +154,13 @@ type Log struct {
 	broken   error        // a failed fdatasync: no append may follow (under mu)
 	wsf      *syncFile    // wf, for the Syncs of frames written to it
 	rawSyncs atomic.Int32 // Syncs in a raw fdatasync (at most one)
-	buf      []byte
+	// The frame being written (WriteEncoded, under the append lock): its
+	// header, its records' hash counts, and the pieces of the vectored
+	// write.
+	hdr    [headerSize]byte
+	counts []byte
+	pieces [][]byte
+	iov    []syscall.Iovec
 }
 
 type decoded struct {
@@ -805,27 +811,36 @@ func (l *Log) WriteEncoded(recs [][]byte, hashes [][]byte) (*Sync, error) {
 	if size-headerSize > maxFrame {
 		return nil, fmt.Errorf("recordlog: a frame of %d bytes is too large", size-headerSize)
 	}
-	b := slices.Grow(l.buf[:0], size)[:headerSize]
-	clear(b)
+	// The frame goes out as one vectored write of the header and each
+	// record's bytes, hash count and hashes, so the payload is not copied
+	// into one buffer first (at 1000 pairs a frame is ~10 MB, and the
+	// committer that writes it is the message path's serial stage).
+	hdr := l.hdr[:]
+	counts := slices.Grow(l.counts[:0], len(recs))[:len(recs)]
+	pieces := append(slices.Grow(l.pieces[:0], 1+4*len(recs)), hdr)
+	defer func() {
+		clear(pieces) // no references to the callers' buffers
+		l.pieces = pieces[:0]
+	}()
 	for i, r := range recs {
 		if len(r) < recordFixed || len(hashes[i])%tlog.HashSize != 0 {
 			return nil, fmt.Errorf("recordlog: record %d is not encoded", first+int64(i))
 		}
-		at := len(b)
-		b = append(b, r...)
-		b[at+hashCountAt] = byte(len(hashes[i]) / tlog.HashSize)
-		b = append(b, hashes[i]...)
+		counts[i] = byte(len(hashes[i]) / tlog.HashSize)
+		pieces = append(pieces, r[:hashCountAt], counts[i:i+1], r[hashCountAt+1:], hashes[i])
 	}
-	copy(b[0:4], frameMagic)
-	binary.LittleEndian.PutUint64(b[4:], uint64(first))
-	binary.LittleEndian.PutUint32(b[12:], uint32(len(recs)))
-	binary.LittleEndian.PutUint32(b[16:], uint32(len(b)-headerSize))
-	binary.LittleEndian.PutUint32(b[20:], frameCRC(b[:headerSize], b[headerSize:]))
-	l.buf = b[:0]
-	if cap(l.buf) > 16<<20 {
-		l.buf = nil
+	l.counts = counts[:0]
+	clear(hdr)
+	copy(hdr[0:4], frameMagic)
+	binary.LittleEndian.PutUint64(hdr[4:], uint64(first))
+	binary.LittleEndian.PutUint32(hdr[12:], uint32(len(recs)))
+	binary.LittleEndian.PutUint32(hdr[16:], uint32(size-headerSize))
+	crc := crc32.Update(0, castagnoli, hdr[4:20])
+	for _, p := range pieces[1:] {
+		crc = crc32.Update(crc, castagnoli, p)
 	}
-	fr := frameRef{first: first, count: int32(len(recs)), len: int32(len(b) - headerSize), off: off}
+	binary.LittleEndian.PutUint32(hdr[20:], crc)
+	fr := frameRef{first: first, count: int32(len(recs)), len: int32(size - headerSize), off: off}
 	if want := fr.end(); want > l.alloc {
 		// Zeros ahead, made durable by this frame's Sync.
 		alloc := max(want, min(want+l.prealloc, l.segMax))
@@ -835,7 +850,7 @@ func (l *Log) WriteEncoded(recs [][]byte, hashes [][]byte) (*Sync, error) {
 		}
 		l.alloc = alloc
 	}
-	if err := rawPwrite(l.wfd, b, fr.off); err != nil {
+	if err := rawPwritev(l.wfd, pieces, fr.off, &l.iov); err != nil {
 		// Cut what part of the frame was written; the next frame goes
 		// in its place.
 		_ = l.wf.Truncate(fr.off)
