@@ -1,7 +1,8 @@
 // Package recordlog keeps the compliance journal's records in append-only
-// segment files: one frame per group commit, written with one write and
-// made durable with one fdatasync, so that the message path pays no
-// per-record database work.
+// segment files: one frame per group commit, written with pwritev (one
+// call per 1024 pieces, straight from the records' buffers) and made
+// durable with one fdatasync, so that the message path pays no per-record
+// database work.
 //
 // A log is a directory of segments named by the sequence number of their
 // first record (20 digits, ".seg"), each with an index of its frames
