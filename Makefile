@@ -24,9 +24,10 @@ vet:
 # bench-out/bench.json and bench-out/bench.md; it then runs the pairs of
 # Palisade with the archive off and on twice more, back to back, and judges
 # the archive's cost (issue 4) on the median of the three paired rounds.
-# `make bench-quick` is a short run (about 4 minutes, one round). Both install ejabberd and Prosody from Debian when
-# they are missing (conformance/bench-peers.sh); the peers run as child
-# processes with their own config under a temporary directory.
+# `make bench-quick` is a short run (about 4 minutes, one round). Both
+# install ejabberd and Prosody from Debian when they are missing
+# (conformance/bench-peers.sh); the peers run as child processes with their
+# own config under a temporary directory.
 BENCH_FLAGS ?=
 
 bench-peers:

@@ -711,9 +711,14 @@ func parseHeader(h []byte, off int64) (frameRef, bool) {
 	return fr, true
 }
 
-func frameCRC(hdr, payload []byte) uint32 {
+// frameCRC is the checksum of a frame's header fields and its payload,
+// given in one or more pieces.
+func frameCRC(hdr []byte, payload ...[]byte) uint32 {
 	c := crc32.Update(0, castagnoli, hdr[4:20])
-	return crc32.Update(c, castagnoli, payload)
+	for _, p := range payload {
+		c = crc32.Update(c, castagnoli, p)
+	}
+	return c
 }
 
 func appendIdx(b []byte, fr frameRef) []byte {
@@ -836,11 +841,7 @@ func (l *Log) WriteEncoded(recs [][]byte, hashes [][]byte) (*Sync, error) {
 	binary.LittleEndian.PutUint64(hdr[4:], uint64(first))
 	binary.LittleEndian.PutUint32(hdr[12:], uint32(len(recs)))
 	binary.LittleEndian.PutUint32(hdr[16:], uint32(size-headerSize))
-	crc := crc32.Update(0, castagnoli, hdr[4:20])
-	for _, p := range pieces[1:] {
-		crc = crc32.Update(crc, castagnoli, p)
-	}
-	binary.LittleEndian.PutUint32(hdr[20:], crc)
+	binary.LittleEndian.PutUint32(hdr[20:], frameCRC(hdr, pieces[1:]...))
 	fr := frameRef{first: first, count: int32(len(recs)), len: int32(size - headerSize), off: off}
 	if want := fr.end(); want > l.alloc {
 		// Zeros ahead, made durable by this frame's Sync.

@@ -132,11 +132,18 @@ func (r *appendReq) prepare() {
 		r.ends = append(r.ends, len(r.buf))
 		r.leaves = append(r.leaves, tlog.RecordHash(r.recs[i].Data))
 	}
+	r.enc = splitAt(r.enc, r.buf, r.ends)
+}
+
+// splitAt appends to dst the pieces of buf that end at ends, each capped
+// at its end so that appending to one cannot overwrite the next.
+func splitAt(dst [][]byte, buf []byte, ends []int) [][]byte {
 	start := 0
-	for _, e := range r.ends {
-		r.enc = append(r.enc, r.buf[start:e:e])
+	for _, e := range ends {
+		dst = append(dst, buf[start:e:e])
 		start = e
 	}
+	return dst
 }
 
 // release returns r to the pool, keeping modest buffers.
@@ -526,11 +533,7 @@ func (j *Journal) write(batch []*appendReq) (*ticket, error) {
 		}
 	}
 	j.ends = ends
-	start := 0
-	for _, end := range ends {
-		j.hashes = append(j.hashes, j.hbuf[start:end])
-		start = end
-	}
+	j.hashes = splitAt(j.hashes, j.hbuf, ends)
 	sy, err := j.log.WriteEncoded(j.enc, j.hashes)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: journal append: %w", err)
