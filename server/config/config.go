@@ -106,6 +106,33 @@ type Limits struct {
 	MaxOfflineMessages int `toml:"max_offline_messages"`
 	// MaxSessionsPerUser is how many sessions one account may have at once.
 	MaxSessionsPerUser int `toml:"max_sessions_per_user"`
+
+	// PreauthStanzaBytes is the largest element accepted before the
+	// stream is authenticated.
+	PreauthStanzaBytes int `toml:"preauth_stanza_bytes"`
+	// MaxStanzaElements is how many elements one stanza may hold
+	// (authenticated streams; before authentication the cap is 64).
+	MaxStanzaElements int `toml:"max_stanza_elements"`
+	// SendQueueBytes bounds the bytes queued for one session (stanzas not
+	// yet acknowledged, stream-level answers, held presence), attached or
+	// detached; past it the session is cut.
+	SendQueueBytes int `toml:"send_queue_bytes"`
+	// AccountQueueBytes bounds the bytes queued for all of one account's
+	// sessions together.
+	AccountQueueBytes int `toml:"account_queue_bytes"`
+	// MaxOfflineBytes bounds one account's offline messages in bytes.
+	MaxOfflineBytes int `toml:"max_offline_bytes"`
+	// MaxPrivateItems and MaxPrivateBytes bound one account's XEP-0049
+	// private XML storage (namespaces, bytes).
+	MaxPrivateItems int `toml:"max_private_items"`
+	MaxPrivateBytes int `toml:"max_private_bytes"`
+	// MaxPEPNodes, MaxPEPNodeBytes and MaxPEPBytes bound one account's PEP
+	// service: nodes, bytes of items in one node, bytes of all its items.
+	MaxPEPNodes     int `toml:"max_pep_nodes"`
+	MaxPEPNodeBytes int `toml:"max_pep_node_bytes"`
+	MaxPEPBytes     int `toml:"max_pep_bytes"`
+	// MaxVCardBytes bounds one account's vCard (XEP-0054).
+	MaxVCardBytes int `toml:"max_vcard_bytes"`
 }
 
 // Log is the [log] section.
@@ -416,6 +443,17 @@ func Default() *Config {
 			ResumeTimeout:      Duration(300 * time.Second),
 			MaxOfflineMessages: 1000,
 			MaxSessionsPerUser: 10,
+			PreauthStanzaBytes: 8192,
+			MaxStanzaElements:  8192,
+			SendQueueBytes:     8 << 20,
+			AccountQueueBytes:  32 << 20,
+			MaxOfflineBytes:    16 << 20,
+			MaxPrivateItems:    64,
+			MaxPrivateBytes:    1 << 20,
+			MaxPEPNodes:        128,
+			MaxPEPNodeBytes:    1 << 20,
+			MaxPEPBytes:        8 << 20,
+			MaxVCardBytes:      256 << 10,
 		},
 		Log: Log{Format: "json", Level: "info"},
 		Auth: Auth{

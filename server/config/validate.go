@@ -41,6 +41,12 @@ func (l *loader) validate(c *Config) {
 	if lim.MaxStanzaBytes < MinStanzaBytes || lim.MaxStanzaBytes > MaxStanzaBytes {
 		l.invalid("limits.max_stanza_bytes", -1, "must be between %d and %d", MinStanzaBytes, MaxStanzaBytes)
 	}
+	if lim.MaxStanzaBytes >= MinStanzaBytes && (lim.PreauthStanzaBytes < MinStanzaBytes || lim.PreauthStanzaBytes > lim.MaxStanzaBytes) {
+		l.invalid("limits.preauth_stanza_bytes", -1, "must be between %d and limits.max_stanza_bytes (%d)", MinStanzaBytes, lim.MaxStanzaBytes)
+	}
+	if lim.SendQueueBytes > lim.AccountQueueBytes && lim.AccountQueueBytes > 0 {
+		l.invalid("limits.send_queue_bytes", -1, "must not exceed limits.account_queue_bytes (%d)", lim.AccountQueueBytes)
+	}
 	for _, d := range []struct {
 		key string
 		val Duration
@@ -61,6 +67,16 @@ func (l *loader) validate(c *Config) {
 		{"limits.send_queue", lim.SendQueue},
 		{"limits.max_offline_messages", lim.MaxOfflineMessages},
 		{"limits.max_sessions_per_user", lim.MaxSessionsPerUser},
+		{"limits.max_stanza_elements", lim.MaxStanzaElements},
+		{"limits.send_queue_bytes", lim.SendQueueBytes},
+		{"limits.account_queue_bytes", lim.AccountQueueBytes},
+		{"limits.max_offline_bytes", lim.MaxOfflineBytes},
+		{"limits.max_private_items", lim.MaxPrivateItems},
+		{"limits.max_private_bytes", lim.MaxPrivateBytes},
+		{"limits.max_pep_nodes", lim.MaxPEPNodes},
+		{"limits.max_pep_node_bytes", lim.MaxPEPNodeBytes},
+		{"limits.max_pep_bytes", lim.MaxPEPBytes},
+		{"limits.max_vcard_bytes", lim.MaxVCardBytes},
 	} {
 		if n.val < 1 {
 			l.invalid(n.key, -1, "must be at least 1, got %d", n.val)
