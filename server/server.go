@@ -115,6 +115,8 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 		TLS:           tlsCfg,
 		Leaf:          leafEP,
 		MaxStanza:     int64(cfg.Limits.MaxStanzaBytes),
+		PreauthStanza: int64(cfg.Limits.PreauthStanzaBytes),
+		MaxElements:   cfg.Limits.MaxStanzaElements,
 		AuthTimeout:   time.Duration(cfg.Limits.AuthTimeout),
 		IdleTimeout:   time.Duration(cfg.Limits.IdleTimeout),
 		PingTimeout:   time.Duration(cfg.Limits.PingTimeout),

@@ -7,9 +7,7 @@
 package private
 
 import (
-	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 
@@ -159,14 +157,5 @@ func (m *Module) set(ctx context.Context, user string, children []*element.Eleme
 
 // parseElement reads one serialized element.
 func parseElement(b []byte) (*element.Element, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, err
-		}
-		if start, ok := tok.(xml.StartElement); ok {
-			return element.Read(d, start)
-		}
-	}
+	return element.Parse(b, "")
 }

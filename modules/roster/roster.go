@@ -8,11 +8,9 @@
 package roster
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -437,19 +435,9 @@ func serialize(st *stanza.Stanza) []byte {
 
 // deserialize parses a stored stanza.
 func deserialize(b []byte) (*stanza.Stanza, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.DefaultSpace = stanza.NSClient
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, fmt.Errorf("roster: parse stored stanza: %w", err)
-		}
-		if start, ok := tok.(xml.StartElement); ok {
-			el, err := element.Read(d, start)
-			if err != nil {
-				return nil, fmt.Errorf("roster: parse stored stanza: %w", err)
-			}
-			return stanza.Parse(el)
-		}
+	el, err := element.Parse(b, stanza.NSClient)
+	if err != nil {
+		return nil, fmt.Errorf("roster: parse stored stanza: %w", err)
 	}
+	return stanza.Parse(el)
 }

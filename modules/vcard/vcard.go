@@ -6,9 +6,7 @@
 package vcard
 
 import (
-	"bytes"
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 
@@ -137,14 +135,5 @@ func (m *Module) set(ctx context.Context, user string, v *element.Element) error
 
 // parseElement reads one serialized element.
 func parseElement(b []byte) (*element.Element, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, err
-		}
-		if start, ok := tok.(xml.StartElement); ok {
-			return element.Read(d, start)
-		}
-	}
+	return element.Parse(b, "")
 }

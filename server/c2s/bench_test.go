@@ -47,7 +47,7 @@ func (c *loopConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
 // BenchmarkReadStanza: decode one message from the stream, parse it as a
 // stanza and stamp its 'from' (the reader's share of the hot path).
 func BenchmarkReadStanza(b *testing.B) {
-	tr := newTCPTransport(&loopConn{msg: []byte(benchMessage)}, nil, 1<<16, 0)
+	tr := newTCPTransport(&loopConn{msg: []byte(benchMessage)}, nil, bounds{bytes: 1 << 16, limits: element.Limits{MaxNodes: 8192}}, 0)
 	if ev, err := tr.next(); err != nil || ev.kind != evOpen {
 		b.Fatalf("stream header: %v %v", ev.kind, err)
 	}

@@ -160,7 +160,7 @@ func TestIdleWaitOverRealTLS(t *testing.T) {
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	tr := newTCPTransport(tc, rec, 1<<16, time.Second)
+	tr := newTCPTransport(tc, rec, bounds{bytes: 1 << 16}, time.Second)
 	pinged := 0
 	tr.setIdle(200*time.Millisecond, 200*time.Millisecond, func() { pinged++ })
 	var got []string

@@ -74,6 +74,11 @@ type Config struct {
 	TLS           *tls.Config
 	Leaf          func() []byte // tls-server-end-point data of the current certificate
 	MaxStanza     int64
+	// PreauthStanza is the largest element before authentication (0:
+	// MaxStanza); MaxElements bounds the elements and attributes of one
+	// stanza after it (0: no bound).
+	PreauthStanza int64
+	MaxElements   int
 	AuthTimeout   time.Duration
 	IdleTimeout   time.Duration
 	PingTimeout   time.Duration
@@ -174,7 +179,7 @@ func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool)
 		c = tc
 		cb = bindingOf(tc.ConnectionState(), srv.cfg.Leaf)
 	}
-	tt := newTCPTransport(c, rec, srv.cfg.MaxStanza, srv.cfg.WriteTimeout)
+	tt := newTCPTransport(c, rec, srv.cfg.preauthBounds(), srv.cfg.WriteTimeout)
 	cn := &conn{srv: srv, tr: tt, tcp: tt, cb: cb}
 	loop := cn.negotiated(ctx)
 	if loop == nil {
@@ -213,7 +218,7 @@ func (srv *Server) WebSocketHandler(ctx context.Context, secure bool) http.Handl
 				return
 			}
 			defer srv.conns.Done()
-			tr := newWSTransport(ws, r.RemoteAddr, secure, srv.cfg.MaxStanza, srv.cfg.WriteTimeout)
+			tr := newWSTransport(ws, r.RemoteAddr, secure, srv.cfg.preauthBounds(), srv.cfg.WriteTimeout)
 			cn := &conn{srv: srv, tr: tr, cb: cb}
 			cn.serve(ctx)
 		},

@@ -168,6 +168,7 @@ func (c *conn) negotiate(ctx context.Context) (*Session, error) {
 				return nil, err
 			}
 			c.tr.restart()
+			c.tr.setBounds(c.srv.cfg.authBounds())
 		default:
 			return c.bind(ctx)
 		}

@@ -89,6 +89,9 @@ type transport interface {
 	// our side and discards what the peer still sends for a moment, so the
 	// error is not lost to a TCP reset (unread data on close).
 	lingerClose() error
+	// setBounds sets what one element read from now on may cost: smaller
+	// before authentication than after.
+	setBounds(b bounds)
 	// setDeadline bounds how long reads may wait: the idle reader pings
 	// first, then fails.
 	setIdle(idle, ping time.Duration, onIdle func())
@@ -193,6 +196,34 @@ func (c *idleConn) setLimit(n int64) {
 
 var errTooBig = errStream("policy-violation", "stanza too large")
 
+// bounds are what one element read from a client may cost: its bytes, and
+// its depth and nodes (elements and attributes), which bound the memory
+// the tree takes to a small multiple of the bytes read.
+type bounds struct {
+	bytes  int64
+	limits element.Limits
+}
+
+// Bounds before authentication: a stream that has not logged in may only
+// send small, shallow elements (SASL, STARTTLS, a registration form).
+const (
+	preauthDepth = 10
+	preauthNodes = 256
+)
+
+// preauthBounds and authBounds are the bounds before and after SASL.
+func (cfg *Config) preauthBounds() bounds {
+	b := cfg.PreauthStanza
+	if b <= 0 || b > cfg.MaxStanza {
+		b = cfg.MaxStanza
+	}
+	return bounds{bytes: b, limits: element.Limits{MaxDepth: preauthDepth, MaxNodes: preauthNodes}}
+}
+
+func (cfg *Config) authBounds() bounds {
+	return bounds{bytes: cfg.MaxStanza, limits: element.Limits{MaxNodes: cfg.MaxElements}}
+}
+
 // tcpTransport is an RFC 6120 XML stream over TCP (plain until STARTTLS,
 // or direct TLS).
 type tcpTransport struct {
@@ -201,8 +232,9 @@ type tcpTransport struct {
 	raw     net.Conn    // the TCP or TLS connection
 	rec     *recordConn // under TLS; nil before it
 	lazy    *lazyReader
-	dec     *xml.Decoder
+	dec     *element.Decoder
 	max     int64
+	limits  element.Limits
 	tls     bool
 	wmu     sync.Mutex
 	wtime   time.Duration
@@ -211,17 +243,23 @@ type tcpTransport struct {
 
 // newTCPTransport frames a connection; rec is the recordConn under c when
 // c is a direct TLS connection, else nil.
-func newTCPTransport(c net.Conn, rec *recordConn, max int64, writeTimeout time.Duration) *tcpTransport {
-	t := &tcpTransport{raw: c, rec: rec, tls: rec != nil, max: max, wtime: writeTimeout}
+func newTCPTransport(c net.Conn, rec *recordConn, b bounds, writeTimeout time.Duration) *tcpTransport {
+	t := &tcpTransport{raw: c, rec: rec, tls: rec != nil, wtime: writeTimeout}
 	t.conn = &idleConn{Conn: c, limit: -1}
 	t.newDecoder()
+	t.setBounds(b)
 	return t
 }
 
 func (t *tcpTransport) newDecoder() {
 	t.lazy = &lazyReader{r: t.conn}
-	t.dec = xml.NewDecoder(t.lazy)
-	t.dec.Strict = true
+	t.dec = element.NewDecoder(t.lazy, "")
+	t.dec.SetLimits(t.limits)
+}
+
+func (t *tcpTransport) setBounds(b bounds) {
+	t.max, t.limits = b.bytes, b.limits
+	t.dec.SetLimits(b.limits)
 }
 
 // writeBuffers lend the buffers that join a batch into one write, so an
@@ -243,11 +281,22 @@ type lazyReader struct {
 	buf   []byte // unread bytes of the last read
 	full  bool   // the last read filled its buffer: more is likely queued
 	err   error
+	// head holds the connection's first bytes, to tell a UTF-16 or
+	// UTF-32 stream from bad XML (RFC 6120 11.6).
+	head    [4]byte
+	started bool
 }
 
 // drained reports that every byte read so far was consumed and the last
 // read did not fill its buffer, so the layer below holds nothing more.
 func (l *lazyReader) drained() bool { return len(l.buf) == 0 && !l.full && l.err == nil }
+
+// notUTF8 reports a stream that starts like UTF-16 or UTF-32: a byte
+// order mark, or '<' next to a zero byte.
+func (l *lazyReader) notUTF8() bool {
+	h := l.head
+	return h[0] == 0xFE && h[1] == 0xFF || h[0] == 0xFF && h[1] == 0xFE || h[0] == 0 || h[0] == '<' && h[1] == 0
+}
 
 func (l *lazyReader) ReadByte() (byte, error) {
 	for len(l.buf) == 0 {
@@ -288,12 +337,18 @@ func (l *lazyReader) fill() {
 		dst = l.small[:]
 	}
 	n, err := l.r.Read(dst)
+	if !l.started && n > 0 {
+		l.started = true
+		copy(l.head[:], dst[:n])
+	}
 	l.buf = dst[:n]
 	l.full = n == len(dst)
 	l.err = err
 }
 
-func (t *tcpTransport) restart() {}
+// restart forgets the stream the client opened before SASL: the new
+// header follows on the same connection (RFC 6120 6.4.6).
+func (t *tcpTransport) restart() { t.dec.Reset() }
 
 // upgrade replaces the connection after STARTTLS; rec is under c.
 func (t *tcpTransport) upgrade(c net.Conn, rec *recordConn) {
@@ -316,10 +371,20 @@ func (t *tcpTransport) next() (event, error) {
 		start := t.dec.InputOffset()
 		tok, err := t.dec.Token()
 		if err != nil {
+			if t.lazy.notUTF8() {
+				return event{}, errStream("unsupported-encoding", "only UTF-8 is supported")
+			}
 			return event{}, classifyTCP(err)
 		}
 		switch tk := tok.(type) {
 		case xml.StartElement:
+			if t.dec.Depth() == 1 && (tk.Name.Space != nsStream || tk.Name.Local != "stream") {
+				// Outside a stream only its header may come.
+				if tk.Name.Local == "stream" {
+					return event{}, errStream("invalid-namespace", "the stream namespace is "+nsStream)
+				}
+				return event{}, errStream("bad-format", "expected a stream header")
+			}
 			if tk.Name.Space == nsStream && tk.Name.Local == "stream" {
 				ev := event{kind: evOpen}
 				for _, a := range tk.Attr {
@@ -336,7 +401,7 @@ func (t *tcpTransport) next() (event, error) {
 				}
 				return ev, nil
 			}
-			el, err := element.Read(t.dec, tk)
+			el, err := t.dec.ReadElement(tk)
 			if err != nil {
 				return event{}, classifyTCP(err)
 			}
@@ -351,50 +416,44 @@ func (t *tcpTransport) next() (event, error) {
 				return event{}, errStream("bad-format", "text outside stanzas")
 			}
 		case xml.ProcInst:
-			if tk.Target == "xml" {
-				continue // the XML declaration, also sent again on restarts
-			}
-			return event{}, errStream("restricted-xml", "processing instructions are not allowed")
-		case xml.Comment, xml.Directive:
-			return event{}, errStream("restricted-xml", "comments and DTDs are not allowed")
+			continue // the XML declaration, also sent again on restarts
 		}
 	}
 }
 
-// classifyTCP is classify for a TCP stream, where the decoder reports the
-// peer going away mid-stream (or mid-stanza) as the syntax error
-// "unexpected EOF": that is a lost connection, which may be resumed
+// classifyTCP is classify for a TCP stream, where the peer going away
+// mid-stream (or mid-stanza) is a lost connection, which may be resumed
 // (XEP-0198), not a not-well-formed stream.
 func classifyTCP(err error) error {
 	var syn *xml.SyntaxError
-	if errors.As(err, &syn) && strings.HasPrefix(syn.Msg, "unexpected EOF") {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &syn) && strings.HasPrefix(syn.Msg, "unexpected EOF") {
 		return io.EOF
 	}
 	return classify(err)
 }
 
 // classify maps decoder and I/O errors to stream errors where the peer
-// broke the protocol.
+// broke the protocol (RFC 6120 4.9.3).
 func classify(err error) error {
 	var se *streamError
 	if errors.As(err, &se) {
 		return se
 	}
 	var syn *xml.SyntaxError
-	if errors.As(err, &syn) {
-		if syn.Msg == "unexpected EOF" {
-			return io.EOF // the connection was cut mid-stream, not bad XML
-		}
+	var nse *element.NamespaceError
+	switch {
+	case errors.As(err, &syn), errors.As(err, &nse), errors.Is(err, io.ErrUnexpectedEOF):
 		return errStream("not-well-formed", "")
-	}
-	if errors.Is(err, element.ErrTooDeep) {
+	case errors.Is(err, element.ErrTooDeep):
 		return errStream("policy-violation", "nesting too deep")
-	}
-	if err != nil && strings.HasPrefix(err.Error(), "element: ") {
-		return errStream("restricted-xml", "")
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return io.EOF
+	case errors.Is(err, element.ErrTooMany):
+		return errStream("policy-violation", "too many elements")
+	case errors.Is(err, element.ErrRestricted):
+		return errStream("restricted-xml", "comments, processing instructions and DTDs are not allowed")
+	case errors.Is(err, element.ErrUnsupportedEncoding):
+		return errStream("unsupported-encoding", "only UTF-8 is supported")
+	case errors.Is(err, element.ErrUnsupportedVersion):
+		return errStream("unsupported-version", "only XML 1.0 is supported")
 	}
 	return err
 }

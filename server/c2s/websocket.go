@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ type wsTransport struct {
 	remote string
 	isTLS  bool
 	max    int64
+	limits element.Limits
 	wtime  time.Duration
 	wmu    sync.Mutex
 
@@ -28,9 +30,16 @@ type wsTransport struct {
 	onIdle func()
 }
 
-func newWSTransport(ws *websocket.Conn, remote string, isTLS bool, max int64, writeTimeout time.Duration) *wsTransport {
-	ws.MaxPayloadBytes = int(max)
-	return &wsTransport{ws: ws, remote: remote, isTLS: isTLS, max: max, wtime: writeTimeout}
+func newWSTransport(ws *websocket.Conn, remote string, isTLS bool, b bounds, writeTimeout time.Duration) *wsTransport {
+	t := &wsTransport{ws: ws, remote: remote, isTLS: isTLS, wtime: writeTimeout}
+	t.setBounds(b)
+	return t
+}
+
+// setBounds is called by the connection's own reader, between messages.
+func (t *wsTransport) setBounds(b bounds) {
+	t.max, t.limits = b.bytes, b.limits
+	t.ws.MaxPayloadBytes = int(b.bytes)
 }
 
 func (t *wsTransport) restart() {}
@@ -70,35 +79,35 @@ func (t *wsTransport) next() (event, error) {
 	if len(bytes.TrimSpace(msg)) == 0 {
 		return t.next() // keepalive
 	}
-	d := xml.NewDecoder(bytes.NewReader(msg))
-	d.Strict = true
-	var start xml.StartElement
-	for {
+	// Every message is a document of its own (RFC 7395 3.3.3); elements
+	// that declare no namespace are in jabber:client.
+	d := element.NewDecoder(bytes.NewReader(msg), "jabber:client")
+	d.SetLimits(t.limits)
+	var el *element.Element
+	for el == nil {
 		tok, err := d.Token()
 		if err != nil {
 			return event{}, classify(err)
 		}
-		if s, ok := tok.(xml.StartElement); ok {
-			start = s
-			break
+		switch tk := tok.(type) {
+		case xml.StartElement:
+			if el, err = d.ReadElement(tk); err != nil {
+				return event{}, classify(err)
+			}
+		case xml.CharData:
+			if len(bytes.TrimSpace(tk)) > 0 {
+				return event{}, errStream("not-well-formed", frameError.Error())
+			}
 		}
-		if cd, ok := tok.(xml.CharData); ok && len(bytes.TrimSpace(cd)) == 0 {
-			continue
-		}
-		if pi, ok := tok.(xml.ProcInst); ok && pi.Target == "xml" {
-			continue
-		}
-		return event{}, errStream("restricted-xml", "")
-	}
-	el, err := element.Read(d, start)
-	if err != nil {
-		return event{}, classify(err)
 	}
 	// Nothing but white space may follow the element.
 	for {
 		tok, err := d.Token()
-		if err != nil {
+		if errors.Is(err, io.EOF) {
 			break
+		}
+		if err != nil {
+			return event{}, classify(err)
 		}
 		if cd, ok := tok.(xml.CharData); ok && len(bytes.TrimSpace(cd)) == 0 {
 			continue
@@ -112,9 +121,6 @@ func (t *wsTransport) next() (event, error) {
 		case "close":
 			return event{kind: evClose}, nil
 		}
-	}
-	if el.Space == "" {
-		el.Space = "jabber:client"
 	}
 	return event{kind: evElement, el: el}, nil
 }

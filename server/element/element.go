@@ -4,10 +4,6 @@
 package element
 
 import (
-	"bytes"
-	"encoding/xml"
-	"errors"
-	"fmt"
 	"strings"
 )
 
@@ -57,11 +53,14 @@ func (e *Element) HasAttr(local string) bool {
 	return false
 }
 
-// SetAttr sets a plain attribute, replacing any existing value.
+// SetAttr sets a plain attribute, replacing any existing value: the first
+// match gets the value and any further match is removed, so the element
+// carries the attribute once.
 func (e *Element) SetAttr(local, value string) *Element {
 	for i, a := range e.Attrs {
 		if a.Space == "" && a.Local == local {
 			e.Attrs[i].Value = value
+			e.removeAttrFrom(i+1, local)
 			return e
 		}
 	}
@@ -69,14 +68,21 @@ func (e *Element) SetAttr(local, value string) *Element {
 	return e
 }
 
-// RemoveAttr deletes a plain attribute if present.
-func (e *Element) RemoveAttr(local string) {
-	for i, a := range e.Attrs {
+// RemoveAttr deletes every plain attribute with the name.
+func (e *Element) RemoveAttr(local string) { e.removeAttrFrom(0, local) }
+
+// removeAttrFrom deletes the plain attributes named local among
+// e.Attrs[from:], keeping the order of the others.
+func (e *Element) removeAttrFrom(from int, local string) {
+	out := e.Attrs[:from]
+	for _, a := range e.Attrs[from:] {
 		if a.Space == "" && a.Local == local {
-			e.Attrs = append(e.Attrs[:i], e.Attrs[i+1:]...)
-			return
+			continue
 		}
+		out = append(out, a)
 	}
+	clear(e.Attrs[len(out):])
+	e.Attrs = out
 }
 
 // Lang returns the xml:lang attribute, or "".
@@ -220,85 +226,3 @@ const (
 	xmlNS   = "http://www.w3.org/XML/1998/namespace"
 	xmlnsNS = "xmlns"
 )
-
-// ErrTooDeep is returned by Read for elements nested deeper than MaxDepth.
-var ErrTooDeep = errors.New("element: nesting too deep")
-
-// MaxDepth bounds element nesting to stop stack and memory abuse.
-const MaxDepth = 64
-
-// Read reads the rest of the element that start opened from a namespace-aware
-// decoder (Token, not RawToken). Namespace declarations are dropped: names
-// carry resolved namespaces and Write re-declares them as needed.
-func Read(d *xml.Decoder, start xml.StartElement) (*Element, error) {
-	root := fromStart(start)
-	stack := []*Element{root}
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, err
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if len(stack) >= MaxDepth {
-				return nil, ErrTooDeep
-			}
-			el := fromStart(t)
-			top := stack[len(stack)-1]
-			top.Nodes = append(top.Nodes, Node{El: el})
-			stack = append(stack, el)
-		case xml.EndElement:
-			stack = stack[:len(stack)-1]
-			if len(stack) == 0 {
-				return root, nil
-			}
-		case xml.CharData:
-			top := stack[len(stack)-1]
-			if k := len(top.Nodes); k > 0 && top.Nodes[k-1].El == nil {
-				top.Nodes[k-1].Text += string(t)
-			} else {
-				top.Nodes = append(top.Nodes, Node{Text: string(t)})
-			}
-		case xml.Comment, xml.ProcInst, xml.Directive:
-			return nil, fmt.Errorf("element: %T not allowed in XMPP", tok)
-		}
-	}
-}
-
-func fromStart(s xml.StartElement) *Element {
-	el := &Element{Space: s.Name.Space, Local: s.Name.Local}
-	n := 0
-	for _, a := range s.Attr {
-		if a.Name.Space == xmlnsNS || (a.Name.Space == "" && a.Name.Local == "xmlns") {
-			continue
-		}
-		n++
-	}
-	if n > 0 {
-		el.Attrs = make([]Attr, 0, n)
-		for _, a := range s.Attr {
-			if a.Name.Space == xmlnsNS || (a.Name.Space == "" && a.Name.Local == "xmlns") {
-				continue
-			}
-			el.Attrs = append(el.Attrs, Attr{Space: a.Name.Space, Local: a.Name.Local, Value: a.Value})
-		}
-	}
-	return el
-}
-
-// Parse reads one serialized element. Elements without a namespace get
-// defaultNS (e.g. jabber:client for stored stanzas).
-func Parse(b []byte, defaultNS string) (*Element, error) {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	d.Strict = true
-	d.DefaultSpace = defaultNS
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, fmt.Errorf("element: parse: %w", err)
-		}
-		if start, ok := tok.(xml.StartElement); ok {
-			return Read(d, start)
-		}
-	}
-}

@@ -1,28 +1,18 @@
 package element
 
 import (
-	"encoding/xml"
+	"errors"
 	"strings"
 	"testing"
 )
 
 func parse(t *testing.T, s string) *Element {
 	t.Helper()
-	d := xml.NewDecoder(strings.NewReader(s))
-	d.DefaultSpace = "jabber:client"
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			t.Fatalf("parse %q: %v", s, err)
-		}
-		if st, ok := tok.(xml.StartElement); ok {
-			el, err := Read(d, st)
-			if err != nil {
-				t.Fatalf("read %q: %v", s, err)
-			}
-			return el
-		}
+	el, err := Parse([]byte(s), "jabber:client")
+	if err != nil {
+		t.Fatalf("parse %q: %v", s, err)
 	}
+	return el
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -75,16 +65,19 @@ func TestEscapeInvalidCharacters(t *testing.T) {
 }
 
 func TestRejectsCommentsAndDepth(t *testing.T) {
-	d := xml.NewDecoder(strings.NewReader(`<a><!-- c --></a>`))
-	tok, _ := d.Token()
-	if _, err := Read(d, tok.(xml.StartElement)); err == nil {
-		t.Fatal("comment accepted")
+	if _, err := Parse([]byte(`<a><!-- c --></a>`), ""); !errors.Is(err, ErrRestricted) {
+		t.Fatalf("comment: err = %v, want ErrRestricted", err)
 	}
-	deep := strings.Repeat("<a>", MaxDepth+1) + strings.Repeat("</a>", MaxDepth+1)
-	d = xml.NewDecoder(strings.NewReader(deep))
-	tok, _ = d.Token()
-	if _, err := Read(d, tok.(xml.StartElement)); err != ErrTooDeep {
+	if _, err := Parse([]byte(`<a><?php x?></a>`), ""); !errors.Is(err, ErrRestricted) {
+		t.Fatalf("processing instruction: err = %v, want ErrRestricted", err)
+	}
+	deep := strings.Repeat("<a>", DefaultMaxDepth+1) + strings.Repeat("</a>", DefaultMaxDepth+1)
+	if _, err := Parse([]byte(deep), ""); !errors.Is(err, ErrTooDeep) {
 		t.Fatalf("depth: err = %v, want ErrTooDeep", err)
+	}
+	ok := strings.Repeat("<a>", DefaultMaxDepth) + strings.Repeat("</a>", DefaultMaxDepth)
+	if _, err := Parse([]byte(ok), ""); err != nil {
+		t.Fatalf("depth %d: %v", DefaultMaxDepth, err)
 	}
 }
 
@@ -112,9 +105,7 @@ func BenchmarkReadWrite(b *testing.B) {
 	b.ReportAllocs()
 	var buf []byte
 	for i := 0; i < b.N; i++ {
-		d := xml.NewDecoder(strings.NewReader(msg))
-		tok, _ := d.Token()
-		el, err := Read(d, tok.(xml.StartElement))
+		el, err := Parse([]byte(msg), "")
 		if err != nil {
 			b.Fatal(err)
 		}
