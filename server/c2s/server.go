@@ -70,10 +70,10 @@ type Grant struct {
 
 // Config holds the c2s settings.
 type Config struct {
-	Domains       []string
-	TLS           *tls.Config
-	Leaf          func() []byte // tls-server-end-point data of the current certificate
-	MaxStanza     int64
+	Domains   []string
+	TLS       *tls.Config
+	Leaf      func() []byte // tls-server-end-point data of the current certificate
+	MaxStanza int64
 	// PreauthStanza is the largest element before authentication (0:
 	// MaxStanza); MaxElements bounds the elements and attributes of one
 	// stanza after it (0: no bound).

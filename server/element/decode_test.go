@@ -4,8 +4,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
-	"strings"
 	"runtime"
+	"strings"
 	"testing"
 )
 
