@@ -515,7 +515,7 @@ func ParseLimited(b []byte, defaultNS string, l Limits) (*Element, error) {
 			return el, nil
 		case xml.CharData:
 			if !isSpace(t) {
-				return nil, fmt.Errorf("element: parse: text before the element")
+				return nil, fmt.Errorf("element: parse: %w", &xml.SyntaxError{Msg: "text before the element"})
 			}
 		}
 	}
