@@ -72,7 +72,7 @@ func TestParseCanonicalAddresses(t *testing.T) {
 		{`<message to="BoB@LocalHost./Res" from="Alice@EXAMPLE.org"/>`, "bob@localhost/Res", "alice@example.org"},
 		{`<message to="bob@localhost/Res" from="alice@example.org/x"/>`, "bob@localhost/Res", "alice@example.org/x"},
 		{`<iq to="EXAMPLE.ORG" type="get" id="1"/>`, "example.org", ""},
-		{"<message to=\"\uFF22ob@localhost\"/>", "bob@localhost", ""}, // fullwidth B: width-mapped
+		{"<message to=\"\uFF22ob@localhost\"/>", "bob@localhost", ""},                        // fullwidth B: width-mapped
 		{"<message to=\"re\u0301sume\u0301@localhost\"/>", "r\u00e9sum\u00e9@localhost", ""}, // NFC
 	} {
 		st := parse(t, tc.in)
