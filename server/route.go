@@ -206,7 +206,7 @@ func (s *Server) dispatchIQ(ctx context.Context, st *stanza.Stanza, scope module
 		return
 	}
 	p := st.Payload()
-	if p == nil || len(st.El.Elements()) != 1 {
+	if p == nil || elementCount(st.El) != 1 {
 		s.bounce(ctx, st, stanza.Err(stanza.Modify, stanza.BadRequest, "an iq request carries exactly one payload"))
 		return
 	}
@@ -392,11 +392,15 @@ func (h handler) SessionEnded(ctx context.Context, sess *c2s.Session) {
 	}
 }
 
-// HandleStanza processes a stanza from a bound client ('from' is stamped).
+// HandleStanza processes a stanza from a bound client ('from' is stamped),
+// after the protocol hygiene checks (hygiene.go).
 // For a message it returns the delivery step, which the session runs in
 // order once it has admitted what else its client sent together.
 func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza.Stanza) (then func()) {
 	s := h.s
+	if !s.clientHygiene(sess, st) {
+		return nil
+	}
 	switch st.Kind {
 	case stanza.Presence:
 		initial := false

@@ -407,7 +407,11 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 		return errStream("unsupported-stanza-type", "")
 	}
 	// Whatever 'from' the client wrote is replaced below; never parse it.
-	el.RemoveAttr("from")
+	// Every one of them: a parser that let duplicates through must not
+	// leave a second 'from' behind the stamped one.
+	for el.HasAttr("from") {
+		el.RemoveAttr("from")
+	}
 	st, perr := stanza.Parse(el)
 	if errors.Is(perr, stanza.ErrNotStanza) {
 		return errStream("unsupported-stanza-type", "")

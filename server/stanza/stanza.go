@@ -99,6 +99,9 @@ func KindOf(local string) Kind {
 
 // Parse wraps el. A malformed 'to' or 'from' returns an *Error with
 // condition jid-malformed (the stanza is still returned, for the reply).
+// A 'to' or 'from' not written in its canonical form (RFC 7622: case,
+// width and normalization rules, no trailing dot) is rewritten in it, so
+// that the journal and the recipient see the address the server routes.
 func Parse(el *element.Element) (*Stanza, error) {
 	k := KindOf(el.Local)
 	if k == 0 {
@@ -111,6 +114,9 @@ func Parse(el *element.Element) (*Stanza, error) {
 			return s, &Error{Type: Modify, Condition: JIDMalformed, Text: "invalid 'to' address"}
 		}
 		s.To = j
+		if !IsCanonical(v, j) {
+			el.SetAttr("to", j.String())
+		}
 	}
 	if v := el.Attr("from"); v != "" {
 		j, err := jid.Parse(v)
@@ -118,8 +124,33 @@ func Parse(el *element.Element) (*Stanza, error) {
 			return s, &Error{Type: Modify, Condition: JIDMalformed, Text: "invalid 'from' address"}
 		}
 		s.From = j
+		if !IsCanonical(v, j) {
+			el.SetAttr("from", j.String())
+		}
 	}
 	return s, nil
+}
+
+// IsCanonical reports whether s, which parsed as j, is j's canonical
+// string form (j.String()). It compares part by part, without building
+// that string.
+func IsCanonical(s string, j jid.JID) bool {
+	if l := j.Localpart(); l != "" {
+		if len(s) <= len(l) || s[len(l)] != '@' || s[:len(l)] != l {
+			return false
+		}
+		s = s[len(l)+1:]
+	}
+	d := j.Domainpart()
+	if len(s) < len(d) || s[:len(d)] != d {
+		return false
+	}
+	s = s[len(d):]
+	r := j.Resourcepart()
+	if r == "" {
+		return s == ""
+	}
+	return len(s) == len(r)+1 && s[0] == '/' && s[1:] == r
 }
 
 // New builds a stanza of the given kind.

@@ -64,3 +64,42 @@ func TestWireForgotten(t *testing.T) {
 		t.Errorf("Changed not reflected: %s", st.Wire())
 	}
 }
+
+// Parse rewrites 'to' and 'from' in canonical form, and leaves canonical
+// ones as written.
+func TestParseCanonicalAddresses(t *testing.T) {
+	for _, tc := range []struct{ in, to, from string }{
+		{`<message to="BoB@LocalHost./Res" from="Alice@EXAMPLE.org"/>`, "bob@localhost/Res", "alice@example.org"},
+		{`<message to="bob@localhost/Res" from="alice@example.org/x"/>`, "bob@localhost/Res", "alice@example.org/x"},
+		{`<iq to="EXAMPLE.ORG" type="get" id="1"/>`, "example.org", ""},
+		{"<message to=\"\uFF22ob@localhost\"/>", "bob@localhost", ""},                        // fullwidth B: width-mapped
+		{"<message to=\"re\u0301sume\u0301@localhost\"/>", "r\u00e9sum\u00e9@localhost", ""}, // NFC
+	} {
+		st := parse(t, tc.in)
+		if got := st.El.Attr("to"); got != tc.to || got != st.To.String() {
+			t.Errorf("%s: to %q (parsed %q), want %q", tc.in, got, st.To, tc.to)
+		}
+		if got := st.El.Attr("from"); got != tc.from {
+			t.Errorf("%s: from %q, want %q", tc.in, got, tc.from)
+		}
+	}
+}
+
+func TestIsCanonical(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"bob@localhost", true}, {"localhost", true}, {"localhost/r", true}, {"bob@localhost/r/x@y", true},
+		{"Bob@localhost", false}, {"bob@LOCALHOST", false}, {"bob@localhost.", false}, {"bob@localhost/R", true},
+	} {
+		j := jid.MustParse(tc.s)
+		if got := IsCanonical(tc.s, j); got != tc.want || got != (tc.s == j.String()) {
+			t.Errorf("IsCanonical(%q) = %v, want %v (String %q)", tc.s, got, tc.want, j)
+		}
+	}
+	j := jid.MustParse("bob@localhost/phone")
+	if n := testing.AllocsPerRun(100, func() { _ = IsCanonical("bob@localhost/phone", j) }); n != 0 {
+		t.Errorf("IsCanonical: %v allocations", n)
+	}
+}
