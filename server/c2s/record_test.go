@@ -144,6 +144,7 @@ func TestIdleWaitOverRealTLS(t *testing.T) {
 		}
 		// Three records written back to back: they reach the server's
 		// socket together, so TLS could buffer two of them unseen.
+		_, _ = tc.Write([]byte("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"))
 		for _, s := range []string{"<a/>", "<b/>", "<c/>"} {
 			_, _ = tc.Write([]byte(s))
 		}
@@ -161,6 +162,9 @@ func TestIdleWaitOverRealTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := newTCPTransport(tc, rec, bounds{bytes: 1 << 16}, time.Second)
+	if ev, err := tr.next(); err != nil || ev.kind != evOpen {
+		t.Fatalf("stream header: %v %v", ev.kind, err)
+	}
 	pinged := 0
 	tr.setIdle(200*time.Millisecond, 200*time.Millisecond, func() { pinged++ })
 	var got []string
