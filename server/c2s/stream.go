@@ -467,7 +467,7 @@ func decodeSASL(s string) (data []byte, bad bool) {
 	case "=":
 		return []byte{}, false
 	}
-	b, err := base64.StdEncoding.DecodeString(s)
+	b, err := base64.StdEncoding.Strict().DecodeString(s) // canonical padding bits (RFC 4648 3.5)
 	if err != nil {
 		return nil, true
 	}
