@@ -102,7 +102,8 @@ func TestUserKick(t *testing.T) {
 	}
 }
 
-// TestLockout: three wrong passwords lock alice out; the right password
+// TestLockout: three wrong passwords from an address that never logged in
+// to alice's account lock her out there; the right password
 // then fails too (slixmpp sees not-authorized), the audit log has lines
 // fail2ban can match (result failure with the client ip, login_lockout);
 // `palisade user unlock` clears it and she logs in.
