@@ -21,9 +21,11 @@ func palisadeCLI(t *testing.T, s *Server, args ...string) (string, error) {
 }
 
 // TestUserKick: `palisade user kick JID` ends a live slixmpp session with
-// policy-violation through the admin listener; its stream cannot be
-// resumed, a fresh login works. The endpoint refuses requests without its
-// header and other methods.
+// policy-violation through the admin listener, authenticated with the
+// token the server keeps in data_dir/admin.token (mode 0600); its stream
+// cannot be resumed, a fresh login works. The endpoint refuses requests
+// without the token (the old constant X-Palisade-Admin header included)
+// with 401, and other methods with 405.
 func TestUserKick(t *testing.T) {
 	s := newServer(t)
 	_, port := HostPort(s.C2S)
@@ -33,13 +35,31 @@ func TestUserKick(t *testing.T) {
 		"--wait-file", goFile, "revoke", acct("alice"))
 	p.WaitLine(t, `READY alice@localhost/\S+`, 30*time.Second)
 
+	tokenFile := filepath.Join(s.DataDir, "admin.token")
+	fi, err := os.Stat(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", tokenFile, fi.Mode().Perm())
+	}
+	raw, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(raw))
 	for _, tc := range []struct {
-		method, header string
-		want           int
-	}{{"GET", "1", http.StatusMethodNotAllowed}, {"POST", "", http.StatusForbidden}} {
+		method, header, value string
+		want                  int
+	}{
+		{"POST", "X-Palisade-Admin", "1", http.StatusUnauthorized},
+		{"POST", "", "", http.StatusUnauthorized},
+		{"POST", "Authorization", "Bearer not-the-token", http.StatusUnauthorized},
+		{"GET", "Authorization", "Bearer " + token, http.StatusMethodNotAllowed},
+	} {
 		req, _ := http.NewRequest(tc.method, "http://"+s.Admin+"/admin/kick?jid=alice@localhost", nil)
 		if tc.header != "" {
-			req.Header.Set("X-Palisade-Admin", tc.header)
+			req.Header.Set(tc.header, tc.value)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -47,8 +67,12 @@ func TestUserKick(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != tc.want {
-			t.Errorf("%s header=%q: status %d, want %d", tc.method, tc.header, resp.StatusCode, tc.want)
+			t.Errorf("%s %s: status %d, want %d", tc.method, tc.header, resp.StatusCode, tc.want)
 		}
+	}
+	s.WaitLog(t, `"msg":"admin_refused".*"path":"/admin/kick".*"reason":"wrong token"`, 5*time.Second)
+	if strings.Contains(s.Log(), token) {
+		t.Error("the admin token is in the server's log")
 	}
 	if strings.Contains(p.Output(), "STREAM ERROR") {
 		t.Fatalf("refused requests ended the session:\n%s", p.Output())
@@ -78,7 +102,8 @@ func TestUserKick(t *testing.T) {
 	}
 }
 
-// TestLockout: three wrong passwords lock alice out; the right password
+// TestLockout: three wrong passwords from an address that never logged in
+// to alice's account lock her out there; the right password
 // then fails too (slixmpp sees not-authorized), the audit log has lines
 // fail2ban can match (result failure with the client ip, login_lockout);
 // `palisade user unlock` clears it and she logs in.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,22 +14,78 @@ import (
 	"go.uber.org/zap"
 )
 
-// lockout counts failed logins per account and per client IP. Failures
-// are forgotten after auth.lockout_duration without a new one; reaching a
-// threshold locks the account (or address) for that long. The counts are
-// in memory; the locks in force are also kept in the store, so that a
-// restart (or a crash an attacker provoked) does not lift them.
+// Lock kinds, as they appear in login_lockout audit events and in the
+// store (storage.Lockout.Kind).
+const (
+	// lockAccount: an account locked for every address that has not
+	// logged in to it successfully within trustWindow.
+	lockAccount = "account"
+	// lockAddress: an address locked for every account it has not logged
+	// in to successfully within trustWindow.
+	lockAddress = "address"
+	// lockPair: one address locked for one account, trusted or not.
+	lockPair = "account_address"
+	// kindTrusted is a store record (not a lock) remembering a successful
+	// login of an address to an account; Until is when it is forgotten.
+	kindTrusted = "trusted"
+)
+
+const (
+	// trustWindow is how long a successful login of an address to an
+	// account keeps that address from being locked out of the account by
+	// the failures of other addresses.
+	trustWindow = 30 * 24 * time.Hour
+	// trustRefresh: a repeated success refreshes the stored record only
+	// when the stored one is older than this (one write a day at most).
+	trustRefresh = 24 * time.Hour
+	// maxTrustedPerAccount bounds the addresses remembered per account
+	// (the least recently used one goes).
+	maxTrustedPerAccount = 64
+	// maxTracked bounds each failure table; beyond it, entries without a
+	// lock in force are dropped (pruneAt is when pruning starts).
+	maxTracked = 100_000
+	pruneAt    = 10_000
+)
+
+// lockout decides which failed logins stop further attempts. Failures
+// are counted per (account, address), per address and, for addresses not
+// trusted for the account, per account; an address is an IPv4 address or
+// an IPv6 /64. An address becomes trusted for an account by logging in to
+// it successfully, for trustWindow.
+//
+//   - lockout_threshold failures of one address on one account lock that
+//     address out of that account (kind account_address);
+//   - address_threshold failures of one address, on any accounts, lock it
+//     out of every account it is not trusted for (kind address);
+//   - lockout_threshold failures on one account from addresses not trusted
+//     for it lock the account for every address not trusted for it (kind
+//     account): strangers cannot lock the owner out of her usual places;
+//   - every failure delays its answer by failure_delay, doubled for each
+//     earlier failure of the same pair or account, up to max_failure_delay.
+//
+// Failures are forgotten after lockout_duration without a new one; a lock
+// lasts lockout_duration. Counts are in memory; locks in force and the
+// trusted addresses are also kept in the store, so that a restart (or a
+// crash an attacker provoked) neither lifts a lock nor forgets the owner.
 type lockout struct {
 	cfg   config.Auth
 	audit *zap.Logger
 	now   func() time.Time
-	store storage.Lockouts // nil: locks are in memory only
+	store storage.Lockouts // nil: in memory only
 	log   *zap.Logger
 
 	mu       sync.Mutex
-	accounts map[string]*failures
-	addrs    map[string]*failures
+	accounts map[string]*failures // untrusted failures, by bare JID
+	addrs    map[string]*failures // by address
+	pairs    map[pair]*failures
+	trusted  map[string]map[string]*trust // bare JID -> address -> trust
+	trustN   map[string]int               // address -> accounts it is trusted for
+	pruned   time.Time                    // last sweep of forgotten failures
 }
+
+type pair struct{ account, addr string }
+
+func (p pair) key() string { return p.account + " " + p.addr } // a JID has no space
 
 type failures struct {
 	n      int
@@ -35,11 +93,19 @@ type failures struct {
 	locked time.Time // until
 }
 
-func newLockout(cfg config.Auth, audit *zap.Logger) *lockout {
-	return &lockout{cfg: cfg, audit: audit, log: zap.NewNop(), now: time.Now, accounts: map[string]*failures{}, addrs: map[string]*failures{}}
+type trust struct {
+	last  time.Time // last successful login
+	saved time.Time // last success written to the store
 }
 
-// persist keeps locks in st and takes up those in force there now.
+func newLockout(cfg config.Auth, audit *zap.Logger) *lockout {
+	return &lockout{cfg: cfg, audit: audit, log: zap.NewNop(), now: time.Now,
+		accounts: map[string]*failures{}, addrs: map[string]*failures{}, pairs: map[pair]*failures{},
+		trusted: map[string]map[string]*trust{}, trustN: map[string]int{}}
+}
+
+// persist keeps locks and trusted addresses in st and takes up those in
+// force there now.
 func (l *lockout) persist(ctx context.Context, st storage.Lockouts, log *zap.Logger) error {
 	locks, err := st.Lockouts(ctx, l.now())
 	if err != nil {
@@ -48,25 +114,42 @@ func (l *lockout) persist(ctx context.Context, st storage.Lockouts, log *zap.Log
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.store, l.log = st, log
+	d := time.Duration(l.cfg.LockoutDuration)
 	for _, k := range locks {
-		m, threshold := l.accounts, l.cfg.LockoutThreshold
-		if k.Kind == "address" {
-			m, threshold = l.addrs, l.cfg.AddressThreshold
+		switch k.Kind {
+		case lockAccount:
+			l.accounts[k.Key] = &failures{n: l.cfg.LockoutThreshold, last: k.Until.Add(-d), locked: k.Until}
+		case lockAddress:
+			l.addrs[k.Key] = &failures{n: l.cfg.AddressThreshold, last: k.Until.Add(-d), locked: k.Until}
+		case lockPair, kindTrusted:
+			account, addr, ok := strings.Cut(k.Key, " ")
+			if !ok {
+				continue
+			}
+			if k.Kind == lockPair {
+				l.pairs[pair{account, addr}] = &failures{n: l.cfg.LockoutThreshold, last: k.Until.Add(-d), locked: k.Until}
+				continue
+			}
+			last := k.Until.Add(-trustWindow)
+			l.trustLocked(account, addr, last).saved = last
 		}
-		m[k.Key] = &failures{n: threshold, last: k.Until.Add(-time.Duration(l.cfg.LockoutDuration)), locked: k.Until}
 	}
 	return nil
 }
 
-// save records new locks in the store (outside the mutex; a lock is rare).
-func (l *lockout) save(locks []storage.Lockout) {
+// save records store writes (outside the mutex; they are rare).
+func (l *lockout) save(recs []storage.Lockout) {
 	if l.store == nil {
 		return
 	}
-	for _, k := range locks {
+	for _, k := range recs {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := l.store.SaveLockout(ctx, k); err != nil {
-			l.log.Error("login lockout not stored: a restart would lift it", zap.String("kind", k.Kind), zap.String("key", k.Key), zap.Error(err))
+			what := "login lockout not stored: a restart would lift it"
+			if k.Kind == kindTrusted {
+				what = "trusted login address not stored: a restart would forget it"
+			}
+			l.log.Error(what, zap.String("kind", k.Kind), zap.String("key", k.Key), zap.Error(err))
 		}
 		cancel()
 	}
@@ -80,22 +163,63 @@ func ipOf(remote string) string {
 	return remote
 }
 
-// locked reports whether the account (bare JID, "" for none) or the IP is
-// locked out now, and which.
+// addrOf is the address failures are counted by: the IPv4 address, or the
+// IPv6 /64 (one host usually holds a whole /64). "" stays "".
+func addrOf(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
+// isTrusted reports whether addr logged in to account within trustWindow
+// (called locked).
+func (l *lockout) isTrusted(account, addr string, now time.Time) bool {
+	if account == "" || addr == "" {
+		return false
+	}
+	t := l.trusted[account][addr]
+	return t != nil && now.Sub(t.last) < trustWindow
+}
+
+// locked reports whether a login to the account (bare JID, "" while it is
+// not known yet) from ip is refused now, by which kind of lock, and until
+// when. With no account, only an address lock refuses, and only for an
+// address trusted for no account: which account it is comes later.
 func (l *lockout) locked(account, ip string) (what string, until time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	if f := l.addrs[ip]; ip != "" && f != nil && now.Before(f.locked) {
-		return "address", f.locked
+	addr := addrOf(ip)
+	if account == "" {
+		if f := l.addrs[addr]; addr != "" && f != nil && now.Before(f.locked) && l.trustN[addr] == 0 {
+			return lockAddress, f.locked
+		}
+		return "", time.Time{}
 	}
-	if f := l.accounts[account]; account != "" && f != nil && now.Before(f.locked) {
-		return "account", f.locked
+	if f := l.pairs[pair{account, addr}]; addr != "" && f != nil && now.Before(f.locked) {
+		return lockPair, f.locked
+	}
+	if l.isTrusted(account, addr, now) {
+		return "", time.Time{}
+	}
+	if f := l.addrs[addr]; addr != "" && f != nil && now.Before(f.locked) {
+		return lockAddress, f.locked
+	}
+	if f := l.accounts[account]; f != nil && now.Before(f.locked) {
+		return lockAccount, f.locked
 	}
 	return "", time.Time{}
 }
 
-// failed records a failure and returns the pause to impose.
+// failed records a failed login (wrong credentials) and returns the pause
+// to impose before answering.
 func (l *lockout) failed(account, ip string) time.Duration {
 	d, locks := l.count(account, ip)
 	l.save(locks)
@@ -107,33 +231,54 @@ func (l *lockout) count(account, ip string) (time.Duration, []storage.Lockout) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
+	addr := addrOf(ip)
+	forget := time.Duration(l.cfg.LockoutDuration)
 	var locks []storage.Lockout
-	bump := func(m map[string]*failures, key, kind string, threshold int) int {
-		f := m[key]
-		if f == nil || now.Sub(f.last) > time.Duration(l.cfg.LockoutDuration) {
-			f = &failures{}
-			m[key] = f
+	bump := func(f *failures, kind, key string, threshold int) int {
+		if now.Sub(f.last) > forget {
+			*f = failures{locked: f.locked}
 		}
 		f.n++
 		f.last = now
 		if threshold > 0 && f.n >= threshold && !now.Before(f.locked) {
-			f.locked = now.Add(time.Duration(l.cfg.LockoutDuration))
+			f.locked = now.Add(forget)
 			locks = append(locks, storage.Lockout{Kind: kind, Key: key, Until: f.locked})
 			fields := []zap.Field{zap.String("kind", kind), zap.Int("failures", f.n),
 				zap.Time("until", f.locked), zap.String("ip", ip)}
-			if kind == "account" {
-				fields = append(fields, zap.String("jid", key))
+			if kind != lockAddress {
+				fields = append(fields, zap.String("jid", account))
 			}
 			l.audit.Warn("login_lockout", fields...)
 		}
 		return f.n
 	}
-	n := 0
-	if account != "" {
-		n = bump(l.accounts, account, "account", l.cfg.LockoutThreshold)
+	entry := func(m map[string]*failures, key string) *failures {
+		f := m[key]
+		if f == nil {
+			f = &failures{}
+			m[key] = f
+		}
+		return f
 	}
-	if ip != "" {
-		bump(l.addrs, ip, "address", l.cfg.AddressThreshold)
+	n := 0
+	if account != "" && addr != "" {
+		p := pair{account, addr}
+		f := l.pairs[p]
+		if f == nil {
+			f = &failures{}
+			l.pairs[p] = f
+		}
+		n = bump(f, lockPair, p.key(), l.cfg.LockoutThreshold)
+	}
+	if account != "" && !l.isTrusted(account, addr, now) {
+		n = max(n, bump(entry(l.accounts, account), lockAccount, account, l.cfg.LockoutThreshold))
+	} else if f := l.accounts[account]; account != "" && f != nil && now.Sub(f.last) <= forget {
+		// A trusted address does not add to the account's count, but its
+		// answers slow down like everyone's while others are guessing.
+		n = max(n, f.n)
+	}
+	if addr != "" {
+		bump(entry(l.addrs, addr), lockAddress, addr, l.cfg.AddressThreshold)
 	}
 	l.prune(now)
 	if n == 0 || l.cfg.FailureDelay <= 0 {
@@ -146,19 +291,85 @@ func (l *lockout) count(account, ip string) (time.Duration, []storage.Lockout) {
 	return min(d, time.Duration(l.cfg.MaxFailureDelay)), locks
 }
 
-// succeeded forgets the account's failures.
-func (l *lockout) succeeded(account string) {
+// succeeded records a successful login of the account from ip: the pair's
+// failures are forgotten and the address is trusted for the account (the
+// failures others make cannot lock it out). The account-wide count stays:
+// the owner logging in says nothing about the guesses of strangers.
+func (l *lockout) succeeded(account, ip string) {
+	addr := addrOf(ip)
+	if account == "" || addr == "" {
+		return
+	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.accounts, account)
+	now := l.now()
+	delete(l.pairs, pair{account, addr})
+	t := l.trustLocked(account, addr, now)
+	var recs []storage.Lockout
+	if now.Sub(t.saved) >= trustRefresh {
+		t.saved = now
+		recs = append(recs, storage.Lockout{Kind: kindTrusted, Key: pair{account, addr}.key(), Until: now.Add(trustWindow)})
+	}
+	l.mu.Unlock()
+	l.save(recs)
 }
 
-// unlock clears an account's lock and failures; it reports whether there
-// was anything to clear.
+// trustLocked marks addr trusted for account since last (if later than
+// what is known) and returns its entry; it keeps at most
+// maxTrustedPerAccount addresses per account (called locked).
+func (l *lockout) trustLocked(account, addr string, last time.Time) *trust {
+	m := l.trusted[account]
+	if m == nil {
+		m = map[string]*trust{}
+		l.trusted[account] = m
+	}
+	t := m[addr]
+	if t == nil {
+		for a, x := range m {
+			if last.Sub(x.last) >= trustWindow {
+				delete(m, a)
+				l.untrustN(a)
+			}
+		}
+		if len(m) >= maxTrustedPerAccount {
+			oldest := ""
+			for a, x := range m {
+				if oldest == "" || x.last.Before(m[oldest].last) {
+					oldest = a
+				}
+			}
+			delete(m, oldest)
+			l.untrustN(oldest)
+		}
+		t = &trust{}
+		m[addr] = t
+		l.trustN[addr]++
+	}
+	if last.After(t.last) {
+		t.last = last
+	}
+	return t
+}
+
+func (l *lockout) untrustN(addr string) {
+	if l.trustN[addr]--; l.trustN[addr] <= 0 {
+		delete(l.trustN, addr)
+	}
+}
+
+// unlock clears an account's locks and failures (its trusted addresses
+// stay); it reports whether there was anything to clear.
 func (l *lockout) unlock(account string) bool {
 	l.mu.Lock()
 	_, ok := l.accounts[account]
 	delete(l.accounts, account)
+	recs := []storage.Lockout{{Kind: lockAccount, Key: account}}
+	for p := range l.pairs {
+		if p.account == account {
+			ok = true
+			delete(l.pairs, p)
+			recs = append(recs, storage.Lockout{Kind: lockPair, Key: p.key()})
+		}
+	}
 	st := l.store
 	l.mu.Unlock()
 	if st != nil {
@@ -166,23 +377,50 @@ func (l *lockout) unlock(account string) bool {
 		defer cancel()
 		// The locks the store held at start are in memory too, so ok
 		// already counts them.
-		if err := st.ClearLockout(ctx, "account", account); err != nil {
-			l.log.Error("login lockout not cleared in the store: a restart would restore it", zap.String("jid", account), zap.Error(err))
+		for _, k := range recs {
+			if err := st.ClearLockout(ctx, k.Kind, k.Key); err != nil {
+				l.log.Error("login lockout not cleared in the store: a restart would restore it", zap.String("jid", account), zap.String("kind", k.Kind), zap.Error(err))
+			}
 		}
 	}
 	return ok
 }
 
-// prune drops forgotten entries once the maps grow (called locked).
+// prune bounds the failure tables (called locked). Once a table holds
+// pruneAt entries, forgotten ones are dropped, at most once per minute;
+// a table that still reaches maxTracked loses a quarter of its entries
+// without a lock in force, so a flood of addresses costs bounded memory
+// (and at worst resets counts of addresses that are not locked).
 func (l *lockout) prune(now time.Time) {
-	if len(l.accounts)+len(l.addrs) < 10000 {
-		return
+	forget := time.Duration(l.cfg.LockoutDuration)
+	sweep := now.Sub(l.pruned) >= time.Minute
+	if sweep && (len(l.accounts) >= pruneAt || len(l.addrs) >= pruneAt || len(l.pairs) >= pruneAt) {
+		l.pruned = now
+	} else {
+		sweep = false
 	}
-	for _, m := range []map[string]*failures{l.accounts, l.addrs} {
+	pruneTable(l.accounts, now, forget, sweep)
+	pruneTable(l.addrs, now, forget, sweep)
+	pruneTable(l.pairs, now, forget, sweep)
+}
+
+func pruneTable[K comparable](m map[K]*failures, now time.Time, forget time.Duration, sweep bool) {
+	if sweep && len(m) >= pruneAt {
 		for k, f := range m {
-			if now.Sub(f.last) > time.Duration(l.cfg.LockoutDuration) && !now.Before(f.locked) {
+			if now.Sub(f.last) > forget && !now.Before(f.locked) {
 				delete(m, k)
 			}
+		}
+	}
+	if len(m) < maxTracked {
+		return
+	}
+	for k, f := range m {
+		if len(m) < maxTracked*3/4 {
+			return
+		}
+		if !now.Before(f.locked) {
+			delete(m, k)
 		}
 	}
 }

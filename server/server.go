@@ -5,10 +5,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -68,6 +70,10 @@ type Server struct {
 	// encryption_required); encryptionRules: some requires end-to-end
 	// encryption, so messages are inspected for it.
 	stanzaRights, encryptionRules bool
+
+	// adminToken authenticates administrative requests to the admin
+	// listener (data_dir/admin.token); "" refuses them all.
+	adminToken string
 
 	healthMu   sync.Mutex
 	unhealthy  map[string]string // component -> problem
@@ -281,10 +287,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err == nil && l.WebSocket != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/xmpp-websocket", s.c2s.WebSocketHandler(ctx, true))
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+		var tlsCfg *tls.Config
 		if !l.WebSocketPlain {
-			hs.TLSConfig = certs.ServerConfig(s.kp)
+			tlsCfg = certs.ServerConfig(s.kp)
 		}
+		hs := newHTTPServer(mux, tlsCfg, s.log.Named("http"))
 		httpServers = append(httpServers, hs)
 		err = listen("websocket", l.WebSocket, func(ln net.Listener) error {
 			var e error
@@ -300,11 +307,20 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	}
 	if err == nil && l.Admin != "" {
+		tok, replaced, terr := LoadOrCreateAdminToken(s.cfg.Server.DataDir)
+		if terr != nil {
+			err = fmt.Errorf("server: admin listener: %w", terr)
+		} else if replaced {
+			s.log.Warn("admin token replaced: the old file was readable by others or damaged", zap.String("file", filepath.Join(s.cfg.Server.DataDir, AdminTokenFile)))
+		}
+		s.adminToken = tok
+	}
+	if err == nil && l.Admin != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.healthz)
 		mux.HandleFunc("/admin/kick", s.adminKick)
 		mux.HandleFunc("/admin/unlock", s.adminUnlock)
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		hs := newHTTPServer(mux, nil, s.log.Named("admin"))
 		httpServers = append(httpServers, hs)
 		err = listen("admin", l.Admin, func(ln net.Listener) error {
 			if e := hs.Serve(ln); !errors.Is(e, http.ErrServerClosed) {

@@ -6,7 +6,11 @@ import (
 )
 
 // Lockout is a login lockout in force: of an account (Kind "account", Key
-// its bare JID) or of a client address (Kind "address", Key the IP).
+// its bare JID), of a client address (Kind "address", Key the IPv4
+// address or IPv6 /64), or of one address on one account (Kind
+// "account_address", Key "JID address"). Kind "trusted" (Key "JID
+// address") is not a lock: it remembers, until Until, that the address
+// logged in to the account.
 type Lockout struct {
 	Kind, Key string
 	Until     time.Time

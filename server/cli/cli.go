@@ -245,6 +245,9 @@ func (e *env) serve() error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	// Floods of identical lines and audit events are summarised (lograte.go).
+	log, stopLimits := rateLimited(log)
+	defer stopLimits()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := checkOfficerKeys(cfg); err != nil {

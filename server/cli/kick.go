@@ -68,7 +68,8 @@ func (e *env) unlock(ctx context.Context, cfg *config.Config, arg string) error 
 }
 
 // adminPost sends an administrative POST to the running server's admin
-// listener ([listen] admin) and returns the status and body.
+// listener ([listen] admin), with the admin token the server keeps in
+// data_dir (only its user can read it), and returns the status and body.
 func adminPost(ctx context.Context, cfg *config.Config, path string) (int, []byte, error) {
 	addr := cfg.Listen.Admin
 	if addr == "" {
@@ -81,13 +82,17 @@ func adminPost(ctx context.Context, cfg *config.Config, path string) (int, []byt
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1" // listening on every address: reach it on loopback
 	}
+	token, err := server.ReadAdminToken(cfg.Server.DataDir)
+	if err != nil {
+		return 0, nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+net.JoinHostPort(host, port)+path, nil)
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set(server.AdminHeader, "1")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, fmt.Errorf("is the server running? admin listener %s: %w", addr, err)

@@ -150,11 +150,13 @@ type Auth struct {
 	// SCRAMIterations is the PBKDF2 iteration count for new SCRAM
 	// credentials (at least 4096).
 	SCRAMIterations int `toml:"scram_iterations"`
-	// LockoutThreshold is how many failed logins of one account lock it
-	// for LockoutDuration; 0 turns account lockout off.
+	// LockoutThreshold is how many failed logins of one address on one
+	// account lock that address out of it for LockoutDuration, and how
+	// many from addresses that never logged in to the account lock it for
+	// all such addresses (server/lockout.go); 0 turns account lockout off.
 	LockoutThreshold int `toml:"lockout_threshold"`
-	// AddressThreshold is how many failed logins from one client IP lock
-	// that address out; 0 turns it off.
+	// AddressThreshold is how many failed logins from one client address
+	// lock it out of the accounts it has not logged in to; 0 turns it off.
 	AddressThreshold int `toml:"address_threshold"`
 	// LockoutDuration is how long a lockout lasts, and how long failures
 	// are remembered.

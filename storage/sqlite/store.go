@@ -404,4 +404,17 @@ CREATE TABLE lockouts (
 	PRIMARY KEY (kind, key)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 9: lockouts of one address on one account, and the addresses that
+	// logged in to an account (the lockout spares them), kept the same way.
+	`
+CREATE TABLE lockouts_new (
+	kind  TEXT NOT NULL CHECK (kind IN ('account', 'address', 'account_address', 'trusted')),
+	key   TEXT NOT NULL, -- bare JID, address, or "JID address"
+	until INTEGER NOT NULL, -- Unix nanoseconds
+	PRIMARY KEY (kind, key)
+) STRICT, WITHOUT ROWID;
+INSERT INTO lockouts_new (kind, key, until) SELECT kind, key, until FROM lockouts;
+DROP TABLE lockouts;
+ALTER TABLE lockouts_new RENAME TO lockouts;
+`,
 }
