@@ -382,6 +382,11 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 				if d := c.srv.h.LoginFailed(bare, c.tr.remoteAddr()); d > 0 {
 					time.Sleep(d)
 				}
+				// While locked, a wrong password gets the answer the right
+				// one gets, or the difference would confirm a guess.
+				if err := c.srv.h.LoginLocked(bare, c.tr.remoteAddr()); err != nil {
+					return false, c.tr.write([][]byte{lockedFailure(err)})
+				}
 			}
 			return false, c.tr.write([][]byte{saslFailure(cond, text)})
 		}

@@ -49,6 +49,9 @@ func TestLockoutStrangers(t *testing.T) {
 		wantFailure(t, authFrom(t, e, "127.0.0.20", "bob", fmt.Sprintf("guess-%d", i)), "not-authorized", "a guess")
 	}
 	wantLockedOut(t, authFrom(t, e, "127.0.0.20", "bob", users["bob"]), "bob from the guessing address")
+	// While locked, a wrong guess gets the same answer as the right
+	// password: the refusal confirms nothing.
+	wantLockedOut(t, authFrom(t, e, "127.0.0.20", "bob", "guess-again"), "a wrong guess from the locked address")
 	if n := authFrom(t, e, "127.0.0.1", "bob", users["bob"]); !n.Is(nsSASL, "success") {
 		t.Fatalf("bob from 127.0.0.1: %s", n)
 	}
