@@ -240,13 +240,23 @@ func (e *env) serve() error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log, e.stderr)
+	level, err := zapcore.ParseLevel(orDefault(cfg.Log.Level, "info"))
+	if err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	// The core takes Info for the audit events; the limiter keeps the
+	// ordinary lines at the configured level.
+	rootLog := cfg.Log
+	if level > zapcore.InfoLevel {
+		rootLog.Level = "info"
+	}
+	log, err := newLogger(rootLog, e.stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
 	// Floods of identical lines and audit events are summarised (lograte.go).
-	log, stopLimits := rateLimited(log)
+	log, stopLimits := rateLimited(log, level)
 	defer stopLimits()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

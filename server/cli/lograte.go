@@ -49,6 +49,8 @@ var senderKeys = []string{"from", "ip", "jid", "who", "user", "remote"}
 // reason per window, they are folded into one audit_summary event with the
 // count, the first and last time and the number of distinct senders.
 type rateLimiter struct {
+	// level is the least level of ordinary lines (audit events: Info).
+	level    zapcore.Level
 	root     zapcore.Core
 	interval time.Duration
 	first    int
@@ -114,14 +116,25 @@ func newRateLimiter(core zapcore.Core, interval time.Duration, first, auditMax i
 
 // rateLimited returns log with its lines rate-limited and a function that
 // stops the limiter and writes what it still holds.
-func rateLimited(log *zap.Logger) (*zap.Logger, func()) {
+// level is the configured [log] level of the ordinary lines; audit events
+// are written at Info and above whatever it is, so log's core must enable
+// Info.
+func rateLimited(log *zap.Logger, level zapcore.Level) (*zap.Logger, func()) {
 	l := newRateLimiter(log.Core(), logInterval, logFirst, auditFirst, true)
+	l.level = level
 	return zap.New(l.core()), l.stop
 }
 
 // core is the wrapped core.
 func (l *rateLimiter) core() zapcore.Core {
 	plain := zapcore.NewSamplerWithOptions(l.root, l.interval, l.first, 0, zapcore.SamplerHook(l.sampled))
+	if l.level > zapcore.InfoLevel {
+		// Ordinary lines at the configured level; audit events never
+		// depend on it (a compliance record is not a debug line).
+		if c, err := zapcore.NewIncreaseLevelCore(plain, l.level); err == nil {
+			plain = c
+		}
+	}
 	return splitCore{plain: plain, audit: &auditCore{Core: l.root, l: l}}
 }
 
@@ -246,7 +259,7 @@ func isAudit(logger string) bool { return logger == "audit" || strings.HasPrefix
 // sampler.
 type splitCore struct{ plain, audit zapcore.Core }
 
-func (c splitCore) Enabled(l zapcore.Level) bool { return c.plain.Enabled(l) }
+func (c splitCore) Enabled(l zapcore.Level) bool { return c.plain.Enabled(l) || c.audit.Enabled(l) }
 
 func (c splitCore) With(fields []zapcore.Field) zapcore.Core {
 	return splitCore{plain: c.plain.With(fields), audit: c.audit.With(fields)}

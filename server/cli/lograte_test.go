@@ -126,3 +126,23 @@ type fakeClock struct{ t *time.Time }
 
 func (c fakeClock) Now() time.Time                         { return *c.t }
 func (c fakeClock) NewTicker(d time.Duration) *time.Ticker { return time.NewTicker(d) }
+
+// With [log] level = "warn", ordinary Info lines are dropped but audit
+// events (Info) are still written: the level is for operators' lines, not
+// for the compliance record.
+func TestAuditIgnoresLogLevel(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	l := newRateLimiter(core, time.Hour, logFirst, auditFirst, false)
+	l.level = zapcore.WarnLevel
+	log := zap.New(l.core())
+	log.Info("session started")
+	log.Warn("disk slow")
+	log.Named("audit").With(zap.Bool("audit", true)).Info("login", zap.String("result", "success"))
+	l.stop()
+	if logs.FilterMessage("session started").Len() != 0 {
+		t.Error("an Info line was written at level warn")
+	}
+	if logs.FilterMessage("disk slow").Len() != 1 || logs.FilterMessage("login").Len() != 1 {
+		t.Errorf("got %v", logs.All())
+	}
+}
