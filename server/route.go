@@ -322,16 +322,11 @@ func (h handler) Mechanisms(domain string, b sasl.Binding) []sasl.Mechanism {
 	return h.s.mechanisms(domain, b)
 }
 
-// AuthorizeLogin is the last check of a login whose credentials were
-// right (c2s sends SASL success when it passes), so it is also where the
-// lockout learns that the address logged in to the account: c2s's
-// LoginSucceeded does not carry the address.
 func (h handler) AuthorizeLogin(ctx context.Context, bare jid.JID, remote string) (c2s.Grant, error) {
 	r, err := h.s.authorizeLogin(ctx, bare, remote)
 	if err != nil {
 		return c2s.Grant{}, err
 	}
-	h.s.lockout.succeeded(bare.String(), ipOf(remote))
 	return c2s.Grant{MaxSessions: r.MaxSessions, MaxDuration: time.Duration(r.MaxSessionDuration)}, nil
 }
 
@@ -352,9 +347,9 @@ func (h handler) LoginFailed(bare jid.JID, remote string) time.Duration {
 	return h.s.lockout.failed(bare.String(), ipOf(remote))
 }
 
-// LoginSucceeded has nothing left to do: AuthorizeLogin recorded the
-// success with its address.
-func (h handler) LoginSucceeded(jid.JID) {}
+func (h handler) LoginSucceeded(bare jid.JID, remote string) {
+	h.s.lockout.succeeded(bare.String(), ipOf(remote))
+}
 
 func (h handler) StreamFeatures(authenticated bool) []*element.Element {
 	return h.s.streamFeatures(authenticated)

@@ -44,8 +44,10 @@ type Handler interface {
 	// LoginFailed records a failed login (wrong credentials) and returns
 	// the pause to impose before answering.
 	LoginFailed(bare jid.JID, remote string) time.Duration
-	// LoginSucceeded forgets the account's failures.
-	LoginSucceeded(bare jid.JID)
+	// LoginSucceeded records a login with the right credentials that the
+	// access rules admitted, from remote (host:port): the address becomes
+	// trusted for the account and its failures there are forgotten.
+	LoginSucceeded(bare jid.JID, remote string)
 	// SessionStarted runs after bind.
 	SessionStarted(ctx context.Context, s *Session)
 	// HandleStanza processes a stanza from a bound session ('from'

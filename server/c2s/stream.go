@@ -424,7 +424,7 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 				return false, c.tr.write([][]byte{saslFailure(cond, text)})
 			}
 			c.grant = grant
-			c.srv.h.LoginSucceeded(bare)
+			c.srv.h.LoginSucceeded(bare, c.tr.remoteAddr())
 			c.user = bare.Localpart()
 			c.mech = name
 			c.authed = true
