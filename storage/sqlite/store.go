@@ -404,4 +404,11 @@ CREATE TABLE lockouts (
 	PRIMARY KEY (kind, key)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 9: each pubsub item's payload size, summed through an index for the
+	// per-node and per-account byte quotas.
+	`
+ALTER TABLE pubsub_items ADD COLUMN size INTEGER NOT NULL DEFAULT 0; -- length(payload)
+UPDATE pubsub_items SET size = length(payload);
+CREATE INDEX pubsub_items_size ON pubsub_items (owner, node, size);
+`,
 }
