@@ -203,7 +203,9 @@ func (m *Module) AccountFeatures() []string {
 	} {
 		out = append(out, NSPubSub+"#"+f)
 	}
-	return out
+	// Item retrieval pages with XEP-0059 (section 8 of it asks for the
+	// feature).
+	return append(out, NSRSM)
 }
 
 // AccountIdentities adds pubsub/pep (XEP-0163 section 6.1).

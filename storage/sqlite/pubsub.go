@@ -137,8 +137,25 @@ func (s *Store) ConfigureNode(ctx context.Context, owner, node string, cfg stora
 			boolInt(cfg.NotifyRetract), owner, node); err != nil {
 			return err
 		}
-		return trimItems(ctx, tx, owner, node, cfg.Keep())
+		if err := trimItems(ctx, tx, owner, node, cfg.Keep()); err != nil {
+			return err
+		}
+		_, err = refreshNodeBytes(ctx, tx, owner, node)
+		return err
 	})
+}
+
+// refreshNodeBytes recomputes a node's bytes (the sum of its items'
+// payload sizes, through the covering index) after its items changed, and
+// returns it.
+func refreshNodeBytes(ctx context.Context, tx *sql.Tx, owner, node string) (int, error) {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM pubsub_items WHERE owner = ? AND node = ?`,
+		owner, node).Scan(&n); err != nil {
+		return 0, err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE pubsub_nodes SET bytes = ? WHERE owner = ? AND node = ?`, n, owner, node)
+	return n, err
 }
 
 func trimItems(ctx context.Context, tx *sql.Tx, owner, node string, keep int) error {
@@ -201,18 +218,16 @@ func (s *Store) PublishItem(ctx context.Context, owner, node string, item storag
 	return created, err
 }
 
-// checkPubSubBytes returns a *storage.QuotaError when the node's or the
-// owner's items hold more payload bytes than q allows.
+// checkPubSubBytes updates the node's bytes and returns a
+// *storage.QuotaError when the node's or the owner's items hold more
+// payload bytes than q allows.
 func checkPubSubBytes(ctx context.Context, tx *sql.Tx, owner, node string, q storage.PubSubQuota) error {
-	if q.MaxNodeBytes > 0 {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM pubsub_items WHERE owner = ? AND node = ?`,
-			owner, node).Scan(&n); err != nil {
-			return err
-		}
-		if n > q.MaxNodeBytes {
-			return &storage.QuotaError{Quota: storage.QuotaNodeBytes, Limit: q.MaxNodeBytes}
-		}
+	n, err := refreshNodeBytes(ctx, tx, owner, node)
+	if err != nil {
+		return err
+	}
+	if q.MaxNodeBytes > 0 && n > q.MaxNodeBytes {
+		return &storage.QuotaError{Quota: storage.QuotaNodeBytes, Limit: q.MaxNodeBytes}
 	}
 	if q.MaxBytes > 0 {
 		n, err := pubsubBytes(ctx, tx, owner)
@@ -228,7 +243,7 @@ func checkPubSubBytes(ctx context.Context, tx *sql.Tx, owner, node string, q sto
 
 func pubsubBytes(ctx context.Context, tx *sql.Tx, owner string) (int, error) {
 	var n int
-	err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM pubsub_items WHERE owner = ?`, owner).Scan(&n)
+	err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(bytes), 0) FROM pubsub_nodes WHERE owner = ?`, owner).Scan(&n)
 	return n, err
 }
 
@@ -325,7 +340,11 @@ func (s *Store) Items(ctx context.Context, owner, node string, max int, ids []st
 // RetractItem deletes one item.
 func (s *Store) RetractItem(ctx context.Context, owner, node, id string) error {
 	return s.write(ctx, "retract pubsub item", func(tx *sql.Tx) error {
-		return execOne(ctx, tx, `DELETE FROM pubsub_items WHERE owner = ? AND node = ? AND item_id = ?`, owner, node, id)
+		if err := execOne(ctx, tx, `DELETE FROM pubsub_items WHERE owner = ? AND node = ? AND item_id = ?`, owner, node, id); err != nil {
+			return err
+		}
+		_, err := refreshNodeBytes(ctx, tx, owner, node)
+		return err
 	})
 }
 

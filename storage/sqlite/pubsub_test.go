@@ -2,9 +2,12 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -337,5 +340,46 @@ func TestPutPrivateQuota(t *testing.T) {
 	}
 	if err := put(low, storage.PrivateEntry{Key: "a"}); err != nil {
 		t.Errorf("delete over a lowered quota: %v", err)
+	}
+}
+
+// Migration 9 gives items stored before it their sizes and nodes their
+// sums, so that the quotas count what was already there.
+func TestPubSubMigrationCountsStoredItems(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "palisade.db")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateDB(ctx, db, migrations[:8]); err != nil {
+		t.Fatal(err)
+	}
+	const owner = "alice@example.com"
+	for _, n := range []string{"a", "b"} {
+		if _, err := db.ExecContext(ctx, `INSERT INTO pubsub_nodes (owner, node, access_model, roster_groups, max_items, persist_items, send_last, notify_retract, created)
+			VALUES (?, ?, 'presence', '[]', 10, 1, 'never', 1, 0)`, owner, n); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if _, err := db.ExecContext(ctx, `INSERT INTO pubsub_items (owner, node, item_id, publisher, published, payload) VALUES (?, ?, ?, '', 0, ?)`,
+				owner, n, strconv.Itoa(i), make([]byte, 100)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db.Close()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, err := s.PubSubBytes(ctx, owner); err != nil || n != 600 {
+		t.Errorf("bytes after migration %d, %v; want 600", n, err)
+	}
+	cfg := pepConfig(10)
+	_, err = s.PublishItem(ctx, owner, "a", storage.PubSubItem{ID: "new", Payload: make([]byte, 1)}, &cfg, storage.PubSubQuota{MaxNodeBytes: 300})
+	if !errors.Is(err, storage.ErrQuota) {
+		t.Errorf("publish past the stored 300 bytes: %v", err)
 	}
 }
