@@ -48,7 +48,7 @@ func init() {
 			if h.Config != nil {
 				q = Quota{Messages: h.Config.Limits.MaxOfflineMessages, Bytes: h.Config.Limits.MaxOfflineBytes}
 			}
-			return New(h.Store, h.Log, q, time.Now), nil
+			return NewWithQuota(h.Store, h.Log, q, time.Now), nil
 		},
 	})
 }
@@ -97,9 +97,15 @@ type fullState struct {
 	suppressed int
 }
 
-// New builds the module. q is the per-account quota; now is the clock
-// for delay stamps.
-func New(store storage.Offline, log *zap.Logger, q Quota, now func() time.Time) *Module {
+// New builds the module with a quota of max messages per account (0:
+// none) and no byte quota; now is the clock for delay stamps.
+func New(store storage.Offline, log *zap.Logger, max int, now func() time.Time) *Module {
+	return NewWithQuota(store, log, Quota{Messages: max}, now)
+}
+
+// NewWithQuota builds the module with the per-account quota q; now is the
+// clock for delay stamps.
+func NewWithQuota(store storage.Offline, log *zap.Logger, q Quota, now func() time.Time) *Module {
 	return &Module{store: store, log: log, quota: q, now: now, full: map[string]*fullState{}}
 }
 

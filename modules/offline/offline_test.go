@@ -19,7 +19,7 @@ var stamp = time.Date(2002, 9, 10, 23, 8, 25, 0, time.UTC)
 func newOffline(t *testing.T, max int) (*Module, *moduletest.Router) {
 	t.Helper()
 	h, r := moduletest.NewHost(t, nil)
-	return New(h.Store, h.Log, Quota{Messages: max}, func() time.Time { return stamp }), r
+	return New(h.Store, h.Log, max, func() time.Time { return stamp }), r
 }
 
 func TestStoreAndDeliver(t *testing.T) {
@@ -89,7 +89,7 @@ func TestQuota(t *testing.T) {
 // quota named, and what was stored before stays; delivery frees the room.
 func TestByteQuota(t *testing.T) {
 	h, r := moduletest.NewHost(t, nil)
-	m := New(h.Store, h.Log, Quota{Messages: 1000, Bytes: 4000}, func() time.Time { return stamp })
+	m := NewWithQuota(h.Store, h.Log, Quota{Messages: 1000, Bytes: 4000}, func() time.Time { return stamp })
 	ctx := context.Background()
 	msg := `<message from='romeo@montague.net/orchard' to='juliet@example.com' type='chat'><body>` + strings.Repeat("x", 900) + `</body></message>`
 	stored := 0
@@ -134,7 +134,7 @@ func TestFullLoggedOnce(t *testing.T) {
 	h, _ := moduletest.NewHost(t, nil)
 	core, logs := observer.New(zap.InfoLevel)
 	now := stamp
-	m := New(h.Store, zap.New(core), Quota{Messages: 1}, func() time.Time { return now })
+	m := NewWithQuota(h.Store, zap.New(core), Quota{Messages: 1}, func() time.Time { return now })
 	ctx := context.Background()
 	msg := `<message from='romeo@montague.net/orchard' to='juliet@example.com'><body>hi</body></message>`
 	if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); err != nil {

@@ -173,11 +173,8 @@ func (m *Module) send(ctx context.Context, owner jid.JID, to []module.Session, c
 // notifications fit; only an item stored under a larger limit, or an
 // extraordinarily long address, can be refused here).
 func (m *Module) fits(msg *stanza.Stanza) bool {
-	if m.lim.MaxStanzaBytes <= 0 {
-		return true
-	}
 	n := len(msg.Wire())
-	if n <= m.lim.MaxStanzaBytes {
+	if n <= m.stanzaLimit() {
 		return true
 	}
 	m.log.Warn("notification larger than the stanza limit not sent", zap.String("from", msg.From.String()),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -101,10 +102,22 @@ func (m *Module) answerReserve(node string) int {
 	return min(2048, m.lim.MaxStanzaBytes/4) + 2*attrBound(node)
 }
 
+// stanzaLimit is the largest stanza the module sends (no bound when the
+// limits are unset, as in a module built without a host).
+func (m *Module) stanzaLimit() int {
+	if m.lim.MaxStanzaBytes <= 0 {
+		return math.MaxInt
+	}
+	return m.lim.MaxStanzaBytes
+}
+
 // maxPayload is the largest payload publishable as item id of node: the
 // configured bound, and what keeps one item's answer or notification
 // within the stanza limit.
 func (m *Module) maxPayload(node, id string) int {
+	if m.lim.MaxStanzaBytes <= 0 {
+		return m.cfg.MaxPayloadBytes
+	}
 	fit := m.lim.MaxStanzaBytes - m.answerReserve(node) - itemBound(storage.PubSubItemRef{ID: id})
 	return max(0, min(m.cfg.MaxPayloadBytes, fit))
 }
@@ -211,7 +224,7 @@ func (m *Module) answerItems(ctx context.Context, iq *stanza.Stanza, owner, node
 			res.Append(rsmSet(items, p.start, len(list)))
 		}
 		size := len(iq.Result(res).Wire())
-		if size <= m.lim.MaxStanzaBytes {
+		if size <= m.stanzaLimit() {
 			return res, nil
 		}
 		if len(items) <= 1 {

@@ -266,7 +266,7 @@ func (m *Module) items(ctx context.Context, iq *stanza.Stanza, req, set *element
 	skeleton := element.New(NSPubSub, "pubsub").Append(element.New(NSPubSub, "items", element.A("node", node)),
 		element.New(NSRSM, "set").Append(element.New(NSRSM, "first", element.A("index", "2147483647")),
 			element.New(NSRSM, "last"), element.New(NSRSM, "count").SetText("2147483647")))
-	budget := m.lim.MaxStanzaBytes - len(iq.Result(skeleton).Wire())
+	budget := m.stanzaLimit() - len(iq.Result(skeleton).Wire())
 	p, err := choose(list, q, budget)
 	if err != nil {
 		return nil, err

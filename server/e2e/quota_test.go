@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -42,14 +43,13 @@ func quotaLogin(t *testing.T, e *env, user, res string) *qc {
 	return &qc{c}
 }
 
-var quotaSeq int
+var quotaSeq atomic.Int64
 
 // iq sends an iq and returns its answer and the answer's size in bytes
 // as read from the stream.
 func (c *qc) iq(typ, payload string) (*Node, int64) {
 	c.t.Helper()
-	quotaSeq++
-	id := "q" + strconv.Itoa(quotaSeq)
+	id := "q" + strconv.FormatInt(quotaSeq.Add(1), 10)
 	c.send("<iq type='%s' id='%s'>%s</iq>", typ, id, payload)
 	for {
 		off := c.dec.InputOffset()
@@ -78,6 +78,7 @@ func errorText(n *Node) string {
 // not-acceptable naming the quota, and no more than the quota is stored;
 // past limits.max_private_items small namespaces are refused the same way.
 func TestQuotaPrivateFlood(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *config.Config) { c.Limits.MaxStanzaBytes = 70000 })
 	c := quotaLogin(t, e, "alice", "flood")
 	blob := strings.Repeat("z", 60000)
@@ -167,6 +168,7 @@ func (c *qc) publish(node, id string, size int) *Node {
 // limit, carries an RSM <set/> with the count, and paging with <after/>
 // (and <before/> from the unpaged answer) returns every item once.
 func TestQuotaPEPItemsPaged(t *testing.T) {
+	t.Parallel()
 	e := quotaPEPEnv(t, nil)
 	c := quotaLogin(t, e, "alice", "pep")
 	limit := int64(e.cfg.Limits.MaxStanzaBytes)
@@ -241,6 +243,7 @@ func TestQuotaPEPItemsPaged(t *testing.T) {
 // not-acceptable and <payload-too-big/> naming the quota; a retraction
 // frees room.
 func TestQuotaPEPNodeBytes(t *testing.T) {
+	t.Parallel()
 	e := quotaPEPEnv(t, func(c *config.Config) { c.Limits.MaxPEPNodeBytes = 200000 })
 	c := quotaLogin(t, e, "alice", "pep")
 	accepted := 0
@@ -394,6 +397,7 @@ func startBinary(t *testing.T, limits string) *binaryServer {
 // service-unavailable naming the quota; nothing partial is stored, and the
 // server logs the refusals once, not once per message.
 func TestQuotaOfflineFlood(t *testing.T) {
+	t.Parallel()
 	const quota = 100000
 	srv := startBinary(t, "max_offline_bytes = "+strconv.Itoa(quota))
 	b := login(t, srv.e, modeStartTLS, "carol", "flood")
