@@ -174,7 +174,7 @@ func (m *Module) publish(ctx context.Context, owner, from jid.JID, pub, opts *el
 	_, err = m.store.PublishItem(ctx, owner.String(), node, item, create, m.quota())
 	unlock()
 	if se := m.quotaErr(err); se != nil {
-		m.log.Info("publish refused: quota", zap.String("owner", owner.String()), zap.String("node", node),
+		m.log.Debug("publish refused: quota", zap.String("owner", owner.String()), zap.String("node", node),
 			zap.String("quota", se.Text))
 		return nil, se
 	}

@@ -176,7 +176,7 @@ func (m *Module) set(ctx context.Context, user string, children []*element.Eleme
 	err := m.store.PutPrivate(ctx, user, entries, q)
 	var qe *storage.QuotaError
 	if errors.As(err, &qe) {
-		m.log.Info("private storage full", zap.String("user", user), zap.String("quota", qe.Quota), zap.Int("limit", qe.Limit))
+		m.log.Debug("private storage full", zap.String("user", user), zap.String("quota", qe.Quota), zap.Int("limit", qe.Limit))
 		text := fmt.Sprintf("private storage is full: an account may store %d bytes (limits.max_private_bytes)", qe.Limit)
 		if qe.Quota == storage.QuotaCount {
 			text = fmt.Sprintf("private storage is full: an account may store %d namespaces (limits.max_private_items)", qe.Limit)

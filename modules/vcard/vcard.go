@@ -137,7 +137,7 @@ func (m *Module) set(ctx context.Context, user string, v *element.Element) error
 	if len(v.Elements()) > 0 || len(v.Attrs) > 0 {
 		data = []byte(v.String())
 		if m.quota > 0 && len(data) > m.quota && m.quota <= m.cfg.MaxBytes {
-			m.log.Info("vCard refused: quota", zap.String("user", user), zap.Int("bytes", len(data)), zap.Int("limit", m.quota))
+			m.log.Debug("vCard refused: quota", zap.String("user", user), zap.Int("bytes", len(data)), zap.Int("limit", m.quota))
 			return stanza.Err(stanza.Modify, stanza.NotAcceptable,
 				fmt.Sprintf("vCard quota reached: an account's vCard may hold %d bytes (limits.max_vcard_bytes)", m.quota))
 		}
