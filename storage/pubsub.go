@@ -62,6 +62,22 @@ type PubSubItem struct {
 	Payload   []byte // the serialized payload element
 }
 
+// PubSubItemRef is what a listing of a node's items says of each: its ID
+// and the bytes of its stored payload.
+type PubSubItemRef struct {
+	ID   string
+	Size int
+}
+
+// PubSubQuota bounds one account's personal eventing service (0: no
+// limit): how many nodes it may have, how many payload bytes one node's
+// items may hold, and how many all of its items may hold.
+type PubSubQuota struct {
+	MaxNodes     int
+	MaxNodeBytes int
+	MaxBytes     int
+}
+
 // PubSub stores the nodes and items of personal eventing services (XEP-0163
 // on XEP-0060), keyed by the owner's bare JID. Every write is one
 // transaction, durable when it returns.
@@ -80,9 +96,19 @@ type PubSub interface {
 	DeleteNode(ctx context.Context, owner, node string) error
 	// PublishItem stores item as the node's newest, replacing an item with
 	// the same ID, then drops the oldest items beyond Config.Keep(). A
-	// missing node is created with create (then ErrQuota past maxNodes, as
-	// for CreateNode) or, when create is nil, ErrNotFound is returned.
-	PublishItem(ctx context.Context, owner, node string, item PubSubItem, create *NodeConfig, maxNodes int) (created bool, err error)
+	// missing node is created with create or, when create is nil,
+	// ErrNotFound is returned. It fails with a *QuotaError and changes
+	// nothing when a node would be created past q.MaxNodes (QuotaCount),
+	// or when, after the replacement and the trimming, the node's payloads
+	// would exceed q.MaxNodeBytes (QuotaNodeBytes) or the owner's
+	// q.MaxBytes (QuotaBytes).
+	PublishItem(ctx context.Context, owner, node string, item PubSubItem, create *NodeConfig, q PubSubQuota) (created bool, err error)
+	// ItemRefs lists a node's items oldest first (publication order), each
+	// with its payload's size, without the payloads. ErrNotFound if the
+	// node is absent.
+	ItemRefs(ctx context.Context, owner, node string) ([]PubSubItemRef, error)
+	// PubSubBytes returns the payload bytes of all of an owner's items.
+	PubSubBytes(ctx context.Context, owner string) (int, error)
 	// Items returns a node's items newest first, at most max (0: all), or,
 	// when ids is not empty, only those (in the order of ids, missing ones
 	// left out). ErrNotFound if the node is absent.

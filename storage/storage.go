@@ -6,6 +6,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -111,8 +112,11 @@ type OfflineMessage struct {
 // Offline stores messages for users without an available resource.
 type Offline interface {
 	// Store appends a message for a bare JID; durable when it returns.
-	// It fails with ErrQuota when the user already holds max messages.
-	Store(ctx context.Context, user string, stanza []byte, stamp time.Time, max int) error
+	// It fails with a *QuotaError (errors.Is ErrQuota), storing nothing,
+	// when the user already holds max messages (QuotaCount) or when the
+	// message would take the user's stored messages past maxBytes bytes
+	// (QuotaBytes); 0 means no limit.
+	Store(ctx context.Context, user string, stanza []byte, stamp time.Time, max, maxBytes int) error
 	// Pending lists a user's stored messages in arrival order.
 	Pending(ctx context.Context, user string) ([]OfflineMessage, error)
 	// Delete removes delivered messages by ID.
@@ -124,6 +128,50 @@ type Offline interface {
 // ErrQuota is returned when a per-user limit would be exceeded.
 var ErrQuota = errors.New("storage: quota exceeded")
 
+// What a QuotaError says is bounded.
+const (
+	// QuotaCount: how many entries an account holds (nodes, private
+	// namespaces, offline messages).
+	QuotaCount = "count"
+	// QuotaBytes: the bytes of all of an account's entries of one kind.
+	QuotaBytes = "bytes"
+	// QuotaNodeBytes: the bytes of the items of one pubsub node.
+	QuotaNodeBytes = "node-bytes"
+)
+
+// QuotaError is the ErrQuota of one named per-account limit; errors.Is(err,
+// ErrQuota) holds for it. A write that fails with it changes nothing.
+type QuotaError struct {
+	// Quota is QuotaCount, QuotaBytes or QuotaNodeBytes.
+	Quota string
+	// Limit is the bound the write would have exceeded.
+	Limit int
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("storage: quota exceeded: %s limit %d", e.Quota, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrQuota) hold.
+func (e *QuotaError) Is(target error) bool { return target == ErrQuota }
+
+// PrivateEntry is one key of private storage and its data; empty data
+// deletes the key.
+type PrivateEntry struct {
+	Key  string
+	Data []byte
+}
+
+// PrivateQuota bounds a user's private storage as PutPrivate leaves it:
+// at most MaxItems keys holding at most MaxBytes bytes of data together
+// (0: no limit), not counting the keys in Exempt (kept there by other
+// features with their own bounds, such as the vCard).
+type PrivateQuota struct {
+	MaxItems int
+	MaxBytes int
+	Exempt   []string
+}
+
 // Private stores XEP-0049 private XML and XEP-0054 vCards, keyed by user and
 // (namespace, element name) or by kind.
 type Private interface {
@@ -131,6 +179,11 @@ type Private interface {
 	GetPrivate(ctx context.Context, user, key string) ([]byte, error)
 	// SetPrivate stores XML for (user, key); empty data deletes it.
 	SetPrivate(ctx context.Context, user, key string, data []byte) error
+	// PutPrivate stores several entries for user in one transaction. When
+	// the result would exceed q it fails with a *QuotaError (QuotaCount or
+	// QuotaBytes) and stores nothing; an entry replacing a key counts
+	// with its new size only.
+	PutPrivate(ctx context.Context, user string, entries []PrivateEntry, q PrivateQuota) error
 }
 
 // Blocklists stores XEP-0191 block lists.

@@ -4,7 +4,11 @@
 // sends initial presence with a non-negative priority.
 //
 // It registers the module "offline", the server's module.OfflineStore. The
-// per-account quota is limits.max_offline_messages. XEP-0334 hints are
+// per-account quota is limits.max_offline_messages messages and
+// limits.max_offline_bytes bytes: past either the message is not stored
+// and its sender gets service-unavailable with a text naming the quota
+// (XEP-0160 section 3, RFC 6121 section 8.5.2.1.1). The refusals are
+// logged once a minute per account, with a count of those in between. XEP-0334 hints are
 // honoured: <no-store/> keeps a message out of offline storage, <store/>
 // keeps one that would otherwise not be stored.
 package offline
@@ -40,21 +44,40 @@ func init() {
 	module.Register(module.Info{
 		Name: "offline",
 		New: func(h *module.Host, _ any) (any, error) {
-			max := 0
+			var q Quota
 			if h.Config != nil {
-				max = h.Config.Limits.MaxOfflineMessages
+				q = Quota{Messages: h.Config.Limits.MaxOfflineMessages, Bytes: h.Config.Limits.MaxOfflineBytes}
 			}
-			return New(h.Store, h.Log, max, time.Now), nil
+			return NewWithQuota(h.Store, h.Log, q, time.Now), nil
 		},
 	})
 }
+
+// Quota bounds one account's offline messages (0: no limit): how many
+// (limits.max_offline_messages) and how many bytes, serialized as
+// stored (limits.max_offline_bytes).
+type Quota struct {
+	Messages int
+	Bytes    int
+}
+
+// fullLogEvery is how often one account's "offline storage full" is
+// logged; the refusals between two lines are counted in the second.
+const fullLogEvery = time.Minute
+
+// maxFullLogged bounds the accounts whose last "storage full" line is
+// remembered.
+const maxFullLogged = 4096
 
 // Module stores and delivers offline messages.
 type Module struct {
 	store storage.Offline
 	log   *zap.Logger
-	max   int
+	quota Quota
 	now   func() time.Time
+
+	fullMu sync.Mutex
+	full   map[string]*fullState // by account, for the storage-full log line
 
 	// locks serialize delivery per account, so that two resources coming
 	// online together do not both get the same messages.
@@ -67,10 +90,23 @@ var (
 	_ module.Features         = (*Module)(nil)
 )
 
-// New builds the module. max is the per-account quota (0: none); now is
-// the clock for delay stamps.
+// fullState is when an account's storage-full line was last logged and
+// how many refusals have not been logged since.
+type fullState struct {
+	logged     time.Time
+	suppressed int
+}
+
+// New builds the module with a quota of max messages per account (0:
+// none) and no byte quota; now is the clock for delay stamps.
 func New(store storage.Offline, log *zap.Logger, max int, now func() time.Time) *Module {
-	return &Module{store: store, log: log, max: max, now: now}
+	return NewWithQuota(store, log, Quota{Messages: max}, now)
+}
+
+// NewWithQuota builds the module with the per-account quota q; now is the
+// clock for delay stamps.
+func NewWithQuota(store storage.Offline, log *zap.Logger, q Quota, now func() time.Time) *Module {
+	return &Module{store: store, log: log, quota: q, now: now, full: map[string]*fullState{}}
 }
 
 // ServerFeatures implements module.Features.
@@ -128,16 +164,57 @@ func (m *Module) StoreOffline(ctx context.Context, st *stanza.Stanza) error {
 			element.A("stamp", stamp.Format("2006-01-02T15:04:05Z")),
 		).SetText("Offline Storage"))
 	}
-	err := m.store.Store(ctx, user.String(), []byte(c.El.String()), stamp, m.max)
+	err := m.store.Store(ctx, user.String(), []byte(c.El.String()), stamp, m.quota.Messages, m.quota.Bytes)
 	if errors.Is(err, storage.ErrQuota) {
-		m.log.Debug("offline storage full", zap.String("to", user.String()))
-		return stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, "offline storage is full")
+		text := "offline storage is full"
+		var qe *storage.QuotaError
+		if errors.As(err, &qe) {
+			if qe.Quota == storage.QuotaBytes {
+				text = fmt.Sprintf("offline storage is full: an account may hold %d bytes of offline messages (limits.max_offline_bytes)", qe.Limit)
+			} else {
+				text = fmt.Sprintf("offline storage is full: an account may hold %d offline messages (limits.max_offline_messages)", qe.Limit)
+			}
+		}
+		m.logFull(user.String(), text, stamp)
+		return stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, text)
 	}
 	if err != nil {
 		return fmt.Errorf("offline: store for %s: %w", user, err)
 	}
 	m.log.Debug("offline message stored", zap.String("to", user.String()))
 	return nil
+}
+
+// logFull logs a refusal for a full account at most once per
+// fullLogEvery, with the number of refusals left unlogged since the
+// previous line.
+func (m *Module) logFull(user, text string, now time.Time) {
+	m.fullMu.Lock()
+	st := m.full[user]
+	if st != nil && now.Sub(st.logged) < fullLogEvery {
+		st.suppressed++
+		m.fullMu.Unlock()
+		return
+	}
+	suppressed := 0
+	if st != nil {
+		suppressed = st.suppressed
+		st.logged, st.suppressed = now, 0
+	} else {
+		if len(m.full) >= maxFullLogged {
+			for k, v := range m.full {
+				if now.Sub(v.logged) >= fullLogEvery {
+					delete(m.full, k)
+				}
+			}
+		}
+		if len(m.full) < maxFullLogged {
+			m.full[user] = &fullState{logged: now}
+		}
+	}
+	m.fullMu.Unlock()
+	m.log.Info("offline storage full", zap.String("to", user), zap.String("reason", text),
+		zap.Int("suppressed", suppressed), zap.Duration("every", fullLogEvery))
 }
 
 // hasDelay reports whether el already carries a <delay/> from domain (a

@@ -3,12 +3,15 @@ package offline
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 var stamp = time.Date(2002, 9, 10, 23, 8, 25, 0, time.UTC)
@@ -76,8 +79,81 @@ func TestQuota(t *testing.T) {
 		}
 	}
 	// XEP-0160 section 3: storage full.
-	if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); moduletest.Condition(err) != stanza.ServiceUnavailable {
+	err := m.StoreOffline(ctx, moduletest.Parse(t, msg))
+	if moduletest.Condition(err) != stanza.ServiceUnavailable || !strings.Contains(err.Error(), "limits.max_offline_messages") {
 		t.Errorf("over quota: %v", err)
+	}
+}
+
+// Past limits.max_offline_bytes a message is refused whole, with the
+// quota named, and what was stored before stays; delivery frees the room.
+func TestByteQuota(t *testing.T) {
+	h, r := moduletest.NewHost(t, nil)
+	m := NewWithQuota(h.Store, h.Log, Quota{Messages: 1000, Bytes: 4000}, func() time.Time { return stamp })
+	ctx := context.Background()
+	msg := `<message from='romeo@montague.net/orchard' to='juliet@example.com' type='chat'><body>` + strings.Repeat("x", 900) + `</body></message>`
+	stored := 0
+	var err error
+	for range 10 {
+		if err = m.StoreOffline(ctx, moduletest.Parse(t, msg)); err != nil {
+			break
+		}
+		stored++
+	}
+	if stored != 3 || moduletest.Condition(err) != stanza.ServiceUnavailable || !strings.Contains(err.Error(), "limits.max_offline_bytes") {
+		t.Fatalf("stored %d, then %v; want 3 and service-unavailable naming limits.max_offline_bytes", stored, err)
+	}
+	pending, err := h.Store.Pending(ctx, "juliet@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, p := range pending {
+		total += len(p.Stanza)
+	}
+	if len(pending) != 3 || total > 4000 {
+		t.Errorf("%d messages of %d bytes stored, want 3 within 4000", len(pending), total)
+	}
+	// A smaller message still fits in what is left.
+	if err := m.StoreOffline(ctx, moduletest.Parse(t, `<message from='romeo@montague.net/orchard' to='juliet@example.com'><body>hi</body></message>`)); err != nil {
+		t.Errorf("small message: %v", err)
+	}
+	s := r.Login(t, "juliet@example.com/balcony")
+	m.InitialPresence(ctx, s)
+	if got := s.TakeXML(); len(got) != 4 {
+		t.Errorf("delivered %d, want 4", len(got))
+	}
+	if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); err != nil {
+		t.Errorf("after delivery: %v", err)
+	}
+}
+
+// A flood into a full account logs one line a minute, which counts the
+// refusals it stands for, not one line per message.
+func TestFullLoggedOnce(t *testing.T) {
+	h, _ := moduletest.NewHost(t, nil)
+	core, logs := observer.New(zap.InfoLevel)
+	now := stamp
+	m := NewWithQuota(h.Store, zap.New(core), Quota{Messages: 1}, func() time.Time { return now })
+	ctx := context.Background()
+	msg := `<message from='romeo@montague.net/orchard' to='juliet@example.com'><body>hi</body></message>`
+	if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if err := m.StoreOffline(ctx, moduletest.Parse(t, msg)); moduletest.Condition(err) != stanza.ServiceUnavailable {
+			t.Fatalf("over quota: %v", err)
+		}
+		now = now.Add(time.Second / 2)
+	}
+	if got := logs.FilterMessage("offline storage full").Len(); got != 1 {
+		t.Fatalf("%d storage-full lines for 50 refusals in 25 s, want 1", got)
+	}
+	now = now.Add(time.Minute)
+	m.StoreOffline(ctx, moduletest.Parse(t, msg))
+	lines := logs.FilterMessage("offline storage full").AllUntimed()
+	if len(lines) != 2 || lines[1].ContextMap()["suppressed"] != int64(49) {
+		t.Errorf("after a minute: %d lines, last %v; want 2, suppressed 49", len(lines), lines[len(lines)-1].ContextMap())
 	}
 }
 

@@ -161,8 +161,25 @@ func (m *Module) send(ctx context.Context, owner jid.JID, to []module.Session, c
 		c := msg.ShallowCopy()
 		c.SetTo(s.JID())
 		c.El.SetAttr("id", newID())
+		if !m.fits(c) {
+			continue
+		}
 		m.router.Route(ctx, c)
 	}
+}
+
+// fits reports whether a notification stays within the stanza limit,
+// logging the one that does not (publishes are bounded so that their
+// notifications fit; only an item stored under a larger limit, or an
+// extraordinarily long address, can be refused here).
+func (m *Module) fits(msg *stanza.Stanza) bool {
+	n := len(msg.Wire())
+	if n <= m.stanzaLimit() {
+		return true
+	}
+	m.log.Warn("notification larger than the stanza limit not sent", zap.String("from", msg.From.String()),
+		zap.String("to", msg.To.String()), zap.Int("bytes", n), zap.Int("limit", m.lim.MaxStanzaBytes))
+	return false
 }
 
 // itemElement renders a stored item inside <items/> of ns.
@@ -269,5 +286,8 @@ func (m *Module) sendLast(ctx context.Context, owner jid.JID, node string, it st
 	msg.SetTo(sess.JID())
 	msg.El.Append(element.New(stanza.NSDelay, "delay",
 		element.A("from", owner.String()), element.A("stamp", it.Published.UTC().Format(time.RFC3339Nano))))
+	if !m.fits(msg) {
+		return
+	}
 	m.router.Route(ctx, msg)
 }

@@ -23,7 +23,9 @@ import (
 	"sync"
 
 	"github.com/palisade-im/palisade/modules/disco"
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
 	"mellium.im/xmpp/jid"
@@ -70,6 +72,23 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// Limits are the [limits] bounds the module applies besides its own
+// section: answers and notifications stay within MaxStanzaBytes, and
+// each account's service within MaxNodes nodes (the smaller of this and
+// Config.MaxNodes), MaxNodeBytes payload bytes per node and MaxBytes
+// payload bytes in all (0: no limit).
+type Limits struct {
+	MaxStanzaBytes int
+	MaxNodes       int
+	MaxNodeBytes   int
+	MaxBytes       int
+}
+
+// LimitsOf returns the module's bounds from the server configuration.
+func LimitsOf(l config.Limits) Limits {
+	return Limits{MaxStanzaBytes: l.MaxStanzaBytes, MaxNodes: l.MaxPEPNodes, MaxNodeBytes: l.MaxPEPNodeBytes, MaxBytes: l.MaxPEPBytes}
+}
+
 func init() {
 	module.RegisterConfigured("pep", DefaultConfig, func(h *module.Host, c Config) (any, error) {
 		return New(h, c)
@@ -90,6 +109,7 @@ type Module struct {
 	store  Store
 	log    *zap.Logger
 	cfg    Config
+	lim    Limits
 
 	// locks serialize the writes to one owner's service, so that a
 	// publish-options precondition holds until the item is stored.
@@ -129,13 +149,17 @@ func New(h *module.Host, cfg Config) (*Module, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return newModule(h.Router, h.Store, log.Named("pep"), cfg), nil
+	lim := LimitsOf(config.Default().Limits)
+	if h.Config != nil {
+		lim = LimitsOf(h.Config.Limits)
+	}
+	return newModule(h.Router, h.Store, log.Named("pep"), cfg, lim), nil
 }
 
-func newModule(r module.Router, st Store, log *zap.Logger, cfg Config) *Module {
+func newModule(r module.Router, st Store, log *zap.Logger, cfg Config, lim Limits) *Module {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Module{
-		router: r, store: st, log: log, cfg: cfg,
+		router: r, store: st, log: log, cfg: cfg, lim: lim,
 		caps:     newCapsCache(capsCacheSize),
 		sessions: map[string]*sessState{},
 		ctx:      ctx, cancel: cancel,
@@ -179,7 +203,9 @@ func (m *Module) AccountFeatures() []string {
 	} {
 		out = append(out, NSPubSub+"#"+f)
 	}
-	return out
+	// Item retrieval pages with XEP-0059 (section 8 of it asks for the
+	// feature).
+	return append(out, NSRSM)
 }
 
 // AccountIdentities adds pubsub/pep (XEP-0163 section 6.1).
@@ -204,6 +230,47 @@ func (m *Module) AccountItems(ctx context.Context, account, requester jid.JID) (
 		}
 	}
 	return out, nil
+}
+
+// quota is the storage quota of one account's service.
+func (m *Module) quota() storage.PubSubQuota {
+	nodes := m.cfg.MaxNodes
+	if m.lim.MaxNodes > 0 {
+		nodes = min(nodes, m.lim.MaxNodes)
+	}
+	return storage.PubSubQuota{MaxNodes: nodes, MaxNodeBytes: m.lim.MaxNodeBytes, MaxBytes: m.lim.MaxBytes}
+}
+
+// quotaErr turns a *storage.QuotaError into the XEP-0060 error naming the
+// limit: too many nodes is not-allowed with max-nodes-exceeded (section
+// 7.1.3 and 8.1.3 leave it to the service; XEP-0060 lists the condition),
+// too many bytes is not-acceptable with payload-too-big (7.1.3.4). Any
+// other error is nil.
+func (m *Module) quotaErr(err error) *stanza.Error {
+	var qe *storage.QuotaError
+	if !errors.As(err, &qe) {
+		if errors.Is(err, storage.ErrQuota) {
+			return pubsubErr(stanza.Cancel, stanza.NotAllowed, "max-nodes-exceeded")
+		}
+		return nil
+	}
+	var e *stanza.Error
+	switch qe.Quota {
+	case storage.QuotaCount:
+		e = pubsubErr(stanza.Cancel, stanza.NotAllowed, "max-nodes-exceeded")
+		key := "modules.pep max_nodes"
+		if m.lim.MaxNodes > 0 && m.lim.MaxNodes < m.cfg.MaxNodes {
+			key = "limits.max_pep_nodes"
+		}
+		e.Text = fmt.Sprintf("node quota reached: an account may have %d nodes (%s)", qe.Limit, key)
+	case storage.QuotaNodeBytes:
+		e = pubsubErr(stanza.Modify, stanza.NotAcceptable, "payload-too-big")
+		e.Text = fmt.Sprintf("node quota reached: the items of one node may hold %d bytes (limits.max_pep_node_bytes); retract items or publish less", qe.Limit)
+	default:
+		e = pubsubErr(stanza.Modify, stanza.NotAcceptable, "payload-too-big")
+		e.Text = fmt.Sprintf("PEP storage quota reached: an account's items may hold %d bytes (limits.max_pep_bytes); retract items or publish less", qe.Limit)
+	}
+	return e
 }
 
 // lock takes the write lock of an owner's service.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -32,10 +31,14 @@ func (m *Module) handlePubSub(ctx context.Context, _ module.Session, iq *stanza.
 	}
 	switch iq.Type + " " + first.Local {
 	case "get items":
-		if len(kids) != 1 {
-			return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "one <items/> per request")
+		var set *element.Element
+		for _, k := range kids[1:] {
+			if k.Space != NSRSM || k.Local != "set" || set != nil {
+				return nil, stanza.Err(stanza.Modify, stanza.BadRequest, "only an RSM <set/> may follow <items/>")
+			}
+			set = k
 		}
-		return m.items(ctx, owner, iq.From, first)
+		return m.items(ctx, iq, first, set)
 	case "set publish":
 		opts, err := follower(kids, "publish-options", "publish")
 		if err != nil {
@@ -130,9 +133,9 @@ func (m *Module) publish(ctx context.Context, owner, from jid.JID, pub, opts *el
 		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "item id too long")
 	}
 	data := payloads[0].AppendTo(nil, "")
-	if len(data) > m.cfg.MaxPayloadBytes {
+	if limit := m.maxPayload(node, id); len(data) > limit {
 		e := pubsubErr(stanza.Modify, stanza.NotAcceptable, "payload-too-big")
-		e.Text = "the largest payload accepted is " + strconv.Itoa(m.cfg.MaxPayloadBytes) + " bytes"
+		e.Text = "the largest payload accepted is " + strconv.Itoa(limit) + " bytes"
 		return nil, e
 	}
 	var options fields
@@ -168,12 +171,12 @@ func (m *Module) publish(ctx context.Context, owner, from jid.JID, pub, opts *el
 		return nil, e
 	}
 	item := storage.PubSubItem{ID: id, Publisher: from.String(), Published: time.Now(), Payload: data}
-	_, err = m.store.PublishItem(ctx, owner.String(), node, item, create, m.cfg.MaxNodes)
+	_, err = m.store.PublishItem(ctx, owner.String(), node, item, create, m.quota())
 	unlock()
-	if errors.Is(err, storage.ErrQuota) {
-		e := pubsubErr(stanza.Cancel, stanza.NotAllowed, "max-nodes-exceeded")
-		e.Text = "an account may have " + strconv.Itoa(m.cfg.MaxNodes) + " nodes"
-		return nil, e
+	if se := m.quotaErr(err); se != nil {
+		m.log.Debug("publish refused: quota", zap.String("owner", owner.String()), zap.String("node", node),
+			zap.String("quota", se.Text))
+		return nil, se
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pep: publish to %s of %s: %w", node, owner, err)
@@ -190,8 +193,14 @@ func (m *Module) publish(ctx context.Context, owner, from jid.JID, pub, opts *el
 }
 
 // items handles item retrieval (XEP-0060 section 6.5): all, the newest
-// max_items, or by id.
-func (m *Module) items(ctx context.Context, owner, from jid.JID, req *element.Element) (*element.Element, error) {
+// max_items, or by id, paged with XEP-0059 RSM when set is not nil
+// (section 6.5.4). Whatever is asked, the answer stays within the stanza
+// limit: the server ends the page where the next item would pass it and
+// adds an RSM <set/> so that the client can ask for the rest. Without a
+// <set/> in the request that page is the newest items that fit (what
+// max_items asks for), with one it is the page RSM asks for.
+func (m *Module) items(ctx context.Context, iq *stanza.Stanza, req, set *element.Element) (*element.Element, error) {
+	owner, from := iq.To.Bare(), iq.From
 	node, se := nodeName(req)
 	if se != nil {
 		return nil, se
@@ -214,27 +223,55 @@ func (m *Module) items(ctx context.Context, owner, from jid.JID, req *element.El
 	if len(ids) > m.cfg.MaxItems {
 		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "too many item ids")
 	}
+	q := rsmQuery{max: -1, index: -1, last: true}
+	if set != nil {
+		var se *stanza.Error
+		if q, se = parseRSM(set); se != nil {
+			return nil, se
+		}
+	}
 	if _, err := m.readableNode(ctx, owner, from, node); err != nil {
 		return nil, err
 	}
-	list, err := m.store.Items(ctx, owner.String(), node, max, ids)
+	list, err := m.store.ItemRefs(ctx, owner.String(), node)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errNoNode
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pep: items of %s of %s: %w", node, owner, err)
 	}
-	if len(ids) > 0 && len(list) == 0 {
-		return nil, errNoNode
+	if len(ids) > 0 {
+		// The result set is the requested items, in the request's order.
+		byID := make(map[string]storage.PubSubItemRef, len(list))
+		for _, r := range list {
+			byID[r.ID] = r
+		}
+		seen := map[string]bool{}
+		list = list[:0:0]
+		for _, id := range ids {
+			if r, ok := byID[id]; ok && !seen[id] {
+				seen[id] = true
+				list = append(list, r)
+			}
+		}
+		if len(list) == 0 {
+			return nil, errNoNode
+		}
+		if set == nil {
+			q = rsmQuery{max: -1, index: -1}
+		}
+	} else if max > 0 && len(list) > max {
+		list = list[len(list)-max:]
 	}
-	if len(ids) == 0 {
-		slices.Reverse(list) // oldest first, as published
+	skeleton := element.New(NSPubSub, "pubsub").Append(element.New(NSPubSub, "items", element.A("node", node)),
+		element.New(NSRSM, "set").Append(element.New(NSRSM, "first", element.A("index", "2147483647")),
+			element.New(NSRSM, "last"), element.New(NSRSM, "count").SetText("2147483647")))
+	budget := m.stanzaLimit() - len(iq.Result(skeleton).Wire())
+	p, err := choose(list, q, budget)
+	if err != nil {
+		return nil, err
 	}
-	out := element.New(NSPubSub, "items", element.A("node", node))
-	for _, it := range list {
-		out.Append(m.itemElement(NSPubSub, it))
-	}
-	return element.New(NSPubSub, "pubsub").Append(out), nil
+	return m.answerItems(ctx, iq, owner.String(), node, list, p, q.last || q.before != "", set != nil)
 }
 
 // retract handles XEP-0060 section 7.2, notifying when 'notify' asks for
@@ -305,12 +342,12 @@ func (m *Module) create(ctx context.Context, owner, from jid.JID, req, conf *ele
 			}
 		}
 	}
-	err := m.store.CreateNode(ctx, storage.PubSubNode{Owner: owner.String(), Name: node, Config: cfg, Created: time.Now()}, m.cfg.MaxNodes)
+	err := m.store.CreateNode(ctx, storage.PubSubNode{Owner: owner.String(), Name: node, Config: cfg, Created: time.Now()}, m.quota().MaxNodes)
 	switch {
 	case errors.Is(err, storage.ErrExists):
 		return nil, stanza.Err(stanza.Cancel, stanza.Conflict, "the node exists")
 	case errors.Is(err, storage.ErrQuota):
-		return nil, pubsubErr(stanza.Cancel, stanza.NotAllowed, "max-nodes-exceeded")
+		return nil, m.quotaErr(err)
 	case err != nil:
 		return nil, fmt.Errorf("pep: create %s of %s: %w", node, owner, err)
 	}

@@ -1,6 +1,9 @@
 // Package private implements XEP-0049 Private XML Storage
 // (jabber:iq:private): an account's owner stores and retrieves XML
-// fragments, each keyed by its root element's namespace and name.
+// fragments, each keyed by its root element's namespace and name. Each
+// account may store limits.max_private_items namespaces holding
+// limits.max_private_bytes bytes together; past either a set is refused
+// with not-acceptable and a text naming the quota, and stores nothing.
 //
 // It registers the module "private". Fragments are kept in
 // storage.Private under the key "NAMESPACE NAME" (a space between).
@@ -11,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/palisade-im/palisade/modules/vcard"
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/stanza"
@@ -40,8 +45,22 @@ func (c *Config) Validate() error {
 
 func init() {
 	module.RegisterConfigured("private", DefaultConfig, func(h *module.Host, c Config) (any, error) {
-		return New(h.Store, h.Log, c)
+		lim := config.Default().Limits
+		if h.Config != nil {
+			lim = h.Config.Limits
+		}
+		return New(h.Store, h.Log, c, Quota{MaxItems: lim.MaxPrivateItems, MaxBytes: lim.MaxPrivateBytes})
 	})
+}
+
+// Quota is the per-account bound of private storage ([limits]
+// max_private_items and max_private_bytes; 0: no limit): how many
+// namespaces an account may store and how many bytes they may hold
+// together, serialized. The vCard, kept in the same store, does not
+// count (limits.max_vcard_bytes bounds it).
+type Quota struct {
+	MaxItems int
+	MaxBytes int
 }
 
 // Module stores private XML.
@@ -49,6 +68,7 @@ type Module struct {
 	store storage.Private
 	log   *zap.Logger
 	cfg   Config
+	quota Quota
 }
 
 var (
@@ -57,11 +77,11 @@ var (
 )
 
 // New builds the module.
-func New(store storage.Private, log *zap.Logger, cfg Config) (*Module, error) {
+func New(store storage.Private, log *zap.Logger, cfg Config, q Quota) (*Module, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("private: %w", err)
 	}
-	return &Module{store: store, log: log, cfg: cfg}, nil
+	return &Module{store: store, log: log, cfg: cfg, quota: q}, nil
 }
 
 // IQRoutes implements module.IQHandlers.
@@ -133,23 +153,36 @@ func (m *Module) get(ctx context.Context, user string, want *element.Element) (*
 	return q.Append(el), nil
 }
 
-// set stores each fragment; an empty element deletes its key.
+// set stores every fragment, or none: an empty element deletes its key,
+// and a request that would take the account past its quota is refused
+// with not-acceptable (a fragment replacing its namespace's counts with
+// its new size only).
 func (m *Module) set(ctx context.Context, user string, children []*element.Element) error {
-	data := make([][]byte, len(children))
+	entries := make([]storage.PrivateEntry, len(children))
 	for i, c := range children {
+		entries[i].Key = Key(c)
 		if len(c.Nodes) == 0 && len(c.Attrs) == 0 {
 			continue
 		}
-		data[i] = []byte(c.String())
-		if len(data[i]) > m.cfg.MaxBytes {
+		entries[i].Data = []byte(c.String())
+		if len(entries[i].Data) > m.cfg.MaxBytes {
 			return stanza.Err(stanza.Modify, stanza.NotAcceptable,
 				fmt.Sprintf("the element is larger than %d bytes", m.cfg.MaxBytes))
 		}
 	}
-	for i, c := range children {
-		if err := m.store.SetPrivate(ctx, user, Key(c), data[i]); err != nil {
-			return fmt.Errorf("private: store %s: %w", user, err)
+	q := storage.PrivateQuota{MaxItems: m.quota.MaxItems, MaxBytes: m.quota.MaxBytes, Exempt: []string{vcard.StorageKey}}
+	err := m.store.PutPrivate(ctx, user, entries, q)
+	var qe *storage.QuotaError
+	if errors.As(err, &qe) {
+		m.log.Debug("private storage full", zap.String("user", user), zap.String("quota", qe.Quota), zap.Int("limit", qe.Limit))
+		text := fmt.Sprintf("private storage is full: an account may store %d bytes (limits.max_private_bytes)", qe.Limit)
+		if qe.Quota == storage.QuotaCount {
+			text = fmt.Sprintf("private storage is full: an account may store %d namespaces (limits.max_private_items)", qe.Limit)
 		}
+		return stanza.Err(stanza.Modify, stanza.NotAcceptable, text)
+	}
+	if err != nil {
+		return fmt.Errorf("private: store %s: %w", user, err)
 	}
 	m.log.Debug("private data stored", zap.String("user", user), zap.Int("elements", len(children)))
 	return nil

@@ -1,9 +1,12 @@
 package private
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/palisade-im/palisade/modules/vcard"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/module/moduletest"
 	"github.com/palisade-im/palisade/server/stanza"
@@ -11,12 +14,99 @@ import (
 
 func newPrivate(t *testing.T, cfg Config) *Module {
 	t.Helper()
+	m, _ := newPrivateQuota(t, cfg, Quota{})
+	return m
+}
+
+func newPrivateQuota(t *testing.T, cfg Config, q Quota) (*Module, *module.Host) {
+	t.Helper()
 	h, _ := moduletest.NewHost(t, nil)
-	m, err := New(h.Store, h.Log, cfg)
+	m, err := New(h.Store, h.Log, cfg, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return m, h
+}
+
+func setNS(t *testing.T, m *Module, ns, text string) error {
+	t.Helper()
+	_, err := moduletest.Request(t, m, hamlet, module.ScopeAccount,
+		`<iq type="set" id="q"><query xmlns="jabber:iq:private"><x xmlns="`+ns+`">`+text+`</x></query></iq>`)
+	return err
+}
+
+func getNS(t *testing.T, m *Module, ns string) string {
+	t.Helper()
+	res, err := moduletest.Request(t, m, hamlet, module.ScopeAccount,
+		`<iq type="get" id="g"><query xmlns="jabber:iq:private"><x xmlns="`+ns+`"/></query></iq>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return moduletest.String(res)
+}
+
+// limits.max_private_items: namespaces past it are refused with the quota
+// named; replacing or deleting a stored one still works; a request with
+// several elements is stored whole or not at all; the vCard is not counted.
+func TestQuotaItems(t *testing.T) {
+	m, h := newPrivateQuota(t, *DefaultConfig(), Quota{MaxItems: 3})
+	ctx := context.Background()
+	if err := h.Store.SetPrivate(ctx, "hamlet@shakespeare.lit", vcard.StorageKey, []byte(`<vCard xmlns="vcard-temp"/>`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := setNS(t, m, fmt.Sprintf("urn:n%d", i), "v"); err != nil {
+			t.Fatalf("namespace %d: %v", i, err)
+		}
+	}
+	err := setNS(t, m, "urn:n3", "v")
+	if moduletest.Condition(err) != stanza.NotAcceptable || !strings.Contains(err.Error(), "limits.max_private_items") {
+		t.Fatalf("fourth namespace: %v, want not-acceptable naming limits.max_private_items", err)
+	}
+	if got := getNS(t, m, "urn:n3"); got != `<query xmlns="jabber:iq:private"><x xmlns="urn:n3"/></query>` {
+		t.Errorf("refused namespace stored: %s", got)
+	}
+	if err := setNS(t, m, "urn:n0", "replaced"); err != nil {
+		t.Errorf("replace at the quota: %v", err)
+	}
+	// Two elements, the second new: neither is stored.
+	_, err = moduletest.Request(t, m, hamlet, module.ScopeAccount, `<iq type="set" id="two"><query xmlns="jabber:iq:private">`+
+		`<x xmlns="urn:n1">changed</x><x xmlns="urn:n9">new</x></query></iq>`)
+	if moduletest.Condition(err) != stanza.NotAcceptable {
+		t.Errorf("two elements past the quota: %v", err)
+	}
+	if got := getNS(t, m, "urn:n1"); !strings.Contains(got, ">v</x>") {
+		t.Errorf("a refused request changed urn:n1: %s", got)
+	}
+	// Deleting one frees a place, also in the same request.
+	_, err = moduletest.Request(t, m, hamlet, module.ScopeAccount, `<iq type="set" id="swap"><query xmlns="jabber:iq:private">`+
+		`<x xmlns="urn:n1"/><x xmlns="urn:n9">new</x></query></iq>`)
+	if err != nil {
+		t.Errorf("delete and add: %v", err)
+	}
+}
+
+// limits.max_private_bytes bounds the account's fragments together; a
+// replaced fragment counts with its new size only.
+func TestQuotaBytes(t *testing.T) {
+	m, _ := newPrivateQuota(t, *DefaultConfig(), Quota{MaxBytes: 1000})
+	big := strings.Repeat("b", 400)
+	for _, ns := range []string{"urn:a", "urn:b"} {
+		if err := setNS(t, m, ns, big); err != nil {
+			t.Fatalf("%s: %v", ns, err)
+		}
+	}
+	err := setNS(t, m, "urn:c", big)
+	if moduletest.Condition(err) != stanza.NotAcceptable || !strings.Contains(err.Error(), "limits.max_private_bytes") {
+		t.Fatalf("third 400 bytes: %v, want not-acceptable naming limits.max_private_bytes", err)
+	}
+	// Replacing urn:a with 450 bytes counts 450, not 400 + 450.
+	if err := setNS(t, m, "urn:a", strings.Repeat("a", 450)); err != nil {
+		t.Errorf("replace: %v", err)
+	}
+	if err := setNS(t, m, "urn:c", "small"); err != nil {
+		t.Errorf("small fragment in what is left: %v", err)
+	}
 }
 
 const hamlet = "hamlet@shakespeare.lit/denmark"

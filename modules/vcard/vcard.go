@@ -1,6 +1,10 @@
 // Package vcard implements XEP-0054 vcard-temp: each account stores one
 // vCard that anyone may read and only its owner may change.
 //
+// The largest vCard accepted is the smaller of [modules.vcard] max_bytes
+// and limits.max_vcard_bytes; a larger one is refused with not-acceptable
+// and a text naming the limit, and the stored one is kept.
+//
 // It registers the module "vcard". vCards are kept in storage.Private under
 // the key "vcard-temp:vCard".
 package vcard
@@ -10,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/stanza"
@@ -42,7 +47,11 @@ func (c *Config) Validate() error {
 
 func init() {
 	module.RegisterConfigured("vcard", DefaultConfig, func(h *module.Host, c Config) (any, error) {
-		return New(h.Store, h.Log, c)
+		lim := config.Default().Limits
+		if h.Config != nil {
+			lim = h.Config.Limits
+		}
+		return New(h.Store, h.Log, c, lim.MaxVCardBytes)
 	})
 }
 
@@ -51,6 +60,9 @@ type Module struct {
 	store storage.Private
 	log   *zap.Logger
 	cfg   Config
+	// quota is limits.max_vcard_bytes, the bytes one account's vCard
+	// (with its XEP-0153 avatar) may take (0: no limit).
+	quota int
 }
 
 var (
@@ -58,12 +70,13 @@ var (
 	_ module.Features   = (*Module)(nil)
 )
 
-// New builds the module.
-func New(store storage.Private, log *zap.Logger, cfg Config) (*Module, error) {
+// New builds the module; quota is limits.max_vcard_bytes (0: none).
+// The largest vCard accepted is the smaller of it and cfg.MaxBytes.
+func New(store storage.Private, log *zap.Logger, cfg Config, quota int) (*Module, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("vcard: %w", err)
 	}
-	return &Module{store: store, log: log, cfg: cfg}, nil
+	return &Module{store: store, log: log, cfg: cfg, quota: quota}, nil
 }
 
 // IQRoutes implements module.IQHandlers.
@@ -121,6 +134,11 @@ func (m *Module) set(ctx context.Context, user string, v *element.Element) error
 	var data []byte
 	if len(v.Elements()) > 0 || len(v.Attrs) > 0 {
 		data = []byte(v.String())
+		if m.quota > 0 && len(data) > m.quota && m.quota <= m.cfg.MaxBytes {
+			m.log.Debug("vCard refused: quota", zap.String("user", user), zap.Int("bytes", len(data)), zap.Int("limit", m.quota))
+			return stanza.Err(stanza.Modify, stanza.NotAcceptable,
+				fmt.Sprintf("vCard quota reached: an account's vCard may hold %d bytes (limits.max_vcard_bytes)", m.quota))
+		}
 		if len(data) > m.cfg.MaxBytes {
 			return stanza.Err(stanza.Modify, stanza.NotAcceptable,
 				fmt.Sprintf("the vCard is larger than %d bytes", m.cfg.MaxBytes))

@@ -29,7 +29,7 @@ const update = `<iq id='v2' type='set'>
 func newVCard(t *testing.T, cfg Config) *Module {
 	t.Helper()
 	h, _ := moduletest.NewHost(t, nil)
-	m, err := New(h.Store, h.Log, cfg)
+	m, err := New(h.Store, h.Log, cfg, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,5 +97,30 @@ func TestVCardTooLarge(t *testing.T) {
 	}
 	if err := (&Config{}).Validate(); err == nil {
 		t.Error("max_bytes 0 accepted")
+	}
+}
+
+// limits.max_vcard_bytes bounds the vCard (and so a vcard-temp avatar)
+// below the module's own max_bytes: a larger one is refused with the
+// quota named, and the stored one stays.
+func TestVCardQuota(t *testing.T) {
+	h, _ := moduletest.NewHost(t, nil)
+	m, err := New(h.Store, h.Log, *DefaultConfig(), 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const from = "stpeter@jabber.org/roundabout"
+	small := `<iq id='v1' type='set'><vCard xmlns='vcard-temp'><FN>Peter</FN></vCard></iq>`
+	if _, err := moduletest.Request(t, m, from, module.ScopeAccount, small); err != nil {
+		t.Fatal(err)
+	}
+	_, err = moduletest.Request(t, m, from, module.ScopeAccount,
+		`<iq id='v2' type='set'><vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>`+strings.Repeat("QUFB", 100)+`</BINVAL></PHOTO></vCard></iq>`)
+	if moduletest.Condition(err) != stanza.NotAcceptable || !strings.Contains(err.Error(), "limits.max_vcard_bytes") {
+		t.Fatalf("vCard over the quota: %v, want not-acceptable naming limits.max_vcard_bytes", err)
+	}
+	res, err := moduletest.Request(t, m, from, module.ScopeAccount, `<iq id='v3' type='get'><vCard xmlns='vcard-temp'/></iq>`)
+	if err != nil || !strings.Contains(moduletest.String(res), "<FN>Peter</FN>") {
+		t.Errorf("stored vCard after the refusal: %s, %v", moduletest.String(res), err)
 	}
 }

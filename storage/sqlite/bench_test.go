@@ -17,7 +17,7 @@ func BenchmarkOfflineStore(b *testing.B) {
 	stanza := []byte(`<message from="bob@example.net/phone" to="alice@example.com" type="chat"><body>hello</body></message>`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := s.Store(ctx, "alice@example.com", stanza, time.Now(), 0); err != nil {
+		if err := s.Store(ctx, "alice@example.com", stanza, time.Now(), 0, 0); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -36,7 +36,7 @@ func crashChild(path string) {
 			os.Exit(2)
 		}
 		fmt.Printf("roster %d\n", i)
-		if err := s.Store(ctx, crashUser, []byte(strconv.Itoa(i)), time.Now(), 0); err != nil {
+		if err := s.Store(ctx, crashUser, []byte(strconv.Itoa(i)), time.Now(), 0, 0); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}

@@ -9,21 +9,26 @@ import (
 )
 
 // Store appends a message for user. When max > 0 and the user already holds
-// max messages it returns storage.ErrQuota and writes nothing. A zero stamp
-// is replaced by the current time.
-func (s *Store) Store(ctx context.Context, user string, stanza []byte, stamp time.Time, max int) error {
+// max messages, or maxBytes > 0 and the message would take the user's
+// messages past maxBytes bytes, it returns a *storage.QuotaError and writes
+// nothing. A zero stamp is replaced by the current time.
+func (s *Store) Store(ctx context.Context, user string, stanza []byte, stamp time.Time, max, maxBytes int) error {
 	if stamp.IsZero() {
 		stamp = time.Now()
 	}
 	return s.write(ctx, "store offline message", func(tx *sql.Tx) error {
-		if max > 0 {
-			var n int
+		if max > 0 || maxBytes > 0 {
+			var n, size int
+			// length() of a blob reads the record header, not the content.
 			if err := tx.QueryRowContext(ctx,
-				`SELECT COUNT(*) FROM offline_messages WHERE user_jid = ?`, user).Scan(&n); err != nil {
+				`SELECT COUNT(*), COALESCE(SUM(length(stanza)), 0) FROM offline_messages WHERE user_jid = ?`, user).Scan(&n, &size); err != nil {
 				return err
 			}
-			if n >= max {
-				return storage.ErrQuota
+			if max > 0 && n >= max {
+				return &storage.QuotaError{Quota: storage.QuotaCount, Limit: max}
+			}
+			if maxBytes > 0 && size+len(stanza) > maxBytes {
+				return &storage.QuotaError{Quota: storage.QuotaBytes, Limit: maxBytes}
 			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO offline_messages (user_jid, stamp, stanza) VALUES (?, ?, ?)`,

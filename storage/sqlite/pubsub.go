@@ -88,7 +88,7 @@ func (s *Store) Nodes(ctx context.Context, owner string) ([]storage.PubSubNode, 
 	return out, err
 }
 
-// CreateNode adds a node (storage.ErrExists, storage.ErrQuota).
+// CreateNode adds a node (storage.ErrExists, a *storage.QuotaError).
 func (s *Store) CreateNode(ctx context.Context, n storage.PubSubNode, maxNodes int) error {
 	return s.write(ctx, "create pubsub node", func(tx *sql.Tx) error {
 		return createNode(ctx, tx, n, maxNodes)
@@ -107,7 +107,7 @@ func createNode(ctx context.Context, tx *sql.Tx, n storage.PubSubNode, maxNodes 
 			return err
 		}
 		if count >= maxNodes {
-			return storage.ErrQuota
+			return &storage.QuotaError{Quota: storage.QuotaCount, Limit: maxNodes}
 		}
 	}
 	groups, err := groupsJSON(n.Config.RosterGroupsAllowed)
@@ -137,8 +137,25 @@ func (s *Store) ConfigureNode(ctx context.Context, owner, node string, cfg stora
 			boolInt(cfg.NotifyRetract), owner, node); err != nil {
 			return err
 		}
-		return trimItems(ctx, tx, owner, node, cfg.Keep())
+		if err := trimItems(ctx, tx, owner, node, cfg.Keep()); err != nil {
+			return err
+		}
+		_, err = refreshNodeBytes(ctx, tx, owner, node)
+		return err
 	})
+}
+
+// refreshNodeBytes recomputes a node's bytes (the sum of its items'
+// payload sizes, through the covering index) after its items changed, and
+// returns it.
+func refreshNodeBytes(ctx context.Context, tx *sql.Tx, owner, node string) (int, error) {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM pubsub_items WHERE owner = ? AND node = ?`,
+		owner, node).Scan(&n); err != nil {
+		return 0, err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE pubsub_nodes SET bytes = ? WHERE owner = ? AND node = ?`, n, owner, node)
+	return n, err
 }
 
 func trimItems(ctx context.Context, tx *sql.Tx, owner, node string, keep int) error {
@@ -163,8 +180,10 @@ func (s *Store) DeleteNode(ctx context.Context, owner, node string) error {
 	})
 }
 
-// PublishItem stores an item as the node's newest and trims the node.
-func (s *Store) PublishItem(ctx context.Context, owner, node string, item storage.PubSubItem, create *storage.NodeConfig, maxNodes int) (bool, error) {
+// PublishItem stores an item as the node's newest and trims the node,
+// then checks the byte quotas on what is left; over one, the
+// transaction is rolled back.
+func (s *Store) PublishItem(ctx context.Context, owner, node string, item storage.PubSubItem, create *storage.NodeConfig, q storage.PubSubQuota) (bool, error) {
 	created := false
 	err := s.write(ctx, "publish pubsub item", func(tx *sql.Tx) error {
 		created = false
@@ -172,7 +191,7 @@ func (s *Store) PublishItem(ctx context.Context, owner, node string, item storag
 		switch {
 		case errors.Is(err, storage.ErrNotFound) && create != nil:
 			n = storage.PubSubNode{Owner: owner, Name: node, Config: *create, Created: time.Now()}
-			if err := createNode(ctx, tx, n, maxNodes); err != nil {
+			if err := createNode(ctx, tx, n, q.MaxNodes); err != nil {
 				return err
 			}
 			created = true
@@ -187,13 +206,80 @@ func (s *Store) PublishItem(ctx context.Context, owner, node string, item storag
 		if stamp.IsZero() {
 			stamp = time.Now()
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO pubsub_items (owner, node, item_id, publisher, published, payload)
-			VALUES (?, ?, ?, ?, ?, ?)`, owner, node, item.ID, item.Publisher, stamp.UnixNano(), blob(item.Payload)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO pubsub_items (owner, node, item_id, publisher, published, payload, size)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, owner, node, item.ID, item.Publisher, stamp.UnixNano(), blob(item.Payload), len(item.Payload)); err != nil {
 			return err
 		}
-		return trimItems(ctx, tx, owner, node, n.Config.Keep())
+		if err := trimItems(ctx, tx, owner, node, n.Config.Keep()); err != nil {
+			return err
+		}
+		return checkPubSubBytes(ctx, tx, owner, node, q)
 	})
 	return created, err
+}
+
+// checkPubSubBytes updates the node's bytes and returns a
+// *storage.QuotaError when the node's or the owner's items hold more
+// payload bytes than q allows.
+func checkPubSubBytes(ctx context.Context, tx *sql.Tx, owner, node string, q storage.PubSubQuota) error {
+	n, err := refreshNodeBytes(ctx, tx, owner, node)
+	if err != nil {
+		return err
+	}
+	if q.MaxNodeBytes > 0 && n > q.MaxNodeBytes {
+		return &storage.QuotaError{Quota: storage.QuotaNodeBytes, Limit: q.MaxNodeBytes}
+	}
+	if q.MaxBytes > 0 {
+		n, err := pubsubBytes(ctx, tx, owner)
+		if err != nil {
+			return err
+		}
+		if n > q.MaxBytes {
+			return &storage.QuotaError{Quota: storage.QuotaBytes, Limit: q.MaxBytes}
+		}
+	}
+	return nil
+}
+
+func pubsubBytes(ctx context.Context, tx *sql.Tx, owner string) (int, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(bytes), 0) FROM pubsub_nodes WHERE owner = ?`, owner).Scan(&n)
+	return n, err
+}
+
+// PubSubBytes returns the payload bytes of all of an owner's items.
+func (s *Store) PubSubBytes(ctx context.Context, owner string) (int, error) {
+	var n int
+	err := s.read(ctx, "pubsub bytes", func(tx *sql.Tx) error {
+		var err error
+		n, err = pubsubBytes(ctx, tx, owner)
+		return err
+	})
+	return n, err
+}
+
+// ItemRefs lists a node's item IDs and payload sizes oldest first.
+func (s *Store) ItemRefs(ctx context.Context, owner, node string) ([]storage.PubSubItemRef, error) {
+	var out []storage.PubSubItemRef
+	err := s.read(ctx, "list pubsub items", func(tx *sql.Tx) error {
+		if _, err := getNode(ctx, tx, owner, node); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT item_id, size FROM pubsub_items WHERE owner = ? AND node = ? ORDER BY seq`, owner, node)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r storage.PubSubItemRef
+			if err := rows.Scan(&r.ID, &r.Size); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // Items returns a node's items newest first, or those with the given IDs.
@@ -254,7 +340,11 @@ func (s *Store) Items(ctx context.Context, owner, node string, max int, ids []st
 // RetractItem deletes one item.
 func (s *Store) RetractItem(ctx context.Context, owner, node, id string) error {
 	return s.write(ctx, "retract pubsub item", func(tx *sql.Tx) error {
-		return execOne(ctx, tx, `DELETE FROM pubsub_items WHERE owner = ? AND node = ? AND item_id = ?`, owner, node, id)
+		if err := execOne(ctx, tx, `DELETE FROM pubsub_items WHERE owner = ? AND node = ? AND item_id = ?`, owner, node, id); err != nil {
+			return err
+		}
+		_, err := refreshNodeBytes(ctx, tx, owner, node)
+		return err
 	})
 }
 

@@ -417,4 +417,16 @@ INSERT INTO lockouts_new (kind, key, until) SELECT kind, key, until FROM lockout
 DROP TABLE lockouts;
 ALTER TABLE lockouts_new RENAME TO lockouts;
 `,
+	// 10: each pubsub item's payload size, and each node's sum of them
+	// (recomputed through a covering index whenever the node's items
+	// change), for the per-node and per-account byte quotas: an account's
+	// bytes are then a sum over its nodes, not over all of its items.
+	`
+ALTER TABLE pubsub_items ADD COLUMN size INTEGER NOT NULL DEFAULT 0; -- length(payload)
+UPDATE pubsub_items SET size = length(payload);
+CREATE INDEX pubsub_items_refs ON pubsub_items (owner, node, seq, size, item_id); -- covers the sums and ItemRefs
+ALTER TABLE pubsub_nodes ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0; -- sum of its items' size
+UPDATE pubsub_nodes SET bytes = (SELECT COALESCE(SUM(size), 0) FROM pubsub_items i
+	WHERE i.owner = pubsub_nodes.owner AND i.node = pubsub_nodes.node);
+`,
 }

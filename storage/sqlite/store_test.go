@@ -210,7 +210,7 @@ func fill(t *testing.T, s *Store, local, domain string) {
 	if _, err := s.PutItem(ctx, bare, storage.RosterItem{JID: "friend@example.net", Subscription: storage.SubBoth}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Store(ctx, bare, []byte("<message/>"), time.Now(), 0); err != nil {
+	if err := s.Store(ctx, bare, []byte("<message/>"), time.Now(), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetPrivate(ctx, bare, "storage:bookmarks", []byte("<storage/>")); err != nil {
@@ -382,13 +382,13 @@ func TestOffline(t *testing.T) {
 		wantErr error
 		want    []string // alice's pending stanzas after the step
 	}{
-		{"first", func() error { return s.Store(ctx, u, []byte("m1"), stamp, 3) }, nil, []string{"m1"}},
-		{"second", func() error { return s.Store(ctx, u, []byte("m2"), stamp, 3) }, nil, []string{"m1", "m2"}},
-		{"other user", func() error { return s.Store(ctx, other, []byte("o1"), stamp, 1) }, nil, []string{"m1", "m2"}},
-		{"third", func() error { return s.Store(ctx, u, []byte("m3"), stamp, 3) }, nil, []string{"m1", "m2", "m3"}},
-		{"over quota", func() error { return s.Store(ctx, u, []byte("m4"), stamp, 3) }, storage.ErrQuota, []string{"m1", "m2", "m3"}},
-		{"lower quota", func() error { return s.Store(ctx, u, []byte("m4"), stamp, 1) }, storage.ErrQuota, []string{"m1", "m2", "m3"}},
-		{"unlimited", func() error { return s.Store(ctx, u, []byte("m4"), stamp, 0) }, nil, []string{"m1", "m2", "m3", "m4"}},
+		{"first", func() error { return s.Store(ctx, u, []byte("m1"), stamp, 3, 0) }, nil, []string{"m1"}},
+		{"second", func() error { return s.Store(ctx, u, []byte("m2"), stamp, 3, 0) }, nil, []string{"m1", "m2"}},
+		{"other user", func() error { return s.Store(ctx, other, []byte("o1"), stamp, 1, 0) }, nil, []string{"m1", "m2"}},
+		{"third", func() error { return s.Store(ctx, u, []byte("m3"), stamp, 3, 0) }, nil, []string{"m1", "m2", "m3"}},
+		{"over quota", func() error { return s.Store(ctx, u, []byte("m4"), stamp, 3, 0) }, storage.ErrQuota, []string{"m1", "m2", "m3"}},
+		{"lower quota", func() error { return s.Store(ctx, u, []byte("m4"), stamp, 1, 0) }, storage.ErrQuota, []string{"m1", "m2", "m3"}},
+		{"unlimited", func() error { return s.Store(ctx, u, []byte("m4"), stamp, 0, 0) }, nil, []string{"m1", "m2", "m3", "m4"}},
 		{"delete none", func() error { return s.Delete(ctx, u, nil) }, nil, []string{"m1", "m2", "m3", "m4"}},
 		{"delete other user's id", func() error {
 			p, _ := s.Pending(ctx, other)
@@ -398,7 +398,9 @@ func TestOffline(t *testing.T) {
 			p, _ := s.Pending(ctx, u)
 			return s.Delete(ctx, u, []int64{p[0].ID, p[2].ID, 999999})
 		}, nil, []string{"m2", "m4"}},
-		{"store after delete keeps order", func() error { return s.Store(ctx, u, []byte("m5"), stamp, 3) }, nil, []string{"m2", "m4", "m5"}},
+		{"store after delete keeps order", func() error { return s.Store(ctx, u, []byte("m5"), stamp, 3, 0) }, nil, []string{"m2", "m4", "m5"}},
+		{"bytes over quota", func() error { return s.Store(ctx, u, []byte("m6"), stamp, 0, 7) }, storage.ErrQuota, []string{"m2", "m4", "m5"}},
+		{"bytes at quota", func() error { return s.Store(ctx, u, []byte("m6"), stamp, 0, 8) }, nil, []string{"m2", "m4", "m5", "m6"}},
 	}
 	for _, tc := range steps {
 		t.Run(tc.name, func(t *testing.T) {
@@ -563,7 +565,7 @@ func TestConcurrentWrites(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				user := fmt.Sprintf("u%d@example.com", w%2)
-				errs <- s.Store(ctx, user, []byte("m"), time.Now(), 0)
+				errs <- s.Store(ctx, user, []byte("m"), time.Now(), 0, 0)
 				_, err := s.PutItem(ctx, user, storage.RosterItem{JID: fmt.Sprintf("c%d-%d@x", w, i)})
 				errs <- err
 				if _, _, err := s.Roster(ctx, user); err != nil {
