@@ -189,9 +189,9 @@ func (srv *Server) isLocal(domain string) bool {
 }
 
 // ServeTCP accepts STARTTLS (directTLS=false) or direct TLS connections
-// until ctx ends or the listener is closed.
-// An accept error (EMFILE, ENFILE, ECONNABORTED, ...) never stops it: it
-// backs off and retries.
+// until ctx ends or the listener is closed. An accept error (EMFILE,
+// ENFILE, ECONNABORTED, ...) never stops it: it backs off and retries.
+// Connections past Config.MaxConns are refused at once.
 func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool) error {
 	srv.track(ln)
 	var bo acceptBackoff
