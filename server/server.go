@@ -129,6 +129,9 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 		SendQueue:     cfg.Limits.SendQueue,
 		ResumeTimeout: time.Duration(cfg.Limits.ResumeTimeout),
 		MaxSessions:   cfg.Limits.MaxSessionsPerUser,
+
+		SendQueueBytes:    cfg.Limits.SendQueueBytes,
+		AccountQueueBytes: cfg.Limits.AccountQueueBytes,
 	}, handler{s}, s.table, log.Named("c2s"), s.audit)
 	return s, nil
 }
@@ -294,6 +297,7 @@ func (s *Server) Run(ctx context.Context) error {
 		hs := newHTTPServer(mux, tlsCfg, s.log.Named("http"))
 		httpServers = append(httpServers, hs)
 		err = listen("websocket", l.WebSocket, func(ln net.Listener) error {
+			ln = s.c2s.Listener(ctx, ln) // counted under the client connection cap
 			var e error
 			if l.WebSocketPlain {
 				e = hs.Serve(ln)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/palisade-im/palisade/server/element"
@@ -88,6 +89,29 @@ type Config struct {
 	SendQueue     int
 	ResumeTimeout time.Duration
 	MaxSessions   int
+	// SendQueueBytes bounds the bytes held for one session: stanzas not
+	// yet acknowledged (or, without XEP-0198, not yet written),
+	// stream-level answers and held XEP-0352 presence (0: no bound).
+	SendQueueBytes int
+	// AccountQueueBytes bounds the same over all sessions of one account,
+	// attached and detached (0: no bound).
+	AccountQueueBytes int
+	// MaxConns caps the client connections open at once: STARTTLS, direct
+	// TLS, and WebSocket through Listener. Past it a new connection is
+	// closed at once, so that established sessions, the admin listener and
+	// the storage keep file descriptors. 0 derives it from the open-file
+	// limit (RLIMIT_NOFILE) minus a reserve of 5%, at least 64; negative
+	// means no cap.
+	MaxConns int
+}
+
+// account is the state one bare JID's sessions share: the bytes queued
+// for all of them (Config.AccountQueueBytes). A session adds and
+// subtracts with one atomic operation; the map that holds the accounts is
+// touched only when a session starts or ends.
+type account struct {
+	bytes atomic.Int64
+	refs  int // sessions holding it; guarded by Server.mu
 }
 
 // Server accepts client connections.
@@ -105,6 +129,35 @@ type Server struct {
 	pingSeq   uint64
 	direct    *tls.Config
 	closed    bool // set by Shutdown: no new connections are counted
+	accounts  map[string]*account
+
+	// open counts client connections against cfg.MaxConns; capHit is set
+	// while connections are refused (one log line per episode).
+	open   atomic.Int64
+	capHit atomic.Bool
+}
+
+// acquireAccount returns the shared state of bare's sessions.
+func (srv *Server) acquireAccount(bare string) *account {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	a := srv.accounts[bare]
+	if a == nil {
+		a = &account{}
+		srv.accounts[bare] = a
+	}
+	a.refs++
+	return a
+}
+
+// releaseAccount drops one session's hold on a.
+func (srv *Server) releaseAccount(bare string, a *account) {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	a.refs--
+	if a.refs <= 0 && srv.accounts[bare] == a {
+		delete(srv.accounts, bare)
+	}
 }
 
 // addConn counts a new connection unless the server is shutting down, so
@@ -124,7 +177,13 @@ func New(cfg Config, h Handler, table *router.Table, log, audit *zap.Logger) *Se
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = 30 * time.Second
 	}
-	return &Server{cfg: cfg, h: h, table: table, log: log, audit: audit, resumable: make(map[string]*Session)}
+	if cfg.MaxConns == 0 {
+		limit, ok := openFileLimit()
+		cfg.MaxConns = connCap(limit, ok)
+		log.Info("client connection cap", zap.Int("max_connections", cfg.MaxConns), zap.Uint64("open_file_limit", limit))
+	}
+	return &Server{cfg: cfg, h: h, table: table, log: log, audit: audit,
+		resumable: make(map[string]*Session), accounts: make(map[string]*account)}
 }
 
 func (srv *Server) isLocal(domain string) bool {
@@ -137,24 +196,31 @@ func (srv *Server) isLocal(domain string) bool {
 }
 
 // ServeTCP accepts STARTTLS (directTLS=false) or direct TLS connections
-// until ctx ends or the listener is closed.
+// until ctx ends or the listener is closed. An accept error (EMFILE,
+// ENFILE, ECONNABORTED, ...) never stops it: it backs off and retries.
+// Connections past Config.MaxConns are refused at once.
 func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool) error {
 	srv.track(ln)
+	var bo acceptBackoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
+			if !bo.wait(ctx, srv.log, ln.Addr(), err) {
+				return nil
 			}
-			return err
+			continue
+		}
+		bo.reset(srv.log, ln.Addr())
+		if !srv.admit() {
+			srv.refuse(c, !directTLS)
+			continue
 		}
 		if !srv.addConn() {
 			_ = c.Close()
+			srv.release()
 			return nil
 		}
 		go func() {
@@ -164,7 +230,15 @@ func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool
 	}
 }
 
+// serveTCPConn serves an admitted connection; it (or the read loop it
+// starts) releases its place under Config.MaxConns when done.
 func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool) {
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			srv.release()
+		}
+	}()
 	var cb sasl.Binding
 	var rec *recordConn
 	if directTLS {
@@ -189,8 +263,10 @@ func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool)
 	}
 	// The caller still holds its count, so this Add cannot race Shutdown's Wait.
 	srv.conns.Add(1)
+	handedOver = true
 	go func() {
 		defer srv.conns.Done()
+		defer srv.release()
 		loop()
 	}()
 }
@@ -308,7 +384,8 @@ func (srv *Server) bindResource(ctx context.Context, c *conn, bare jid.JID, iq *
 	if limit > 0 && srv.table.Count(bare) >= limit && srv.table.Session(full) == nil {
 		return nil, iq.ErrorReply(stanza.Err(stanza.Cancel, stanza.ResourceConstraint, "too many sessions"))
 	}
-	s := &Session{srv: srv, id: c.id, jid: full, mech: c.mech, remote: c.tr.remoteAddr(), tr: c.tr}
+	s := &Session{srv: srv, id: c.id, jid: full, mech: c.mech, remote: c.tr.remoteAddr(), tr: c.tr,
+		acct: srv.acquireAccount(bare.String())}
 	if old := srv.table.Bind(s); old != nil {
 		// Resource conflict: the new session wins (RFC 6120 7.7.2.2).
 		old.Close("conflict", "replaced by a new session")
@@ -364,7 +441,7 @@ func (srv *Server) pingClient(s *Session) {
 	sm := s.smOn
 	s.mu.Unlock()
 	if sm {
-		s.sendNonza(element.New(nsSM, "r"))
+		s.sendNonza(nzPing, element.New(nsSM, "r"))
 		return
 	}
 	srv.mu.Lock()
@@ -374,7 +451,7 @@ func (srv *Server) pingClient(s *Session) {
 	d, _ := jid.New("", s.jid.Domainpart(), "")
 	p := stanza.New(stanza.IQ, d, s.jid, "get", id)
 	p.El.Append(element.New(nsPing, "ping"))
-	s.sendNonza(p.El) // not counted: it is ours, not a routed stanza
+	s.sendNonza(nzPing, p.El) // not counted by XEP-0198: it is ours, not a routed stanza
 }
 
 func itoa(n uint64) string {
@@ -526,13 +603,7 @@ func (srv *Server) handleSM(s *Session, el *element.Element) error {
 	switch el.Local {
 	case "r":
 		s.runPending() // h counts only what is delivered
-		s.mu.Lock()
-		h := s.inHandled
-		on := s.smOn
-		s.mu.Unlock()
-		if on {
-			s.sendNonza(element.New(nsSM, "a", element.A("h", itoa(uint64(h)))))
-		}
+		s.answerR()
 	case "a":
 		h, ok := parseH(el.Attr("h"))
 		if !ok {
@@ -544,7 +615,7 @@ func (srv *Server) handleSM(s *Session, el *element.Element) error {
 		s.mu.Lock()
 		if s.smOn {
 			s.mu.Unlock()
-			s.sendNonza(element.New(nsSM, "failed").Append(element.New(stanza.NSStanzas, "unexpected-request")))
+			s.sendNonza(nzFailedEnable, element.New(nsSM, "failed").Append(element.New(stanza.NSStanzas, "unexpected-request")))
 			return nil
 		}
 		s.smOn = true
@@ -561,9 +632,9 @@ func (srv *Server) handleSM(s *Session, el *element.Element) error {
 			srv.mu.Unlock()
 			en.SetAttr("id", s.id).SetAttr("resume", "true").SetAttr("max", itoa(uint64(srv.cfg.ResumeTimeout/time.Second)))
 		}
-		s.sendNonza(en)
+		s.sendNonza(nzOther, en)
 	case "resume":
-		s.sendNonza(element.New(nsSM, "failed").Append(element.New(stanza.NSStanzas, "unexpected-request")))
+		s.sendNonza(nzFailedResume, element.New(nsSM, "failed").Append(element.New(stanza.NSStanzas, "unexpected-request")))
 	}
 	return nil
 }
@@ -639,6 +710,11 @@ func (s *Session) end(ctx context.Context) {
 	if left := s.takeLeftovers(); len(left) > 0 {
 		srv.h.Reroute(ctx, s, left)
 	}
+	if s.acct != nil {
+		// What a writer still holds is released on s.acct, which outlives
+		// the map entry harmlessly.
+		srv.releaseAccount(s.jid.Bare().String(), s.acct)
+	}
 	srv.log.Info("session ended", logJID(s.jid), zap.String("stream", s.id))
 	srv.audit.Info("session_end", logJID(s.jid), zap.String("remote", s.RemoteAddr()))
 }
@@ -681,8 +757,9 @@ func (srv *Server) resume(ctx context.Context, c *conn, bare jid.JID, el *elemen
 	s.detach = nil
 	s.remote = c.tr.remoteAddr()
 	resumed := element.New(nsSM, "resumed", element.A("h", itoa(uint64(s.inHandled))), element.A("previd", s.id))
-	s.nonzas = append([][]byte{resumed.AppendTo(nil, stanza.NSClient)}, s.nonzas[:0]...)
-	s.kickLocked()
+	// Answers queued for the old connection are not for this one.
+	s.dropNonzasLocked()
+	s.queueNonzaLocked(nzOther, resumed.AppendTo(nil, stanza.NSClient))
 	s.mu.Unlock()
 	if old != nil {
 		_ = old.close()

@@ -31,7 +31,22 @@ type Session struct {
 	q    [][]byte
 	wpos int
 	// nonzas are stream-level elements written before the next stanzas.
+	// nzAt[k] is 1 + the index in nonzas of the unwritten answer of kind
+	// k, 0 when none is queued (see nzKind).
 	nonzas [][]byte
+	nzAt   [nzKinds]int
+	// Byte accounting against Config.SendQueueBytes (and, through acct,
+	// AccountQueueBytes). bytes is everything held for the client: q
+	// (qBytes), nonzas (nzBytes, which also carries the weight of
+	// coalesced answers), held presence (heldBytes), and what the writer
+	// took and has not written yet. Kept incrementally: added on enqueue,
+	// subtracted on ack, write without XEP-0198, rerouting or drop.
+	bytes, qBytes, nzBytes, heldBytes int
+	acct                              *account
+	// full is set when the session passed a bound after it was already
+	// cut or while detached: it is not resumable any more, reports itself
+	// unavailable, and every stanza routed to it is rerouted at once.
+	full bool
 	// writer is the transport the running writer goroutine serves, nil
 	// when none runs.
 	writer transport
@@ -103,11 +118,13 @@ func (s *Session) Priority() int {
 	return s.prio
 }
 
-// Available reports whether the client is available.
+// Available reports whether the client is available. A session past its
+// queue bound that is being ended is not: messages to the account then go
+// to its other resources or offline instead of coming back to it.
 func (s *Session) Available() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.avail
+	return s.avail && !s.full
 }
 
 // RosterRequested reports whether the client fetched its roster.
@@ -175,74 +192,230 @@ func parsePriority(v string) int {
 
 // Send queues st's wire bytes (stanza.Wire) for the client: the caller may
 // change st afterwards through its setters, which leave the queued bytes
-// as they were. It never blocks: a session over its queue bound is closed.
+// as they were. It never blocks: a session over its queue bound (stanzas,
+// bytes, or its account's bytes) is closed, and one that cannot hold more
+// hands the stanzas back for rerouting.
 func (s *Session) Send(st *stanza.Stanza) {
 	b := st.Wire() // shared, read-only: the bytes the journal recorded
 	s.mu.Lock()
-	if s.ended {
-		// Routed here as the session ended: reroute, never drop.
+	if s.ended || s.full {
+		// Routed here as the session ended, or past its bound: reroute,
+		// never drop.
 		s.mu.Unlock()
 		s.srv.h.Reroute(context.Background(), s, [][]byte{b})
 		return
 	}
-	defer s.mu.Unlock()
-	if s.closing {
-		s.q = append(s.q, b) // kept for resumption or rerouting
-		return
-	}
-	if s.inactive && st.Kind == stanza.Presence && isPlainPresence(st.Type) {
+	var spill [][]byte
+	switch {
+	case s.closing:
+		spill = s.enqueueLocked(b, false) // kept for resumption or rerouting
+	case s.inactive && st.Kind == stanza.Presence && isPlainPresence(st.Type):
 		// XEP-0352: hold presence updates while the client is inactive;
 		// only the latest from each sender matters.
-		if s.held == nil {
-			s.held = make(map[string][]byte)
+		spill = s.holdLocked(st.From.String(), b)
+	default:
+		if s.inactive && len(s.held) > 0 && st.Kind != stanza.Presence {
+			s.flushHeldLocked()
 		}
-		s.held[st.From.String()] = b
-		return
+		spill = s.enqueueLocked(b, true)
 	}
-	if s.inactive && len(s.held) > 0 && st.Kind != stanza.Presence {
-		s.flushHeldLocked()
+	s.mu.Unlock()
+	if len(spill) > 0 {
+		s.srv.h.Reroute(context.Background(), s, spill)
 	}
-	s.enqueueLocked(b)
 }
 
 func isPlainPresence(t string) bool { return t == "" || t == "unavailable" }
 
+// addLocked counts n more bytes held for the client and reports whether
+// the session or its account is now past its bound.
+func (s *Session) addLocked(n int) (over bool) {
+	s.bytes += n
+	cfg := &s.srv.cfg
+	over = cfg.SendQueueBytes > 0 && s.bytes > cfg.SendQueueBytes
+	if s.acct != nil {
+		if t := s.acct.bytes.Add(int64(n)); cfg.AccountQueueBytes > 0 && t > int64(cfg.AccountQueueBytes) {
+			over = true
+		}
+	}
+	return over
+}
+
+// releaseLocked subtracts n bytes no longer held for the client.
+func (s *Session) releaseLocked(n int) {
+	if n == 0 {
+		return
+	}
+	s.bytes -= n
+	if s.acct != nil {
+		s.acct.bytes.Add(-int64(n))
+	}
+}
+
+// holdLocked keeps b as the latest presence from sender (XEP-0352).
+func (s *Session) holdLocked(sender string, b []byte) (spill [][]byte) {
+	if s.held == nil {
+		s.held = make(map[string][]byte)
+	}
+	n := len(b)
+	if old, ok := s.held[sender]; ok {
+		n -= len(old)
+	} else {
+		n += len(sender)
+	}
+	s.held[sender] = b
+	s.heldBytes += n
+	if n < 0 {
+		s.releaseLocked(-n)
+		return nil
+	}
+	if s.addLocked(n) {
+		return s.overflowLocked()
+	}
+	return nil
+}
+
 func (s *Session) flushHeldLocked() {
 	for k, b := range s.held {
 		s.q = append(s.q, b)
+		s.qBytes += len(b)
+		s.heldBytes -= len(b) + len(k)
+		s.releaseLocked(len(k))
 		delete(s.held, k)
 	}
 }
 
-func (s *Session) enqueueLocked(b []byte) {
+// enqueueLocked queues b, and starts the writer if kick is set. Past a
+// bound it returns what is to be rerouted (see overflowLocked).
+func (s *Session) enqueueLocked(b []byte, kick bool) (spill [][]byte) {
 	s.q = append(s.q, b)
-	if s.tr == nil && len(s.q) > s.srv.cfg.SendQueue {
-		// Detached too long with too much pending: give up the resumption.
+	s.qBytes += len(b)
+	if over := s.addLocked(len(b)); over || len(s.q) > s.srv.cfg.SendQueue {
+		return s.overflowLocked()
+	}
+	if kick {
+		s.kickLocked()
+	}
+	return nil
+}
+
+// overflowLocked handles a session past one of its bounds. An attached
+// session is cut (a slow or stalled client): what it did not acknowledge
+// stays in q for resumption or rerouting. A session already cut, or
+// detached, gives up resumption: what it holds is returned to be rerouted,
+// later stanzas are rerouted as they come, and the session ends.
+func (s *Session) overflowLocked() (spill [][]byte) {
+	if s.tr != nil && !s.closing {
+		s.srv.log.Info("send queue full, closing session", logJID(s.jid),
+			zap.Int("bytes", s.bytes), zap.Int("stanzas", len(s.q)))
+		s.closeLocked(errStream("policy-violation", "send queue full"), false)
+		return nil
+	}
+	s.srv.log.Info("send queue full, session not resumable", logJID(s.jid), zap.Int("bytes", s.bytes), zap.Int("stanzas", len(s.q)))
+	s.smResume = false
+	s.full = true
+	spill = s.takeLeftoversLocked()
+	if s.tr == nil {
+		// Detached: end it now (without a detach timer yet, the reader's
+		// teardown sees smResume unset and ends it).
 		if s.detach != nil && s.detach.Stop() {
 			go s.end(context.Background())
 		}
+	} else {
+		// Cut already, and not reading: do not wait for closeGrace.
+		tr := s.tr
+		go func() { _ = tr.close() }()
+	}
+	return spill
+}
+
+// nzKind names the stream-level answers that a client can make the server
+// queue without end. While one of a kind is still unwritten, no second one
+// is queued: the pending one stands for both (an <a/> is rewritten with the
+// latest h). The client is still owed the answers it asked for, so their
+// bytes count against the bound until the one answer standing for them is
+// written: a client that asks and never reads is cut, and the memory held
+// stays that of one answer per kind.
+type nzKind uint8
+
+const (
+	nzOther        nzKind = iota // never coalesced: <enabled/>, <resumed/>
+	nzAck                        // <a/> answering <r/>
+	nzFailedResume               // <failed/> answering <resume/> after bind
+	nzFailedEnable               // <failed/> answering a second <enable/>
+	nzPing                       // the server's <r/> or ping to an idle client
+	nzKinds
+)
+
+// sendNonza queues a stream-level element (not counted by XEP-0198).
+func (s *Session) sendNonza(kind nzKind, el *element.Element) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tr == nil || s.ended || s.closing {
 		return
 	}
-	if len(s.q) > s.srv.cfg.SendQueue {
-		// A slow or stalled client: cut it. What it did not acknowledge
-		// stays in q for resumption or offline storage.
-		s.srv.log.Info("send queue full, closing session", logJID(s.jid))
-		s.closeLocked(errStream("policy-violation", "send queue full"), false)
+	if i := s.nzAt[kind]; kind != nzOther && i > 0 {
+		if kind == nzPing {
+			return // our own: one outstanding is enough
+		}
+		// The same answer again: owed, not queued twice.
+		s.nzBytes += len(s.nonzas[i-1])
+		if s.addLocked(len(s.nonzas[i-1])) {
+			s.overflowLocked()
+		}
+		return
+	}
+	s.queueNonzaLocked(kind, el.AppendTo(nil, stanza.NSClient))
+}
+
+// answerR answers the client's <r/> with the number of stanzas handled.
+func (s *Session) answerR() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.smOn || s.tr == nil || s.ended || s.closing {
+		return
+	}
+	if i := s.nzAt[nzAck]; i > 0 {
+		// Unwritten yet: it now carries the latest h. Its bytes are not
+		// shared with a writer's batch (the writer takes nonzas whole),
+		// so it is rewritten in place.
+		b := appendAck(s.nonzas[i-1][:0], s.inHandled)
+		s.nonzas[i-1] = b
+		s.nzBytes += len(b)
+		if s.addLocked(len(b)) {
+			s.overflowLocked()
+		}
+		return
+	}
+	s.queueNonzaLocked(nzAck, appendAck(make([]byte, 0, 40), s.inHandled))
+}
+
+func appendAck(b []byte, h uint32) []byte {
+	b = append(b, `<a xmlns="urn:xmpp:sm:3" h="`...)
+	b = strconv.AppendUint(b, uint64(h), 10)
+	return append(b, `"/>`...)
+}
+
+func (s *Session) queueNonzaLocked(kind nzKind, b []byte) {
+	s.nonzas = append(s.nonzas, b)
+	if kind != nzOther {
+		s.nzAt[kind] = len(s.nonzas)
+	}
+	s.nzBytes += len(b)
+	if s.addLocked(len(b)) {
+		s.overflowLocked() // attached and not closing: a cut, nothing to reroute
 		return
 	}
 	s.kickLocked()
 }
 
-// sendNonza queues a stream-level element (not counted by XEP-0198).
-func (s *Session) sendNonza(el *element.Element) {
-	b := el.AppendTo(nil, stanza.NSClient)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tr == nil || s.ended {
-		return
-	}
-	s.nonzas = append(s.nonzas, b)
-	s.kickLocked()
+// dropNonzasLocked forgets the unwritten stream-level elements.
+func (s *Session) dropNonzasLocked() {
+	clear(s.nonzas)
+	s.nonzas = s.nonzas[:0]
+	s.nzAt = [nzKinds]int{}
+	s.releaseLocked(s.nzBytes)
+	s.nzBytes = 0
 }
 
 // kickLocked starts the writer if there is work and a connection.
@@ -267,15 +440,23 @@ func (s *Session) writerDoneLocked(tr transport) {
 // writeLoop drains the queue to the connection in batches, then exits.
 func (s *Session) writeLoop(tr transport) {
 	var batch [][]byte
+	// inflight: bytes of the batch that left nonzas and q (without
+	// XEP-0198) and still count until they are written.
+	inflight := 0
 	for {
 		s.mu.Lock()
+		s.releaseLocked(inflight)
+		inflight = 0
 		if s.tr != tr {
 			s.writerDoneLocked(tr)
 			s.mu.Unlock()
 			return
 		}
 		batch = append(batch[:0], s.nonzas...)
+		clear(s.nonzas)
 		s.nonzas = s.nonzas[:0]
+		s.nzAt = [nzKinds]int{}
+		inflight, s.nzBytes = s.nzBytes, 0
 		batch = append(batch, s.q[s.wpos:]...)
 		s.wpos = len(s.q)
 		if !s.smOn {
@@ -283,6 +464,8 @@ func (s *Session) writeLoop(tr transport) {
 			clear(s.q)
 			s.q = s.q[:0]
 			s.wpos = 0
+			inflight += s.qBytes
+			s.qBytes = 0
 		} else if s.wpos > 0 && !s.rRequested && len(batch) > 0 {
 			batch = append(batch, []byte("<r xmlns='urn:xmpp:sm:3'/>"))
 			s.rRequested = true
@@ -309,6 +492,7 @@ func (s *Session) writeLoop(tr transport) {
 		if err != nil || closing {
 			_ = tr.close()
 			s.mu.Lock()
+			s.releaseLocked(inflight)
 			s.writerDoneLocked(tr)
 			s.mu.Unlock()
 			return
@@ -391,6 +575,9 @@ func (s *Session) endDetached(ctx context.Context) {
 func (s *Session) ack(h uint32) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.full {
+		return nil // its queue was handed over for rerouting
+	}
 	s.rRequested = false
 	n := h - s.outAcked // wraps correctly at 2^32
 	if int64(n) > int64(s.wpos) {
@@ -404,6 +591,12 @@ func (s *Session) dropAckedLocked(n uint32) {
 	if n == 0 {
 		return
 	}
+	freed := 0
+	for _, b := range s.q[:n] {
+		freed += len(b)
+	}
+	s.qBytes -= freed
+	s.releaseLocked(freed)
 	clear(s.q[:n])
 	s.q = s.q[n:]
 	s.wpos -= int(n)
@@ -435,8 +628,17 @@ func (s *Session) setInactive(v bool) {
 func (s *Session) takeLeftovers() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.takeLeftoversLocked()
+}
+
+// takeLeftoversLocked empties the queue for rerouting; held presence and
+// unwritten stream-level elements are dropped.
+func (s *Session) takeLeftoversLocked() [][]byte {
 	out := s.q
 	s.q, s.wpos = nil, 0
 	s.held = nil
+	s.releaseLocked(s.qBytes + s.heldBytes)
+	s.qBytes, s.heldBytes = 0, 0
+	s.dropNonzasLocked()
 	return out
 }
