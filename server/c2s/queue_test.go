@@ -220,6 +220,7 @@ func (f *fakeTransport) close() error {
 }
 
 func (f *fakeTransport) next() (event, error)                         { return event{}, errors.New("fake") }
+func (f *fakeTransport) setBounds(bounds)                             {}
 func (f *fakeTransport) restart()                                     {}
 func (f *fakeTransport) writeOpen(string, string) error               { return nil }
 func (f *fakeTransport) writeFeatures([]*element.Element) error       { return nil }
