@@ -2,6 +2,7 @@ package mam_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,29 @@ func TestMaxPage(t *testing.T) {
 	}
 	if fin := moduletest.String(res); strings.Contains(fin, "complete") || !strings.Contains(fin, "<count>8</count>") {
 		t.Fatalf("fin %s", fin)
+	}
+}
+
+// A queryid is repeated in every result: one over 256 bytes is refused,
+// so that no result grows past the stanza limit by it.
+func TestQueryIDBounded(t *testing.T) {
+	m, r, _ := newModule(t, mam.Config{DefaultPref: "always"})
+	bob := r.Login(t, "bob@example.com/b")
+	admit(m, moduletest.Parse(t, "<message from='alice@example.com/a' to='bob@example.com/b' type='chat'><body>x</body></message>"))
+	_, err := moduletest.RequestSession(t, m, bob, module.ScopeAccount,
+		"<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2' queryid='"+strings.Repeat("q", 257)+"'/></iq>")
+	var se *stanza.Error
+	if !errors.As(err, &se) || se.Condition != stanza.BadRequest {
+		t.Fatalf("long queryid: %v, want bad-request", err)
+	}
+	if n := len(bob.Take()); n != 0 {
+		t.Fatalf("%d results sent", n)
+	}
+	if _, err := moduletest.RequestSession(t, m, bob, module.ScopeAccount,
+		"<iq type='set' id='q'><query xmlns='urn:xmpp:mam:2' queryid='"+strings.Repeat("q", 256)+"'/></iq>"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bob.Take()); n != 1 {
+		t.Fatalf("%d results, want 1", n)
 	}
 }

@@ -63,6 +63,9 @@ func queryForm() *element.Element {
 	return element.New(NS, "query").Append(x)
 }
 
+// maxQueryID bounds the client's queryid, which every result repeats.
+const maxQueryID = 256
+
 func (m *Module) query(ctx context.Context, sess module.Session, iq *stanza.Stanza) (*element.Element, error) {
 	own, err := owner(iq)
 	if err != nil {
@@ -74,6 +77,11 @@ func (m *Module) query(ctx context.Context, sess module.Session, iq *stanza.Stan
 	p := iq.Payload()
 	if p.HasAttr("node") {
 		return nil, stanza.Err(stanza.Cancel, stanza.FeatureNotImplemented, "a user archive has no nodes")
+	}
+	if len(p.Attr("queryid")) > maxQueryID {
+		// It is copied into every result: a long one would make each
+		// result up to twice the stanza limit.
+		return nil, badRequest("queryid is longer than " + strconv.Itoa(maxQueryID) + " bytes")
 	}
 	q, flip, err := m.parseQuery(p)
 	if err != nil {
