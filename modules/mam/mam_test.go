@@ -190,7 +190,7 @@ func TestMaxPage(t *testing.T) {
 // A queryid is repeated in every result: one over 256 bytes is refused,
 // so that no result grows past the stanza limit by it.
 func TestQueryIDBounded(t *testing.T) {
-	m, r, _ := newModule(t, mam.Config{DefaultPref: "always"})
+	m, r, _ := newModule(t, mam.Config{DefaultPref: "always", MaxPage: 50})
 	bob := r.Login(t, "bob@example.com/b")
 	admit(m, moduletest.Parse(t, "<message from='alice@example.com/a' to='bob@example.com/b' type='chat'><body>x</body></message>"))
 	_, err := moduletest.RequestSession(t, m, bob, module.ScopeAccount,
