@@ -481,6 +481,14 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 			s.setInactive(true)
 		}
 		return nil
+	case nsStream:
+		if el.Local == "error" {
+			// The client ends the stream with an error of its own (RFC
+			// 6120 4.9.1.2): close ours, answering no error to an error.
+			srv.log.Debug("client stream error", logJID(s.jid), zap.String("error", el.String()))
+			return errClientClosed
+		}
+		return errStream("unsupported-stanza-type", "")
 	case stanza.NSClient:
 	default:
 		return errStream("unsupported-stanza-type", "")

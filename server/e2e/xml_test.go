@@ -127,3 +127,14 @@ func (c *client) readHeaderThenStreamError(cond string) {
 	}
 	c.expectStreamError(cond)
 }
+
+// TestClientStreamError: a client that ends its stream with a stream error
+// (slixmpp does on XML it cannot parse) gets the closing tag, not a stream
+// error about its stream error.
+func TestClientStreamError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	c := login(t, e, modeStartTLS, "alice", "se")
+	c.send("<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
+	c.expectClosed()
+}

@@ -82,8 +82,8 @@ func FuzzJID(f *testing.F) {
 			t.Fatalf("Parse returned no stanza: %v", err)
 		}
 
-		wantFrom, fromErr := jid.Parse(from)
-		wantTo, toErr := jid.Parse(to)
+		wantFrom, fromErr := ParseAddress(from)
+		wantTo, toErr := ParseAddress(to)
 		switch {
 		case err == nil:
 			if (to != "" && toErr != nil) || (from != "" && fromErr != nil) {

@@ -4,6 +4,7 @@ package stanza
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/palisade-im/palisade/server/element"
 	"mellium.im/xmpp/jid"
@@ -109,7 +110,7 @@ func Parse(el *element.Element) (*Stanza, error) {
 	}
 	s := &Stanza{El: el, Kind: k, Type: el.Attr("type"), ID: el.Attr("id")}
 	if v := el.Attr("to"); v != "" {
-		j, err := jid.Parse(v)
+		j, err := ParseAddress(v)
 		if err != nil {
 			return s, &Error{Type: Modify, Condition: JIDMalformed, Text: "invalid 'to' address"}
 		}
@@ -119,7 +120,7 @@ func Parse(el *element.Element) (*Stanza, error) {
 		}
 	}
 	if v := el.Attr("from"); v != "" {
-		j, err := jid.Parse(v)
+		j, err := ParseAddress(v)
 		if err != nil {
 			return s, &Error{Type: Modify, Condition: JIDMalformed, Text: "invalid 'from' address"}
 		}
@@ -130,6 +131,24 @@ func Parse(el *element.Element) (*Stanza, error) {
 	}
 	return s, nil
 }
+
+// ParseAddress parses a stanza address (RFC 7622). mellium's jid.Parse
+// strips one trailing dot from the domain and accepts empty labels, so
+// "bob@localhost.." would become "bob@localhost.", which parses again to
+// another address: a domain with an empty label is refused, so that an
+// address's normal form parses to itself.
+func ParseAddress(v string) (jid.JID, error) {
+	j, err := jid.Parse(v)
+	if err != nil {
+		return j, err
+	}
+	if d := j.Domainpart(); d == "" || d[0] == '.' || d[len(d)-1] == '.' || strings.Contains(d, "..") {
+		return jid.JID{}, errEmptyLabel
+	}
+	return j, nil
+}
+
+var errEmptyLabel = errors.New("stanza: empty label in the domain")
 
 // IsCanonical reports whether s, which parsed as j, is j's canonical
 // string form (j.String()). It compares part by part, without building

@@ -2,6 +2,7 @@ package stanza
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/palisade-im/palisade/server/element"
@@ -101,5 +102,22 @@ func TestIsCanonical(t *testing.T) {
 	j := jid.MustParse("bob@localhost/phone")
 	if n := testing.AllocsPerRun(100, func() { _ = IsCanonical("bob@localhost/phone", j) }); n != 0 {
 		t.Errorf("IsCanonical: %v allocations", n)
+	}
+}
+
+// A domain with an empty label is jid-malformed: mellium strips one
+// trailing dot, so "bob@localhost.." would become "bob@localhost.", an
+// address that parses again to another one (found by FuzzJID).
+func TestParseAddressEmptyLabels(t *testing.T) {
+	for _, to := range []string{"bob@localhost..", "bob@localhost../b", "localhost..", "bob@..", "bob@a..b", "bob@.localhost"} {
+		el := element.New(NSClient, "message", element.A("to", to))
+		var e *Error
+		if _, err := Parse(el); !errors.As(err, &e) || e.Condition != JIDMalformed {
+			t.Errorf("to=%q: %v, want jid-malformed", to, err)
+		}
+	}
+	st, err := Parse(element.New(NSClient, "message", element.A("to", "bob@localhost.")))
+	if err != nil || st.To.String() != "bob@localhost" || st.El.Attr("to") != "bob@localhost" {
+		t.Fatalf("trailing dot: %v %v %s", err, st.To, st.El)
 	}
 }
