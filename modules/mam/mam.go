@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/rsm"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
 	"mellium.im/xmpp/jid"
@@ -43,7 +44,7 @@ const (
 	// NSStanzaID is the XEP-0359 namespace.
 	NSStanzaID = "urn:xmpp:sid:0"
 	// NSRSM is the XEP-0059 namespace.
-	NSRSM = "http://jabber.org/protocol/rsm"
+	NSRSM = rsm.NS
 	// NSForward is the XEP-0297 namespace.
 	NSForward = "urn:xmpp:forward:0"
 	// NSData is the XEP-0004 namespace.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/rsm"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
@@ -119,13 +120,11 @@ func (m *Module) query(ctx context.Context, sess module.Session, iq *stanza.Stan
 	if page.Complete {
 		fin.SetAttr("complete", "true")
 	}
-	set := element.New(NSRSM, "set")
+	first, last := "", ""
 	if n := len(page.Items); n > 0 {
-		set.Append(element.New(NSRSM, "first", element.A("index", strconv.Itoa(page.FirstIndex))).SetText(page.Items[0].ID),
-			element.New(NSRSM, "last").SetText(page.Items[n-1].ID))
+		first, last = page.Items[0].ID, page.Items[n-1].ID
 	}
-	set.Append(element.New(NSRSM, "count").SetText(strconv.Itoa(page.Count)))
-	return fin.Append(set), nil
+	return fin.Append(rsm.Result(first, last, page.FirstIndex, page.Count)), nil
 }
 
 // resultMessage wraps an archived item for the requester (section 4.2).
@@ -256,50 +255,17 @@ func parseForm(x *element.Element, q *storage.HistoryQuery, maxIDs int) error {
 }
 
 func (m *Module) parseRSM(set *element.Element, q *storage.HistoryQuery) error {
+	r, err := rsm.Parse(set)
+	if err != nil {
+		return err
+	}
 	q.Limit = m.cfg.MaxPage
-	index := -1
-	for _, c := range set.Elements() {
-		if c.Space != NSRSM {
-			continue
-		}
-		txt := strings.TrimSpace(c.Text())
-		switch c.Local {
-		case "max":
-			n, err := strconv.Atoi(txt)
-			if err != nil || n < 0 {
-				return badRequest("RSM max must be a non-negative integer")
-			}
-			q.Limit = min(n, m.cfg.MaxPage)
-		case "after":
-			if txt == "" {
-				return badRequest("RSM after needs an id")
-			}
-			q.PageAfter = txt
-		case "before":
-			if txt == "" {
-				q.Last = true
-			} else {
-				q.PageBefore = txt
-			}
-		case "index":
-			n, err := strconv.Atoi(txt)
-			if err != nil || n < 0 {
-				return badRequest("RSM index must be a non-negative integer")
-			}
-			index = n
-		default:
-			return badRequest("unexpected RSM element " + c.Local)
-		}
+	if r.Max >= 0 {
+		q.Limit = min(r.Max, m.cfg.MaxPage)
 	}
-	back := q.Last || q.PageBefore != ""
-	if back && q.PageAfter != "" {
-		return badRequest("RSM before and after together are undefined; use before-id and after-id")
-	}
-	if index >= 0 {
-		if back || q.PageAfter != "" {
-			return badRequest("RSM index goes without before and after")
-		}
-		q.Offset = index
+	q.PageAfter, q.PageBefore, q.Last = r.After, r.Before, r.Last
+	if r.Index >= 0 {
+		q.Offset = r.Index
 	}
 	return nil
 }

@@ -6,75 +6,16 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 
 	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/rsm"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
 )
 
 // NSRSM is the XEP-0059 Result Set Management namespace.
-const NSRSM = "http://jabber.org/protocol/rsm"
-
-// rsmQuery is an XEP-0059 request for one page of a node's items, in
-// publication order (index 0 is the oldest item).
-type rsmQuery struct {
-	max    int    // -1: as many as fit
-	after  string // page forward from after this id
-	before string // page backward from before this id
-	last   bool   // <before/>: the last page
-	index  int    // -1: none; else page forward from this index
-}
-
-// parseRSM reads the <set/> of an items request (XEP-0059 section 2).
-func parseRSM(set *element.Element) (rsmQuery, *stanza.Error) {
-	q := rsmQuery{max: -1, index: -1}
-	bad := func(text string) (rsmQuery, *stanza.Error) {
-		return rsmQuery{}, stanza.Err(stanza.Modify, stanza.BadRequest, text)
-	}
-	for _, c := range set.Elements() {
-		if c.Space != NSRSM {
-			return bad("unexpected element in the RSM set")
-		}
-		txt := strings.TrimSpace(c.Text())
-		switch c.Local {
-		case "max":
-			n, err := strconv.Atoi(txt)
-			if err != nil || n < 0 {
-				return bad("RSM max must be a non-negative integer")
-			}
-			q.max = n
-		case "after":
-			if txt == "" {
-				return bad("RSM after needs an item id")
-			}
-			q.after = txt
-		case "before":
-			if txt == "" {
-				q.last = true
-			} else {
-				q.before = txt
-			}
-		case "index":
-			n, err := strconv.Atoi(txt)
-			if err != nil || n < 0 {
-				return bad("RSM index must be a non-negative integer")
-			}
-			q.index = n
-		default:
-			return bad("unexpected RSM element " + c.Local)
-		}
-	}
-	back := q.last || q.before != ""
-	if back && q.after != "" {
-		return bad("RSM before and after together are undefined")
-	}
-	if q.index >= 0 && (back || q.after != "") {
-		return bad("RSM index goes without before and after")
-	}
-	return q, nil
-}
+const NSRSM = rsm.NS
 
 // attrBound is an upper bound of the bytes s takes as an escaped
 // attribute value or text.
@@ -133,7 +74,7 @@ type page struct {
 // choose picks the page q asks of list, ending it where the answer
 // would pass budget bytes (by itemBound). An unknown after or before id
 // is item-not-found (XEP-0059 section 2.6 asks for it).
-func choose(list []storage.PubSubItemRef, q rsmQuery, budget int) (page, error) {
+func choose(list []storage.PubSubItemRef, q rsm.Request, budget int) (page, error) {
 	find := func(id string) (int, error) {
 		for i, r := range list {
 			if r.ID == id {
@@ -142,14 +83,14 @@ func choose(list []storage.PubSubItemRef, q rsmQuery, budget int) (page, error) 
 		}
 		return 0, stanza.Err(stanza.Cancel, stanza.ItemNotFound, "no item "+id+" in the result set")
 	}
-	limit := q.max
+	limit := q.Max
 	if limit < 0 {
 		limit = len(list)
 	}
-	if q.last || q.before != "" {
+	if q.Last || q.Before != "" {
 		end := len(list)
-		if q.before != "" {
-			i, err := find(q.before)
+		if q.Before != "" {
+			i, err := find(q.Before)
 			if err != nil {
 				return page{}, err
 			}
@@ -170,14 +111,14 @@ func choose(list []storage.PubSubItemRef, q rsmQuery, budget int) (page, error) 
 	}
 	start := 0
 	switch {
-	case q.after != "":
-		i, err := find(q.after)
+	case q.After != "":
+		i, err := find(q.After)
 		if err != nil {
 			return page{}, err
 		}
 		start = i + 1
-	case q.index >= 0:
-		start = min(q.index, len(list))
+	case q.Index >= 0:
+		start = min(q.Index, len(list))
 	}
 	p := page{start: start, end: start}
 	used := 0
@@ -250,10 +191,8 @@ func (m *Module) answerItems(ctx context.Context, iq *stanza.Stanza, owner, node
 // rsmSet is the XEP-0059 <set/> of a page of items starting at index
 // start of a result set of count items.
 func rsmSet(items []storage.PubSubItem, start, count int) *element.Element {
-	set := element.New(NSRSM, "set")
 	if n := len(items); n > 0 {
-		set.Append(element.New(NSRSM, "first", element.A("index", strconv.Itoa(start))).SetText(items[0].ID),
-			element.New(NSRSM, "last").SetText(items[n-1].ID))
+		return rsm.Result(items[0].ID, items[n-1].ID, start, count)
 	}
-	return set.Append(element.New(NSRSM, "count").SetText(strconv.Itoa(count)))
+	return rsm.Result("", "", 0, count)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
+	"github.com/palisade-im/palisade/server/rsm"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
@@ -223,11 +224,12 @@ func (m *Module) items(ctx context.Context, iq *stanza.Stanza, req, set *element
 	if len(ids) > m.cfg.MaxItems {
 		return nil, stanza.Err(stanza.Modify, stanza.NotAcceptable, "too many item ids")
 	}
-	q := rsmQuery{max: -1, index: -1, last: true}
+	q := rsm.None
+	q.Last = true // without a <set/>: the newest items that fit
 	if set != nil {
-		var se *stanza.Error
-		if q, se = parseRSM(set); se != nil {
-			return nil, se
+		var err error
+		if q, err = rsm.Parse(set); err != nil {
+			return nil, err
 		}
 	}
 	if _, err := m.readableNode(ctx, owner, from, node); err != nil {
@@ -258,7 +260,7 @@ func (m *Module) items(ctx context.Context, iq *stanza.Stanza, req, set *element
 			return nil, errNoNode
 		}
 		if set == nil {
-			q = rsmQuery{max: -1, index: -1}
+			q = rsm.None
 		}
 	} else if max > 0 && len(list) > max {
 		list = list[len(list)-max:]
@@ -271,7 +273,7 @@ func (m *Module) items(ctx context.Context, iq *stanza.Stanza, req, set *element
 	if err != nil {
 		return nil, err
 	}
-	return m.answerItems(ctx, iq, owner.String(), node, list, p, q.last || q.before != "", set != nil)
+	return m.answerItems(ctx, iq, owner.String(), node, list, p, q.Backward(), set != nil)
 }
 
 // retract handles XEP-0060 section 7.2, notifying when 'notify' asks for
