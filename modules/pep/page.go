@@ -43,23 +43,30 @@ func (m *Module) answerReserve(node string) int {
 	return min(2048, m.lim.MaxStanzaBytes/4) + 2*attrBound(node)
 }
 
+// WrapperAllowance is how far past limits.max_stanza_bytes an answer or
+// notification may go: the server's own wrapping (<message/>, <event/>,
+// <items/>, an RSM <set/>) around a payload that fit the limit when it was
+// published. Without it a publish the client could send (an OMEMO bundle
+// near the limit) could never be delivered to anyone.
+const WrapperAllowance = 4096
+
 // stanzaLimit is the largest stanza the module sends (no bound when the
 // limits are unset, as in a module built without a host).
 func (m *Module) stanzaLimit() int {
 	if m.lim.MaxStanzaBytes <= 0 {
 		return math.MaxInt
 	}
-	return m.lim.MaxStanzaBytes
+	return m.lim.MaxStanzaBytes + WrapperAllowance
 }
 
 // maxPayload is the largest payload publishable as item id of node: the
 // configured bound, and what keeps one item's answer or notification
-// within the stanza limit.
+// within the stanza limit and its wrapper allowance.
 func (m *Module) maxPayload(node, id string) int {
 	if m.lim.MaxStanzaBytes <= 0 {
 		return m.cfg.MaxPayloadBytes
 	}
-	fit := m.lim.MaxStanzaBytes - m.answerReserve(node) - itemBound(storage.PubSubItemRef{ID: id})
+	fit := m.stanzaLimit() - m.answerReserve(node) - itemBound(storage.PubSubItemRef{ID: id})
 	return max(0, min(m.cfg.MaxPayloadBytes, fit))
 }
 

@@ -146,9 +146,11 @@ func TestNodeCountQuota(t *testing.T) {
 // is refused at publish.
 func TestPayloadBoundByStanzaLimit(t *testing.T) {
 	m, _, _ := newPEP(t, func(h *module.Host) { h.Config.Limits.MaxStanzaBytes = 20000 })
-	err := publish(t, m, "urn:n", "1", 19500, "")
-	quotaRefused(t, "payload near the stanza limit", err, stanza.NotAcceptable, "payload-too-big", "bytes")
-	if err := publish(t, m, "urn:n", "1", 17000, ""); err != nil {
+	err := publish(t, m, "urn:n", "1", 20000+pep.WrapperAllowance-500, "")
+	quotaRefused(t, "payload near the stanza limit and its allowance", err, stanza.NotAcceptable, "payload-too-big", "bytes")
+	// One that fit the inbound limit is deliverable: the server's wrapper
+	// has its allowance.
+	if err := publish(t, m, "urn:n", "1", 19500, ""); err != nil {
 		t.Errorf("payload well within: %v", err)
 	}
 }
@@ -216,8 +218,8 @@ func TestItemsPaged(t *testing.T) {
 			t.Errorf("%s: %v", what, err)
 			return
 		}
-		if a.size > limit {
-			t.Errorf("%s: answer of %d bytes, over the %d-byte limit", what, a.size, limit)
+		if a.size > limit+pep.WrapperAllowance {
+			t.Errorf("%s: answer of %d bytes, over the %d-byte limit and its allowance", what, a.size, limit)
 		}
 		if fmt.Sprint(a.ids) != fmt.Sprint(want) || a.index != index || a.count != count {
 			t.Errorf("%s: items %v index %d count %d; want %v index %d count %d", what, a.ids, a.index, a.count, want, index, count)
@@ -230,8 +232,8 @@ func TestItemsPaged(t *testing.T) {
 	// items in a 20 KB stanza), and a <set/> to page back from.
 	all, err := requestItems(t, m, alice, `<items node="urn:big"/>`)
 	n := len(all.ids)
-	if err == nil && (n < 5 || n >= 10) {
-		t.Fatalf("unpaged answer holds %d items, want a 20 KB page", n)
+	if err == nil && (n < 5 || n >= 13) {
+		t.Fatalf("unpaged answer holds %d items, want a 24 KB page", n)
 	}
 	check("all", all, err, ids(30-n, 30), 30-n, 30)
 	// max_items larger than a page: the newest that fit, counted among 25.
@@ -266,7 +268,7 @@ func TestItemsPaged(t *testing.T) {
 			q += `<after>` + after + `</after>`
 		}
 		a, err := requestItems(t, m, alice, `<items node="urn:big"/>`+rsm(q))
-		if err != nil || a.size > limit {
+		if err != nil || a.size > limit+pep.WrapperAllowance {
 			t.Fatalf("page after %q: %d bytes, %v", after, a.size, err)
 		}
 		if len(a.ids) == 0 {
@@ -283,7 +285,7 @@ func TestItemsPaged(t *testing.T) {
 	before := all.first
 	for before != "" {
 		a, err := requestItems(t, m, alice, `<items node="urn:big"/>`+rsm(`<before>`+before+`</before>`))
-		if err != nil || a.size > limit {
+		if err != nil || a.size > limit+pep.WrapperAllowance {
 			t.Fatalf("page before %q: %d bytes, %v", before, a.size, err)
 		}
 		got = append(append([]string(nil), a.ids...), got...)
