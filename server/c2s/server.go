@@ -496,9 +496,7 @@ func (srv *Server) handleElement(ctx context.Context, s *Session, el *element.El
 	// Whatever 'from' the client wrote is replaced below; never parse it.
 	// Every one of them: a parser that let duplicates through must not
 	// leave a second 'from' behind the stamped one.
-	for el.HasAttr("from") {
-		el.RemoveAttr("from")
-	}
+	el.RemoveAttr("from") // removes every match
 	st, perr := stanza.Parse(el)
 	if errors.Is(perr, stanza.ErrNotStanza) {
 		return errStream("unsupported-stanza-type", "")
