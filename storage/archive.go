@@ -47,6 +47,35 @@ const (
 	// KindPolicy records a change of retention policy the journal
 	// enforces (a locked policy recorded or lengthened).
 	KindPolicy RecordKind = "policy"
+
+	// The channels besides messages (DECISIONS.md "What the journal records"):
+	// one record per original stanza a user sent that reaches another party.
+
+	// KindIQ is an IQ between two users' clients (requests, results and
+	// errors) that no more specific kind covers.
+	KindIQ RecordKind = "iq"
+	// KindFileTransfer is a peer-to-peer file transfer stanza: an XEP-0096
+	// offer, XEP-0047 in-band data, an XEP-0065 negotiation, an XEP-0234
+	// Jingle file offer, an XEP-0066 out-of-band IQ.
+	KindFileTransfer RecordKind = "file_transfer"
+	// KindJingle is a Jingle (XEP-0166) session stanza that is not a file
+	// transfer (calls).
+	KindJingle RecordKind = "jingle"
+	// KindCommand is an XEP-0050 ad-hoc command sent to another user's
+	// client, and its answer.
+	KindCommand RecordKind = "command"
+	// KindPresence is a directed presence, or a presence broadcast that
+	// carries text (once per broadcast, not per contact).
+	KindPresence RecordKind = "presence"
+	// KindPEP is a personal eventing (XEP-0163) publish, retract or node
+	// change: once per request, not per notification.
+	KindPEP RecordKind = "pep"
+	// KindVCard is a vCard (XEP-0054) change.
+	KindVCard RecordKind = "vcard"
+	// KindAdmin records an administrative act (account and group changes,
+	// kicks, unlocks, the configuration's digest at each start); its
+	// content is JSON.
+	KindAdmin RecordKind = "admin"
 )
 
 // JournalRecord is one entry of the compliance journal. Data is the record
