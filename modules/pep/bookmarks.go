@@ -460,3 +460,57 @@ func (m *Module) writeNative(ctx context.Context, owner jid.JID, bms []bookmark)
 	}
 	return events, errors.Join(errs...)
 }
+
+// migrateBookmarks fills the views of owner's bookmarks that are missing
+// from the ones that exist, for accounts whose bookmarks were saved before
+// the views were kept in step: the XEP-0402 node, when it exists, is the
+// source; otherwise the private XML, otherwise the XEP-0048 PEP node. It
+// is the hook of session start and only reads when every view exists.
+func (m *Module) migrateBookmarks(ctx context.Context, owner jid.JID) {
+	owner = owner.Bare()
+	unlock := m.lock(owner.String())
+	events, err := m.migrate(ctx, owner)
+	unlock()
+	m.flush(ctx, owner, events)
+	if err != nil {
+		m.log.Error("bookmarks: migration failed", zap.String("owner", owner.String()), zap.Error(err))
+	}
+}
+
+func (m *Module) migrate(ctx context.Context, owner jid.JID) ([]pendingEvent, error) {
+	exists := func(node string) (bool, error) {
+		_, err := m.store.Node(ctx, owner.String(), node)
+		if errors.Is(err, storage.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	native, err := exists(NSBookmarks)
+	if err != nil {
+		return nil, err
+	}
+	legacy, err := exists(NSLegacyBookmarks)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := m.privateDoc(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	hasPriv := priv != nil || m.privateStore() == nil
+	switch {
+	case native && legacy && hasPriv:
+		return nil, nil
+	case native:
+		return m.fromNative(ctx, owner)
+	case priv != nil:
+		return m.fromLegacy(ctx, owner, priv, false, !legacy)
+	case legacy:
+		doc, err := m.latestLegacy(ctx, owner)
+		if err != nil {
+			return nil, err
+		}
+		return m.fromLegacy(ctx, owner, doc, true, false)
+	}
+	return nil, nil
+}

@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/palisade-im/palisade/storage"
 )
 
 const (
@@ -181,5 +185,35 @@ func TestBookmarksCompatAdvertised(t *testing.T) {
 		if !have[f] {
 			t.Errorf("account disco#info lacks %s: %s", f, r)
 		}
+	}
+}
+
+// Bookmarks saved before the views were kept in step (only one view
+// holds them) appear in the others once the owner logs in.
+func TestBookmarksMigratedAtLogin(t *testing.T) {
+	t.Parallel()
+	e := pepEnv(t)
+	ctx := context.Background()
+	doc := "<storage xmlns='storage:bookmarks'><conference jid='old@chat.localhost' name='Old' autojoin='true'><nick>a</nick></conference></storage>"
+	if err := e.store.SetPrivate(ctx, "alice@localhost", "storage:bookmarks storage", []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	item := storage.PubSubItem{ID: "native@chat.localhost", Publisher: "bob@localhost/x", Published: time.Now(),
+		Payload: []byte("<conference xmlns='urn:xmpp:bookmarks:1' name='Native'/>")}
+	cfg := storage.NodeConfig{AccessModel: storage.AccessWhitelist, MaxItems: 10, PersistItems: true, SendLastPublished: storage.SendLastNever}
+	if _, err := e.store.PublishItem(ctx, "bob@localhost", nsBookmarks2, item, &cfg, storage.PubSubQuota{}); err != nil {
+		t.Fatal(err)
+	}
+
+	alice := pepLogin(t, e, "alice", "a")
+	if items := nativeItems(alice); len(items) != 1 || items["old@chat.localhost"].A("name") != "Old" {
+		t.Errorf("alice's XEP-0402 items: %v", items)
+	}
+	if l := legacyPEPBookmarks(alice); len(l) != 1 || l["old@chat.localhost"] == nil {
+		t.Errorf("alice's storage:bookmarks: %v", l)
+	}
+	bob := pepLogin(t, e, "bob", "b")
+	if p := privateBookmarks(bob); len(p) != 1 || p["native@chat.localhost"].A("name") != "Native" {
+		t.Errorf("bob's private bookmarks: %v", p)
 	}
 }
