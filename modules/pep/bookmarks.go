@@ -343,6 +343,14 @@ func (m *Module) fromLegacy(ctx context.Context, owner jid.JID, doc *element.Ele
 	return events, err
 }
 
+// notPrivate is the error of a conversion refused because the target
+// node's owner let others read it: bookmarks (room passwords among them)
+// saved in a private view must not reach the owner's contacts. XEP-0402
+// and XEP-0048 both ask for the whitelist model.
+func notPrivate(node string, cfg storage.NodeConfig) error {
+	return fmt.Errorf("node %s has access model %q, not whitelist: bookmarks not copied into it", node, cfg.AccessModel)
+}
+
 // writePrivate replaces the XEP-0049 document (keeping its <url/>s).
 func (m *Module) writePrivate(ctx context.Context, owner jid.JID, bms []bookmark) error {
 	p := m.privateStore()
@@ -381,6 +389,8 @@ func (m *Module) writeLegacyPEP(ctx context.Context, owner jid.JID, bms []bookma
 		create = &cfg
 	case err != nil:
 		return nil, fmt.Errorf("read %s: %w", NSLegacyBookmarks, err)
+	case cfg.AccessModel != storage.AccessWhitelist:
+		return nil, notPrivate(NSLegacyBookmarks, cfg)
 	}
 	old, err := m.latestLegacy(ctx, owner)
 	if err != nil {
@@ -416,6 +426,8 @@ func (m *Module) writeNative(ctx context.Context, owner jid.JID, bms []bookmark)
 		create = &cfg
 	case err != nil:
 		return nil, fmt.Errorf("read %s: %w", NSBookmarks, err)
+	case cfg.AccessModel != storage.AccessWhitelist:
+		return nil, notPrivate(NSBookmarks, cfg)
 	default:
 		items, err := m.store.Items(ctx, owner.String(), NSBookmarks, 0, nil)
 		if err != nil {

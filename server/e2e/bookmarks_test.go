@@ -217,3 +217,20 @@ func TestBookmarksMigratedAtLogin(t *testing.T) {
 		t.Errorf("bob's private bookmarks: %v", p)
 	}
 }
+
+// A XEP-0402 node the client made readable by its contacts is not filled
+// with bookmarks saved privately (room passwords would leak).
+func TestBookmarksNotCopiedIntoReadableNode(t *testing.T) {
+	t.Parallel()
+	e := pepEnv(t)
+	befriend(t, e, "alice", "bob")
+	alice := pepLogin(t, e, "alice", "a")
+	alice.ok("set", "", publish(nsBookmarks2, "public@chat.localhost", "<conference xmlns='"+nsBookmarks2+"'/>", ""))
+	alice.ok("set", "", "<query xmlns='"+nsPrivate+"'><storage xmlns='"+nsLegacyBookmark+"'>"+
+		"<conference jid='secret@chat.localhost'><password>hunter2</password></conference></storage></query>")
+	bob := pepLogin(t, e, "bob", "b")
+	r := bob.ok("get", owner, "<pubsub xmlns='"+nsPubSub+"'><items node='"+nsBookmarks2+"'/></pubsub>")
+	if strings.Contains(r.String(), "hunter2") || strings.Contains(r.String(), "secret@chat.localhost") {
+		t.Errorf("a private bookmark reached a contact: %s", r)
+	}
+}
