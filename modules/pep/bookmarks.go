@@ -60,7 +60,7 @@ type bookmark struct {
 	ext []*element.Element
 }
 
-// parseBool reads an XML Schema boolean as the bookmark specs use it.
+// xsBool reads an XML Schema boolean as the bookmark specs use it.
 func xsBool(s string) bool { return s == "true" || s == "1" }
 
 // roomJID normalizes a room address; ok is false when it is not a bare
