@@ -290,6 +290,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if err == nil && l.WebSocket != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/xmpp-websocket", s.c2s.WebSocketHandler(ctx, true))
+		mux.HandleFunc("/.well-known/host-meta", s.hostMeta) // XEP-0156 (hostmeta.go)
+		mux.HandleFunc("/.well-known/host-meta.json", s.hostMeta)
 		var tlsCfg *tls.Config
 		if !l.WebSocketPlain {
 			tlsCfg = certs.ServerConfig(s.kp)

@@ -33,9 +33,8 @@ type Form struct {
 	Fields   []Field
 }
 
-// Info is what a disco#info result says about an entity. Forms take part
-// in the XEP-0115 hash only; Element does not render them (the server
-// publishes none).
+// Info is what a disco#info result says about an entity, with its
+// extended info forms (XEP-0128), which take part in the XEP-0115 hash.
 type Info struct {
 	Identities []Identity
 	Features   []string

@@ -197,6 +197,11 @@ func (m *Module) load() {
 			Identities: []Identity{{Category: "server", Type: "im", Name: ServerName}},
 			Features:   uniq(server),
 		}
+		if m.host.Config != nil {
+			if f, ok := ContactForm(m.host.Config.Server.Contacts); ok { // XEP-0157
+				m.server.Forms = append(m.server.Forms, f)
+			}
+		}
 		m.account = Info{
 			Identities: ids,
 			Features:   uniq(account),
@@ -230,6 +235,9 @@ func (info Info) Element(node string) *element.Element {
 	}
 	for _, f := range info.Features {
 		q.Append(element.New(NSInfo, "feature", element.A("var", f)))
+	}
+	for _, f := range info.Forms {
+		q.Append(f.element())
 	}
 	return q
 }

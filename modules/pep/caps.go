@@ -121,8 +121,11 @@ type sessState struct {
 	querying  bool      // a capabilities query for this session is running
 }
 
-// SessionStarted implements module.SessionObserver.
-func (m *Module) SessionStarted(context.Context, module.Session) {}
+// SessionStarted implements module.SessionObserver: the account's
+// bookmark views are completed (bookmarks.go).
+func (m *Module) SessionStarted(ctx context.Context, sess module.Session) {
+	m.migrateBookmarks(ctx, sess.JID().Bare())
+}
 
 // SessionEnded forgets the session.
 func (m *Module) SessionEnded(_ context.Context, sess module.Session) {

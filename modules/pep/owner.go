@@ -110,5 +110,6 @@ func (m *Module) deleteNode(ctx context.Context, owner jid.JID, req *element.Ele
 		return nil, err
 	}
 	m.send(ctx, owner, to, element.New(NSEvent, "delete", element.A("node", n.Name)))
+	m.syncBookmarks(ctx, owner, n.Name)
 	return nil, nil
 }

@@ -205,7 +205,7 @@ func (m *Module) AccountFeatures() []string {
 	}
 	// Item retrieval pages with XEP-0059 (section 8 of it asks for the
 	// feature).
-	return append(out, NSRSM)
+	return append(append(out, NSRSM), bookmarkFeatures...)
 }
 
 // AccountIdentities adds pubsub/pep (XEP-0163 section 6.1).

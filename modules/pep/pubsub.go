@@ -186,6 +186,7 @@ func (m *Module) publish(ctx context.Context, owner, from jid.JID, pub, opts *el
 	ev := element.New(NSEvent, "items", element.A("node", node))
 	ev.Append(m.itemElement(NSEvent, item))
 	m.broadcast(ctx, owner, node, cfg, ev)
+	m.syncBookmarks(ctx, owner, node)
 
 	res := element.New(NSPubSub, "pubsub")
 	res.Append(element.New(NSPubSub, "publish", element.A("node", node)).
@@ -316,6 +317,7 @@ func (m *Module) retract(ctx context.Context, owner, from jid.JID, req *element.
 		ev.Append(element.New(NSEvent, "retract", element.A("id", id)))
 		m.broadcast(ctx, owner, node, n.Config, ev)
 	}
+	m.syncBookmarks(ctx, owner, node)
 	return nil, nil
 }
 

@@ -49,7 +49,12 @@ func init() {
 		if h.Config != nil {
 			lim = h.Config.Limits
 		}
-		return New(h.Store, h.Log, c, Quota{MaxItems: lim.MaxPrivateItems, MaxBytes: lim.MaxPrivateBytes})
+		m, err := New(h.Store, h.Log, c, Quota{MaxItems: lim.MaxPrivateItems, MaxBytes: lim.MaxPrivateBytes})
+		if err != nil {
+			return nil, err
+		}
+		m.peers = h.Modules // for BookmarkSync (bookmarks.go)
+		return m, nil
 	})
 }
 
@@ -69,6 +74,7 @@ type Module struct {
 	log   *zap.Logger
 	cfg   Config
 	quota Quota
+	peers func() []any // the host's modules; nil: no bookmark conversion
 }
 
 var (
@@ -185,6 +191,7 @@ func (m *Module) set(ctx context.Context, user string, children []*element.Eleme
 		return fmt.Errorf("private: store %s: %w", user, err)
 	}
 	m.log.Debug("private data stored", zap.String("user", user), zap.Int("elements", len(children)))
+	m.bookmarksStored(ctx, user, children)
 	return nil
 }
 

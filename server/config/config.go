@@ -60,6 +60,21 @@ type Server struct {
 	// Admins are the bare JIDs, accounts of served domains, that may run
 	// the administrative ad-hoc commands (XEP-0133).
 	Admins []string `toml:"admins"`
+	// Contacts are the domain's XEP-0157 contact addresses, published in
+	// its disco#info.
+	Contacts Contacts `toml:"contacts"`
+}
+
+// Contacts is the [server.contacts] section (XEP-0157): for each role,
+// the URIs (mailto:, xmpp: or https:) to reach it. Empty lists publish
+// nothing.
+type Contacts struct {
+	Abuse    []string `toml:"abuse"`
+	Admin    []string `toml:"admin"`
+	Feedback []string `toml:"feedback"`
+	Sales    []string `toml:"sales"`
+	Security []string `toml:"security"`
+	Support  []string `toml:"support"`
 }
 
 // Listen is the [listen] section. An empty address turns the listener off.
@@ -75,6 +90,10 @@ type Listen struct {
 	// WebSocketPlain serves ws:// instead of wss://; only allowed when the
 	// WebSocket address is a loopback address (e.g. behind a reverse proxy).
 	WebSocketPlain bool `toml:"websocket_plain"`
+	// WebSocketURL is the ws:// or wss:// URL that XEP-0156 discovery
+	// (/.well-known/host-meta) announces; "" derives it from the listener
+	// and the requested domain. Set it behind a proxy.
+	WebSocketURL string `toml:"websocket_url"`
 }
 
 // TLS is the [tls] section. Both files are set, or neither.
@@ -429,6 +448,8 @@ func Default() *Config {
 			Domains: []string{"localhost"},
 			DataDir: "./data",
 			Admins:  []string{},
+			Contacts: Contacts{Abuse: []string{}, Admin: []string{}, Feedback: []string{}, Sales: []string{},
+				Security: []string{}, Support: []string{}},
 		},
 		Listen: Listen{
 			C2S:          "127.0.0.1:5222",

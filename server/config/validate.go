@@ -28,6 +28,7 @@ type groupsValidator interface {
 func (l *loader) validate(c *Config) {
 	l.validateServer(&c.Server)
 	l.validateListen(&c.Listen)
+	l.validateDiscovery(c) // clients.go
 
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		if c.TLS.CertFile == "" {
