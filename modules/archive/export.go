@@ -309,7 +309,7 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 		}
 		proofs.Write(b)
 		proofs.WriteByte('\n')
-		if rec.Kind != string(storage.KindExport) {
+		if rec.Kind != string(storage.KindExport) && rec.Kind != string(storage.KindAdmin) {
 			addToConversation(convs, line, rec.Time)
 		}
 		sum.Records++
