@@ -252,8 +252,8 @@ type actRecorder interface {
 }
 
 // recordAct journals an administrative act (kind admin) when the archive
-// is on; a failure is logged and marks the journal unhealthy, the act
-// itself is done already.
+// is on; a failure is logged and audited (admin_act_not_journaled): the
+// act itself is done already.
 func (s *Server) recordAct(ctx context.Context, act, actor, target string, details map[string]string) {
 	for _, m := range s.modules {
 		if rec, ok := m.(actRecorder); ok {

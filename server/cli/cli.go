@@ -64,7 +64,7 @@ commands:
                  [--decrypt-key FILE] [--recipient KEYFILE]
                            (NAME.tar.gpg with --recipient: encrypted to it)
   archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE]
-                 [--trusted-checkpoint FILE] BUNDLE
+                 [--trusted-checkpoint FILE] [--officer-key FILE]... BUNDLE
                            check a bundle's manifest, signature and proofs
   archive hold add --custodian JID... --reason TEXT [--name NAME]
                  [--from DAY] [--to DAY] [--by WHO]
