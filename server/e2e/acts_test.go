@@ -120,6 +120,15 @@ func TestUserPasswdEndsSessions(t *testing.T) {
 	a2.autoAck.Store(false)
 	_ = a2.raw.Close() // lost connection: the session stays resumable
 	login(t, e, modeStartTLS, "bob", "b")
+	// Without the admin token the endpoints refuse, and end nothing.
+	for _, p := range []string{"/admin/end-sessions?jid=alice@localhost&change=passwd", "/archive/checkpoint"} {
+		if code, body := adminRequest(t, e, "POST", p, nil); code != 401 {
+			t.Errorf("POST %s without the token: %d %s", p, code, body)
+		}
+	}
+	if n := len(e.srv.Sessions(jid.MustParse("alice@localhost"))); n != 2 {
+		t.Fatalf("alice has %d sessions before the change, want 2", n)
+	}
 
 	const newPW = "quill-pen-ink-42"
 	code, out, errOut := runCLI(conf, newPW+"\n", "user", "passwd", "alice@"+domain)
