@@ -112,7 +112,7 @@ func TestOfficerSignedActs(t *testing.T) {
 		{"archive", "export", "--out", bundle, "--decrypt-key", bKey},
 	} {
 		code, out, errOut := run(append([]string{"--config", path}, args...)...)
-		if code != 2 || !strings.Contains(errOut, "is not one of archive.officer_keys") {
+		if code != 2 || !strings.Contains(errOut, "is not one of archive.officer_keys") || strings.Count(errOut, `"msg":"archive_decrypt_refused"`) != 1 {
 			t.Errorf("%v: exit %d: %s%s", args, code, out, errOut)
 		}
 	}

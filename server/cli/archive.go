@@ -319,7 +319,7 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 	}
 	var officer openpgp.EntityList
 	if *decryptKey != "" {
-		if officer, opt.Officer, err = decryptingOfficer(cfg, *decryptKey); err != nil {
+		if officer, opt.Officer, err = e.decryptingOfficer(cfg, *decryptKey); err != nil {
 			return err
 		}
 	}
@@ -815,7 +815,7 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 	opt.From, opt.To, opt.Users, opt.With, opt.Kinds = f.from, f.to, f.users, f.with, f.kinds
 	var officer openpgp.EntityList
 	if *decryptKey != "" {
-		if officer, opt.Officer, err = decryptingOfficer(cfg, *decryptKey); err != nil {
+		if officer, opt.Officer, err = e.decryptingOfficer(cfg, *decryptKey); err != nil {
 			return err
 		}
 	}
@@ -858,8 +858,8 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 // decryptingOfficer reads an officer's private key (--decrypt-key) and
 // finds the officer it belongs to among archive.officer_keys: the act is
 // signed with it. A key that is none of them is refused before anything
-// is decrypted (exit 2).
-func decryptingOfficer(cfg *config.Config, file string) (openpgp.EntityList, *openpgp.Entity, error) {
+// is decrypted (exit 2), with one audit event, archive_decrypt_refused.
+func (e *env) decryptingOfficer(cfg *config.Config, file string) (openpgp.EntityList, *openpgp.Entity, error) {
 	keys, err := archive.ReadDecryptKey(file)
 	if err != nil {
 		return nil, nil, usageErr("--decrypt-key: %v", err)
@@ -872,6 +872,13 @@ func decryptingOfficer(cfg *config.Config, file string) (openpgp.EntityList, *op
 	}
 	who, err := archive.OfficerFor(keys, officers)
 	if err != nil {
+		var fprs []string
+		for _, k := range keys {
+			fprs = append(fprs, archive.Fingerprint(k))
+		}
+		if audit, aerr := e.auditLogger(cfg); aerr == nil {
+			audit.Warn("archive_decrypt_refused", zap.String("actor", cliActor()), zap.Strings("keys", fprs), zap.String("reason", err.Error()))
+		}
 		return nil, nil, usageErr("--decrypt-key: %v", err)
 	}
 	return keys, who, nil
