@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/palisade-im/palisade/modules/archive"
-	_ "github.com/palisade-im/palisade/modules/register" // XEP-0077 password changes, linked into every e2e server
+	"github.com/palisade-im/palisade/modules/register" // XEP-0077 account changes, linked into every e2e server
 	"github.com/palisade-im/palisade/server/cli"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/storage"
@@ -222,6 +222,28 @@ func TestInBandPasswordChangeEndsOtherSessions(t *testing.T) {
 	acts := actsOf(adminActs(t, e), archive.ActUserPasswd)
 	if len(acts) != 1 || acts[0].act.Actor != "xep-0077:alice@localhost" || acts[0].act.Target != "alice@localhost" {
 		t.Fatalf("user_passwd records: %+v", acts)
+	}
+}
+
+// TestInBandRemovalJournaled: an account removed through XEP-0077 ends
+// all its sessions (not-authorized) and is one journal record.
+func TestInBandRemovalJournaled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *config.Config) {
+		c.Modules["register"] = config.Section{Name: "register", Value: &register.Config{Allow: true}, Line: 1}
+	})
+	a1 := login(t, e, modeStartTLS, "alice", "a1")
+	a2 := login(t, e, modeStartTLS, "alice", "a2")
+	a2.enable()
+	a1.send("<iq type='set' id='rm1'><query xmlns='jabber:iq:register'><remove/></query></iq>")
+	if n := a1.expect(nsClient, "iq"); n.A("id") != "rm1" || n.A("type") != "result" {
+		t.Fatalf("removal: %s", n)
+	}
+	a1.expectStreamError("not-authorized")
+	a2.expectStreamError("not-authorized")
+	acts := actsOf(adminActs(t, e), archive.ActUserDel)
+	if len(acts) != 1 || acts[0].act.Actor != "xep-0077:alice@localhost" || acts[0].act.Target != "alice@localhost" {
+		t.Fatalf("user_del records: %+v", acts)
 	}
 }
 
