@@ -70,7 +70,7 @@ func TestArchiveJournal(t *testing.T) {
 		}
 	}
 	if n := journalCount(t, s, func(r storage.JournalRecord) bool {
-		return r.Kind != storage.KindMessage && r.Kind != storage.KindSubscription
+		return r.Kind != storage.KindMessage && r.Kind != storage.KindSubscription && r.Kind != storage.KindAdmin
 	}); n != 0 {
 		t.Errorf("%d records of other kinds", n)
 	}
@@ -79,7 +79,7 @@ func TestArchiveJournal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("archive verify on an intact journal: %v\n%s", err, out)
 	}
-	if !regexp.MustCompile(`(?m)^OK$`).MatchString(out) || !strings.Contains(out, "checkpoints (+1 files") {
+	if !regexp.MustCompile(`(?m)^OK$`).MatchString(out) || !strings.Contains(out, "checkpoints (+2 files") {
 		t.Fatalf("archive verify output:\n%s", out)
 	}
 
@@ -95,10 +95,11 @@ func TestArchiveJournal(t *testing.T) {
 		t.Fatalf("pubkey printed %q: %v", vkey, err)
 	}
 	files, _ := filepath.Glob(filepath.Join(s.DataDir, "checkpoints", "checkpoint-*.txt"))
-	if len(files) != 1 {
+	// One at start (the configuration's record), one at the stop.
+	if len(files) != 2 {
 		t.Fatalf("checkpoint files: %v", files)
 	}
-	cp, err := os.ReadFile(files[0])
+	cp, err := os.ReadFile(files[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,9 @@ func checkExportBundle(t *testing.T, s *Server, vkeyFile string) {
 	if err != nil {
 		t.Fatalf("archive export: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "3 records") {
+	// Her three messages and the act that created her account (kind
+	// admin, `palisade user add`).
+	if !strings.Contains(out, "4 records") {
 		t.Errorf("alice's export: %s", out)
 	}
 	emls, _ := filepath.Glob(filepath.Join(bundle, "conversations", "*.eml"))
@@ -201,7 +204,7 @@ func checkExportBundle(t *testing.T, s *Server, vkeyFile string) {
 	}
 	cps, _ := filepath.Glob(filepath.Join(s.DataDir, "checkpoints", "checkpoint-*.txt"))
 	out, err = archiveCLI(t, s, "verify-export", "--verifier-key", vkeyFile, "--openpgp-key", pubFile, "--trusted-checkpoint", cps[0], bundle)
-	if err != nil || !strings.Contains(out, "3 records: commitments, fields and inclusion proofs check") {
+	if err != nil || !strings.Contains(out, "4 records: commitments, fields and inclusion proofs check") {
 		t.Fatalf("verify-export: %v\n%s", err, out)
 	}
 

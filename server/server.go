@@ -326,6 +326,8 @@ func (s *Server) Run(ctx context.Context) error {
 		mux.HandleFunc("/healthz", s.healthz)
 		mux.HandleFunc("/admin/kick", s.adminKick)
 		mux.HandleFunc("/admin/unlock", s.adminUnlock)
+		mux.HandleFunc("/admin/end-sessions", s.adminEndSessions)
+		mux.HandleFunc("/archive/checkpoint", s.adminCheckpoint)
 		hs := newHTTPServer(mux, nil, s.log.Named("admin"))
 		httpServers = append(httpServers, hs)
 		err = listen("admin", l.Admin, func(ln net.Listener) error {

@@ -149,6 +149,13 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 		return nil, err
 	}
 	m.SetWitnesses(ws)
+	// The configuration's digest is journaled at each start (acts.go).
+	act, err := ConfigAct(cfg, BuildVersion())
+	if err != nil {
+		j.Close()
+		return nil, err
+	}
+	m.startAct = &act
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
 	}
@@ -197,6 +204,9 @@ type Module struct {
 	groupMembers func(ctx context.Context, group string) ([]jid.JID, error)
 	// wit submits checkpoints to the C2SP witnesses (nil: none).
 	wit *witnessWorker
+	// startAct is the configuration's digest, journaled by Start (nil:
+	// none, as in tests building the module with New).
+	startAct *AdminAct
 }
 
 var (
@@ -393,6 +403,14 @@ func (m *Module) Start(ctx context.Context) error {
 			// What an earlier run left uncosigned is submitted too.
 			m.wit.noteCheckpoint(cps[len(cps)-1])
 		}
+	}
+	if m.startAct != nil {
+		seq, err := RecordAdmin(ctx, m.j, *m.startAct)
+		if err != nil {
+			return err
+		}
+		m.audit.Info("config_digest", zap.String("actor", "server"), zap.String("config", m.startAct.Target),
+			zap.String("sha256", m.startAct.Details["sha256"]), zap.String("version", m.startAct.Details["version"]), zap.Int64("record", seq))
 	}
 	if err := m.Checkpoint(ctx); err != nil {
 		return err

@@ -63,6 +63,10 @@ type ExportOptions struct {
 	// EncryptedTo are the fingerprints of the keys the bundle is then
 	// encrypted to, for the export's journal record.
 	EncryptedTo []string `json:"-"`
+	// Officer is the officer whose private key decrypts (OfficerFor): the
+	// act's journal record is signed with it (officer.go). Nil for acts
+	// without decryption, recorded under their actor (--by) alone.
+	Officer *openpgp.Entity `json:"-"`
 }
 
 // ExportLine is one line of records.jsonl.
@@ -305,7 +309,7 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 		}
 		proofs.Write(b)
 		proofs.WriteByte('\n')
-		if rec.Kind != string(storage.KindExport) {
+		if rec.Kind != string(storage.KindExport) && rec.Kind != string(storage.KindAdmin) {
 			addToConversation(convs, line, rec.Time)
 		}
 		sum.Records++
@@ -403,6 +407,11 @@ type ExportRecord struct {
 	Decrypted int `json:"decrypted,omitempty"`
 	// EncryptedTo are the fingerprints the bundle was encrypted to.
 	EncryptedTo []string `json:"encrypted_to,omitempty"`
+	// Officer (the officer key's fingerprint) and SignedAt are set on
+	// an act signed by the officer (officer.go); the content then ends
+	// with the signature member officer_sig.
+	Officer  string `json:"officer,omitempty"`
+	SignedAt string `json:"signed_at,omitempty"`
 }
 
 // RecordExport appends the chain-of-custody record of an export to the
@@ -416,11 +425,19 @@ func RecordExport(ctx context.Context, j storage.Journal, actor string, opt Expo
 	if !opt.To.IsZero() {
 		desc.To = opt.To.UTC().Format(time.RFC3339)
 	}
+	now := time.Now()
+	if opt.Officer != nil {
+		desc.Officer, desc.SignedAt = Fingerprint(opt.Officer), now.UTC().Format(time.RFC3339Nano)
+	}
 	content, err := json.Marshal(desc)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	if opt.Officer != nil {
+		if content, err = signAct(storage.KindExport, content, opt.Officer); err != nil {
+			return err
+		}
+	}
 	data, err := appendRecord(nil, now, string(storage.DirLocal), string(storage.KindExport), actor, "", "", "", content)
 	if err != nil {
 		return err
@@ -656,6 +673,11 @@ type VerifyExportOptions struct {
 	// WitnessKeys are cosignature verifier keys (vkeys) of witnesses
 	// obtained out of band: each must have cosigned the checkpoint.
 	WitnessKeys []string
+	// OfficerKeys are the officer public keys (archive.officer_keys): the
+	// officer signature of each export or search act in the bundle must
+	// verify with one of them. Without them, signed acts are counted and
+	// reported as not checked.
+	OfficerKeys openpgp.EntityList
 }
 
 // VerifyExport checks a bundle: the manifest covers every file and every
@@ -792,6 +814,7 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		return "", err
 	}
 	n, purged, decrypted := 0, 0, 0
+	actsSigned, actsUnchecked := 0, 0
 	for i, l := range bytes.Split(bytes.TrimSpace(rb), []byte("\n")) {
 		if len(l) == 0 {
 			continue
@@ -853,6 +876,18 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 		if err := tlog.CheckRecord(p.Proof, head.Size, head.Hash, e.Seq, leaf); err != nil {
 			return "", fmt.Errorf("%s (record %d): not in the checkpoint's tree: %w", where, e.Seq, err)
 		}
+		if k := storage.RecordKind(rec.Kind); (k == storage.KindExport || k == storage.KindSearch) && rec.Enc == EncNone {
+			keys := opt.OfficerKeys
+			act, err := CheckAct(k, []byte(rec.Content), keys)
+			switch {
+			case err != nil && (keys != nil || !errors.Is(err, ErrUnknownOfficer)):
+				return "", fmt.Errorf("%s (record %d): %w", where, e.Seq, err)
+			case act.Signed && keys == nil:
+				actsUnchecked++
+			case act.Signed:
+				actsSigned++
+			}
+		}
 		n++
 	}
 	notes = append(notes, fmt.Sprintf("%d records: commitments, fields and inclusion proofs check", n))
@@ -861,6 +896,12 @@ func VerifyExport(dir string, opt VerifyExportOptions) (string, error) {
 	}
 	if purged > 0 {
 		notes = append(notes, fmt.Sprintf("%d of them purged by retention (content removed; leaf hashes proven in the tree)", purged))
+	}
+	if actsSigned > 0 {
+		notes = append(notes, fmt.Sprintf("%d officer acts: signatures check with the officer keys given", actsSigned))
+	}
+	if actsUnchecked > 0 {
+		notes = append(notes, fmt.Sprintf("%d officer-signed acts not checked: give --officer-key (or --config with archive.officer_keys)", actsUnchecked))
 	}
 
 	if opt.Trusted != nil {

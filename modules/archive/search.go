@@ -51,6 +51,9 @@ type searchRecord struct {
 	Hits      int        `json:"hits"`
 	Seqs      [][2]int64 `json:"seqs"`
 	By        string     `json:"by"`
+	// Officer and SignedAt: as in ExportRecord, for a signed act.
+	Officer  string `json:"officer,omitempty"`
+	SignedAt string `json:"signed_at,omitempty"`
 }
 
 // Search finds the matching records, then journals the search (kind
@@ -126,7 +129,14 @@ func Search(ctx context.Context, j storage.Journal, opt SearchOptions, actor str
 	if desc.Seqs == nil {
 		desc.Seqs = [][2]int64{}
 	}
-	seq, err := appendEvent(ctx, j, storage.KindSearch, actor, desc)
+	var seq int64
+	if opt.Officer != nil {
+		// A decrypting search is signed by the officer (officer.go).
+		desc.Officer, desc.SignedAt = Fingerprint(opt.Officer), time.Now().UTC().Format(time.RFC3339Nano)
+		seq, err = appendSignedEvent(ctx, j, storage.KindSearch, actor, desc, opt.Officer)
+	} else {
+		seq, err = appendEvent(ctx, j, storage.KindSearch, actor, desc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the search could not be recorded in the journal: %w", err)
 	}

@@ -64,7 +64,11 @@ func init() {
 			iterations = h.Config.Auth.SCRAMIterations
 			policy = password.Policy{MinLength: h.Config.Auth.PasswordMinLength, RejectCommon: h.Config.Auth.PasswordRejectCommon}
 		}
-		return New(h.Router, h.Store, h.Log, h.Audit, c, iterations, policy)
+		m, err := New(h.Router, h.Store, h.Log, h.Audit, c, iterations, policy)
+		if m != nil {
+			m.modules = h.Modules
+		}
+		return m, err
 	})
 }
 
@@ -77,6 +81,31 @@ type Module struct {
 	cfg        Config
 	iterations int
 	policy     password.Policy
+	// modules lists the server's modules, among which the journal's
+	// recorder of administrative acts (nil: none).
+	modules func() []any
+}
+
+// actRecorder is the archive module's RecordAdminAct.
+type actRecorder interface {
+	RecordAdminAct(ctx context.Context, act, actor, target string, details map[string]string) error
+}
+
+// record journals an account change (kind admin) when the archive is on.
+// The change is made already: a failure is logged and audited.
+func (m *Module) record(ctx context.Context, act string, user jid.JID, remote string) {
+	if m.modules == nil {
+		return
+	}
+	for _, x := range m.modules() {
+		if r, ok := x.(actRecorder); ok {
+			if err := r.RecordAdminAct(ctx, act, "xep-0077:"+user.String(), user.String(), map[string]string{"remote": remote}); err != nil {
+				m.log.Error("account change not journaled", zap.String("act", act), zap.Error(err))
+				m.audit.Error("admin_act_not_journaled", zap.String("act", act), zap.String("target", user.String()), zap.Error(err))
+			}
+			return
+		}
+	}
 }
 
 var (
@@ -182,6 +211,7 @@ func (m *Module) preAuth(ctx context.Context, domain string, iq *stanza.Stanza) 
 	}
 	m.audit.Info("account_created", zap.String("who", j.String()), zap.String("what", j.String()),
 		zap.String("why", "in-band registration (XEP-0077)"))
+	m.record(ctx, "user_add", j, "")
 	return nil, nil
 }
 
@@ -247,6 +277,14 @@ func (m *Module) changePassword(ctx context.Context, sess module.Session, user j
 	}
 	m.audit.Info("password_changed", zap.String("who", user.String()), zap.String("what", user.String()),
 		zap.String("why", "password change (XEP-0077)"), zap.String("remote", sess.RemoteAddr()))
+	m.record(ctx, "user_passwd", user, sess.RemoteAddr())
+	// The account's other sessions rest on the old password: they end
+	// (not-authorized, no resumption); the one that changed it stays.
+	for _, s := range m.router.Sessions(user) {
+		if !s.JID().Equal(sess.JID()) {
+			s.Close("not-authorized", "the account's password was changed: log in again")
+		}
+	}
 	return nil
 }
 
@@ -268,6 +306,7 @@ func (m *Module) remove(ctx context.Context, sess module.Session, iq *stanza.Sta
 	}
 	m.audit.Info("account_removed", zap.String("who", user.String()), zap.String("what", user.String()),
 		zap.String("why", "registration cancelled in-band (XEP-0077)"), zap.String("remote", sess.RemoteAddr()))
+	m.record(ctx, "user_del", user, sess.RemoteAddr())
 	m.router.Route(ctx, iq.Result(nil))
 	for _, s := range m.router.Sessions(user) {
 		s.Close("not-authorized", "the account was removed")

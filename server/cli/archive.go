@@ -93,7 +93,10 @@ func (e *env) archive(args []string) error {
 		if err != nil {
 			return err
 		}
-		return e.archiveVerify(jpath, kpath, cdir, vkeyArg, witnesses)
+		if err := e.archiveVerify(jpath, kpath, cdir, vkeyArg, witnesses); err != nil {
+			return err
+		}
+		return e.verifyOfficerActs(cfg, jpath)
 	}
 	return usageErr("unknown archive command %q", sub)
 }
@@ -176,6 +179,40 @@ func (e *env) archiveVerify(jpath, kpath, cdir, vkeyArg string, witnesses []*cos
 		return fmt.Errorf("journal verification failed: first bad record index %d (%d problems)", bad, len(rep.Problems))
 	}
 	return fmt.Errorf("journal verification failed (%d problems)", len(rep.Problems))
+}
+
+// verifyOfficerActs checks the officer signatures of the journal's export
+// and search acts against archive.officer_keys; a bad signature or an
+// unknown signer fails (exit 1) naming the record.
+func (e *env) verifyOfficerActs(cfg *config.Config, jpath string) error {
+	var officers openpgp.EntityList
+	if len(cfg.Archive.OfficerKeys) > 0 {
+		var err error
+		if officers, err = archive.ReadOfficerKeys(cfg.Archive.OfficerKeys); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("archive.officer_keys: %w", err)}
+		}
+	}
+	ctx := context.Background()
+	j, err := sqlite.OpenJournalReadOnly(ctx, jpath)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	rep, err := archive.VerifyOfficerActs(ctx, j, officers)
+	if err != nil {
+		return fmt.Errorf("verify officer acts in %s: %w", jpath, err)
+	}
+	fmt.Fprintf(e.stdout, "officer acts: %d signed by an officer key of archive.officer_keys, %d recorded under --by (no decryption)\n", rep.Signed, rep.Unsigned)
+	if n := len(rep.UnsignedDecrypting); n > 0 {
+		fmt.Fprintf(e.stdout, "%d decrypting acts carry no officer signature (journaled before acts were signed): records %v\n", n, rep.UnsignedDecrypting)
+	}
+	if len(rep.Problems) == 0 {
+		return nil
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintln(e.stdout, p)
+	}
+	return fmt.Errorf("officer act verification failed: %d bad or unknown signatures, first in record %d", len(rep.Problems), rep.Problems[0].Index)
 }
 
 // listFlag collects a repeatable flag.
@@ -282,12 +319,17 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 	}
 	var officer openpgp.EntityList
 	if *decryptKey != "" {
-		if officer, err = archive.ReadDecryptKey(*decryptKey); err != nil {
-			return usageErr("--decrypt-key: %v", err)
+		if officer, opt.Officer, err = e.decryptingOfficer(cfg, *decryptKey); err != nil {
+			return err
 		}
 	}
 
 	ctx := context.Background()
+	// Everything journaled until now is in the export, proven: a fresh
+	// checkpoint first.
+	if _, _, err := e.freshCheckpoint(ctx, cfg, files); err != nil {
+		return fmt.Errorf("a fresh checkpoint for the export: %w", err)
+	}
 	vkey, err := archive.ReadVerifierKey(files.SigningKey)
 	if err != nil {
 		return err
@@ -384,9 +426,10 @@ func (e *env) archiveVerifyExport(args []string) error {
 	vkey := fs.String("verifier-key", "", "checkpoint note verifier key, or a file holding it")
 	pgpKey := fs.String("openpgp-key", "", "armored OpenPGP public key file")
 	trusted := fs.String("trusted-checkpoint", "", "a checkpoint obtained out of band")
-	var witnessKeys listFlag
+	var witnessKeys, officerKeyFiles listFlag
 	fs.Var(&witnessKeys, "witness-key", "cosignature verifier key of a witness that must have cosigned the checkpoint, or a file holding it (repeatable)")
-	const use = "usage: palisade archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE] [--trusted-checkpoint FILE] [--witness-key VKEY|FILE]... BUNDLE"
+	fs.Var(&officerKeyFiles, "officer-key", "officer OpenPGP public key file: officer-signed acts in the bundle must verify with one (repeatable; default archive.officer_keys with --config)")
+	const use = "usage: palisade archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE] [--trusted-checkpoint FILE] [--witness-key VKEY|FILE]... [--officer-key FILE]... BUNDLE"
 	// The bundle may come before or after the flags.
 	var bundle string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -430,6 +473,20 @@ func (e *env) archiveVerifyExport(args []string) error {
 			return usageErr("--witness-key %q: %v", k, err)
 		}
 		opt.WitnessKeys = append(opt.WitnessKeys, k)
+	}
+	if len(officerKeyFiles) == 0 && e.configPath != "" {
+		cfg, err := e.loadConfig()
+		if err != nil {
+			return err
+		}
+		officerKeyFiles = cfg.Archive.OfficerKeys
+	}
+	if len(officerKeyFiles) > 0 {
+		keys, err := archive.ReadOpenPGPKeys(officerKeyFiles)
+		if err != nil {
+			return usageErr("--officer-key: %v", err)
+		}
+		opt.OfficerKeys = keys
 	}
 	report, err := archive.VerifyExport(bundle, opt)
 	if err != nil {
@@ -730,7 +787,7 @@ func (e *env) archivePurge(cfg *config.Config, files archive.Files, args []strin
 }
 
 // recordKinds are the journal's record kinds, for --kind.
-var recordKinds = []string{"message", "subscription", "export", "hold", "disposition", "search", "policy"}
+var recordKinds = []string{"message", "subscription", "export", "hold", "disposition", "search", "policy", "admin"}
 
 func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []string) error {
 	fs := flag.NewFlagSet("archive search", flag.ContinueOnError)
@@ -758,8 +815,8 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 	opt.From, opt.To, opt.Users, opt.With, opt.Kinds = f.from, f.to, f.users, f.with, f.kinds
 	var officer openpgp.EntityList
 	if *decryptKey != "" {
-		if officer, err = archive.ReadDecryptKey(*decryptKey); err != nil {
-			return usageErr("--decrypt-key: %v", err)
+		if officer, opt.Officer, err = e.decryptingOfficer(cfg, *decryptKey); err != nil {
+			return err
 		}
 	}
 	audit, err := e.auditLogger(cfg)
@@ -796,6 +853,35 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 	}
 	fmt.Fprintf(e.stdout, "%d records found\n", len(hits))
 	return nil
+}
+
+// decryptingOfficer reads an officer's private key (--decrypt-key) and
+// finds the officer it belongs to among archive.officer_keys: the act is
+// signed with it. A key that is none of them is refused before anything
+// is decrypted (exit 2), with one audit event, archive_decrypt_refused.
+func (e *env) decryptingOfficer(cfg *config.Config, file string) (openpgp.EntityList, *openpgp.Entity, error) {
+	keys, err := archive.ReadDecryptKey(file)
+	if err != nil {
+		return nil, nil, usageErr("--decrypt-key: %v", err)
+	}
+	var officers openpgp.EntityList
+	if len(cfg.Archive.OfficerKeys) > 0 {
+		if officers, err = archive.ReadOfficerKeys(cfg.Archive.OfficerKeys); err != nil {
+			return nil, nil, &exitError{code: 2, err: fmt.Errorf("archive.officer_keys: %w", err)}
+		}
+	}
+	who, err := archive.OfficerFor(keys, officers)
+	if err != nil {
+		var fprs []string
+		for _, k := range keys {
+			fprs = append(fprs, archive.Fingerprint(k))
+		}
+		if audit, aerr := e.auditLogger(cfg); aerr == nil {
+			audit.Warn("archive_decrypt_refused", zap.String("actor", cliActor()), zap.Strings("keys", fprs), zap.String("reason", err.Error()))
+		}
+		return nil, nil, usageErr("--decrypt-key: %v", err)
+	}
+	return keys, who, nil
 }
 
 // checkOfficerKeys reads archive.officer_keys: a file that is missing or

@@ -64,7 +64,7 @@ commands:
                  [--decrypt-key FILE] [--recipient KEYFILE]
                            (NAME.tar.gpg with --recipient: encrypted to it)
   archive verify-export [--verifier-key KEY|FILE] [--openpgp-key FILE]
-                 [--trusted-checkpoint FILE] BUNDLE
+                 [--trusted-checkpoint FILE] [--officer-key FILE]... BUNDLE
                            check a bundle's manifest, signature and proofs
   archive hold add --custodian JID... --reason TEXT [--name NAME]
                  [--from DAY] [--to DAY] [--by WHO]
@@ -384,6 +384,18 @@ func (e *env) user(args []string) error {
 		if err != nil {
 			return err
 		}
+		act := archive.AdminAct{Act: "user_" + sub, Actor: cliActor(), Target: j.String()}
+		if sub == "passwd" {
+			// The sessions that logged in with the old password end.
+			said, err := e.endAccountSessions(ctx, cfg, j, "passwd")
+			if err != nil {
+				return fmt.Errorf("%s: password changed, but its sessions may still run: %w", j, err)
+			}
+			act.Details = map[string]string{"sessions": said}
+		}
+		if err := recordAct(ctx, cfg, act); err != nil {
+			return fmt.Errorf("%s: %s, but %w", j, map[string]string{"add": "created", "passwd": "password changed"}[sub], err)
+		}
 		audit.Info("user_"+sub, zap.String("jid", j.String()))
 		fmt.Fprintf(e.stdout, "%s: %s\n", j, map[string]string{"add": "created", "passwd": "password changed"}[sub])
 		return nil
@@ -398,6 +410,14 @@ func (e *env) user(args []string) error {
 				return fmt.Errorf("user %s does not exist", j)
 			}
 			return err
+		}
+		said, err := e.endAccountSessions(ctx, cfg, j, "del")
+		if err != nil {
+			return fmt.Errorf("%s: deleted, but its sessions may still run: %w", j, err)
+		}
+		if err := recordAct(ctx, cfg, archive.AdminAct{Act: "user_del", Actor: cliActor(), Target: j.String(),
+			Details: map[string]string{"sessions": said}}); err != nil {
+			return fmt.Errorf("%s: deleted, but %w", j, err)
 		}
 		audit.Info("user_del", zap.String("jid", j.String()))
 		fmt.Fprintf(e.stdout, "%s: deleted\n", j)

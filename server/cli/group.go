@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/palisade-im/palisade/modules/archive"
 	"slices"
 	"strings"
 
@@ -66,6 +67,10 @@ func (e *env) userGroup(args []string) error {
 		case err != nil:
 			return err
 		}
+		if err := recordAct(ctx, cfg, archive.AdminAct{Act: archive.ActGroupAdd, Actor: cliActor(), Target: j.String(),
+			Details: map[string]string{"group": group}}); err != nil {
+			return fmt.Errorf("%s: added to group %s, but %w", j, group, err)
+		}
 		audit.Info("user_group_add", zap.String("jid", j.String()), zap.String("group", group))
 		fmt.Fprintf(e.stdout, "%s: added to group %s\n", j, group)
 		return nil
@@ -79,6 +84,10 @@ func (e *env) userGroup(args []string) error {
 		return fmt.Errorf("%s is not in group %s", j, group)
 	case err != nil:
 		return err
+	}
+	if err := recordAct(ctx, cfg, archive.AdminAct{Act: archive.ActGroupRemove, Actor: cliActor(), Target: j.String(),
+		Details: map[string]string{"group": group}}); err != nil {
+		return fmt.Errorf("%s: removed from group %s, but %w", j, group, err)
 	}
 	audit.Info("user_group_remove", zap.String("jid", j.String()), zap.String("group", group))
 	fmt.Fprintf(e.stdout, "%s: removed from group %s\n", j, group)

@@ -17,7 +17,8 @@ import (
 )
 
 // kick asks the running server, through its admin listener, to end the
-// sessions of a JID (no resumption).
+// sessions of a JID (no resumption). The server journals the act (kind
+// admin) under the CLI's actor, as it does unlocks: only it can do them.
 func (e *env) kick(ctx context.Context, cfg *config.Config, arg string) error {
 	j, err := jid.Parse(arg)
 	if err != nil || j.Localpart() == "" {
@@ -26,7 +27,7 @@ func (e *env) kick(ctx context.Context, cfg *config.Config, arg string) error {
 	if !isServed(cfg, j.Domainpart()) {
 		return usageErr("domain %q is not served (server.domains)", j.Domainpart())
 	}
-	status, body, err := adminPost(ctx, cfg, "/admin/kick?jid="+url.QueryEscape(j.String()))
+	status, body, err := adminPost(ctx, cfg, "/admin/kick?jid="+url.QueryEscape(j.String())+"&by="+url.QueryEscape(cliActor()))
 	if err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func (e *env) unlock(ctx context.Context, cfg *config.Config, arg string) error 
 	if !isServed(cfg, j.Domainpart()) {
 		return usageErr("domain %q is not served (server.domains)", j.Domainpart())
 	}
-	status, body, err := adminPost(ctx, cfg, "/admin/unlock?jid="+url.QueryEscape(j.String()))
+	status, body, err := adminPost(ctx, cfg, "/admin/unlock?jid="+url.QueryEscape(j.String())+"&by="+url.QueryEscape(cliActor()))
 	if err != nil {
 		return err
 	}
