@@ -213,7 +213,7 @@ type CheckpointResult struct {
 
 // checkpointer is the archive module's CheckpointNow.
 type checkpointer interface {
-	CheckpointNow(ctx context.Context) (storage.Checkpoint, error)
+	CheckpointNow(ctx context.Context, actor string, atLeast int64) (storage.Checkpoint, error)
 }
 
 // adminCheckpoint serves POST /archive/checkpoint: the archive module
@@ -234,13 +234,16 @@ func (s *Server) adminCheckpoint(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the archive is off on this server", http.StatusConflict)
 		return
 	}
-	c, err := cp.CheckpointNow(r.Context())
+	actor := orString(r.URL.Query().Get("by"), "admin-http")
+	// at_least: the journal's size as the CLI read it from disk.
+	atLeast, _ := strconv.ParseInt(r.URL.Query().Get("at_least"), 10, 64)
+	c, err := cp.CheckpointNow(r.Context(), actor, atLeast)
 	if err != nil {
 		s.log.Error("checkpoint on request failed", zap.Error(err))
 		http.Error(w, "checkpoint: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.audit.Info("archive_checkpoint_requested", zap.String("actor", orString(r.URL.Query().Get("by"), "admin-http")),
+	s.audit.Info("archive_checkpoint_requested", zap.String("actor", actor),
 		zap.Int64("size", c.Size), zap.String("remote", r.RemoteAddr))
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(CheckpointResult{Size: c.Size, Note: string(c.Note)})

@@ -29,6 +29,9 @@ const (
 	ActUnlock      = "unlock"
 	// ActConfig is the configuration's digest at a server start.
 	ActConfig = "config"
+	// ActCheckpoint is a checkpoint requested (before an export) while
+	// the server's view of the journal lagged another process's appends.
+	ActCheckpoint = "checkpoint_requested"
 )
 
 // AdminAct is the content (JSON) of a storage.KindAdmin record: what was
@@ -132,11 +135,27 @@ func BuildVersion() string {
 	return v
 }
 
-// CheckpointNow issues a checkpoint of everything the module journaled
-// (when the journal grew since the last one), publishes it to the sinks
-// as the timer would, and returns the journal's latest checkpoint: what
-// an export run now is proven against (POST /archive/checkpoint).
-func (m *Module) CheckpointNow(ctx context.Context) (storage.Checkpoint, error) {
+// CheckpointNow issues a checkpoint of everything journaled (when the
+// journal grew since the last one), publishes it to the sinks as the timer
+// would, and returns the latest checkpoint: what an export run now is
+// proven against (POST /archive/checkpoint). atLeast is the journal's size
+// as the requester read it from disk: when the module's tree head is
+// smaller, another process (the CLI) appended since the module's last
+// append, and the request is first recorded (an admin act by actor),
+// which makes the journal's writer read the log's size from disk, so the
+// checkpoint covers those records too. A journal that did not grow keeps
+// its latest checkpoint, with the witnesses' cosignatures it has.
+func (m *Module) CheckpointNow(ctx context.Context, actor string, atLeast int64) (storage.Checkpoint, error) {
+	head, err := m.j.TreeHead(ctx)
+	if err != nil {
+		return storage.Checkpoint{}, fmt.Errorf("archive: %w", err)
+	}
+	if head.Size < atLeast {
+		if _, err := RecordAdmin(ctx, m.j, AdminAct{Act: ActCheckpoint, Actor: actor,
+			Details: map[string]string{"reason": "records appended by another process since the server's last append"}}); err != nil {
+			return storage.Checkpoint{}, err
+		}
+	}
 	if err := m.Checkpoint(ctx); err != nil {
 		return storage.Checkpoint{}, err
 	}
@@ -159,7 +178,7 @@ func latestCheckpoint(ctx context.Context, j storage.Journal) (storage.Checkpoin
 // signing key of data_dir, keeps the checkpoint in the journal and
 // publishes it to cfg's sinks, as the server would. Witnesses are asked at
 // the server's next start (it submits the latest checkpoint).
-func IssueCheckpoint(ctx context.Context, cfg *config.Config, j storage.Journal, log, audit *zap.Logger) (storage.Checkpoint, error) {
+func IssueCheckpoint(ctx context.Context, cfg *config.Config, j storage.Journal, actor string, log, audit *zap.Logger) (storage.Checkpoint, error) {
 	f := Paths(cfg)
 	if _, err := os.Stat(f.SigningKey); err != nil {
 		return storage.Checkpoint{}, fmt.Errorf("archive: no signing key at %s (the server creates it when it first starts with the archive on)", f.SigningKey)
@@ -174,7 +193,7 @@ func IssueCheckpoint(ctx context.Context, cfg *config.Config, j storage.Journal,
 	} else if len(cps) > 0 {
 		m.lastSize = cps[len(cps)-1].Size
 	}
-	return m.CheckpointNow(ctx)
+	return m.CheckpointNow(ctx, actor, 0)
 }
 
 // localFunc adapts a function to Localer.

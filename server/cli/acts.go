@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -108,6 +109,20 @@ func (e *env) endAccountSessions(ctx context.Context, cfg *config.Config, j jid.
 	return fmt.Sprintf("%d session(s) ended", res.Closed), nil
 }
 
+// journalSize is the size of the journal at path as it is on disk.
+func journalSize(ctx context.Context, path string) (int64, error) {
+	j, err := sqlite.OpenJournalReadOnly(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	defer j.Close()
+	h, err := j.TreeHead(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("journal %s: %w", path, err)
+	}
+	return h.Size, nil
+}
+
 // freshCheckpoint makes sure the journal's latest checkpoint covers
 // everything journaled until now, before an export: a running server is
 // asked over the admin listener (POST /archive/checkpoint); with none
@@ -118,7 +133,13 @@ func (e *env) freshCheckpoint(ctx context.Context, cfg *config.Config, files arc
 	if cfg.Listen.Admin != "" {
 		switch err := adminReachable(ctx, cfg); {
 		case err == nil:
-			status, body, err := adminPost(ctx, cfg, "/archive/checkpoint?by="+url.QueryEscape(cliActor()))
+			// What is on disk now, the server's own appends and this
+			// process's alike, must be covered.
+			size, err := journalSize(ctx, files.Journal)
+			if err != nil {
+				return 0, "", err
+			}
+			status, body, err := adminPost(ctx, cfg, "/archive/checkpoint?by="+url.QueryEscape(cliActor())+"&at_least="+strconv.FormatInt(size, 10))
 			if err != nil {
 				return 0, "", err
 			}
@@ -140,7 +161,7 @@ func (e *env) freshCheckpoint(ctx context.Context, cfg *config.Config, files arc
 	if err != nil {
 		return 0, "", err
 	}
-	cp, err := archive.IssueCheckpoint(ctx, cfg, j, zap.NewNop(), audit.With(zap.String("actor", cliActor())))
+	cp, err := archive.IssueCheckpoint(ctx, cfg, j, cliActor(), zap.NewNop(), audit.With(zap.String("actor", cliActor())))
 	if cerr := j.Close(); err == nil {
 		err = cerr
 	}

@@ -362,6 +362,21 @@ func TestExportRightAfterConversation(t *testing.T) {
 		t.Fatalf("verify-export: exit %d: %s%s", code, out, errOut)
 	}
 
+	// Running: what the CLI journals itself (an account's creation) while
+	// the server's view of the journal lags is in the export too, proven
+	// by the fresh checkpoint the server issues.
+	if code, out, errOut := runCLI(conf, "quill-pen-ink-41\n", "user", "add", "dave@"+domain); code != 0 {
+		t.Fatalf("user add: %d %s%s", code, out, errOut)
+	}
+	bundle1 := filepath.Join(t.TempDir(), "bundle1")
+	code, out, errOut = runCLI(conf, "", "archive", "export", "--out", bundle1, "--user", "dave@"+domain)
+	if code != 0 || !strings.Contains(out, "1 records in 0 conversation files") || strings.Contains(out, "not covered") {
+		t.Fatalf("archive export after a CLI append: exit %d: %s%s", code, out, errOut)
+	}
+	if code, out, errOut := runCLI(conf, "", "archive", "verify-export", bundle1); code != 0 || !strings.HasSuffix(out, "\nOK\n") {
+		t.Fatalf("verify-export after a CLI append: exit %d: %s%s", code, out, errOut)
+	}
+
 	// Stopped: what the CLI journals next (an account's creation) is in
 	// the next export too.
 	if err := e.stop(); err != nil {
