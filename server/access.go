@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/sasl"
 	"github.com/palisade-im/palisade/server/stanza"
@@ -127,6 +128,16 @@ func (s *Server) AccountRights(bare jid.JID) config.Rights {
 	return r
 }
 
+// AccountRule returns the rights of an account, as AccountRights does,
+// and the name of the rule they come from ("access.rule 2",
+// "access.default"), for the audit reasons of the modules that enforce
+// rights (filetransfer.RuleNamer; the read-only checks of modules/pep and
+// modules/vcard).
+func (s *Server) AccountRule(bare jid.JID) (config.Rights, string) {
+	r, rule := s.Rights(bare.Bare())
+	return r, ruleName(rule)
+}
+
 // ruleName names the rule Rights matched, for errors and audit events.
 func ruleName(rule int) string {
 	if rule < 0 {
@@ -166,6 +177,19 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 			}
 		}
 	}
+	if fromAccount && !from.MaySend() {
+		switch st.Kind {
+		case stanza.Presence:
+			stripPresenceText(st)
+		case stanza.IQ:
+			if !s.readOnlyIQPasses(st) {
+				return &module.Denial{
+					Err:    stanza.Err(stanza.Cancel, stanza.PolicyViolation, "this account is read-only: it may not send content to others"),
+					Reason: ruleName(fromRule) + ": send = false (iq)",
+				}
+			}
+		}
+	}
 	if st.Kind != stanza.Message {
 		return nil
 	}
@@ -193,6 +217,93 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 		}
 	}
 	return nil
+}
+
+// Read-only accounts (send = false) on the other channels than messages.
+// No user content reaches anyone from such an account:
+//
+//   - an IQ get or set to another party (not the account itself, not a
+//     served domain) is refused unless it is a get whose payload is
+//     content-free (contentFreeIQ); a result to another party passes only
+//     empty or with such a payload, errors pass: the account's client
+//     still answers discovery, caps and pings;
+//   - presence (broadcast, directed, subscription stanzas) passes with its
+//     <status/> and XEP-0172 <nick/> removed, unaudited: availability,
+//     show and priority are no content. The text is removed as the client
+//     sends it (clientHygiene calls stripReadOnlyPresence), so the stored
+//     presence that answers probes carries none either, and again in
+//     checkRights for every copy the presence module routes;
+//   - PEP publishes to nodes others can read, and vCard changes, are
+//     refused by modules/pep and modules/vcard, which know the node's
+//     access model and the vCard.
+
+// contentFreeIQ lists the IQ payloads (namespace and element) a read-only
+// account may ask others for, and answer with: they carry no user text.
+var contentFreeIQ = map[[2]string]bool{
+	{"http://jabber.org/protocol/disco#info", "query"}:  true, // XEP-0030
+	{"http://jabber.org/protocol/disco#items", "query"}: true, // XEP-0030
+	{"urn:xmpp:ping", "ping"}:                           true, // XEP-0199
+	{"urn:xmpp:time", "time"}:                           true, // XEP-0202
+	{"jabber:iq:version", "query"}:                      true, // XEP-0092
+	{"jabber:iq:last", "query"}:                         true, // XEP-0012
+}
+
+// readOnlyIQPasses reports whether a read-only account's IQ st may pass.
+func (s *Server) readOnlyIQPasses(st *stanza.Stanza) bool {
+	to := st.To
+	if to.Localpart() == "" && s.IsLocal(to.Domainpart()) {
+		return true // the server's own services
+	}
+	if to.Bare().Equal(st.From.Bare()) {
+		return true // the account's own services and resources
+	}
+	switch st.Type {
+	case "error":
+		return true
+	case "get", "result":
+		// A get has one payload (clientHygiene); a result may be empty.
+		for _, n := range st.El.Nodes {
+			if c := n.El; c != nil && !contentFreeIQ[[2]string{c.Space, c.Local}] {
+				return false
+			}
+		}
+		return true
+	}
+	return false // set
+}
+
+// nsNick is XEP-0172 user nickname.
+const nsNick = "http://jabber.org/protocol/nick"
+
+// stripPresenceText removes <status/> and XEP-0172 <nick/> from a
+// presence. The stanza's children may be shared with another copy
+// (ShallowCopy), so a new list is built rather than editing in place.
+func stripPresenceText(st *stanza.Stanza) {
+	text := func(c *element.Element) bool {
+		return c != nil && ((c.Space == stanza.NSClient && c.Local == "status") || (c.Space == nsNick && c.Local == "nick"))
+	}
+	if !slices.ContainsFunc(st.El.Nodes, func(n element.Node) bool { return text(n.El) }) {
+		return
+	}
+	nodes := make([]element.Node, 0, len(st.El.Nodes))
+	for _, n := range st.El.Nodes {
+		if !text(n.El) {
+			nodes = append(nodes, n)
+		}
+	}
+	st.El.Nodes = nodes
+	st.Changed()
+}
+
+// stripReadOnlyPresence removes the text of a presence that a read-only
+// account's client sent, before the session stores it as its presence.
+func (s *Server) stripReadOnlyPresence(st *stanza.Stanza) {
+	if !s.stanzaRights || st.Kind != stanza.Presence || !s.isAccount(st.From) {
+		return
+	}
+	if r, _ := s.Rights(st.From.Bare()); !r.MaySend() {
+		stripPresenceText(st)
+	}
 }
 
 // Namespaces of end-to-end encrypted message payloads.

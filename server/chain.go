@@ -8,4 +8,6 @@ package server
 // "access".
 var policyOrder = []string{
 	"blocking", // XEP-0191: stanzas to and from blocked JIDs
+	// file_transfer rights on SI, IBB, SOCKS5, Jingle and OOB transfers
+	"filetransfer",
 }

@@ -85,6 +85,7 @@ func (s *Server) clientHygiene(sess *c2s.Session, st *stanza.Stanza) bool {
 			s.refuse(sess, st, "a presence's type is unavailable, subscribe, subscribed, unsubscribe, unsubscribed, probe or error")
 			return false
 		}
+		s.stripReadOnlyPresence(st) // access.go: send = false
 	case stanza.Message:
 		switch st.Type {
 		case "", "normal", "chat", "groupchat", "headline", "error":

@@ -9,6 +9,8 @@ import (
 	_ "github.com/palisade-im/palisade/modules/carbons"  // XEP-0280 message carbons
 	_ "github.com/palisade-im/palisade/modules/disco"    // XEP-0030 discovery, XEP-0115 caps
 	_ "github.com/palisade-im/palisade/modules/extdisco" // XEP-0215 external services (STUN/TURN)
+	// file_transfer rights on every transfer path (a policy link, server/chain.go)
+	_ "github.com/palisade-im/palisade/modules/filetransfer"
 	_ "github.com/palisade-im/palisade/modules/groups"   // groups of internal accounts (palisade user group)
 	_ "github.com/palisade-im/palisade/modules/ldap"     // directory accounts (auth provider "ldap"), live revocation
 	_ "github.com/palisade-im/palisade/modules/mam"      // XEP-0313 message history (server's module.MessageArchiver)

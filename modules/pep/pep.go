@@ -108,6 +108,7 @@ type Module struct {
 	req    module.Requester // nil: capabilities are never queried
 	store  Store
 	log    *zap.Logger
+	audit  *zap.Logger // policy denials (readonly.go); nil: none
 	cfg    Config
 	lim    Limits
 
@@ -153,7 +154,9 @@ func New(h *module.Host, cfg Config) (*Module, error) {
 	if h.Config != nil {
 		lim = LimitsOf(h.Config.Limits)
 	}
-	return newModule(h.Router, h.Store, log.Named("pep"), cfg, lim), nil
+	m := newModule(h.Router, h.Store, log.Named("pep"), cfg, lim)
+	m.audit = h.Audit
+	return m, nil
 }
 
 func newModule(r module.Router, st Store, log *zap.Logger, cfg Config, lim Limits) *Module {

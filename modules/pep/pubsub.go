@@ -171,6 +171,10 @@ func (m *Module) publish(ctx context.Context, owner, from jid.JID, pub, opts *el
 		e.Text = "the node's configuration differs from the publish options"
 		return nil, e
 	}
+	if se := m.readOnly(owner, from, node, cfg); se != nil {
+		unlock()
+		return nil, se
+	}
 	item := storage.PubSubItem{ID: id, Publisher: from.String(), Published: time.Now(), Payload: data}
 	_, err = m.store.PublishItem(ctx, owner.String(), node, item, create, m.quota())
 	unlock()

@@ -188,6 +188,11 @@ func (m *Module) IQRoutes() []module.IQRoute {
 	return []module.IQRoute{{Space: NSRoster, Local: "query", Scope: module.ScopeAccount, Handle: m.handleIQ}}
 }
 
+// SharedGroups returns the [groups] names of shared_groups, whose members
+// all see each other. modules/filetransfer counts their members as
+// contacts for file_transfer = "contacts" (filetransfer.SharedRoster).
+func (m *Module) SharedGroups() []string { return m.cfg.SharedGroups }
+
 // ServerFeatures advertises the roster protocol (registered disco feature
 // "jabber:iq:roster"). Versioning and pre-approval are stream features.
 func (m *Module) ServerFeatures() []string { return []string{NSRoster} }

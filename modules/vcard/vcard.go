@@ -51,7 +51,12 @@ func init() {
 		if h.Config != nil {
 			lim = h.Config.Limits
 		}
-		return New(h.Store, h.Log, c, lim.MaxVCardBytes)
+		m, err := New(h.Store, h.Log, c, lim.MaxVCardBytes)
+		if err != nil {
+			return nil, err
+		}
+		m.rights, m.audit = h.Router, h.Audit // read-only accounts (readonly.go)
+		return m, nil
 	})
 }
 
@@ -60,6 +65,10 @@ type Module struct {
 	store storage.Private
 	log   *zap.Logger
 	cfg   Config
+	// rights and audit refuse and audit a read-only account's change
+	// (readonly.go); nil rights: not checked.
+	rights module.Router
+	audit  *zap.Logger
 	// quota is limits.max_vcard_bytes, the bytes one account's vCard
 	// (with its XEP-0153 avatar) may take (0: no limit).
 	quota int
@@ -101,6 +110,9 @@ func (m *Module) handle(ctx context.Context, _ module.Session, iq *stanza.Stanza
 		if !owner {
 			// XEP-0054 section 3.2: another user's vCard.
 			return nil, stanza.Err(stanza.Auth, stanza.Forbidden, "only the account's owner may change its vCard")
+		}
+		if se := m.readOnly(iq); se != nil {
+			return nil, se
 		}
 		return nil, m.set(ctx, user, iq.Payload())
 	}

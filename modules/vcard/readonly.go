@@ -1,0 +1,39 @@
+package vcard
+
+import (
+	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/stanza"
+	"go.uber.org/zap"
+	"mellium.im/xmpp/jid"
+)
+
+// ruleNamer is the core router's AccountRule (server/access.go): rights
+// and the name of the rule they come from, for the audit reason.
+type ruleNamer interface {
+	AccountRule(bare jid.JID) (config.Rights, string)
+}
+
+// readOnly refuses a vCard change by a read-only account (send = false):
+// a vCard (and its XEP-0153 avatar) is shown to others. The refusal is
+// policy-violation (cancel), audited as a policy denial.
+func (m *Module) readOnly(iq *stanza.Stanza) *stanza.Error {
+	if m.rights == nil {
+		return nil
+	}
+	owner := iq.From.Bare()
+	var r config.Rights
+	rule := "access"
+	if n, ok := m.rights.(ruleNamer); ok {
+		r, rule = n.AccountRule(owner)
+	} else {
+		r = m.rights.AccountRights(owner)
+	}
+	if r.MaySend() {
+		return nil
+	}
+	if m.audit != nil {
+		m.audit.Info("policy_denied", zap.String("policy", "access"), zap.String("reason", rule+": send = false (vcard)"),
+			zap.String("from", iq.From.String()), zap.String("to", iq.To.String()), zap.String("kind", "iq"))
+	}
+	return stanza.Err(stanza.Cancel, stanza.PolicyViolation, "this account is read-only: it may not change its vCard")
+}
