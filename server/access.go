@@ -224,7 +224,9 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 //
 //   - an IQ get or set to another party (not the account itself, not a
 //     served domain) is refused unless it is a get whose payload is
-//     content-free (contentFreeIQ); a result to another party passes only
+//     content-free (contentFreeIQ), or a get to another local account's
+//     bare JID, which the server answers (reading a vCard or PEP items
+//     sends nothing); a result to another party passes only
 //     empty or with such a payload, errors pass: the account's client
 //     still answers discovery, caps and pings;
 //   - presence (broadcast, directed, subscription stanzas) passes with its
@@ -256,6 +258,11 @@ func (s *Server) readOnlyIQPasses(st *stanza.Stanza) bool {
 	}
 	if to.Bare().Equal(st.From.Bare()) {
 		return true // the account's own services and resources
+	}
+	if st.Type == "get" && to.Resourcepart() == "" && s.isAccount(to) {
+		// Answered by the server on that account's behalf (its vCard,
+		// PEP items, disco): reading carries nothing of the sender's.
+		return true
 	}
 	switch st.Type {
 	case "error":

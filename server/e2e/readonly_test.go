@@ -99,6 +99,11 @@ func TestReadOnlyChannels(t *testing.T) {
 	// The same changes pass for alice.
 	alice.ok("set", "", "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>")
 	alice.ok("set", "", publish(nodeTune, "t1", "<tune xmlns='"+nodeTune+"'><artist>Her</artist></tune>", ""))
+	// Reading stays: a get to another account's bare JID is answered by
+	// the server and carries nothing of carol's to anyone.
+	if r := carol.ok("get", "alice@"+domain, "<vCard xmlns='vcard-temp'/>"); !containsAny(r.String(), "Alice") {
+		t.Errorf("read-only carol cannot read alice's vCard: %s", r)
+	}
 
 	for reason, n := range map[string]int{
 		"access.rule 1: send = false (iq)":                                 4,
