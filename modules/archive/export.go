@@ -501,7 +501,11 @@ func addToConversation(convs map[string]*conversation, l ExportLine, content str
 	case what == "":
 		what = "(no body)"
 	}
-	c.lines = append(c.lines, fmt.Sprintf("[%s UTC] #%d %s -> %s: %s", t.UTC().Format("15:04:05"), l.Seq, l.From, l.To, what))
+	to := l.To
+	if to == "" {
+		to = "(broadcast)"
+	}
+	c.lines = append(c.lines, fmt.Sprintf("[%s UTC] #%d %s -> %s: %s", t.UTC().Format("15:04:05"), l.Seq, l.From, to, what))
 }
 
 // describe is the conversation line of a record of another channel than

@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/palisade-im/palisade/modules/archive"
+	"github.com/palisade-im/palisade/server/cli"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/storage/sqlite"
 )
@@ -148,6 +153,63 @@ func TestJournalChannels(t *testing.T) {
 	}
 	if r := findRow(rows, "Dead drop two"); r == nil || !strings.Contains(r.content, "<publish") {
 		t.Fatalf("the PEP record is not the publish request: %+v", r)
+	}
+
+	// The officer's tools filter on every kind.
+	if err := e.stop(); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "palisade.toml")
+	if err := os.WriteFile(conf, []byte("[server]\ndomains = [\"localhost\"]\ndata_dir = "+strconv.Quote(e.cfg.Server.DataDir)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, w := range wants {
+		counts[w.kind]++
+	}
+	for kind, n := range counts {
+		var out, errOut strings.Builder
+		if code := cli.Main([]string{"--config", conf, "archive", "search", "--kind", kind}, strings.NewReader(""), &out, &errOut); code != 0 {
+			t.Fatalf("archive search --kind %s exited %d:\n%s%s", kind, code, out.String(), errOut.String())
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if lines[len(lines)-1] != fmt.Sprintf("%d records found", n) {
+			t.Errorf("archive search --kind %s:\n%s\nwant %d records", kind, out.String(), n)
+		}
+		for _, l := range lines[:len(lines)-1] {
+			if f := strings.Split(l, "\t"); len(f) < 3 || f[2] != kind {
+				t.Errorf("archive search --kind %s printed %q", kind, l)
+			}
+		}
+	}
+	var out strings.Builder
+	if code := cli.Main([]string{"--config", conf, "archive", "search", "--kind", "bogus"}, strings.NewReader(""), &out, &out); code != 2 ||
+		!strings.Contains(out.String(), "--kind") || !strings.Contains(out.String(), "file_transfer") || !strings.Contains(out.String(), "vcard") {
+		t.Errorf("archive search --kind bogus exited %d:\n%s", code, out.String())
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	out.Reset()
+	if code := cli.Main([]string{"--config", conf, "archive", "export", "--out", bundle, "--kind", "pep", "--kind", "command", "--kind", "presence"}, strings.NewReader(""), &out, &out); code != 0 {
+		t.Fatalf("archive export exited %d:\n%s", code, out.String())
+	}
+	b, err := os.ReadFile(filepath.Join(bundle, archive.FileRecords))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var line archive.ExportLine
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatal(err)
+		}
+		got[line.Kind]++
+	}
+	if len(got) != 3 || got["pep"] != counts["pep"] || got["command"] != counts["command"] || got["presence"] != counts["presence"] {
+		t.Errorf("export --kind pep --kind command --kind presence: %v", got)
+	}
+	out.Reset()
+	if code := cli.Main([]string{"archive", "verify-export", bundle}, strings.NewReader(""), &out, &out); code != 0 {
+		t.Fatalf("archive verify-export exited %d:\n%s", code, out.String())
 	}
 }
 
