@@ -144,7 +144,13 @@ func errorReply(st *stanza.Stanza, e *stanza.Error) *stanza.Stanza {
 	if st.Kind == stanza.IQ && !st.IsRequest() {
 		return nil
 	}
-	return st.ErrorReply(e)
+	r := st.ErrorReply(e)
+	if st.To.Equal(jid.JID{}) {
+		// A presence broadcast: answered on behalf of the sender's
+		// account, as the presence handler takes no error without a sender.
+		r.SetFrom(st.From.Bare())
+	}
+	return r
 }
 
 // bounce answers st with an error, unless st is itself an error or a

@@ -251,7 +251,11 @@ func TestJournalChannelsFailClosed(t *testing.T) {
 	alice.send("<presence to='bob@localhost/b' id='dp'><status>unrecorded</status></presence>")
 	refused("directed presence", alice.await("presence error", func(n *Node) bool { return n.Is(nsClient, "presence") && n.A("id") == "dp" }))
 	alice.send("<presence id='bc'><status>unrecorded</status></presence>")
-	refused("status broadcast", alice.await("presence error", func(n *Node) bool { return n.Is(nsClient, "presence") && n.A("id") == "bc" }))
+	bc := alice.await("presence error", func(n *Node) bool { return n.Is(nsClient, "presence") && n.A("id") == "bc" })
+	refused("status broadcast", bc)
+	if bc.A("from") != "alice@localhost" {
+		t.Errorf("the broadcast's error comes from %q, want alice's account", bc.A("from"))
+	}
 	bob.none("anything from alice", func(n *Node) bool { return true })
 	if code, body := healthz(t, e); code != http.StatusServiceUnavailable || !strings.Contains(body, "journal") {
 		t.Fatalf("healthz while locked: %d %s", code, body)
