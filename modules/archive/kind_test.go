@@ -1,12 +1,18 @@
 package archive
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
+	"go.uber.org/zap"
 )
 
 func parseStanza(t *testing.T, xml string) *stanza.Stanza {
@@ -132,6 +138,70 @@ func TestRecordKinds(t *testing.T) {
 		storage.KindVCard, storage.KindExport, storage.KindSearch, storage.KindAdmin} {
 		if !slices.Contains(got, string(k)) {
 			t.Errorf("RecordKinds() lacks %q: %v", k, got)
+		}
+	}
+}
+
+// TestPurgeCoversChannels: retention applies to the records of every
+// channel a user sends on (a broadcast included, by its sender), a hold
+// keeps them, and the archive's own records are left alone.
+func TestPurgeCoversChannels(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	now := time.Now()
+	f.m.now = func() time.Time { return now.Add(-100 * 24 * time.Hour) }
+	for _, xml := range []string{
+		`<iq type='set' id='1' from='carol@example.com/c' to='dave@example.com/d'><data xmlns='http://jabber.org/protocol/ibb' sid='s' seq='0'>aGk=</data></iq>`,
+		`<iq type='set' id='2' from='carol@example.com/c' to='dave@example.com/d'><command xmlns='http://jabber.org/protocol/commands' node='n'/></iq>`,
+		`<presence from='carol@example.com/c'><status>old status</status></presence>`,
+		`<presence from='carol@example.com/c' to='dave@example.com/d'/>`,
+		`<iq type='set' id='3' from='carol@example.com/c' to='carol@example.com'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/></pubsub></iq>`,
+		`<iq type='set' id='4' from='carol@example.com/c'><vCard xmlns='vcard-temp'/></iq>`,
+		`<presence from='alice@example.com/a'><status>held status</status></presence>`,
+	} {
+		if err := f.m.Append(ctx, parseStanza(t, xml)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit := zap.NewNop()
+	hold := storage.Hold{Name: "m", Custodians: []string{"alice@example.com"}, Reason: "r", PlacedBy: "legal"}
+	if err := PlaceHold(ctx, f.j, f.j, hold, audit); err != nil {
+		t.Fatal(err)
+	}
+	ps := []config.Retention{{Name: "dom", Scope: config.ScopeDomain, Domain: "example.com", KeepDays: 30}}
+	res, err := Purge(ctx, f.j, f.j, ps, nil, time.Now(), true, "test", audit)
+	if err != nil || !slices.Equal(res.Purged, []int64{0, 1, 2, 3, 4, 5}) || res.Held != 1 {
+		t.Fatalf("purge: %+v, %v", res, err)
+	}
+}
+
+// TestSealedChannels: with officer keys, the records of every channel are
+// sealed as messages are: no content in the clear.
+func TestSealedChannels(t *testing.T) {
+	f := newFixture(t)
+	f.m.sealer = NewSealer(openpgp.EntityList{officerKey(t, "officer")}, f.j)
+	ctx := context.Background()
+	for _, xml := range []string{
+		`<iq type='set' id='1' from='carol@example.com/c' to='dave@example.com/d'><data xmlns='http://jabber.org/protocol/ibb' sid='s' seq='0'>c2VjcmV0</data></iq>`,
+		`<presence from='carol@example.com/c'><status>secret status</status></presence>`,
+		`<iq type='set' id='3' from='carol@example.com/c'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'><item><x xmlns='urn:e'>secret item</x></item></publish></pubsub></iq>`,
+		`<iq type='set' id='4' from='carol@example.com/c'><vCard xmlns='vcard-temp'><NOTE>secret note</NOTE></vCard></iq>`,
+	} {
+		if err := f.m.Append(ctx, parseStanza(t, xml)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := records(t, f.j)
+	if len(recs) != 4 {
+		t.Fatalf("%d records, want 4", len(recs))
+	}
+	for _, r := range recs {
+		d, err := DecodeRecord(r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Enc == EncNone || strings.Contains(string(r.Data), "secret") || strings.Contains(string(r.Data), "c2VjcmV0") {
+			t.Errorf("record %d (%s) not sealed: %s", r.Seq, r.Kind, r.Data)
 		}
 	}
 }
