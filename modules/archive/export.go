@@ -55,7 +55,7 @@ type ExportOptions struct {
 	// With are conversation partners: a record matches when its other
 	// party is one of them.
 	With []string
-	// Kinds are record kinds ("message", "subscription").
+	// Kinds are record kinds (RecordKinds lists them).
 	Kinds []string
 	// Open decrypts records stored with officer encryption (nil: they are
 	// exported sealed, without body).
