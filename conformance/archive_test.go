@@ -69,8 +69,15 @@ func TestArchiveJournal(t *testing.T) {
 			t.Errorf("no %s presence in the journal", typ)
 		}
 	}
+	// slixmpp sends the new contact directed presence on accepting a
+	// subscription: journaled too, as kind presence.
 	if n := journalCount(t, s, func(r storage.JournalRecord) bool {
-		return r.Kind != storage.KindMessage && r.Kind != storage.KindSubscription && r.Kind != storage.KindAdmin
+		return r.Kind == storage.KindPresence && r.To != "" && (strings.HasPrefix(r.From, "bob@") || strings.HasPrefix(r.From, "carol@"))
+	}); n < 1 {
+		t.Errorf("no directed presence in the journal")
+	}
+	if n := journalCount(t, s, func(r storage.JournalRecord) bool {
+		return r.Kind != storage.KindMessage && r.Kind != storage.KindSubscription && r.Kind != storage.KindPresence && r.Kind != storage.KindAdmin
 	}); n != 0 {
 		t.Errorf("%d records of other kinds", n)
 	}

@@ -111,7 +111,7 @@ func (s *Server) recorded(ctx context.Context, st *stanza.Stanza, jerr error) er
 		// sender's error is the one stanza that is not journaled: it only
 		// returns the sender's own stanza, and the journal cannot take it.
 		s.journalFailed(st, err)
-		if r := errorReply(st, stanza.Err(stanza.Wait, stanza.InternalServerError, "the message could not be recorded")); r != nil {
+		if r := errorReply(st, stanza.Err(stanza.Wait, stanza.InternalServerError, "the "+st.Kind.String()+" could not be recorded")); r != nil {
 			s.Route(ctx, r)
 		}
 		return err
@@ -144,7 +144,13 @@ func errorReply(st *stanza.Stanza, e *stanza.Error) *stanza.Stanza {
 	if st.Kind == stanza.IQ && !st.IsRequest() {
 		return nil
 	}
-	return st.ErrorReply(e)
+	r := st.ErrorReply(e)
+	if st.To.Equal(jid.JID{}) {
+		// A presence broadcast: answered on behalf of the sender's
+		// account, as the presence handler takes no error without a sender.
+		r.SetFrom(st.From.Bare())
+	}
+	return r
 }
 
 // bounce answers st with an error, unless st is itself an error or a
@@ -409,6 +415,16 @@ func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza
 		if st.To.Equal(jid.JID{}) {
 			switch st.Type {
 			case "", "unavailable":
+				// A broadcast meets the policy chain and the journal once,
+				// as sent (one record when it carries status text), before
+				// the session's presence changes and before the presence
+				// handler routes a copy to anyone: copies are not recorded
+				// again. Directed presence is journaled when the presence
+				// handler processes it.
+				if s.Admit(ctx, st) != nil {
+					return nil
+				}
+				st.Journaled = true
 				initial = sess.UpdatePresence(st)
 			default:
 				// Subscription states, probes and errors need an address.

@@ -1,8 +1,10 @@
 // Package archive is Palisade's compliance journal: the server's
 // module.Journal. Every message stanza that crosses the server (client to
-// client, to an offline account, errors bounced to users) and every presence
-// subscription change is encoded as a record (see Record) and appended,
-// fsynced, before it is delivered; when the append fails the core does not
+// client, to an offline account, errors bounced to users), every presence
+// subscription change, and what else a user sends that reaches another
+// party (IQs between clients, directed presence and status broadcasts, PEP
+// changes, vCard sets: kind.go) is encoded as a record (see Record) and
+// appended, fsynced, before it is delivered; when the append fails the core does not
 // deliver the stanza (fail closed). XEP-0334 no-store hints and user
 // preferences do not keep anything out. Copies (carbons, offline
 // redelivery, stream-resumption resends) are not new records.
@@ -231,8 +233,9 @@ func New(j storage.Journal, signer note.Signer, sinks []Sink, r Localer, interva
 // bufPool holds the scratch buffers of Append (stanza XML, record bytes).
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// Append implements module.Journal: messages and subscription presence are
-// recorded, everything else passes.
+// Append implements module.Journal: messages, subscription presence and
+// the other channels kindOf classifies are recorded, everything else
+// passes.
 func (m *Module) Append(ctx context.Context, st *stanza.Stanza) error {
 	return m.Submit(ctx, st)()
 }
@@ -240,25 +243,19 @@ func (m *Module) Append(ctx context.Context, st *stanza.Stanza) error {
 // Submit implements module.PipelinedJournal: it queues the record of st
 // for the next group commit; wait returns once it is durable.
 func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() error) {
-	var kind storage.RecordKind
-	switch st.Kind {
-	case stanza.Message:
-		kind = storage.KindMessage
-	case stanza.Presence:
-		switch st.Type {
-		case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
-			kind = storage.KindSubscription
-		default:
+	// Messages first: the message path asks nothing else.
+	kind := storage.KindMessage
+	if st.Kind != stanza.Message {
+		var ok bool
+		if kind, ok = kindOf(st); !ok {
 			return passed
 		}
-	default:
-		return passed
 	}
 	dir := storage.DirLocal
 	switch {
 	case !m.local(st.From.Domainpart()):
 		dir = storage.DirInbound
-	case !m.local(st.To.Domainpart()):
+	case !m.local(st.To.Domainpart()) && st.To.Domainpart() != "": // a broadcast has no 'to'
 		dir = storage.DirOutbound
 	}
 	// The scratch buffers hold the record until the journal has copied it.

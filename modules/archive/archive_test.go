@@ -117,13 +117,17 @@ func TestAppendSelects(t *testing.T) {
 	alice, bob := jid.MustParse("alice@example.com/phone"), jid.MustParse("bob@example.com")
 	noStore := msg(t, "alice@example.com/phone", "bob@example.com", "chat", "secret")
 	noStore.El.Append(element.New("urn:xmpp:hints", "no-store"), element.New("urn:xmpp:hints", "no-permanent-store"))
+	copied := stanza.New(stanza.Presence, alice, bob, "", "")
+	copied.Journaled = true // a broadcast's copy: its original was journaled
 	in := []*stanza.Stanza{
 		msg(t, "alice@example.com/phone", "bob@example.com", "chat", "hello"),
 		noStore,
 		stanza.New(stanza.Presence, alice.Bare(), bob, "subscribe", ""),
-		stanza.New(stanza.Presence, alice, bob, "", ""),      // availability: not journaled
-		stanza.New(stanza.Presence, alice, bob, "probe", ""), // not journaled
-		stanza.New(stanza.IQ, alice, bob, "get", "q1"),       // not journaled
+		stanza.New(stanza.Presence, alice, bob, "", ""), // directed presence
+		copied, // not journaled
+		stanza.New(stanza.Presence, alice, bob, "probe", ""),                          // not journaled
+		stanza.New(stanza.IQ, alice, bob, "get", "q1"),                                // answered by the server: not journaled
+		stanza.New(stanza.IQ, alice, jid.MustParse("bob@example.com/b"), "get", "q2"), // to bob's client
 		msg(t, "alice@example.com/phone", "carol@remote.example", "chat", "out"),
 		msg(t, "dave@remote.example/x", "alice@example.com", "", "in"),
 	}
@@ -141,6 +145,8 @@ func TestAppendSelects(t *testing.T) {
 		{storage.KindMessage, storage.DirLocal, "hello"},
 		{storage.KindMessage, storage.DirLocal, "secret"},
 		{storage.KindSubscription, storage.DirLocal, ""},
+		{storage.KindPresence, storage.DirLocal, ""},
+		{storage.KindIQ, storage.DirLocal, "q2"},
 		{storage.KindMessage, storage.DirOutbound, "out"},
 		{storage.KindMessage, storage.DirInbound, "in"},
 	}

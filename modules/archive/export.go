@@ -55,7 +55,7 @@ type ExportOptions struct {
 	// With are conversation partners: a record matches when its other
 	// party is one of them.
 	With []string
-	// Kinds are record kinds ("message", "subscription").
+	// Kinds are record kinds (RecordKinds lists them).
 	Kinds []string
 	// Open decrypts records stored with officer encryption (nil: they are
 	// exported sealed, without body).
@@ -310,7 +310,7 @@ func exportDir(ctx context.Context, j storage.Journal, dir string, opt ExportOpt
 		proofs.Write(b)
 		proofs.WriteByte('\n')
 		if rec.Kind != string(storage.KindExport) && rec.Kind != string(storage.KindAdmin) {
-			addToConversation(convs, line, rec.Time)
+			addToConversation(convs, line, content, rec.Time)
 		}
 		sum.Records++
 		return nil
@@ -489,8 +489,11 @@ type conversation struct {
 	lines []string
 }
 
-func addToConversation(convs map[string]*conversation, l ExportLine, t time.Time) {
+func addToConversation(convs map[string]*conversation, l ExportLine, content string, t time.Time) {
 	a, b := bareOf(l.From), bareOf(l.To)
+	if b == "" {
+		b = a // a presence broadcast: the sender's own page
+	}
 	if b < a {
 		a, b = b, a
 	}
@@ -508,12 +511,40 @@ func addToConversation(convs map[string]*conversation, l ExportLine, t time.Time
 		what = "(presence " + l.Type + ")"
 	case l.Encrypted && l.Plaintext == "":
 		what = "(encrypted to the officer keys: export with --decrypt-key)"
+	case l.Kind != string(storage.KindMessage):
+		what = describe(l.Kind, content)
 	case l.Type == "error":
 		what = "(error) " + l.Body
 	case what == "":
 		what = "(no body)"
 	}
-	c.lines = append(c.lines, fmt.Sprintf("[%s UTC] #%d %s -> %s: %s", t.UTC().Format("15:04:05"), l.Seq, l.From, l.To, what))
+	to := l.To
+	if to == "" {
+		to = "(broadcast)"
+	}
+	c.lines = append(c.lines, fmt.Sprintf("[%s UTC] #%d %s -> %s: %s", t.UTC().Format("15:04:05"), l.Seq, l.From, to, what))
+}
+
+// describe is the conversation line of a record of another channel than
+// messages: its kind and type, the payload's name and namespace, and the
+// presence status text (the record itself is in records.jsonl).
+func describe(kind, content string) string {
+	el, err := element.Parse([]byte(content), stanza.NSClient)
+	if err != nil {
+		return "(" + kind + ")"
+	}
+	what := "(" + kind
+	if t := el.Attr("type"); t != "" {
+		what += " " + t
+	}
+	if p := el.FirstElement(); p != nil && el.Local == "iq" {
+		what += " <" + p.Local + " xmlns='" + p.Space + "'>"
+	}
+	what += ")"
+	if s := el.ChildText(stanza.NSClient, "status"); s != "" {
+		what += " " + s
+	}
+	return what
 }
 
 func fileSafe(s string) string {

@@ -326,9 +326,15 @@ type dispositionRecord struct {
 	By       string         `json:"by"`
 }
 
-// purgeable tells whether retention applies to records of kind k at all.
+// purgeable tells whether retention applies to records of kind k at all:
+// what users sent (every channel), not the archive's own records.
 func purgeable(k storage.RecordKind) bool {
-	return k == storage.KindMessage || k == storage.KindSubscription
+	switch k {
+	case storage.KindMessage, storage.KindSubscription, storage.KindPresence, storage.KindIQ,
+		storage.KindFileTransfer, storage.KindJingle, storage.KindCommand, storage.KindPEP, storage.KindVCard:
+		return true
+	}
+	return false
 }
 
 // Purge removes the content of every record past retention that no active

@@ -83,6 +83,7 @@ func (m *Module) sessionState(sess module.Session) *sessState {
 
 // broadcast handles available or unavailable presence with no 'to'.
 func (m *Module) broadcast(ctx context.Context, sess module.Session, st *stanza.Stanza) {
+	st.Journaled = true // the core journaled the broadcast once: its copies are no new records
 	ss := m.sessionState(sess)
 	m.mu.Lock()
 	wasAvail := ss.available
@@ -149,6 +150,7 @@ func (m *Module) broadcast(ctx context.Context, sess module.Session, st *stanza.
 // contacts and the user's resources when it had been available, and to the
 // entities it sent directed presence to (RFC 6121 4.5.2, 4.6.3).
 func (m *Module) broadcastUnavailable(ctx context.Context, sess module.Session, st *stanza.Stanza, wasAvail bool, directed map[string]jid.JID) {
+	st.Journaled = true // journaled by the core, or made by the server (SessionEnded)
 	user := sess.JID().Bare()
 	sent := map[string]bool{}
 	if wasAvail {
@@ -473,6 +475,7 @@ func (m *Module) sendPresenceFrom(ctx context.Context, user, contact jid.JID) {
 			c := p.Copy()
 			c.SetFrom(s.JID())
 			c.SetTo(contact)
+			c.Journaled = true // a copy of a broadcast the core journaled
 			m.process(ctx, c)
 		}
 	}
@@ -483,7 +486,9 @@ func (m *Module) sendPresenceFrom(ctx context.Context, user, contact jid.JID) {
 func (m *Module) sendUnavailableFrom(ctx context.Context, user, contact jid.JID) {
 	for _, s := range m.router.Sessions(user) {
 		if s.Available() {
-			m.process(ctx, stanza.New(stanza.Presence, s.JID(), contact, "unavailable", ""))
+			u := stanza.New(stanza.Presence, s.JID(), contact, "unavailable", "")
+			u.Journaled = true // the server's, on the user's behalf: no record
+			m.process(ctx, u)
 		}
 	}
 }

@@ -787,7 +787,7 @@ func (e *env) archivePurge(cfg *config.Config, files archive.Files, args []strin
 }
 
 // recordKinds are the journal's record kinds, for --kind.
-var recordKinds = []string{"message", "subscription", "export", "hold", "disposition", "search", "policy", "admin"}
+var recordKinds = archive.RecordKinds()
 
 func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []string) error {
 	fs := flag.NewFlagSet("archive search", flag.ContinueOnError)

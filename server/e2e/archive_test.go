@@ -98,7 +98,8 @@ func TestJournalBeforeDelivery(t *testing.T) {
 	if r := bob.expect(nsClient, "message"); r.stanzaError() != "service-unavailable" {
 		t.Fatalf("got %s", r)
 	}
-	// Subscription presence is journaled; availability and IQs are not.
+	// Subscription and directed presence are journaled; IQs the server
+	// answers are not.
 	alice.send("<presence to='bob@localhost' type='subscribe' id='s1'/>")
 	if p := bob.expect(nsClient, "presence"); p.A("type") != "subscribe" {
 		t.Fatalf("got %s", p)
@@ -116,7 +117,7 @@ func TestJournalBeforeDelivery(t *testing.T) {
 	want := []string{
 		"message/chat/bob@localhost/b", "message/chat/bob@localhost/b",
 		"message/chat/nobody@localhost", "message/error/bob@localhost/b",
-		"subscription/subscribe/bob@localhost",
+		"subscription/subscribe/bob@localhost", "presence//bob@localhost/b",
 	}
 	if strings.Join(kinds, " ") != strings.Join(want, " ") {
 		t.Fatalf("journal kinds:\n got  %v\n want %v", kinds, want)

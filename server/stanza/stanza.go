@@ -49,6 +49,12 @@ type Stanza struct {
 	To   jid.JID
 	Type string
 	ID   string
+	// Journaled marks a presence the journal already decided on: a
+	// broadcast the core journaled once (or found nothing to record in),
+	// whose copies the presence handler then routes to each contact, and
+	// presence the server sends on a user's behalf. The journal does not
+	// record such a presence again. Copy and ShallowCopy keep it.
+	Journaled bool
 
 	wire []byte // Wire's bytes, once computed
 }
