@@ -484,9 +484,13 @@ func actorFrom(by string) string {
 	return "unknown"
 }
 
-// auditLogger is the CLI's audit logger on stderr.
+// auditLogger is the CLI's audit logger on stderr, and on the [log]
+// audit sinks (the file is not rotated here: the server rotates it; the
+// sinks close when the process exits).
 func (e *env) auditLogger(cfg *config.Config) (*zap.Logger, error) {
-	l, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	c := cfg.Log
+	c.Level = "info"
+	l, _, err := newAuditedLogger(c, e.stderr, false)
 	if err != nil {
 		return nil, err
 	}

@@ -206,17 +206,42 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log level: %w", err)
 	}
+	return zap.New(zapcore.NewCore(logEncoder(c), zapcore.AddSync(w), level)), nil
+}
+
+// logEncoder is the encoder of c's format.
+func logEncoder(c config.Log) zapcore.Encoder {
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "time"
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	var enc zapcore.Encoder
 	if c.Format == "console" {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
-		enc = zapcore.NewConsoleEncoder(encCfg)
-	} else {
-		enc = zapcore.NewJSONEncoder(encCfg)
+		return zapcore.NewConsoleEncoder(encCfg)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
+	return zapcore.NewJSONEncoder(encCfg)
+}
+
+// newAuditedLogger is newLogger whose audit events (loggers "audit",
+// "audit.*") also go to the [log] audit_file and audit_syslog sinks; the
+// closer closes them. rotate false leaves the file's rotation to the
+// running server (for short-lived commands).
+func newAuditedLogger(c config.Log, w io.Writer, rotate bool) (*zap.Logger, io.Closer, error) {
+	log, err := newLogger(c, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	sinks, err := openAuditSinks(c, logEncoder(c), rotate)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(sinks.cores) == 0 {
+		return log, sinks, nil
+	}
+	cores := []zapcore.Core{log.Core()}
+	for _, sc := range sinks.cores {
+		cores = append(cores, auditOnly{sc})
+	}
+	return zap.New(zapcore.NewTee(cores...)), sinks, nil
 }
 
 func orDefault(v, d string) string {
@@ -250,10 +275,11 @@ func (e *env) serve() error {
 	if level > zapcore.InfoLevel {
 		rootLog.Level = "info"
 	}
-	log, err := newLogger(rootLog, e.stderr)
+	log, sinks, err := newAuditedLogger(rootLog, e.stderr, true)
 	if err != nil {
-		return err
+		return &exitError{code: 2, err: err}
 	}
+	defer func() { _ = sinks.Close() }()
 	defer func() { _ = log.Sync() }()
 	// Floods of identical lines and audit events are summarised (lograte.go).
 	log, stopLimits := rateLimited(log, level)
