@@ -598,6 +598,9 @@ func (e *env) archiveHold(cfg *config.Config, files archive.Files, args []string
 			return err
 		}
 		err = archive.PlaceHold(ctx, j, j, h, audit)
+		if err == nil {
+			err = archive.RefreshLockMarker(ctx, cfg, files.Journal, j, j)
+		}
 		if cerr := j.Close(); err == nil {
 			err = cerr
 		}
@@ -635,6 +638,9 @@ func (e *env) archiveHold(cfg *config.Config, files archive.Files, args []string
 		}
 		actor := actorFrom(*by)
 		err = archive.ReleaseHold(ctx, j, j, name, actor, *reason, audit)
+		if err == nil {
+			err = archive.RefreshLockMarker(ctx, cfg, files.Journal, j, j)
+		}
 		if cerr := j.Close(); err == nil {
 			err = cerr
 		}

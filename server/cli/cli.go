@@ -169,11 +169,15 @@ func (e *env) run(cmd string, args []string) error {
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
+		bind, err := archive.CheckLockBinding(context.Background(), cfg)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
+		}
 		note, err := checkLocks(cfg)
 		if err != nil {
 			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
 		}
-		fmt.Fprintf(e.stdout, "%s: OK\n%s%s", args[0], cfg.Summary(), note)
+		fmt.Fprintf(e.stdout, "%s: OK\n%s%s%s", args[0], cfg.Summary(), note, bind)
 		return nil
 	case "user":
 		return e.user(args)
@@ -289,6 +293,10 @@ func (e *env) serve() error {
 	if err := checkOfficerKeys(cfg); err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	// A journal holding locked policies or holds stays on (lockmarker.go).
+	if _, err := archive.CheckLockBinding(ctx, cfg); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -296,7 +304,8 @@ func (e *env) serve() error {
 	defer st.Close()
 	srv, err := server.New(cfg, st, log)
 	var lockErr *archive.LockError
-	if errors.As(err, &lockErr) {
+	var bindErr *archive.BindError
+	if errors.As(err, &lockErr) || errors.As(err, &bindErr) {
 		// A configuration problem: it weakens a locked retention policy.
 		return &exitError{code: 2, err: err}
 	}
