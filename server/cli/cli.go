@@ -178,6 +178,10 @@ func (e *env) run(cmd string, args []string) error {
 			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
 		}
 		fmt.Fprintf(e.stdout, "%s: OK\n%s%s%s", args[0], cfg.Summary(), note, bind)
+		// What weakens compliance: reported, not refused.
+		for _, w := range server.Posture(cfg) {
+			fmt.Fprintf(e.stdout, "warning: %s (%s)\n", w.Text, w.Code)
+		}
 		return nil
 	case "user":
 		return e.user(args)

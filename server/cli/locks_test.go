@@ -284,3 +284,26 @@ func TestHoldCommandsUpdateMarker(t *testing.T) {
 	}
 	checkOK(t, "archive off after the release", off)
 }
+
+// TestCheckConfigPosture: check-config prints each posture warning as a
+// "warning: ..." line and still exits 0.
+func TestCheckConfigPosture(t *testing.T) {
+	dir := t.TempDir()
+	path := configAs(t, dir, "p.toml", "[archive]\nenabled = false\n")
+	code, out, errOut := run("check-config", path)
+	if code != 0 {
+		t.Fatalf("check-config: exit %d, %s", code, errOut)
+	}
+	for _, want := range []string{
+		"warning: the compliance journal is off ([archive] enabled = false): nothing users send is recorded (archive_off)\n",
+		"warning: no [tls] certificate is configured: the generated self-signed development certificate is served for example.com: clients cannot authenticate the server (self_signed_certificate)\n",
+		"(audit_stderr_only)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "warning: "); n != 3 {
+		t.Errorf("%d warnings, want 3:\n%s", n, out)
+	}
+}
