@@ -104,6 +104,11 @@ func ReadLockMarker(path string) (*LockMarker, error) {
 	return &m, nil
 }
 
+// markerProblem explains a marker that cannot be read.
+func markerProblem(err error) string {
+	return err.Error() + " (it remembers the journal's locked retention policies and legal holds: run as the server's user, or restore it)"
+}
+
 // writeLockMarker writes m to path atomically, mode 0600.
 func writeLockMarker(path string, m *LockMarker) error {
 	b, err := json.MarshalIndent(m, "", "  ")
@@ -193,7 +198,7 @@ func RefreshLockMarker(ctx context.Context, cfg *config.Config, path string, j s
 	mpath := LockMarkerPath(cfg)
 	old, err := ReadLockMarker(mpath)
 	if err != nil {
-		return &BindError{Msg: err.Error() + "; restore it (it remembers the journal's locked retention policies and legal holds)"}
+		return &BindError{Msg: markerProblem(err)}
 	}
 	cur, err := journalState(ctx, path, j, r)
 	if err != nil {
@@ -276,7 +281,7 @@ func CheckLockBinding(ctx context.Context, cfg *config.Config) (note string, err
 	mpath := LockMarkerPath(cfg)
 	marker, err := ReadLockMarker(mpath)
 	if err != nil {
-		return "", &BindError{Msg: err.Error() + "; restore it (it remembers the journal's locked retention policies and legal holds)"}
+		return "", &BindError{Msg: markerProblem(err)}
 	}
 	type candidate struct {
 		path   string

@@ -307,3 +307,13 @@ func TestCheckConfigPosture(t *testing.T) {
 		t.Errorf("%d warnings, want 3:\n%s", n, out)
 	}
 }
+
+// TestDamagedLockMarker: a marker that does not parse is refused, not
+// ignored.
+func TestDamagedLockMarker(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, archive.LockMarkerFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, "damaged marker", configAs(t, dir, "d.toml", "[archive]\nenabled = false\n"), archive.LockMarkerFile, "is damaged")
+}
