@@ -208,8 +208,8 @@ func RefreshLockMarker(ctx context.Context, cfg *config.Config, path string, j s
 		return nil
 	}
 	if old != nil && old.binds() && old.JournalID != "" && (old.JournalID != cur.JournalID || cur.Size < old.Size) {
-		return &BindError{Msg: fmt.Sprintf("archive: the journal %s is not the journal %s that holds %s (lock marker %s)",
-			cur.Journal, old.Journal, old.what(), mpath)}
+		return &BindError{Msg: fmt.Sprintf("archive: the journal %s (first record %.16s, %d records) is not the journal that holds %s (%s: first record %.16s, %d records; lock marker %s)",
+			cur.Journal, cur.JournalID, cur.Size, old.what(), old.Journal, old.JournalID, old.Size, mpath)}
 	}
 	cur.Updated = time.Now().UTC()
 	return writeLockMarker(mpath, cur)
@@ -363,7 +363,10 @@ func CheckLockBinding(ctx context.Context, cfg *config.Config) (note string, err
 		why := ""
 		switch {
 		case rerr != nil:
-			why = fmt.Sprintf("cannot be read (%v)", rerr)
+			// E.g. an older schema that start-up migrates: the server
+			// checks its identity once open (RefreshLockMarker).
+			note += fmt.Sprintf("%-17s could not read %s (%v): start-up checks it\n", "lock binding:", c.path, rerr)
+			continue
 		case state == nil:
 			why = "is missing"
 		case state.JournalID != c.marker.JournalID:

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -211,6 +212,17 @@ func TestLockBindsArchive(t *testing.T) {
 	}
 	j.Close()
 	refused(t, "another journal at the path", path, "the journal "+jpath+" is another journal", `"sec-17a4"`)
+	// The server itself (not only the CLI) refuses to adopt it.
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = server.New(cfg, st, zap.NewNop())
+	st.Close()
+	var bind *archive.BindError
+	if !errors.As(err, &bind) || !strings.Contains(err.Error(), "is not the journal that holds locked retention policy \"sec-17a4\"") {
+		t.Fatalf("server.New on another journal: %v", err)
+	}
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		_ = os.Remove(jpath + suffix)
 	}
