@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -75,6 +76,9 @@ type Server struct {
 	// listener (data_dir/admin.token); "" refuses them all.
 	adminToken string
 
+	// posture is what weakens compliance (posture.go), fixed at New.
+	posture []Warning
+
 	healthMu   sync.Mutex
 	unhealthy  map[string]string // component -> problem
 	journalBad atomic.Bool
@@ -99,6 +103,7 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	for _, d := range cfg.Server.Domains {
 		s.domains[d] = true
 	}
+	s.posture = postureOf(cfg, kp.Leaf(), cfg.TLS.CertFile == "")
 	s.stanzaRights, s.encryptionRules = stanzaRightsOf(cfg.Access)
 	s.lockout = newLockout(cfg.Auth, s.audit)
 	if err := s.lockout.persist(context.Background(), store, log); err != nil {
@@ -238,6 +243,7 @@ func (s *Server) buildModules() error {
 // Run listens on the configured addresses and serves until ctx ends, then
 // drains sessions and stops the modules.
 func (s *Server) Run(ctx context.Context) error {
+	s.auditPosture()
 	var started []any
 	for _, m := range s.modules {
 		if st, ok := m.(module.Starter); ok {
@@ -364,12 +370,23 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
+// healthz answers JSON: {"status": "ok", "warnings": [...]}, 200; or
+// {"status": "unhealthy", "problems": "...", "warnings": [...]}, 503. A
+// posture warning never makes it fail.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	res := struct {
+		Status   string    `json:"status"`
+		Problems string    `json:"problems,omitempty"`
+		Warnings []Warning `json:"warnings"`
+	}{Status: "ok", Warnings: s.Posture()}
+	code := http.StatusOK
 	if bad := s.Health(); bad != "" {
-		http.Error(w, "unhealthy: "+bad, http.StatusServiceUnavailable)
-		return
+		res.Status, res.Problems, code = "unhealthy", bad, http.StatusServiceUnavailable
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(res)
 }
 
 // SetHealth records a failing component; problem "" clears it.

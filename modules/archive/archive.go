@@ -130,6 +130,12 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 		j.Close()
 		return nil, err
 	}
+	// The locks and holds are remembered outside the journal too
+	// (lockmarker.go).
+	if err := RefreshLockMarker(ctx, cfg, f.Journal, j, j); err != nil {
+		j.Close()
+		return nil, err
+	}
 	m := New(j, signer, Sinks(cfg), h.Router, time.Duration(cfg.Archive.CheckpointInterval), h.Log, h.Audit)
 	m.closeJournal = true
 	m.retention, m.holds, m.cfgHolds = cfg.Archive.Retention, j, cfg.Archive.Holds

@@ -45,6 +45,10 @@ type Config struct {
 	MinPasswordLength int `toml:"min_password_length"`
 }
 
+// RegistrationOpen tells whether anyone may create an account in band
+// (server.Posture warns of it).
+func (c *Config) RegistrationOpen() bool { return c.Allow }
+
 // DefaultConfig returns the defaults: registration off.
 func DefaultConfig() *Config { return &Config{} }
 

@@ -541,9 +541,13 @@ func actorFrom(by string) string {
 	return "unknown"
 }
 
-// auditLogger is the CLI's audit logger on stderr.
+// auditLogger is the CLI's audit logger on stderr, and on the [log]
+// audit sinks (the file is not rotated here: the server rotates it; the
+// sinks close when the process exits).
 func (e *env) auditLogger(cfg *config.Config) (*zap.Logger, error) {
-	l, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	c := cfg.Log
+	c.Level = "info"
+	l, _, err := newAuditedLogger(c, e.stderr, false)
 	if err != nil {
 		return nil, err
 	}
@@ -651,6 +655,9 @@ func (e *env) archiveHold(cfg *config.Config, files archive.Files, args []string
 			return err
 		}
 		err = archive.PlaceHold(ctx, j, j, h, audit)
+		if err == nil {
+			err = archive.RefreshLockMarker(ctx, cfg, files.Journal, j, j)
+		}
 		if cerr := j.Close(); err == nil {
 			err = cerr
 		}
@@ -688,6 +695,9 @@ func (e *env) archiveHold(cfg *config.Config, files archive.Files, args []string
 		}
 		actor := actorFrom(*by)
 		err = archive.ReleaseHold(ctx, j, j, name, actor, *reason, audit)
+		if err == nil {
+			err = archive.RefreshLockMarker(ctx, cfg, files.Journal, j, j)
+		}
 		if cerr := j.Close(); err == nil {
 			err = cerr
 		}

@@ -169,11 +169,19 @@ func (e *env) run(cmd string, args []string) error {
 		if err != nil {
 			return &exitError{code: 2, err: err}
 		}
+		bind, err := archive.CheckLockBinding(context.Background(), cfg)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
+		}
 		note, err := checkLocks(cfg)
 		if err != nil {
 			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
 		}
-		fmt.Fprintf(e.stdout, "%s: OK\n%s%s", args[0], cfg.Summary(), note)
+		fmt.Fprintf(e.stdout, "%s: OK\n%s%s%s", args[0], cfg.Summary(), note, bind)
+		// What weakens compliance: reported, not refused.
+		for _, w := range server.Posture(cfg) {
+			fmt.Fprintf(e.stdout, "warning: %s (%s)\n", w.Text, w.Code)
+		}
 		return nil
 	case "user":
 		return e.user(args)
@@ -206,17 +214,42 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log level: %w", err)
 	}
+	return zap.New(zapcore.NewCore(logEncoder(c), zapcore.AddSync(w), level)), nil
+}
+
+// logEncoder is the encoder of c's format.
+func logEncoder(c config.Log) zapcore.Encoder {
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.TimeKey = "time"
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
-	var enc zapcore.Encoder
 	if c.Format == "console" {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
-		enc = zapcore.NewConsoleEncoder(encCfg)
-	} else {
-		enc = zapcore.NewJSONEncoder(encCfg)
+		return zapcore.NewConsoleEncoder(encCfg)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
+	return zapcore.NewJSONEncoder(encCfg)
+}
+
+// newAuditedLogger is newLogger whose audit events (loggers "audit",
+// "audit.*") also go to the [log] audit_file and audit_syslog sinks; the
+// closer closes them. rotate false leaves the file's rotation to the
+// running server (for short-lived commands).
+func newAuditedLogger(c config.Log, w io.Writer, rotate bool) (*zap.Logger, io.Closer, error) {
+	log, err := newLogger(c, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	sinks, err := openAuditSinks(c, logEncoder(c), rotate)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(sinks.cores) == 0 {
+		return log, sinks, nil
+	}
+	cores := []zapcore.Core{log.Core()}
+	for _, sc := range sinks.cores {
+		cores = append(cores, auditOnly{sc})
+	}
+	return zap.New(zapcore.NewTee(cores...)), sinks, nil
 }
 
 func orDefault(v, d string) string {
@@ -250,10 +283,11 @@ func (e *env) serve() error {
 	if level > zapcore.InfoLevel {
 		rootLog.Level = "info"
 	}
-	log, err := newLogger(rootLog, e.stderr)
+	log, sinks, err := newAuditedLogger(rootLog, e.stderr, true)
 	if err != nil {
-		return err
+		return &exitError{code: 2, err: err}
 	}
+	defer func() { _ = sinks.Close() }()
 	defer func() { _ = log.Sync() }()
 	// Floods of identical lines and audit events are summarised (lograte.go).
 	log, stopLimits := rateLimited(log, level)
@@ -263,6 +297,10 @@ func (e *env) serve() error {
 	if err := checkOfficerKeys(cfg); err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	// A journal holding locked policies or holds stays on (lockmarker.go).
+	if _, err := archive.CheckLockBinding(ctx, cfg); err != nil {
+		return &exitError{code: 2, err: err}
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -270,7 +308,8 @@ func (e *env) serve() error {
 	defer st.Close()
 	srv, err := server.New(cfg, st, log)
 	var lockErr *archive.LockError
-	if errors.As(err, &lockErr) {
+	var bindErr *archive.BindError
+	if errors.As(err, &lockErr) || errors.As(err, &bindErr) {
 		// A configuration problem: it weakens a locked retention policy.
 		return &exitError{code: 2, err: err}
 	}

@@ -160,6 +160,18 @@ type Log struct {
 	Format string `toml:"format"`
 	// Level is "debug", "info", "warn" or "error".
 	Level string `toml:"level"`
+	// AuditFile also appends every audit event to this file (mode 0600),
+	// besides stderr; "" writes none.
+	AuditFile string `toml:"audit_file"`
+	// AuditFileMaxMB rotates AuditFile when a line would take it past this
+	// many MiB (audit.log -> audit.log.1 -> ...); 0 never rotates.
+	AuditFileMaxMB int `toml:"audit_file_max_mb"`
+	// AuditFileKeep is how many rotated files are kept (1 to 1000).
+	AuditFileKeep int `toml:"audit_file_keep"`
+	// AuditSyslog also sends every audit event to syslog: "" none, "local"
+	// for the local daemon, "udp://HOST:PORT", "tcp://HOST:PORT",
+	// "unix:///PATH" or "unixgram:///PATH".
+	AuditSyslog string `toml:"audit_syslog"`
 }
 
 // Auth is the [auth] section.
@@ -478,7 +490,7 @@ func Default() *Config {
 			MaxPEPBytes:        8 << 20,
 			MaxVCardBytes:      256 << 10,
 		},
-		Log: Log{Format: "json", Level: "info"},
+		Log: Log{Format: "json", Level: "info", AuditFileMaxMB: 100, AuditFileKeep: 10},
 		Auth: Auth{
 			Providers:        []string{"internal"},
 			SCRAMIterations:  4096,

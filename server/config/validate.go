@@ -90,6 +90,26 @@ func (l *loader) validate(c *Config) {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		l.invalid("log.level", -1, `must be one of "debug", "info", "warn", "error", got %q`, c.Log.Level)
 	}
+	if c.Log.AuditFileMaxMB < 0 || c.Log.AuditFileMaxMB > 1<<20 {
+		l.invalid("log.audit_file_max_mb", -1, "must be between 0 (never rotate) and %d, got %d", 1<<20, c.Log.AuditFileMaxMB)
+	}
+	if c.Log.AuditFileKeep < 1 || c.Log.AuditFileKeep > 1000 {
+		l.invalid("log.audit_file_keep", -1, "must be between 1 and 1000 (rotated files kept), got %d", c.Log.AuditFileKeep)
+	}
+	if v := c.Log.AuditFile; v != "" && (strings.HasSuffix(v, "/") || v == "." || v == ".." || strings.HasSuffix(v, "/.") || strings.HasSuffix(v, "/..")) {
+		l.invalid("log.audit_file", -1, "%q names a directory, not a file", v)
+	}
+	if v := c.Log.AuditSyslog; v != "" && v != "local" {
+		u, err := url.Parse(v)
+		switch {
+		case err != nil || !slices.Contains([]string{"udp", "tcp", "unix", "unixgram"}, u.Scheme):
+			l.invalid("log.audit_syslog", -1, `must be "", "local", "udp://HOST:PORT", "tcp://HOST:PORT", "unix:///PATH" or "unixgram:///PATH", got %q`, v)
+		case (u.Scheme == "udp" || u.Scheme == "tcp") && checkAddr(u.Host) != nil:
+			l.invalid("log.audit_syslog", -1, "%q: %v", v, checkAddr(u.Host))
+		case (u.Scheme == "unix" || u.Scheme == "unixgram") && u.Path == "":
+			l.invalid("log.audit_syslog", -1, "%q names no socket path", v)
+		}
+	}
 
 	if len(c.Auth.Providers) == 0 {
 		l.invalid("auth.providers", -1, "at least one provider is required")
