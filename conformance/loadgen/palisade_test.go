@@ -176,6 +176,16 @@ func TestTrafficAgainstPalisade(t *testing.T) {
 			t.Fatalf("open loop lost messages: %+v", r)
 		}
 	})
+	t.Run("iq", func(t *testing.T) {
+		r, err := d.RunPairs(ctx, Traffic{Pairs: 2, Window: 4, IQ: true, Warmup: 200 * time.Millisecond, Length: 500 * time.Millisecond, Accounts: accts})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The IQs are relayed to the partner's full JID and counted there.
+		if r.Errors != 0 || r.Delivered == 0 || r.Latency.N == 0 || r.Latency.N > r.Sent {
+			t.Fatalf("closed-loop IQs: %+v", r)
+		}
+	})
 	t.Run("logins", func(t *testing.T) {
 		ld := d.WithMechanisms(SCRAMSHA256)
 		r, err := ld.RunLogins(ctx, accts, 2, 100*time.Millisecond, 500*time.Millisecond, &Sampler{PID: os.Getpid()})

@@ -39,16 +39,55 @@ func message(buf []byte, to string, ts int64, seq uint64) []byte {
 	return append(buf, tail...)
 }
 
-// bodyTimestamp extracts the send timestamp from a received message.
+// nsBench is the namespace of the IQ payload of IQ traffic: no server
+// serves it, so an IQ carrying it is relayed between the clients.
+const nsBench = "urn:x-palisade:bench"
+
+// benchIQ builds a 200-byte IQ set to the full JID `to` carrying the
+// timestamp ts and the sequence number, as message does. The receiver does
+// not answer it: the traffic is one-way, like the messages.
+func benchIQ(buf []byte, to string, ts int64, seq uint64) []byte {
+	buf = append(buf[:0], "<iq type='set' to='"...)
+	buf = append(buf, to...)
+	buf = append(buf, "' id='b"...)
+	buf = strconv.AppendUint(buf, seq, 10)
+	buf = append(buf, "'><query xmlns='"+nsBench+"'>"...)
+	buf = strconv.AppendInt(buf, ts, 10)
+	buf = append(buf, ' ')
+	buf = strconv.AppendUint(buf, seq, 10)
+	buf = append(buf, ' ')
+	const tail = "</query></iq>"
+	for len(buf) < MessageSize-len(tail) {
+		buf = append(buf, 'x')
+	}
+	return append(buf, tail...)
+}
+
+// bodyTimestamp extracts the send timestamp from a received message or
+// bench IQ.
 func bodyTimestamp(el []byte) (int64, bool) {
-	if string(elemName(el)) != "message" {
+	var b []byte
+	switch string(elemName(el)) {
+	case "message":
+		i := bytes.Index(el, []byte("<body>"))
+		if i < 0 {
+			return 0, false
+		}
+		b = el[i+len("<body>"):]
+	case "iq":
+		// The server writes the payload again, quoting as it likes.
+		i := bytes.Index(el, []byte(nsBench))
+		if i < 0 {
+			return 0, false
+		}
+		j := bytes.IndexByte(el[i:], '>')
+		if j < 0 {
+			return 0, false
+		}
+		b = el[i+j+1:]
+	default:
 		return 0, false
 	}
-	i := bytes.Index(el, []byte("<body>"))
-	if i < 0 {
-		return 0, false
-	}
-	b := el[i+len("<body>"):]
 	sp := bytes.IndexByte(b, ' ')
 	if sp < 0 {
 		return 0, false
@@ -195,6 +234,9 @@ type Traffic struct {
 	// Drain bounds the wait for messages in flight after the window;
 	// zero means 10s.
 	Drain time.Duration
+	// IQ sends IQ sets to the partner's full JID instead of messages
+	// (the cost of relaying, and journaling, IQs between clients).
+	IQ bool
 }
 
 func (tr Traffic) drain() time.Duration {
@@ -208,13 +250,14 @@ func (tr Traffic) drain() time.Duration {
 type pairConn struct {
 	c       *Conn
 	peerJID string // the partner's full JID
+	iq      bool   // send bench IQs, always to the full JID
 	window  chan struct{}
 	hist    Histogram
 }
 
 // RunPairs runs closed-loop (Window > 0) or open-loop (Rate > 0) traffic:
 // both sides of each pair send to each other, alternating between the
-// partner's full and bare JID.
+// partner's full and bare JID (IQs: always the full JID).
 func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, error) {
 	res := ThroughputResult{Pairs: tr.Pairs, Window: tr.Window, OfferedRate: tr.Rate}
 	if len(tr.Accounts) < 2*tr.Pairs {
@@ -229,7 +272,7 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 	}
 	pcs := make([]*pairConn, len(conns))
 	for i, c := range conns {
-		pcs[i] = &pairConn{c: c}
+		pcs[i] = &pairConn{c: c, iq: tr.IQ}
 		if tr.Window > 0 {
 			pcs[i].window = make(chan struct{}, tr.Window)
 		}
@@ -382,6 +425,19 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// stanza builds the seq'th stanza to the partner: a message to its full
+// or bare JID in turn, or a bench IQ to its full JID.
+func (pc *pairConn) stanza(buf []byte, full, bareJID string, ts int64, seq uint64) []byte {
+	if pc.iq {
+		return benchIQ(buf, full, ts, seq)
+	}
+	to := full
+	if seq&1 == 1 {
+		to = bareJID
+	}
+	return message(buf, to, ts, seq)
+}
+
 func closedLoopSender(ctx context.Context, pc *pairConn, sentWin, sentAll *atomic.Uint64, inWindow func(int64) bool) error {
 	full, bareJID := pc.peerJID, bare(pc.peerJID)
 	buf := make([]byte, 0, MessageSize)
@@ -391,12 +447,8 @@ func closedLoopSender(ctx context.Context, pc *pairConn, sentWin, sentAll *atomi
 		case <-ctx.Done():
 			return nil
 		}
-		to := full
-		if seq&1 == 1 {
-			to = bareJID
-		}
 		ts := now()
-		buf = message(buf, to, ts, seq)
+		buf = pc.stanza(buf, full, bareJID, ts, seq)
 		if err := pc.c.Write(buf); err != nil {
 			return err
 		}
@@ -421,12 +473,8 @@ func openLoopSender(ctx context.Context, pc *pairConn, rate float64, offset time
 		buf = buf[:0]
 		n := 0
 		for next <= t && n < 64 {
-			to := full
-			if seq&1 == 1 {
-				to = bareJID
-			}
 			ts := int64(next)
-			buf = append(buf, message(nil, to, ts, seq)...)
+			buf = append(buf, pc.stanza(nil, full, bareJID, ts, seq)...)
 			if inWindow(ts) {
 				sentWin.Add(1)
 			}

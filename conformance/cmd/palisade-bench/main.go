@@ -50,6 +50,7 @@ type options struct {
 	rates        []int
 	openPairs    int
 	window       int
+	iq           bool // pairs send IQs instead of messages
 	warmup       time.Duration
 	length       time.Duration
 	loginLen     time.Duration
@@ -99,6 +100,7 @@ func run(args []string) int {
 	rates := fs.String("rates", "5000,10000,20000,40000", "open-loop rates (msgs/s)")
 	fs.IntVar(&o.openPairs, "open-pairs", 10, "pairs carrying the open-loop traffic")
 	fs.IntVar(&o.window, "window", 16, "closed loop: messages in flight per sender")
+	fs.BoolVar(&o.iq, "iq", false, "pairs send IQ sets to each other's full JID instead of messages")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measurement")
 	fs.DurationVar(&o.length, "length", 8*time.Second, "measurement window of each traffic run")
 	fs.DurationVar(&o.loginLen, "login-length", 6*time.Second, "measurement window of each login run")
@@ -424,7 +426,7 @@ func runServer(ctx context.Context, o options, s server, certFile string) *serve
 	if o.scenarios["pairs"] {
 		for _, n := range o.pairs {
 			quiesce(ctx, s)
-			tr, err := d.RunPairs(ctx, loadgen.Traffic{Pairs: n, Window: o.window, Warmup: o.warmup, Length: o.length, Accounts: users, Sampler: sampler})
+			tr, err := d.RunPairs(ctx, loadgen.Traffic{Pairs: n, Window: o.window, IQ: o.iq, Warmup: o.warmup, Length: o.length, Accounts: users, Sampler: sampler})
 			if err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("pairs %d: %v", n, err))
 			}
@@ -450,7 +452,7 @@ func runServer(ctx context.Context, o options, s server, certFile string) *serve
 		}
 		for _, r := range o.rates {
 			quiesce(ctx, s)
-			tr, err := d.RunPairs(ctx, loadgen.Traffic{Pairs: o.openPairs, Rate: float64(r), Warmup: o.warmup, Length: o.length, Accounts: users, Sampler: sampler})
+			tr, err := d.RunPairs(ctx, loadgen.Traffic{Pairs: o.openPairs, Rate: float64(r), IQ: o.iq, Warmup: o.warmup, Length: o.length, Accounts: users, Sampler: sampler})
 			if err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("open %d/s: %v", r, err))
 			}
