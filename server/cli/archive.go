@@ -382,11 +382,11 @@ func (e *env) archiveExport(cfg *config.Config, files archive.Files, args []stri
 		os.RemoveAll(*out)
 		return fmt.Errorf("the export could not be recorded in the journal, bundle removed: %w", err)
 	}
-	audit, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	audit, err := e.auditLogger(cfg)
 	if err != nil {
 		return err
 	}
-	audit.Named("audit").Info("archive_export", zap.Bool("audit", true), zap.String("actor", "cli"),
+	audit.Info("archive_export", zap.String("actor", "cli"),
 		zap.String("actor_user", actor), zap.String("manifest_sha256", digest),
 		zap.String("out", *out), zap.Int("records", sum.Records), zap.Int64("checkpoint_size", sum.Checkpoint.Size),
 		zap.String("from", *from), zap.String("to", *to), zap.Strings("users", opt.Users), zap.Strings("with", opt.With),

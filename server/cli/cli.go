@@ -351,11 +351,11 @@ func (e *env) user(args []string) error {
 		return err
 	}
 	ctx := context.Background()
-	audit, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	audit, err := e.auditLogger(cfg)
 	if err != nil {
 		return err
 	}
-	audit = audit.Named("audit").With(zap.Bool("audit", true), zap.String("actor", "cli"))
+	audit = audit.With(zap.String("actor", "cli"))
 
 	switch sub {
 	case "kick":

@@ -53,11 +53,11 @@ func (e *env) userGroup(args []string) error {
 		return err
 	}
 	defer st.Close()
-	audit, err := newLogger(config.Log{Format: cfg.Log.Format, Level: "info"}, e.stderr)
+	audit, err := e.auditLogger(cfg)
 	if err != nil {
 		return err
 	}
-	audit = audit.Named("audit").With(zap.Bool("audit", true), zap.String("actor", "cli"))
+	audit = audit.With(zap.String("actor", "cli"))
 	if sub == "add" {
 		switch err := st.AddMember(ctx, group, j.String()); {
 		case errors.Is(err, storage.ErrNotFound):
