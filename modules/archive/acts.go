@@ -89,27 +89,23 @@ func (m *Module) RecordAdminAct(ctx context.Context, act, actor, target string, 
 }
 
 // ConfigAct describes the configuration a server starts with: the
-// SHA-256 of the configuration file's bytes (of the embedded default's
-// effective settings, as JSON, without a file) and the build's version.
+// SHA-256 of the configuration document as it was parsed (of the embedded
+// default's effective settings, as JSON, without one) and the build's
+// version. The digest is of the bytes decoded, not of the file read again,
+// so it is what the server runs with even if the file changed since.
 func ConfigAct(cfg *config.Config, version string) (AdminAct, error) {
 	a := AdminAct{Act: ActConfig, Actor: "server", Details: map[string]string{"version": version}}
-	var data []byte
-	if cfg.Path != "" {
-		b, err := os.ReadFile(cfg.Path)
-		if err != nil {
-			return a, fmt.Errorf("archive: configuration digest: %w", err)
-		}
-		data, a.Target = b, cfg.Path
-		a.Details["source"] = "file"
-	} else {
-		b, err := json.Marshal(cfg)
-		if err != nil {
-			return a, fmt.Errorf("archive: configuration digest: %w", err)
-		}
-		data, a.Target = b, "embedded default"
-		a.Details["source"] = "embedded default (effective settings as JSON)"
+	if cfg.SHA256 != "" {
+		a.Target, a.Details["source"], a.Details["sha256"] = cfg.Path, "file", cfg.SHA256
+		return a, nil
 	}
-	sum := sha256.Sum256(data)
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return a, fmt.Errorf("archive: configuration digest: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	a.Target = "embedded default"
+	a.Details["source"] = "embedded default (effective settings as JSON)"
 	a.Details["sha256"] = hex.EncodeToString(sum[:])
 	return a, nil
 }

@@ -24,6 +24,9 @@ import (
 type Config struct {
 	// Path is the file the configuration came from, "" for defaults.
 	Path string `toml:"-"`
+	// SHA256 is the hex SHA-256 of the document Parse decoded ("" for a
+	// configuration built in code): what the journal records at start.
+	SHA256 string `toml:"-"`
 	// Server holds the served domains and the data directory.
 	Server Server `toml:"server"`
 	// Listen holds the listening addresses.

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -58,6 +60,8 @@ func TestDefaults(t *testing.T) {
 			}
 			want := Default()
 			want.Path = "t.toml"
+			sum := sha256.Sum256([]byte(doc))
+			want.SHA256 = hex.EncodeToString(sum[:])
 			want.Modules = map[string]Section{
 				"register": {Name: "register", Value: &registerConfig{MaxPerHour: 5, Cooldown: Duration(time.Minute)}},
 				"version":  {Name: "version", Value: &versionConfig{}},
@@ -571,6 +575,7 @@ func TestExampleFile(t *testing.T) {
 	}
 	want := Default()
 	want.Path = path
+	want.SHA256 = cfg.SHA256 // the digest of the file's bytes (TestDefaults checks it)
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("example file differs from defaults:\n got  %+v\n want %+v", cfg, want)
 	}

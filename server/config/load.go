@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -38,6 +40,8 @@ func Parse(name string, data []byte, modules Registry) (*Config, error) {
 		errs := l.errs
 		return nil, &errs
 	}
+	sum := sha256.Sum256(data)
+	cfg.SHA256 = hex.EncodeToString(sum[:])
 	return cfg, nil
 }
 

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -314,7 +316,7 @@ func TestAdminActsJournaled(t *testing.T) {
 }
 
 // TestConfigDigestFromFile: a server started from a file journals the
-// SHA-256 of the file's bytes.
+// SHA-256 of the bytes it parsed.
 func TestConfigDigestFromFile(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "palisade.toml")
@@ -322,13 +324,14 @@ func TestConfigDigestFromFile(t *testing.T) {
 	if err := os.WriteFile(path, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, func(c *config.Config) { c.Path = path })
-	rows := actsOf(adminActs(t, e), archive.ActConfig)
-	want, err := archive.ConfigAct(&config.Config{Path: path}, "x")
+	parsed, err := config.Parse(path, body, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1 || rows[0].act.Target != path || rows[0].act.Details["sha256"] != want.Details["sha256"] || rows[0].act.Details["source"] != "file" {
+	e := newEnv(t, func(c *config.Config) { c.Path, c.SHA256 = path, parsed.SHA256 })
+	rows := actsOf(adminActs(t, e), archive.ActConfig)
+	sum := sha256.Sum256(body)
+	if len(rows) != 1 || rows[0].act.Target != path || rows[0].act.Details["sha256"] != hex.EncodeToString(sum[:]) || rows[0].act.Details["source"] != "file" {
 		t.Fatalf("config records: %+v", rows)
 	}
 }
