@@ -89,6 +89,10 @@ type Config struct {
 	SendQueue     int
 	ResumeTimeout time.Duration
 	MaxSessions   int
+	// RegistrationTimeout is the login deadline of a stream from the
+	// moment it is handed an XEP-0077 registration form, once per stream
+	// (0: AuthTimeout only).
+	RegistrationTimeout time.Duration
 	// SendQueueBytes bounds the bytes held for one session: stanzas not
 	// yet acknowledged (or, without XEP-0198, not yet written),
 	// stream-level answers and held XEP-0352 presence (0: no bound).

@@ -91,6 +91,11 @@ type Limits struct {
 	MaxStanzaBytes int `toml:"max_stanza_bytes"`
 	// AuthTimeout is how long an unauthenticated connection has to log in.
 	AuthTimeout Duration `toml:"auth_timeout"`
+	// RegistrationTimeout is how long a connection has to log in from the
+	// moment it is handed an XEP-0077 in-band registration form (only when
+	// [modules.register] allow = true), so that a user can read and fill
+	// it in; once per connection, never shorter than AuthTimeout.
+	RegistrationTimeout Duration `toml:"registration_timeout"`
 	// IdleTimeout is how long a connection may stay silent before the
 	// server pings it.
 	IdleTimeout Duration `toml:"idle_timeout"`
@@ -456,6 +461,8 @@ func Default() *Config {
 			MaxPEPNodeBytes:    1 << 20,
 			MaxPEPBytes:        8 << 20,
 			MaxVCardBytes:      256 << 10,
+
+			RegistrationTimeout: Duration(5 * time.Minute),
 		},
 		Log: Log{Format: "json", Level: "info"},
 		Auth: Auth{
