@@ -151,3 +151,57 @@ func beforeSync(t *testing.T, c *client, id string) *Node {
 		}
 	}
 }
+
+// TestRFC6121PresenceToNoAccount runs the real binary (roster module
+// included) and sends presence of every type to an account that does not
+// exist: RFC 6121 8.5.1 wants each one silently ignored, and nothing may
+// tell the sender more than the same presence to an account that exists
+// and does not know them. An IQ keeps its answer (service-unavailable).
+func TestRFC6121PresenceToNoAccount(t *testing.T) {
+	t.Parallel()
+	srv := startBinary(t, "")
+	alice := login(t, srv.e, modeStartTLS, "alice", "a")
+	alice.available(0) // her own presence comes back; answers skips it
+	types := []string{"subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "", "unavailable"}
+	// answers returns what reaches alice from the address of to, for each
+	// presence type sent to it, and fails on stanza errors.
+	answers := func(to string) []string {
+		t.Helper()
+		var got []string
+		for i, typ := range types {
+			attr := ""
+			if typ != "" {
+				attr = " type='" + typ + "'"
+			}
+			alice.send("<presence to='%s' id='p%d'%s/>", to, i, attr)
+		}
+		alice.send("<iq type='get' id='end' to='%s'><query xmlns='%s'/></iq>", domain, nsDiscoI)
+		for {
+			n := alice.next()
+			if n.Is(nsClient, "iq") && n.A("id") == "end" {
+				return got
+			}
+			if n.Is(nsClient, "iq") && n.A("type") == "set" {
+				// A roster push for alice's own request: answered, and
+				// it tells nothing about the account.
+				alice.send("<iq type='result' id='%s'/>", n.A("id"))
+				continue
+			}
+			if bare(n.A("from")) == to || n.stanzaError() != "" {
+				got = append(got, n.String())
+			}
+		}
+	}
+	if got := answers("nobody@" + domain); len(got) != 0 {
+		t.Errorf("presence to an account that does not exist was answered: %q", got)
+	}
+	// carol exists and alice is a stranger to her: the same silence.
+	if got := answers("carol@" + domain); len(got) != 0 {
+		t.Errorf("presence to an account that exists drew %q (the two must look alike)", got)
+	}
+	// An IQ to no account keeps the RFC's answer.
+	alice.send("<iq type='get' id='q1' to='nobody@%s/x'><ping xmlns='urn:xmpp:ping'/></iq>", domain)
+	if r := alice.expect(nsClient, "iq"); r.A("id") != "q1" || r.stanzaError() != "service-unavailable" {
+		t.Errorf("iq to no account: %s", r)
+	}
+}
