@@ -3,7 +3,8 @@
 # what is missing: Debian packages (slixmpp, aioxmpp, go-sendxmpp, profanity
 # with tmux to drive it and openssl to hash its CA directory, gpg for the
 # archive export test, slapd and ldap-utils for the directory tests) and
-# the npm packages pinned in conformance/package-lock.json (xmpp.js, ws).
+# the npm packages pinned in conformance/package-lock.json (xmpp.js, ws, and
+# stanza for the WebSocket tests).
 # Installing slapd must not leave a system slapd running on port 389: the
 # tests start their own. A policy-rc.d that forbids starting services is put
 # in place for the install when none exists, and a slapd that started anyway
@@ -60,8 +61,14 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm
 fi
 
-if ! test -d node_modules/@xmpp/client || ! test -d node_modules/ws; then
-	echo "install-peers: installing npm packages from conformance/package-lock.json (@xmpp/client, ws)"
+npm_missing=()
+for pkg in @xmpp/client ws stanza; do
+	if ! test -d "node_modules/$pkg"; then
+		npm_missing+=("$pkg")
+	fi
+done
+if ((${#npm_missing[@]} > 0)); then
+	echo "install-peers: installing npm packages from conformance/package-lock.json (missing: ${npm_missing[*]})"
 	npm ci --no-audit --no-fund
 fi
 

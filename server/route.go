@@ -241,43 +241,77 @@ func (s *Server) dispatchIQ(ctx context.Context, st *stanza.Stanza, scope module
 	s.Route(ctx, st.Result(res))
 }
 
-// deliverMessage applies RFC 6121 8.5.2 and 8.5.3 to a message for a local account.
+// deliverMessage applies RFC 6121 8.5 to a message for a local account:
+// 8.5.1 (no such user), 8.5.2 (to the bare JID) and 8.5.3 (to a full JID).
+// The tables, per type:
+//
+//	to                       normal        chat          groupchat  headline      error
+//	full, resource online    deliver       deliver       deliver    deliver       deliver   8.5.3.1
+//	full, resource offline   error         as bare JID   error      ignore        ignore    8.5.3.2.1
+//	bare, available (>= 0)   deliver       deliver       error      deliver (all) ignore    8.5.2.1.1
+//	bare, none available     offline       offline       error      ignore        ignore    8.5.2.2.1
+//	no such account          error         error         error      ignore        ignore    8.5.1
+//
+// "error" is <service-unavailable/> to the sender. Where the RFC leaves the
+// choice between ignoring and answering, the answer is the same whether the
+// account exists or not, so a stranger learns nothing from it beyond what
+// 8.5.1 already tells (a normal or chat message to an account that does not
+// exist is answered, one to an offline account is stored).
 func (s *Server) deliverMessage(ctx context.Context, st *stanza.Stanza) {
 	to := st.To
 	typ := st.Type
 	if typ == "" {
-		typ = "normal"
+		typ = "normal" // RFC 6121 5.2.2: no type means normal
 	}
+	unavailable := stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, "")
 	if to.Resourcepart() != "" {
+		// 8.5.3.1: a resource that exactly matches gets the message,
+		// whatever its type.
 		if sess := s.table.Session(to); sess != nil {
 			sess.Send(st)
 			s.delivered(ctx, st, []module.Session{sess}, false)
 			return
 		}
+		// 8.5.3.2.1: no resource matches.
 		switch typ {
 		case "error", "headline":
+			// "error": MUST silently ignore. "headline": ignore or
+			// answer; a headline expects no reply, so it is ignored.
 			return
-		case "groupchat":
-			s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+		case "chat":
+			// Processed as if addressed to the bare JID (8.5.2), below.
+		default:
+			// "normal" and "groupchat" (an unknown type counts as normal,
+			// RFC 6121 5.2.2): MUST either ignore or answer with an error;
+			// never delivered to another resource, never stored.
+			s.bounce(ctx, st, unavailable)
 			return
 		}
 	}
 	switch typ {
 	case "error":
+		// 8.5.2.1.1, 8.5.2.2.1 and 8.5.1: an error is silently ignored.
 		return
 	case "groupchat":
-		s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+		// 8.5.2.1.1 and 8.5.2.2.1: MUST NOT be delivered to the account's
+		// resources; MUST be answered with <service-unavailable/> (8.5.1
+		// allows the same answer when the account does not exist).
+		s.bounce(ctx, st, unavailable)
 		return
 	}
 	sessions := s.table.Sessions(to.Bare())
 	var targets []module.Session
 	if typ == "headline" {
+		// 8.5.2.1.1: every available resource with non-negative priority.
 		for _, t := range router.Available(sessions) {
 			if t.Priority() >= 0 {
 				targets = append(targets, t)
 			}
 		}
 	} else {
+		// 8.5.2.1.1, "normal" and "chat": the most available resources
+		// (highest non-negative priority); a negative priority is treated
+		// as not available.
 		targets = router.MessageTargets(sessions)
 	}
 	if len(targets) > 0 {
@@ -288,21 +322,27 @@ func (s *Server) deliverMessage(ctx context.Context, st *stanza.Stanza) {
 		return
 	}
 	if typ == "headline" {
+		// 8.5.2.2.1: no available resource, MUST silently ignore; 8.5.1
+		// allows ignoring it when the account does not exist.
 		return
 	}
 	if len(sessions) == 0 {
+		// 8.5.1: a normal or chat message to an account that does not
+		// exist is answered with <service-unavailable/>.
 		ok, err := s.UserExists(ctx, to.Bare())
 		if err != nil {
 			s.bounce(ctx, st, stanza.Err(stanza.Wait, stanza.InternalServerError, ""))
 			return
 		}
 		if !ok {
-			s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+			s.bounce(ctx, st, unavailable)
 			return
 		}
 	}
+	// 8.5.2.2.1, "normal" and "chat": stored offline where the server
+	// supports it, otherwise answered with <service-unavailable/>.
 	if s.offline == nil {
-		s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.ServiceUnavailable, ""))
+		s.bounce(ctx, st, unavailable)
 		return
 	}
 	if err := s.offline.StoreOffline(ctx, st); err != nil {

@@ -137,6 +137,8 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 
 		SendQueueBytes:    cfg.Limits.SendQueueBytes,
 		AccountQueueBytes: cfg.Limits.AccountQueueBytes,
+
+		RegistrationTimeout: time.Duration(cfg.Limits.RegistrationTimeout),
 	}, handler{s}, s.table, log.Named("c2s"), s.audit)
 	return s, nil
 }

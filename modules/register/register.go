@@ -155,11 +155,15 @@ func (m *Module) StreamFeatures(authenticated bool) []*element.Element {
 }
 
 // PreAuthIQ implements module.PreAuthIQHandler: registration of a new
-// account on an unauthenticated stream (XEP-0077 section 3.1).
+// account on an unauthenticated stream (XEP-0077 section 3.1). An error
+// answers with the request's <query/> and every field in it (section 3.1,
+// examples "Username Conflict" and "Some Required Information Not
+// Provided"), so that a client rebuilding its form from the answer keeps
+// the password field; the password's value is not sent back.
 func (m *Module) PreAuthIQ(ctx context.Context, domain string, iq *stanza.Stanza) (*element.Element, error) {
 	res, err := m.preAuth(ctx, domain, iq)
 	if err != nil {
-		scrub(iq)
+		blankPasswords(iq)
 	}
 	return res, err
 }
@@ -224,7 +228,13 @@ func (m *Module) preAuth(ctx context.Context, domain string, iq *stanza.Stanza) 
 func (m *Module) handle(ctx context.Context, sess module.Session, iq *stanza.Stanza) (*element.Element, error) {
 	res, err := m.authenticated(ctx, sess, iq)
 	if err != nil && !errors.Is(err, module.ErrHandled) {
-		scrub(iq)
+		if q := iq.Payload(); iq.Type == "set" && q != nil && q.Child(NS, "remove") == nil {
+			// Section 3.3: the original XML of a password change is
+			// not returned in its error.
+			iq.El.RemoveChildren(NS, "")
+		} else {
+			scrub(iq)
+		}
 	}
 	return res, err
 }
@@ -330,8 +340,22 @@ func (m *Module) checkPassword(pw, localpart, domain string) error {
 	return nil
 }
 
+// blankPasswords empties the password fields of a request before an error
+// reply copies its payload: the field stays, its value is not echoed.
+func blankPasswords(iq *stanza.Stanza) {
+	q := iq.Payload()
+	if q == nil {
+		return
+	}
+	for _, f := range q.Elements() {
+		if f.Space == NS && f.Local == "password" {
+			f.SetText("")
+		}
+	}
+}
+
 // scrub removes passwords from a request before an error reply copies its
-// payload (XEP-0077 section 3.3: the original XML is not returned).
+// payload.
 func scrub(iq *stanza.Stanza) {
 	if q := iq.Payload(); q != nil {
 		q.RemoveChildren(NS, "password")

@@ -162,9 +162,34 @@ func TestRegisterRefused(t *testing.T) {
 		if moduletest.Condition(err) != tc.want {
 			t.Errorf("%s: %v, want %s", tc.query, err, tc.want)
 		}
-		// The error reply does not carry the password back.
-		if p := st.Payload().Child(NS, "password"); p != nil {
-			t.Errorf("%s: password left in the request for the error reply", tc.query)
+		// Section 3.1: the error reply carries the request's <query/> with
+		// every field (a client rebuilds its form from it), but not the
+		// password's value.
+		var se *stanza.Error
+		if !errors.As(err, &se) {
+			continue
+		}
+		q := st.ErrorReply(se).Payload()
+		if q == nil || q.Space != NS || q.Local != "query" {
+			t.Errorf("%s: error reply without the query: %v", tc.query, q)
+			continue
+		}
+		req := moduletest.Parse(t, `<iq type='set' id='reg'><query xmlns='jabber:iq:register'>`+tc.query+`</query></iq>`).Payload()
+		var got, want []string
+		for _, f := range q.Elements() {
+			got = append(got, f.Local)
+			if f.Local == "password" && f.Text() != "" {
+				t.Errorf("%s: the error reply sends the password back", tc.query)
+			}
+			if f.Local == "username" && f.Text() != req.ChildText(NS, "username") {
+				t.Errorf("%s: username %q in the error reply", tc.query, f.Text())
+			}
+		}
+		for _, f := range req.Elements() {
+			want = append(want, f.Local)
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: error reply fields %v, want %v", tc.query, got, want)
 		}
 	}
 	if _, err := e.r.Store().GetUser(context.Background(), "bill", moduletest.Domain); !errors.Is(err, storage.ErrNotFound) {
@@ -213,6 +238,15 @@ func TestChangePassword(t *testing.T) {
 		_, err := moduletest.RequestSession(t, e.m, alice, scope, tc.iq)
 		if moduletest.Condition(err) != tc.want {
 			t.Errorf("%s: %v, want %s", tc.iq, err, tc.want)
+		}
+		// Section 3.3: the error does not return the original XML.
+		st := moduletest.Parse(t, tc.iq)
+		st.SetFrom(alice.JID())
+		var se *stanza.Error
+		if _, err := e.m.handle(ctx, alice, st); errors.As(err, &se) {
+			if p := st.ErrorReply(se).Payload(); p != nil && p.Space == NS {
+				t.Errorf("%s: the error reply returns the request: %s", tc.iq, p)
+			}
 		}
 	}
 	if !e.verify(t, "alice", "old-secret-1") {

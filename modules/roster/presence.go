@@ -307,11 +307,11 @@ func (m *Module) inboundSubscription(ctx context.Context, in *stanza.Stanza) {
 		return
 	}
 	if !ok {
-		// RFC 6121 8.5.1: a request to no account is refused; the rest
-		// is ignored.
-		if in.Type == typeSubscribe {
-			m.router.Route(ctx, stanza.New(stanza.Presence, user, from, typeUnsubscribed, ""))
-		}
+		// RFC 6121 8.5.1: subscribe, subscribed, unsubscribe and
+		// unsubscribed to no account are silently ignored. (For subscribe
+		// the RFC also allows answering unsubscribed; an answer that only
+		// an account that does not exist draws would let a stranger
+		// enumerate the accounts.)
 		return
 	}
 	st := in.ShallowCopy()
@@ -393,16 +393,22 @@ func (m *Module) inboundProbe(ctx context.Context, st *stanza.Stanza) {
 		m.log.Error("probe: user lookup", zap.String("user", user.String()), zap.Error(err))
 		return
 	}
-	unsubscribed := stanza.New(stanza.Presence, user, prober.Bare(), typeUnsubscribed, "")
 	if !ok {
-		m.router.Route(ctx, unsubscribed)
+		// RFC 6121 8.5.1: a probe to no account is silently ignored (the
+		// RFC's other choice, unsubscribed, would tell a stranger which
+		// accounts exist).
 		return
 	}
+	unsubscribed := stanza.New(stanza.Presence, user, prober.Bare(), typeUnsubscribed, "")
 	if !prober.Bare().Equal(user) {
 		it, err := m.store.Item(ctx, user.String(), prober.Bare().String())
 		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			m.router.Route(ctx, unsubscribed)
+		case errors.Is(err, storage.ErrNotFound) || (err == nil && hidden(it)):
+			// Not in the user's roster (a hidden item is only a stranger's
+			// request the user has not acted on): ignored like a probe to
+			// no account (8.5.1), so a stranger cannot tell the two
+			// apart. The unsubscribed answer of 4.3.2 is for the contacts
+			// the roster lists, whose server then corrects its state.
 			return
 		case err != nil:
 			m.log.Error("probe: read roster item", zap.String("user", user.String()), zap.Error(err))

@@ -229,13 +229,14 @@ func TestProbes(t *testing.T) {
 
 	// No available resource: unavailable.
 	e.inbound(`<presence from='romeo@example.net' to='bob@example.com' type='probe'/>`)
-	// Not subscribed: presence is not revealed.
+	// Not subscribed: presence is not revealed; a listed contact learns
+	// the state, a stranger (not in the roster) gets nothing, as for an
+	// account that does not exist (8.5.1).
 	e.inbound(`<presence from='mercutio@example.net' to='bob@example.com' type='probe'/>`)
 	e.inbound(`<presence from='tybalt@example.net' to='bob@example.com' type='probe'/>`)
 	want := []string{
 		"presence unavailable bob@example.com > romeo@example.net",
 		"presence unsubscribed bob@example.com > mercutio@example.net",
-		"presence unsubscribed bob@example.com > tybalt@example.net",
 	}
 	if got := e.remote(); !slices.Equal(got, want) {
 		t.Errorf("replies %q, want %q", got, want)

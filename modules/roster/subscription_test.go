@@ -389,23 +389,37 @@ func TestDenyRequest(t *testing.T) {
 	}
 }
 
-// TestNoSuchUser: RFC 6121 8.5.1 for presence to an account that does not exist.
+// TestNoSuchUser: RFC 6121 8.5.1 for presence to an account that does not
+// exist: every type, to the bare and to a full JID, is silently ignored, so
+// the sender cannot tell it from an account that exists and does not
+// answer; nothing is stored.
 func TestNoSuchUser(t *testing.T) {
 	e := newEnv(t)
-	e.inbound(`<presence from='romeo@example.net' to='nobody@example.com' type='subscribe'/>`)
-	e.inbound(`<presence from='romeo@example.net' to='nobody@example.com' type='probe'/>`)
-	e.inbound(`<presence from='romeo@example.net' to='nobody@example.com' type='subscribed'/>`)
-	e.inbound(`<presence from='romeo@example.net' to='nobody@example.com' type='unsubscribe'/>`)
-	e.inbound(`<presence from='romeo@example.net' to='nobody@example.com'/>`)
-	want := []string{
-		"presence unsubscribed nobody@example.com > romeo@example.net",
-		"presence unsubscribed nobody@example.com > romeo@example.net",
-	}
-	if got := e.remote(); !slices.Equal(got, want) {
-		t.Errorf("routed %q, want %q", got, want)
+	for _, to := range []string{"nobody@example.com", "nobody@example.com/res"} {
+		for _, typ := range []string{"subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "", "unavailable", "error"} {
+			attr := ""
+			if typ != "" {
+				attr = " type='" + typ + "'"
+			}
+			for _, from := range []string{"romeo@example.net/r", "alice@example.com/home"} {
+				e.inbound(`<presence from='` + from + `' to='` + to + `'` + attr + `/>`)
+				got := append(e.r.TakeRouted(), e.r.TakeProcessed()...)
+				if len(got) != 0 {
+					t.Errorf("presence%s from %s to %s: answered %q", attr, from, to, summaries(got))
+				}
+				e.r.TakeRemote()
+			}
+		}
 	}
 	if items, _, _ := e.store.Roster(e.ctx, "nobody@example.com"); len(items) != 0 {
 		t.Errorf("stored %v for a missing account", items)
+	}
+	// A stranger's probe to an account that exists is not answered
+	// either: the two cannot be told apart.
+	e.inbound(`<presence from='romeo@example.net/r' to='bob@example.com' type='subscribe'/>`)
+	e.inbound(`<presence from='romeo@example.net/r' to='bob@example.com' type='probe'/>`)
+	if got := e.remote(); len(got) != 0 {
+		t.Errorf("a stranger's subscribe and probe to an existing account drew %q", got)
 	}
 }
 

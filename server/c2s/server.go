@@ -89,6 +89,10 @@ type Config struct {
 	SendQueue     int
 	ResumeTimeout time.Duration
 	MaxSessions   int
+	// RegistrationTimeout is the login deadline of a stream from the
+	// moment it is handed an XEP-0077 registration form, once per stream
+	// (0: AuthTimeout only).
+	RegistrationTimeout time.Duration
 	// SendQueueBytes bounds the bytes held for one session: stanzas not
 	// yet acknowledged (or, without XEP-0198, not yet written),
 	// stream-level answers and held XEP-0352 presence (0: no bound).
@@ -287,10 +291,15 @@ func (srv *Server) WebSocketHandler(ctx context.Context, secure bool) http.Handl
 		},
 		Handler: func(ws *websocket.Conn) {
 			r := ws.Request()
+			// No channel binding on WebSocket: a web client cannot read
+			// the TLS exporter or the server certificate of the browser's
+			// connection (and behind a TLS proxy the server's TLS is not
+			// the client's). With an empty Binding no -PLUS mechanism and
+			// no XEP-0440 list is offered, and a SCRAM client that says
+			// 'y' (it could bind, the server offers none) is right.
+			// stanza 12 picked SCRAM-SHA-256-PLUS, sent "n,," and was
+			// refused.
 			var cb sasl.Binding
-			if r.TLS != nil {
-				cb = bindingOf(*r.TLS, srv.cfg.Leaf)
-			}
 			if !srv.addConn() {
 				_ = ws.Close()
 				return

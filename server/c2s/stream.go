@@ -45,6 +45,12 @@ type conn struct {
 	// gs2 'y' flag is then accepted; a MITM that strips -PLUS from the
 	// features never causes a -PLUS attempt, so downgrade detection holds.
 	cbRejected bool
+	// authTimer ends the stream when login takes too long; authDeadline
+	// is when it fires. registering is set once an XEP-0077 registration
+	// form was handed out on this stream and the deadline moved for it.
+	authTimer    *time.Timer
+	authDeadline time.Time
+	registering  bool
 }
 
 func (c *conn) log() *zap.Logger {
@@ -65,10 +71,12 @@ func (c *conn) serve(ctx context.Context) {
 // goroutine parks in ~8 KiB (measured at 1,000 sessions).
 func (c *conn) negotiated(ctx context.Context) (readLoop func()) {
 	c.id = randomID()
+	c.authDeadline = time.Now().Add(c.srv.cfg.AuthTimeout)
 	authTimer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() {
 		_ = c.tr.writeError(errStream("connection-timeout", "authentication took too long"))
 		_ = c.tr.close()
 	})
+	c.authTimer = authTimer
 	c.tr.setIdle(c.srv.cfg.AuthTimeout, 0, nil)
 	// Shutdown closes bound sessions; a stream still negotiating is
 	// closed here when the server stops.
@@ -276,7 +284,38 @@ func (c *conn) preAuthIQ(ctx context.Context, el *element.Element) error {
 	if reply == nil {
 		return errStream("not-authorized", "authenticate first")
 	}
-	return c.tr.write([][]byte{reply.El.AppendTo(nil, stanza.NSClient)})
+	if err := c.tr.write([][]byte{reply.El.AppendTo(nil, stanza.NSClient)}); err != nil {
+		return err
+	}
+	if st.Type == "get" && reply.Type == "result" {
+		if p := st.Payload(); p != nil && p.Space == nsRegister && p.Local == "query" {
+			c.registrationStarted()
+		}
+	}
+	return nil
+}
+
+// registrationStarted gives a stream whose client was just handed the
+// XEP-0077 registration form time to fill it in: the login deadline moves
+// to Config.RegistrationTimeout from now (never earlier than it was), once
+// per stream, so the stream stays bounded whatever the client asks.
+func (c *conn) registrationStarted() {
+	d := c.srv.cfg.RegistrationTimeout
+	if c.registering || d <= 0 || c.authTimer == nil {
+		return
+	}
+	c.registering = true
+	deadline := time.Now().Add(d)
+	if !deadline.After(c.authDeadline) {
+		return
+	}
+	if !c.authTimer.Stop() {
+		return // the login deadline passed already: the stream is closing
+	}
+	c.authDeadline = deadline
+	c.authTimer.Reset(d)
+	c.tr.setIdle(d, 0, nil)
+	c.log().Debug("registration form sent: login deadline extended", zap.Duration("window", d))
 }
 
 func saslFailure(cond, text string) []byte {

@@ -29,6 +29,9 @@ const (
 	nsCSI     = "urn:xmpp:csi:0"
 	nsSASLCB  = "urn:xmpp:sasl-cb:0"
 	nsPing    = "urn:xmpp:ping"
+	// nsRegister is XEP-0077's namespace: a registration form handed out
+	// before login extends the login deadline (registrationStarted).
+	nsRegister = "jabber:iq:register"
 )
 
 // eventKind is what a transport read produced.

@@ -113,6 +113,11 @@ type Limits struct {
 	MaxStanzaBytes int `toml:"max_stanza_bytes"`
 	// AuthTimeout is how long an unauthenticated connection has to log in.
 	AuthTimeout Duration `toml:"auth_timeout"`
+	// RegistrationTimeout is how long a connection has to log in from the
+	// moment it is handed an XEP-0077 in-band registration form (only when
+	// [modules.register] allow = true), so that a user can read and fill
+	// it in; once per connection, never shorter than AuthTimeout.
+	RegistrationTimeout Duration `toml:"registration_timeout"`
 	// IdleTimeout is how long a connection may stay silent before the
 	// server pings it.
 	IdleTimeout Duration `toml:"idle_timeout"`
@@ -492,6 +497,8 @@ func Default() *Config {
 			MaxPEPNodeBytes:    1 << 20,
 			MaxPEPBytes:        8 << 20,
 			MaxVCardBytes:      256 << 10,
+
+			RegistrationTimeout: Duration(5 * time.Minute),
 		},
 		Log: Log{Format: "json", Level: "info", AuditFileMaxMB: 100, AuditFileKeep: 10},
 		Auth: Auth{

@@ -53,6 +53,7 @@ func (l *loader) validate(c *Config) {
 		val Duration
 	}{
 		{"limits.auth_timeout", lim.AuthTimeout},
+		{"limits.registration_timeout", lim.RegistrationTimeout},
 		{"limits.idle_timeout", lim.IdleTimeout},
 		{"limits.ping_timeout", lim.PingTimeout},
 		{"limits.resume_timeout", lim.ResumeTimeout},
@@ -60,6 +61,11 @@ func (l *loader) validate(c *Config) {
 		if d.val <= 0 {
 			l.invalid(d.key, -1, "must be a positive duration, got %s", d.val)
 		}
+	}
+	if lim.RegistrationTimeout > Duration(time.Hour) {
+		// Bounded: a registration form must not hold a connection open
+		// for long without a login.
+		l.invalid("limits.registration_timeout", -1, "must be at most 1h, got %s", lim.RegistrationTimeout)
 	}
 	for _, n := range []struct {
 		key string
