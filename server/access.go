@@ -175,20 +175,24 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 			Reason: ruleName(fromRule) + ": send = false",
 		}
 	}
-	if !s.encryptionRules || !plaintextBody(st) {
+	if !s.encryptionRules {
+		return nil
+	}
+	why := encryptedOnly(st.El) // encryption.go
+	if why == nil {
 		return nil
 	}
 	if fromAccount && from.EncryptionRequired {
 		return &module.Denial{
-			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "this account must encrypt messages end to end (OMEMO or OpenPGP)"),
-			Reason: ruleName(fromRule) + ": encryption_required (sender)",
+			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "this account must encrypt messages end to end (OMEMO or OpenPGP): "+why.Error()),
+			Reason: ruleName(fromRule) + ": encryption_required (sender): " + why.Error(),
 		}
 	}
 	if s.isAccount(st.To) {
 		if to, rule := s.Rights(st.To.Bare()); to.EncryptionRequired {
 			return &module.Denial{
-				Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "the recipient accepts only end-to-end encrypted messages (OMEMO or OpenPGP)"),
-				Reason: ruleName(rule) + ": encryption_required (recipient)",
+				Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "the recipient accepts only end-to-end encrypted messages (OMEMO or OpenPGP): "+why.Error()),
+				Reason: ruleName(rule) + ": encryption_required (recipient): " + why.Error(),
 			}
 		}
 	}
