@@ -207,19 +207,6 @@ const (
 	nsLegacyPGP   = "jabber:x:encrypted"             // XEP-0027, <x/>
 )
 
-// plaintextBody reports whether a message has a <body/> but no end-to-end
-// encrypted payload. Chat states, receipts and other messages without a
-// body are not plaintext in this sense. OMEMO clients put a fallback body
-// ("this message is encrypted") beside the payload: that passes.
-func plaintextBody(st *stanza.Stanza) bool {
-	el := st.El
-	if el.Child(stanza.NSClient, "body") == nil {
-		return false
-	}
-	return el.Child(nsOMEMOLegacy, "encrypted") == nil && el.Child(nsOMEMO2, "encrypted") == nil &&
-		el.Child(nsOpenPGP, "openpgp") == nil && el.Child(nsLegacyPGP, "x") == nil
-}
-
 // stanzaRightsOf reports whether the default or any rule restricts what
 // accounts may send (send, federate) and whether any requires end-to-end
 // encryption. Without either, checkRights looks nothing up.
