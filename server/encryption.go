@@ -72,8 +72,6 @@ const (
 	errPGPNoIntegrity   e2eProblem = "the OpenPGP message's encrypted data has no integrity protection"
 	errPGPShort         e2eProblem = "the OpenPGP message's encrypted data is too short"
 	errPGPAfterData     e2eProblem = "the OpenPGP message has packets after its encrypted data"
-	plaintextBesidePfx             = "plaintext beside the encrypted payload: "
-	plaintextAlonePfx              = "plaintext and no end-to-end encrypted payload: "
 )
 
 // Payload schemes, as bits of a set.
@@ -247,7 +245,7 @@ const (
 func plaintextCarrier(c *element.Element) carrier {
 	switch c.Space {
 	case stanza.NSClient:
-		if c.Local == "subject" {
+		if c.Local == "subject" && !blank(c) { // an empty one clears a room's subject
 			return carrierSubject
 		}
 	case nsXHTMLIM:

@@ -196,6 +196,7 @@ func TestEncryptedOnlyNoContent(t *testing.T) {
 		{"message error", "<message type='error' to='bob@localhost'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>gone</text></error></message>"},
 		{"OMEMO ratchet message (legacy)", omemoLegacyKeyTransport + "<store xmlns='urn:xmpp:hints'/>"},
 		{"OMEMO key transport (2)", strings.Replace(omemo2, "<payload>5Ro9Hc0DCWBk+Uq7wkCgY9tM4Ecn10njWw==</payload>", "", 1)},
+		{"empty subject (clears a room's)", "<subject/>"},
 		{"reference without URL", "<reference xmlns='urn:xmpp:reference:0' type='mention' begin='0' end='3'/>"},
 	} {
 		wantE2E(t, c.name, c.children, "")
