@@ -38,13 +38,14 @@ const (
 )
 
 // profanityOMEMO is profanity 0.13.1's OMEMO message as its debug log
-// shows it (TestProfanityOMEMO), with shortened keys: no XEP-0380 hint.
-const profanityOMEMO = `<message type="chat" to="bob@localhost" id="0f5e9a2b-1d7c"><encrypted xmlns="eu.siacs.conversations.axolotl">` +
-	`<header sid="1446361212"><key rid="2041396433" prekey="true">Mwgm5QMSIQXG6/RyCtnw5P1nc5Nl+IO/Kl6v7zAsWU9wq8mqkZKHEBohBZyr</key>` +
-	`<key rid="1138409113">MwohBSb6JFwEcM8WBZbAmq4A0u1m3bXVsC6w9XBd2Dj0h8P+EAAYACIw</key><iv>t4DWbxeaeHCgRgMe</iv></header>` +
-	`<payload>C2JU7mP4ScMhy3tUnyU=</payload></encrypted>` +
+// showed it in TestEncryptionRequiredRealPayloads (throwaway keys): no
+// XEP-0380 hint beside its fallback body.
+const profanityOMEMO = `<message id="dEjKq28UtMaZfAG6ad7bd438aa20f9e8e01cd3fcd8354ee5ba6b9d9" to="bob@localhost" type="chat">` +
+	`<encrypted xmlns="eu.siacs.conversations.axolotl"><header sid="464646165"><key rid="711559211" prekey="true">` +
+	`Mwja04IEEiEFIGWqnc76GeSuPmuKWqLd/QyTRY+CjSru5XdOdzgF/xEaIQWv+GCd29b4f7bLjgMh+cPXplAs7rzJXsiZAcd/tf/MZCJiMwohBe+TzgZ8MPpUgKXwGI8VNXguI3t/xHrOJ0iP6zYFrjt8EAAYACIwTadXPWWr59Yd/WRBmwbKHxy1NbMhzM2fydGXmfHdixa1H3AAmR/whT5ssD/b6YkRBm+x/DBai98oADAB` +
+	`</key><iv>J+bS/s5Y1aJHB8zi</iv></header><payload>WpoKFK299ofhNqSQcGbC310=</payload></encrypted>` +
 	`<body>You received a message encrypted with OMEMO but your client doesn't support OMEMO.</body>` +
-	`<active xmlns="http://jabber.org/protocol/chatstates"/><store xmlns="urn:xmpp:hints"/><request xmlns="urn:xmpp:receipts"/></message>`
+	`<active xmlns="http://jabber.org/protocol/chatstates"/><store xmlns="urn:xmpp:hints"/></message>`
 
 // pgpMessages are OpenPGP messages made with go-crypto, once per run.
 var pgpMessages = sync.OnceValues(func() (map[string][]byte, error) {
