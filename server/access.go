@@ -199,20 +199,24 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 			Reason: ruleName(fromRule) + ": send = false",
 		}
 	}
-	if !s.encryptionRules || !plaintextBody(st) {
+	if !s.encryptionRules {
+		return nil
+	}
+	why := encryptedOnly(st.El) // encryption.go
+	if why == nil {
 		return nil
 	}
 	if fromAccount && from.EncryptionRequired {
 		return &module.Denial{
-			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "this account must encrypt messages end to end (OMEMO or OpenPGP)"),
-			Reason: ruleName(fromRule) + ": encryption_required (sender)",
+			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "this account must encrypt messages end to end (OMEMO or OpenPGP): "+why.Error()),
+			Reason: ruleName(fromRule) + ": encryption_required (sender): " + why.Error(),
 		}
 	}
 	if s.isAccount(st.To) {
 		if to, rule := s.Rights(st.To.Bare()); to.EncryptionRequired {
 			return &module.Denial{
-				Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "the recipient accepts only end-to-end encrypted messages (OMEMO or OpenPGP)"),
-				Reason: ruleName(rule) + ": encryption_required (recipient)",
+				Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "the recipient accepts only end-to-end encrypted messages (OMEMO or OpenPGP): "+why.Error()),
+				Reason: ruleName(rule) + ": encryption_required (recipient): " + why.Error(),
 			}
 		}
 	}
@@ -320,19 +324,6 @@ const (
 	nsOpenPGP     = "urn:xmpp:openpgp:0"             // XEP-0373, <openpgp/>
 	nsLegacyPGP   = "jabber:x:encrypted"             // XEP-0027, <x/>
 )
-
-// plaintextBody reports whether a message has a <body/> but no end-to-end
-// encrypted payload. Chat states, receipts and other messages without a
-// body are not plaintext in this sense. OMEMO clients put a fallback body
-// ("this message is encrypted") beside the payload: that passes.
-func plaintextBody(st *stanza.Stanza) bool {
-	el := st.El
-	if el.Child(stanza.NSClient, "body") == nil {
-		return false
-	}
-	return el.Child(nsOMEMOLegacy, "encrypted") == nil && el.Child(nsOMEMO2, "encrypted") == nil &&
-		el.Child(nsOpenPGP, "openpgp") == nil && el.Child(nsLegacyPGP, "x") == nil
-}
 
 // stanzaRightsOf reports whether the default or any rule restricts what
 // accounts may send (send, federate) and whether any requires end-to-end

@@ -9,37 +9,6 @@ import (
 	"github.com/palisade-im/palisade/server/stanza"
 )
 
-func TestPlaintextBody(t *testing.T) {
-	for _, c := range []struct {
-		xml   string
-		plain bool
-	}{
-		{"<message><body>hi</body></message>", true},
-		{"<message><body>fallback</body><encrypted xmlns='urn:xmpp:omemo:2'/></message>", false},
-		{"<message><encrypted xmlns='eu.siacs.conversations.axolotl'/><body>fallback</body></message>", false},
-		{"<message><openpgp xmlns='urn:xmpp:openpgp:0'>x</openpgp><body>fallback</body></message>", false},
-		{"<message><body>fallback</body><x xmlns='jabber:x:encrypted'>x</x></message>", false},
-		// An <encrypted/> of another namespace is no end-to-end payload.
-		{"<message><body>hi</body><encrypted xmlns='urn:example:other'/></message>", true},
-		{"<message><active xmlns='http://jabber.org/protocol/chatstates'/></message>", false},
-		{"<message><received xmlns='urn:xmpp:receipts' id='1'/></message>", false},
-		// A body in another namespace is not the message's body.
-		{"<message><body xmlns='urn:example:other'>hi</body></message>", false},
-	} {
-		el, err := element.Parse([]byte(c.xml), stanza.NSClient)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := stanza.Parse(el)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := plaintextBody(st); got != c.plain {
-			t.Errorf("plaintextBody(%s) = %v, want %v", c.xml, got, c.plain)
-		}
-	}
-}
-
 func TestStanzaRightsOf(t *testing.T) {
 	no := false
 	for _, c := range []struct {

@@ -375,8 +375,9 @@ type Rights struct {
 	// FileTransfer is whom the account may transfer files with: "none",
 	// "contacts" or "all" ("" means "all").
 	FileTransfer string `toml:"file_transfer"`
-	// EncryptionRequired refuses messages with a body but no end-to-end
-	// encrypted payload (default false).
+	// EncryptionRequired refuses messages that carry plaintext or a
+	// malformed end-to-end payload instead of OMEMO or OpenPGP
+	// (server/encryption.go says what passes; default false).
 	EncryptionRequired bool `toml:"encryption_required"`
 }
 
