@@ -82,8 +82,9 @@ func (s *Server) restart(t *testing.T) {
 		if up == len(names) {
 			resp, err := client.Get("http://" + s.Admin + "/healthz")
 			if err == nil {
+				ready := healthyButWitnesses(resp)
 				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
+				if ready {
 					t.Logf("palisade restarted as pid %d", cmd.Process.Pid)
 					return
 				}

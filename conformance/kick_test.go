@@ -84,7 +84,7 @@ func TestUserKick(t *testing.T) {
 	}
 	p.WaitLine(t, `STREAM ERROR alice policy-violation`, 20*time.Second)
 	p.WaitLine(t, `DISCONNECTED`, 10*time.Second)
-	s.WaitLog(t, `"msg":"session_kicked".*"jid":"alice@localhost","sessions":1,"actor":"admin-http"`, 5*time.Second)
+	s.WaitLog(t, `"msg":"session_kicked".*"jid":"alice@localhost","sessions":1,"actor":"cli:[^"]+"`, 5*time.Second)
 	out, err = palisadeCLI(t, s, "user", "kick", "alice@"+Domain)
 	if err == nil || !strings.Contains(out, "alice@localhost has no session") {
 		t.Fatalf("second kick: %v\n%s", err, out)
