@@ -41,9 +41,24 @@ encryption_required = true
 	alice.cmd("/omemo start " + b)
 	alice.waitScreen(`\[OMEMO\]`, 20*time.Second)
 	alice.trust(b)
-	alice.cmd("omemo secret 4711")
 	bob.cmd("/win 2")
-	bob.waitScreen(`~ `+regexp.QuoteMeta(a)+`/\S+: omemo secret 4711`, 30*time.Second)
+	// Under load profanity may not have bob's key bundle yet when alice
+	// types: it then sends nothing and says so ("the key bundle of the
+	// recipient(s) have not been received"). Type again, at most thrice.
+	got := regexp.MustCompile(`~ ` + regexp.QuoteMeta(a) + `/\S+: omemo secret 4711`)
+	for try := 0; ; try++ {
+		alice.cmd("omemo secret 4711")
+		deadline := time.Now().Add(15 * time.Second)
+		for !got.MatchString(bob.screen()) && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if got.MatchString(bob.screen()) {
+			break
+		}
+		if try == 2 {
+			t.Fatalf("bob: no /%s/ on screen within 15s (try %d):\n%s\nalice:\n%s", got, try+1, bob.screen(), alice.screen())
+		}
+	}
 	if strings.Contains(bob.screen(), "plain from alice") {
 		t.Error("bob saw alice's refused plain message")
 	}
