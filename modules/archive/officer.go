@@ -211,14 +211,5 @@ func appendSignedEvent(ctx context.Context, j storage.Journal, kind storage.Reco
 	if err != nil {
 		return 0, err
 	}
-	now := time.Now()
-	data, err := appendRecord(nil, now, string(storage.DirLocal), string(kind), actor, "", "", "", content)
-	if err != nil {
-		return 0, err
-	}
-	recs := []storage.JournalRecord{{Time: now, Direction: storage.DirLocal, Kind: kind, From: actor, StanzaSize: len(content), Data: data}}
-	if err := j.Append(ctx, recs); err != nil {
-		return 0, fmt.Errorf("archive: journal %s record: %w", kind, err)
-	}
-	return recs[0].Seq, nil
+	return appendEventContent(ctx, j, kind, actor, content)
 }

@@ -158,6 +158,12 @@ func appendEvent(ctx context.Context, j storage.Journal, kind storage.RecordKind
 	if err != nil {
 		return 0, err
 	}
+	return appendEventContent(ctx, j, kind, actor, content)
+}
+
+// appendEventContent appends the archive's own record of kind with the
+// given content (appendEvent's, or a signed act's).
+func appendEventContent(ctx context.Context, j storage.Journal, kind storage.RecordKind, actor string, content []byte) (int64, error) {
 	now := time.Now()
 	data, err := appendRecord(nil, now, string(storage.DirLocal), string(kind), actor, "", "", "", content)
 	if err != nil {
