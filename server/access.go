@@ -131,8 +131,7 @@ func (s *Server) AccountRights(bare jid.JID) config.Rights {
 // AccountRule returns the rights of an account, as AccountRights does,
 // and the name of the rule they come from ("access.rule 2",
 // "access.default"), for the audit reasons of the modules that enforce
-// rights (filetransfer.RuleNamer; the read-only checks of modules/pep and
-// modules/vcard).
+// rights; they reach it through module.AccountRule.
 func (s *Server) AccountRule(bare jid.JID) (config.Rights, string) {
 	r, rule := s.Rights(bare.Bare())
 	return r, ruleName(rule)

@@ -164,14 +164,6 @@ func isFT(space string) bool {
 	return space == NSJingleFT5 || space == NSJingleFT4 || space == NSJingleFT3
 }
 
-// RuleNamer is implemented by the core's router: the rights of an account
-// and the name of the rule they come from ("access.rule 2",
-// "access.default"), for audit reasons. Without it the reason says
-// "access".
-type RuleNamer interface {
-	AccountRule(bare jid.JID) (config.Rights, string)
-}
-
 // SharedRoster is implemented by the roster module: the [groups] names
 // whose members all see each other (shared_groups). Members of one of
 // them are contacts for "contacts".
@@ -282,10 +274,7 @@ func deny(reason string) *module.Denial {
 
 // rights returns the account's rights and the rule's name.
 func (m *Module) rights(bare jid.JID) (config.Rights, string) {
-	if n, ok := m.router.(RuleNamer); ok {
-		return n.AccountRule(bare)
-	}
-	return m.router.AccountRights(bare), "access"
+	return module.AccountRule(m.router, bare)
 }
 
 // contacts reports whether peer is a contact of account for "contacts":

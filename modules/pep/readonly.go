@@ -1,18 +1,12 @@
 package pep
 
 import (
-	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
 	"go.uber.org/zap"
 	"mellium.im/xmpp/jid"
 )
-
-// ruleNamer is the core router's AccountRule (server/access.go): rights
-// and the name of the rule they come from, for the audit reason.
-type ruleNamer interface {
-	AccountRule(bare jid.JID) (config.Rights, string)
-}
 
 // readOnly refuses a publish by a read-only account (send = false) to a
 // node that others can read: every access model but whitelist (XEP-0223
@@ -23,13 +17,7 @@ func (m *Module) readOnly(owner, from jid.JID, node string, cfg storage.NodeConf
 	if cfg.AccessModel == storage.AccessWhitelist {
 		return nil
 	}
-	var r config.Rights
-	rule := "access"
-	if n, ok := m.router.(ruleNamer); ok {
-		r, rule = n.AccountRule(owner)
-	} else {
-		r = m.router.AccountRights(owner)
-	}
+	r, rule := module.AccountRule(m.router, owner)
 	if r.MaySend() {
 		return nil
 	}

@@ -1,17 +1,10 @@
 package vcard
 
 import (
-	"github.com/palisade-im/palisade/server/config"
+	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/stanza"
 	"go.uber.org/zap"
-	"mellium.im/xmpp/jid"
 )
-
-// ruleNamer is the core router's AccountRule (server/access.go): rights
-// and the name of the rule they come from, for the audit reason.
-type ruleNamer interface {
-	AccountRule(bare jid.JID) (config.Rights, string)
-}
 
 // readOnly refuses a vCard change by a read-only account (send = false):
 // a vCard (and its XEP-0153 avatar) is shown to others. The refusal is
@@ -21,13 +14,7 @@ func (m *Module) readOnly(iq *stanza.Stanza) *stanza.Error {
 		return nil
 	}
 	owner := iq.From.Bare()
-	var r config.Rights
-	rule := "access"
-	if n, ok := m.rights.(ruleNamer); ok {
-		r, rule = n.AccountRule(owner)
-	} else {
-		r = m.rights.AccountRights(owner)
-	}
+	r, rule := module.AccountRule(m.rights, owner)
 	if r.MaySend() {
 		return nil
 	}

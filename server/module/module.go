@@ -164,6 +164,23 @@ type Router interface {
 	AccountRights(bare jid.JID) config.Rights
 }
 
+// ruleNamer is implemented by the core's router: an account's rights and
+// the name of the rule they come from.
+type ruleNamer interface {
+	AccountRule(bare jid.JID) (config.Rights, string)
+}
+
+// AccountRule returns the access rights of a local account, as
+// r.AccountRights does, and the name of the rule they come from
+// ("access.rule 2", "access.default") for audit reasons; "access" when r
+// cannot name it (a test router).
+func AccountRule(r Router, bare jid.JID) (config.Rights, string) {
+	if n, ok := r.(ruleNamer); ok {
+		return n.AccountRule(bare)
+	}
+	return r.AccountRights(bare), "access"
+}
+
 // Host is what a module's constructor receives.
 type Host struct {
 	Router Router
