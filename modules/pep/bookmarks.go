@@ -477,15 +477,21 @@ func (m *Module) writeNative(ctx context.Context, owner jid.JID, bms []bookmark)
 // from the ones that exist, for accounts whose bookmarks were saved before
 // the views were kept in step: the XEP-0402 node, when it exists, is the
 // source; otherwise the private XML, otherwise the XEP-0048 PEP node. It
-// is the hook of session start and only reads when every view exists.
+// is the hook of session start, once per account and run: from then on
+// every write keeps the views in step, so a later login reads nothing.
 func (m *Module) migrateBookmarks(ctx context.Context, owner jid.JID) {
 	owner = owner.Bare()
-	unlock := m.lock(owner.String())
+	key := owner.String()
+	if _, done := m.bookmarksChecked.LoadOrStore(key, struct{}{}); done {
+		return
+	}
+	unlock := m.lock(key)
 	events, err := m.migrate(ctx, owner)
 	unlock()
 	m.flush(ctx, owner, events)
 	if err != nil {
-		m.log.Error("bookmarks: migration failed", zap.String("owner", owner.String()), zap.Error(err))
+		m.bookmarksChecked.Delete(key) // try again at the next login
+		m.log.Error("bookmarks: migration failed", zap.String("owner", key), zap.Error(err))
 	}
 }
 

@@ -120,6 +120,10 @@ type Module struct {
 
 	mu       sync.Mutex
 	sessions map[string]*sessState // by full JID
+	// bookmarksChecked holds the bare JIDs whose bookmark views were
+	// checked at a login of this run (migrateBookmarks): after that the
+	// write paths keep them in step, so later logins read nothing.
+	bookmarksChecked sync.Map
 
 	ctx    context.Context // ends at Stop; background capability queries
 	cancel context.CancelFunc
