@@ -110,8 +110,8 @@ func countEvents(logs *observer.ObservedLogs, msg string) int {
 // Other accounts keep their sessions.
 func TestUserPasswdEndsSessions(t *testing.T) {
 	t.Parallel()
-	admin := freeAddr(t)
-	e, logs := newEnvObserved(t, func(c *config.Config) { c.Listen.Admin = admin })
+	e, logs := newEnvObserved(t, func(c *config.Config) { c.Listen.Admin = freeAddr(t) })
+	admin := e.cfg.Listen.Admin
 	waitListening(t, admin)
 	conf := cliConfig(t, e, admin, "")
 
@@ -171,8 +171,8 @@ func TestUserPasswdEndsSessions(t *testing.T) {
 // one journal record; the account has no session left.
 func TestUserDelEndsSessions(t *testing.T) {
 	t.Parallel()
-	admin := freeAddr(t)
-	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = admin })
+	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = freeAddr(t) })
+	admin := e.cfg.Listen.Admin
 	waitListening(t, admin)
 	conf := cliConfig(t, e, admin, "")
 	b1 := login(t, e, modeStartTLS, "bob", "b1")
@@ -257,8 +257,8 @@ func TestInBandRemovalJournaled(t *testing.T) {
 // verifies.
 func TestAdminActsJournaled(t *testing.T) {
 	t.Parallel()
-	admin := freeAddr(t)
-	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = admin })
+	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = freeAddr(t) })
+	admin := e.cfg.Listen.Admin
 	waitListening(t, admin)
 	conf := cliConfig(t, e, admin, "[groups]\nops = \"\"\n")
 	carol := login(t, e, modeStartTLS, "carol", "c")
@@ -343,8 +343,8 @@ func TestConfigDigestFromFile(t *testing.T) {
 // the directory sink). verify-export passes both times.
 func TestExportRightAfterConversation(t *testing.T) {
 	t.Parallel()
-	admin := freeAddr(t)
-	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = admin }) // checkpoint_interval: the default minute
+	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = freeAddr(t) }) // checkpoint_interval: the default minute
+	admin := e.cfg.Listen.Admin
 	waitListening(t, admin)
 	conf := cliConfig(t, e, admin, "")
 	alice := login(t, e, modeStartTLS, "alice", "a")

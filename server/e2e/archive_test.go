@@ -168,8 +168,8 @@ func healthz(t *testing.T, e *env) (int, string) {
 // the lock is gone, delivery and health come back.
 func TestJournalFailClosed(t *testing.T) {
 	t.Parallel()
-	admin := freeAddr(t)
-	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = admin })
+	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = freeAddr(t) })
+	admin := e.cfg.Listen.Admin
 	waitListening(t, admin)
 	alice := login(t, e, modeStartTLS, "alice", "a")
 	bob := login(t, e, modeStartTLS, "bob", "b")

@@ -219,8 +219,8 @@ func TestJournalChannels(t *testing.T) {
 // internal-server-error (wait) for each, /healthz fails.
 func TestJournalChannelsFailClosed(t *testing.T) {
 	t.Parallel()
-	admin := freeAddr(t)
-	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = admin })
+	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = freeAddr(t) })
+	admin := e.cfg.Listen.Admin
 	waitListening(t, admin)
 	alice := pepLogin(t, e, "alice", "a")
 	bob := pepLogin(t, e, "bob", "b")

@@ -307,7 +307,9 @@ const (
 
 // TestConnCapServerProcess is the server process of
 // TestConnCapNearFileLimit: it lowers its own open-file limit, runs a
-// server on the addresses it is given, and stops when stdin closes.
+// server on addresses of its own choosing (newEnv picks new ones if one
+// is taken before the bind), prints "READY" with its data directory and
+// addresses, and stops when stdin closes.
 func TestConnCapServerProcess(t *testing.T) {
 	if os.Getenv(capChildEnv) == "" {
 		t.Skip("the server process of TestConnCapNearFileLimit")
@@ -316,12 +318,8 @@ func TestConnCapServerProcess(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	addrs := strings.Split(os.Getenv(capChildEnv), ",")
-	newEnv(t, func(c *config.Config) {
-		c.Server.DataDir = addrs[0]
-		c.Listen.C2S, c.Listen.C2SDirectTLS, c.Listen.WebSocket, c.Listen.Admin = addrs[1], addrs[2], addrs[3], addrs[4]
-	})
-	fmt.Println("READY")
+	e := newEnv(t, func(c *config.Config) { c.Listen.Admin = freeAddr(t) })
+	fmt.Println("READY " + strings.Join([]string{e.cfg.Server.DataDir, e.cfg.Listen.C2S, e.cfg.Listen.C2SDirectTLS, e.cfg.Listen.WebSocket, e.cfg.Listen.Admin}, ","))
 	_, _ = io.Copy(io.Discard, os.Stdin)
 }
 
@@ -332,12 +330,9 @@ func TestConnCapServerProcess(t *testing.T) {
 // connections close new ones are accepted again.
 func TestConnCapNearFileLimit(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
 	cfg := config.Default()
-	cfg.Server.DataDir = dir
-	cfg.Listen.C2S, cfg.Listen.C2SDirectTLS, cfg.Listen.WebSocket, cfg.Listen.Admin = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestConnCapServerProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), capChildEnv+"="+strings.Join([]string{dir, cfg.Listen.C2S, cfg.Listen.C2SDirectTLS, cfg.Listen.WebSocket, cfg.Listen.Admin}, ","))
+	cmd.Env = append(os.Environ(), capChildEnv+"=1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -357,9 +352,13 @@ func TestConnCapNearFileLimit(t *testing.T) {
 		defer close(readerDone)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if sc.Text() == "READY" {
-				close(ready)
-				continue
+			if addrs, ok := strings.CutPrefix(sc.Text(), "READY "); ok {
+				if f := strings.Split(addrs, ","); len(f) == 5 {
+					cfg.Server.DataDir = f[0]
+					cfg.Listen.C2S, cfg.Listen.C2SDirectTLS, cfg.Listen.WebSocket, cfg.Listen.Admin = f[1], f[2], f[3], f[4]
+					close(ready)
+					continue
+				}
 			}
 			out.WriteString(sc.Text() + "\n")
 		}
@@ -385,7 +384,7 @@ func TestConnCapNearFileLimit(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("server process not ready")
 	}
-	pem, err := os.ReadFile(filepath.Join(dir, "certs", "server.pem"))
+	pem, err := os.ReadFile(filepath.Join(cfg.Server.DataDir, "certs", "server.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
