@@ -47,6 +47,8 @@ type Config struct {
 	Groups map[string]string `toml:"groups"`
 	// Access holds the access rules.
 	Access Access `toml:"access"`
+	// Federation holds the server-to-server settings and the partners.
+	Federation Federation `toml:"federation"`
 	// Modules holds one Section per module, keyed by module name: every
 	// module present in the file, plus, when the Registry implements
 	// ModuleLister, every registered module absent from the file (with its
@@ -90,6 +92,13 @@ type Listen struct {
 	WebSocket string `toml:"websocket"`
 	// Admin is the administrative HTTP listener (/healthz).
 	Admin string `toml:"admin"`
+	// S2S is the server-to-server listener (RFC 6120, STARTTLS) for
+	// partner servers; "" turns inbound federation off. It opens only
+	// while some [[federation.partner]] is configured.
+	S2S string `toml:"s2s"`
+	// S2SDirectTLS is the server-to-server listener using direct TLS
+	// (XEP-0368); "" turns it off.
+	S2SDirectTLS string `toml:"s2s_direct_tls"`
 	// WebSocketPlain serves ws:// instead of wss://; only allowed when the
 	// WebSocket address is a loopback address (e.g. behind a reverse proxy).
 	WebSocketPlain bool `toml:"websocket_plain"`
@@ -477,6 +486,7 @@ func Default() *Config {
 			C2SDirectTLS: "127.0.0.1:5223",
 			WebSocket:    "127.0.0.1:5280",
 			Admin:        "127.0.0.1:5281",
+			S2S:          "127.0.0.1:5269",
 		},
 		Limits: Limits{
 			MaxStanzaBytes:     262144,
@@ -524,7 +534,8 @@ func Default() *Config {
 		Groups: map[string]string{},
 		Access: Access{Default: Rights{Login: boolPtr(true), Networks: []string{}, Send: boolPtr(true),
 			Federate: boolPtr(true), FileTransfer: FileTransferAll}, Rules: []Rule{}},
-		Modules: map[string]Section{},
+		Federation: defaultFederation(),
+		Modules:    map[string]Section{},
 	}
 }
 
