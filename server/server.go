@@ -79,6 +79,10 @@ type Server struct {
 	// posture is what weakens compliance (posture.go), fixed at New.
 	posture []Warning
 
+	// federation is the live [federation] section: ReloadFederation
+	// swaps it.
+	federation atomic.Pointer[config.Federation]
+
 	healthMu   sync.Mutex
 	unhealthy  map[string]string // component -> problem
 	journalBad atomic.Bool
@@ -103,6 +107,8 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	for _, d := range cfg.Server.Domains {
 		s.domains[d] = true
 	}
+	fed := cfg.Federation
+	s.federation.Store(&fed)
 	s.posture = postureOf(cfg, kp.Leaf(), cfg.TLS.CertFile == "")
 	s.stanzaRights, s.encryptionRules = stanzaRightsOf(cfg.Access)
 	s.lockout = newLockout(cfg.Auth, s.audit)
