@@ -306,6 +306,11 @@ func (s *Server) adminUnlock(w http.ResponseWriter, r *http.Request) {
 // the admin token ("Authorization: Bearer TOKEN"), and answers the
 // others; a refused token is audited.
 func (s *Server) adminAllowed(w http.ResponseWriter, r *http.Request) bool {
+	return s.adminAuthorized(w, r, http.MethodPost)
+}
+
+// adminAuthorized is adminAllowed for requests of the given method.
+func (s *Server) adminAuthorized(w http.ResponseWriter, r *http.Request, method string) bool {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	ip := net.ParseIP(host)
 	if err != nil || ip == nil || !ip.IsLoopback() {
@@ -324,9 +329,9 @@ func (s *Server) adminAllowed(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, "admin token required (Authorization: Bearer, from data_dir/"+AdminTokenFile+")", http.StatusUnauthorized)
 		return false
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "POST only", http.StatusMethodNotAllowed)
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		http.Error(w, method+" only", http.StatusMethodNotAllowed)
 		return false
 	}
 	return true

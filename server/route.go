@@ -37,6 +37,10 @@ func (s *Server) admit(ctx context.Context, st *stanza.Stanza) (wait func() erro
 		s.denied(ctx, st, "access", d)
 		return nil, errDenied
 	}
+	if d := s.checkFederation(st); d != nil {
+		s.denied(ctx, st, "federation", d)
+		return nil, errDenied
+	}
 	for i, p := range s.policies {
 		if d := p.Check(ctx, st); d != nil {
 			s.denied(ctx, st, s.policyName[i], d)
@@ -175,8 +179,7 @@ func (s *Server) bounce(ctx context.Context, st *stanza.Stanza, e *stanza.Error)
 func (s *Server) Route(ctx context.Context, st *stanza.Stanza) {
 	to := st.To
 	if !s.IsLocal(to.Domainpart()) {
-		// Federation is not served yet.
-		s.bounce(ctx, st, stanza.Err(stanza.Cancel, stanza.RemoteServerNotFound, ""))
+		s.routeRemote(ctx, st) // federation.go
 		return
 	}
 	if to.Localpart() == "" {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/certs"
+	"github.com/palisade-im/palisade/s2s"
 	"github.com/palisade-im/palisade/server/c2s"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
@@ -82,6 +83,8 @@ type Server struct {
 	// federation is the live [federation] section: ReloadFederation
 	// swaps it.
 	federation atomic.Pointer[config.Federation]
+	s2s        *s2s.Server
+	fedListen  federationListeners
 
 	healthMu   sync.Mutex
 	unhealthy  map[string]string // component -> problem
@@ -123,6 +126,9 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	}
 	s.host.Kick = func(j jid.JID, actor, reason string) int { return s.Kick(j, actor, reason) }
 	if err := s.buildModules(); err != nil {
+		return nil, err
+	}
+	if err := s.newFederation(); err != nil {
 		return nil, err
 	}
 	tlsCfg := certs.ServerConfig(kp)
@@ -275,7 +281,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var wg sync.WaitGroup
 	listen := func(what, addr string, serve func(net.Listener) error) error {
 		if addr == "" {
@@ -342,6 +348,7 @@ func (s *Server) Run(ctx context.Context) error {
 		mux.HandleFunc("/admin/unlock", s.adminUnlock)
 		mux.HandleFunc("/admin/end-sessions", s.adminEndSessions)
 		mux.HandleFunc("/archive/checkpoint", s.adminCheckpoint)
+		mux.HandleFunc("/admin/federation", s.adminFederation)
 		hs := newHTTPServer(mux, nil, s.log.Named("admin"))
 		httpServers = append(httpServers, hs)
 		err = listen("admin", l.Admin, func(ln net.Listener) error {
@@ -351,6 +358,12 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	if err == nil {
+		s.fedListen.mu.Lock()
+		s.fedListen.run, s.fedListen.listen = ctx, listen
+		s.fedListen.mu.Unlock()
+		err = s.openFederation()
+	}
 	if err != nil {
 		// A listener could not be opened: close the ones that were, HTTP
 		// servers included (they do not watch ctx), and report it.
@@ -359,6 +372,7 @@ func (s *Server) Run(ctx context.Context) error {
 			_ = hs.Close()
 		}
 		s.c2s.Shutdown(context.Background())
+		s.s2s.Shutdown(context.Background())
 		wg.Wait()
 		return err
 	}
@@ -373,6 +387,7 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = hs.Shutdown(sctx)
 	}
 	s.c2s.Shutdown(sctx)
+	s.s2s.Shutdown(sctx)
 	cancel()
 	wg.Wait()
 	return err

@@ -137,6 +137,7 @@ func newEnvAttempt(t testing.TB, mod func(*config.Config), also zapcore.Core, at
 	cfg.Listen.C2SDirectTLS = freeAddr(t)
 	cfg.Listen.WebSocket = freeAddr(t)
 	cfg.Listen.Admin = ""
+	cfg.Listen.S2S = ""
 	cfg.Limits.MaxStanzaBytes = 10000
 	cfg.Limits.AuthTimeout = config.Duration(20 * time.Second)
 	cfg.Limits.IdleTimeout = config.Duration(time.Minute)
@@ -177,7 +178,11 @@ func newEnvAttempt(t testing.TB, mod func(*config.Config), also zapcore.Core, at
 			t.Errorf("Run: %v", err)
 		}
 	})
-	pem, err := os.ReadFile(filepath.Join(cfg.Server.DataDir, "certs", "server.pem"))
+	certFile := filepath.Join(cfg.Server.DataDir, "certs", "server.pem")
+	if cfg.TLS.CertFile != "" {
+		certFile = cfg.TLS.CertFile // trusted as it is (a leaf in the pool is an anchor)
+	}
+	pem, err := os.ReadFile(certFile)
 	if err != nil {
 		t.Fatal(err)
 	}

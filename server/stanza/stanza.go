@@ -55,8 +55,20 @@ type Stanza struct {
 	// presence the server sends on a user's behalf. The journal does not
 	// record such a presence again. Copy and ShallowCopy keep it.
 	Journaled bool
+	// Peer is the federation peer the stanza came in from (set by s2s on
+	// inbound stanzas), nil for stanzas of local origin.
+	Peer *Peer
 
 	wire []byte // Wire's bytes, once computed
+}
+
+// Peer names the federation peer of a stanza and how its stream was
+// authenticated.
+type Peer struct {
+	// Domain is the peer domain; Partner the name of its partner entry.
+	Domain, Partner string
+	// Auth is the stream's authentication method (s2s.AuthExternal, ...).
+	Auth string
 }
 
 // Wire returns the stanza serialized for a jabber:client stream (the root
