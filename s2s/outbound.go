@@ -539,4 +539,3 @@ func (o *outStream) shut(se *StreamError, why string) {
 		close(o.shutCh)
 	})
 }
-

@@ -228,6 +228,9 @@ func (h fedHandler) Bounce(ctx context.Context, st *stanza.Stanza, e *stanza.Err
 	h.s.bounce(ctx, st, e)
 }
 
+// FederationStatus lists the live server-to-server streams.
+func (s *Server) FederationStatus() []s2s.StreamStatus { return s.s2s.Status() }
+
 // adminFederation answers GET /admin/federation: the live streams, as
 // `palisade federation status` shows them.
 func (s *Server) adminFederation(w http.ResponseWriter, r *http.Request) {
@@ -236,7 +239,7 @@ func (s *Server) adminFederation(w http.ResponseWriter, r *http.Request) {
 	}
 	res := struct {
 		Streams []s2s.StreamStatus `json:"streams"`
-	}{Streams: s.s2s.Status()}
+	}{Streams: s.FederationStatus()}
 	if res.Streams == nil {
 		res.Streams = []s2s.StreamStatus{}
 	}

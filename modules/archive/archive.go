@@ -254,7 +254,11 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 	if st.Kind != stanza.Message {
 		var ok bool
 		if kind, ok = kindOf(st); !ok {
-			return passed
+			if st.Peer == nil {
+				return passed
+			}
+			// Everything that crosses a partner stream is recorded.
+			kind = crossingKind(st)
 		}
 	}
 	dir := storage.DirLocal
@@ -290,14 +294,18 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 	t := m.now()
 	var data []byte
 	var err error
+	var v via
+	if st.Peer != nil {
+		v = via{peer: st.Peer.Domain, auth: st.Peer.Auth}
+	}
 	if m.sealer == nil {
-		data, err = appendRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml)
+		data, err = appendRecordVia((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, v, xml, EncNone, nil)
 	} else {
 		sp := bufPool.Get().(*[]byte)
 		var enc string
 		enc, *sp, err = m.sealer.Seal(ctx, t, (*sp)[:0], xml)
 		if err == nil {
-			data, err = appendSealedRecord((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, xml, enc, *sp)
+			data, err = appendRecordVia((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, v, xml, enc, *sp)
 		}
 		*sp = (*sp)[:0]
 		bufPool.Put(sp)

@@ -93,6 +93,18 @@ func kindOf(st *stanza.Stanza) (kind storage.RecordKind, ok bool) {
 	return "", false
 }
 
+// crossingKind is the kind of a presence or IQ that crossed a partner
+// stream and kindOf would not record (probes, presence without text,
+// IQs with a server): every stanza exchanged with another organisation
+// is recorded (DECISIONS.md, "What the journal records": s2s traffic both
+// ways).
+func crossingKind(st *stanza.Stanza) storage.RecordKind {
+	if st.Kind == stanza.Presence {
+		return storage.KindPresence
+	}
+	return iqKind(st.Payload())
+}
+
 // sameAccount reports whether a and b share a bare JID.
 func sameAccount(a, b jid.JID) bool {
 	return a.Localpart() == b.Localpart() && a.Domainpart() == b.Domainpart()

@@ -29,7 +29,7 @@ const SaltSize = 16
 //
 //	{"v":1,"time":"2026-12-01T19:00:00.123456789Z","dir":"local","kind":"message",
 //	 "from":"alice@example.com/phone","to":"bob@example.com","type":"chat","id":"m1",
-//	 "size":123,"enc":"none","salt":"<base64 16 bytes>","commit":"<base64 SHA-256>",
+//	 ["peer":"partner.example","auth":"sasl-external",] "size":123,"enc":"none","salt":"<base64 16 bytes>","commit":"<base64 SHA-256>",
 //	 "content":"<message ...>...</message>"}
 //
 // commit is SHA-256(salt || plaintext content), so that content stored
@@ -38,19 +38,25 @@ const SaltSize = 16
 // leaf of the record in the Merkle tree is the RFC 6962 hash of the stored
 // bytes themselves, so a verifier never needs to re-encode anything.
 type Record struct {
-	V       int       `json:"v"`
-	Time    time.Time `json:"time"`
-	Dir     string    `json:"dir"`
-	Kind    string    `json:"kind"`
-	From    string    `json:"from"`
-	To      string    `json:"to"`
-	Type    string    `json:"type"`
-	ID      string    `json:"id"`
-	Size    int       `json:"size"`
-	Enc     string    `json:"enc"`
-	Salt    []byte    `json:"salt"`
-	Commit  []byte    `json:"commit"`
-	Content string    `json:"content"`
+	V    int       `json:"v"`
+	Time time.Time `json:"time"`
+	Dir  string    `json:"dir"`
+	Kind string    `json:"kind"`
+	From string    `json:"from"`
+	To   string    `json:"to"`
+	Type string    `json:"type"`
+	ID   string    `json:"id"`
+	// Peer and Auth are present only on records of stanzas that crossed a
+	// partner stream: the peer domain, and how the stream was
+	// authenticated ("sasl-external", "dialback", "dialback-pkix"; "" when
+	// an outgoing stanza was recorded before its stream was up).
+	Peer    string `json:"peer,omitempty"`
+	Auth    string `json:"auth,omitempty"`
+	Size    int    `json:"size"`
+	Enc     string `json:"enc"`
+	Salt    []byte `json:"salt"`
+	Commit  []byte `json:"commit"`
+	Content string `json:"content"`
 }
 
 // EncNone marks content stored as plaintext.
@@ -71,6 +77,16 @@ func appendRecord(buf []byte, t time.Time, dir, kind, from, to, typ, id string, 
 // than EncNone, the stored content is sealed (base64 in the record) and
 // plain only feeds the commitment and the size.
 func appendSealedRecord(buf []byte, t time.Time, dir, kind, from, to, typ, id string, plain []byte, enc string, sealed []byte) ([]byte, error) {
+	return appendRecordVia(buf, t, dir, kind, from, to, typ, id, via{}, plain, enc, sealed)
+}
+
+// via is the federation peer of a record: the peer domain and how its
+// stream was authenticated; zero for local traffic.
+type via struct{ peer, auth string }
+
+// appendRecordVia is appendSealedRecord for a stanza that crossed a
+// partner stream: "peer" and "auth" follow "id" when v.peer is set.
+func appendRecordVia(buf []byte, t time.Time, dir, kind, from, to, typ, id string, v via, plain []byte, enc string, sealed []byte) ([]byte, error) {
 	content := plain
 	var salt [SaltSize]byte
 	if _, err := rand.Read(salt[:]); err != nil {
@@ -93,6 +109,12 @@ func appendSealedRecord(buf []byte, t time.Time, dir, kind, from, to, typ, id st
 	buf = appendJSONString(buf, typ)
 	buf = append(buf, `,"id":`...)
 	buf = appendJSONString(buf, id)
+	if v.peer != "" {
+		buf = append(buf, `,"peer":`...)
+		buf = appendJSONString(buf, v.peer)
+		buf = append(buf, `,"auth":`...)
+		buf = appendJSONString(buf, v.auth)
+	}
 	buf = append(buf, `,"size":`...)
 	buf = strconv.AppendInt(buf, int64(len(content)), 10)
 	buf = append(buf, `,"enc":`...)

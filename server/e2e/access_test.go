@@ -278,11 +278,13 @@ func TestAccessReadOnly(t *testing.T) {
 // TestAccessNoFederation: bob's rule has federate = false: his messages,
 // presence and IQs to another domain are refused with a cancel
 // policy-violation before the journal; alice's (default) are journaled
-// and meet remote-server-not-found, as federation is not served yet.
+// and meet remote-server-not-found, as the partner cannot be reached.
 func TestAccessNoFederation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *config.Config) {
 		c.Access.Rules = []config.Rule{{JID: "bob@localhost", Rights: config.Rights{Federate: boolp(false)}}}
+		// A partner that cannot be reached: alice's stanzas pass the gate.
+		c.Federation.Partners = []config.Partner{{Name: "remote", Domains: []string{"remote.example"}, Endpoints: []string{"127.0.0.1:1"}}}
 	})
 	alice := login(t, e, modeStartTLS, "alice", "a")
 	bob := login(t, e, modeStartTLS, "bob", "b")

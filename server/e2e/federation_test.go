@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/xml"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -23,8 +25,9 @@ import (
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/stanza"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
-	"mellium.im/xmpp/jid"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // testCA issues certificates for the federation tests.
@@ -218,6 +221,343 @@ func TestFederationBothWays(t *testing.T) {
 	if m.A("from") != "bob@partner.test/desk" || m.Child(nsClient, "body").Text != "hello alice" {
 		t.Fatalf("alice got %s", m)
 	}
-	_ = jid.JID{}
-	_ = strings.Contains
+
+	// A second message goes over the established stream.
+	alice.send("<message to='bob@partner.test' id='out2' type='chat'><body>again</body></message>")
+	if got := peer.expect(t); got.Body() != "again" {
+		t.Fatalf("peer got %s", got.El)
+	}
+
+	// All crossed the journal, with the peer and its stream's method (the
+	// first outgoing one was recorded before its stream was up).
+	rows := journalRows(t, e)
+	if r := findRow(rows, "hello partner"); r == nil || !strings.Contains(r.rawData, `"peer":"partner.test","auth":""`) {
+		t.Errorf("first outgoing record: %+v", r)
+	}
+	for _, body := range []string{"again", "hello alice"} {
+		r := findRow(rows, body)
+		if r == nil {
+			t.Fatalf("no journal record holds %q", body)
+		}
+		if !strings.Contains(r.rawData, `"peer":"partner.test","auth":"sasl-external"`) {
+			t.Errorf("record of %q: %s, want peer partner.test and auth sasl-external", body, r.rawData)
+		}
+	}
+	if r := findRow(rows, "hello partner"); r.dir != "outbound" {
+		t.Errorf("outgoing record direction %q", r.dir)
+	}
+	if r := findRow(rows, "hello alice"); r.dir != "inbound" {
+		t.Errorf("incoming record direction %q", r.dir)
+	}
+
+	// The live streams, as palisade federation status shows them.
+	st := e.srv.FederationStatus()
+	if len(st) != 2 || st[0].Direction != "out" || st[1].Direction != "in" || st[0].Partner != "partner-a" ||
+		st[0].Auth != s2s.AuthExternal || st[0].StanzasOut != 2 || st[1].StanzasIn != 1 || st[0].CertNotAfter.IsZero() {
+		t.Errorf("status: %+v", st)
+	}
+}
+
+// TestFederationNotPartner: no partner entry, no federation. A user's
+// stanza to another domain gets policy-violation naming it (audited as
+// policy federation); an inbound stream from a domain that is not a
+// partner is refused with the stream error policy-violation before any
+// stanza, and audited with the domain.
+func TestFederationNotPartner(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	certFile, keyFile, _ := ca.issue(t, dir, "localhost")
+	e, logs := newEnvObserved(t, func(c *config.Config) {
+		c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
+		c.Listen.S2S = s2sAddr
+		c.Federation.Partners = []config.Partner{{Name: "partner-a", Domains: []string{"partner.test"}, CAFile: ca.file, Endpoints: []string{"127.0.0.1:1"}}}
+	})
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	alice.send("<message to='eve@stranger.test' id='s1' type='chat'><body>psst</body></message>")
+	m := alice.expect(nsClient, "message")
+	if m.A("type") != "error" || m.Child(nsClient, "error").Child(nsStanzas, "policy-violation") == nil ||
+		!strings.Contains(m.Child(nsClient, "error").Child(nsStanzas, "text").Text, "stranger.test is not a federation partner") {
+		t.Fatalf("alice got %s", m)
+	}
+	if n := logs.FilterMessage("policy_denied").FilterField(zap.String("policy", "federation")).Len(); n != 1 {
+		t.Errorf("%d policy_denied events of policy federation, want 1", n)
+	}
+	for _, r := range journalRows(t, e) {
+		if r.to == "eve@stranger.test" {
+			t.Errorf("a refused stanza was journaled: %+v", r)
+		}
+	}
+
+	// stranger.test's server trusts us and tries; palisade refuses it.
+	peer := startPeer(t, dir, ca, "stranger.test", s2sAddr, config.Partner{Name: "palisade", CAFile: ca.file})
+	peer.send(t, "<message from='eve@stranger.test' to='alice@localhost/one' id='s2' type='chat'><body>hi</body></message>")
+	waitFor(t, func() bool { return peer.bounces() > 0 })
+	if e := peer.lastBounce(); e.Condition != stanza.RemoteServerNotFound || !strings.Contains(e.Text, "policy-violation") {
+		t.Errorf("stranger's bounce: %+v", e)
+	}
+	alice.nothing(200 * time.Millisecond)
+	refused := logs.FilterMessage("s2s_stream_refused").FilterField(zap.String("peer", "stranger.test"))
+	if refused.Len() == 0 {
+		t.Fatal("no s2s_stream_refused audit event for stranger.test")
+	}
+	if c := refused.All()[0].ContextMap()["condition"]; c != "policy-violation" {
+		t.Errorf("refused with %v", c)
+	}
+}
+
+// TestFederationCertificateRules: a partner whose certificate is from
+// another CA, or whose key is not pinned, is refused in both directions;
+// the right pin is accepted.
+func TestFederationCertificateRules(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	other := newTestCA(t, dir, "other-ca")
+	cases := []struct {
+		name    string
+		partner func(peerPin string) config.Partner
+		ok      bool
+		reason  string
+	}{
+		{"wrong CA", func(string) config.Partner { return config.Partner{CAFile: other.file} }, false, "does not verify"},
+		{"pin mismatch", func(string) config.Partner {
+			return config.Partner{CAFile: ca.file, SPKIPins: []string{"sha256/" + strings.Repeat("A", 43) + "="}}
+		}, false, "pinned"},
+		{"pinned", func(pin string) config.Partner { return config.Partner{CAFile: ca.file, SPKIPins: []string{pin}} }, true, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s2sAddr := freeAddr(t)
+			peer := startPeer(t, dir, ca, "partner.test", s2sAddr, config.Partner{Name: "palisade", CAFile: ca.file})
+			pin := peerPin(t, filepath.Join(dir, "partner.test.pem"))
+			p := c.partner(pin)
+			p.Name, p.Domains, p.Endpoints = "partner-a", []string{"partner.test"}, []string{peer.addr}
+			certFile, keyFile, _ := ca.issue(t, dir, "localhost")
+			e, logs := newEnvObserved(t, func(cfg *config.Config) {
+				cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
+				cfg.Listen.S2S = s2sAddr
+				cfg.Federation.Partners = []config.Partner{p}
+			})
+			alice := login(t, e, modeStartTLS, "alice", "one")
+			alice.send("<message to='bob@partner.test' id='c1' type='chat'><body>out</body></message>")
+			peer.send(t, "<message from='bob@partner.test' to='alice@localhost/one' id='c2' type='chat'><body>in</body></message>")
+			if c.ok {
+				if got := peer.expect(t); got.Body() != "out" {
+					t.Fatalf("peer got %s", got.El)
+				}
+				if m := alice.expect(nsClient, "message"); m.A("id") != "c2" {
+					t.Fatalf("alice got %s", m)
+				}
+				return
+			}
+			m := alice.expect(nsClient, "message")
+			if m.A("id") != "c1" || m.A("type") != "error" || m.Child(nsClient, "error").Child(nsStanzas, "remote-server-not-found") == nil ||
+				!strings.Contains(m.Child(nsClient, "error").Child(nsStanzas, "text").Text, c.reason) {
+				t.Fatalf("alice got %s, want remote-server-not-found saying %q", m, c.reason)
+			}
+			waitFor(t, func() bool { return peer.bounces() > 0 })
+			alice.nothing(200 * time.Millisecond)
+			if n := logs.FilterMessage("s2s_stream_refused").FilterField(zap.String("peer", "partner.test")).Len(); n == 0 {
+				t.Error("no s2s_stream_refused event for the inbound stream")
+			}
+		})
+	}
+}
+
+// TestFederationDialback: a partner whose certificate does not verify
+// (a CA we do not trust) federates by XEP-0220 dialback, under TLS, when
+// its entry allows it; without that permission the same peer is refused.
+func TestFederationDialback(t *testing.T) {
+	for _, allowed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "allowed", false: "not allowed"}[allowed], func(t *testing.T) {
+			dir := t.TempDir()
+			ca := newTestCA(t, dir, "test-ca")
+			untrusted := newTestCA(t, dir, "untrusted-ca")
+			s2sAddr := freeAddr(t)
+			// The peer's certificate is from a CA palisade does not
+			// trust; the peer itself trusts nobody and allows dialback.
+			peer := startPeer(t, dir, untrusted, "partner.test", s2sAddr, config.Partner{Name: "palisade", CAFile: untrusted.file, Dialback: true})
+			e := federationEnv(t, dir, ca, s2sAddr, config.Partner{Name: "partner-a", Domains: []string{"partner.test"},
+				CAFile: ca.file, Endpoints: []string{peer.addr}, Dialback: allowed})
+			alice := login(t, e, modeStartTLS, "alice", "one")
+			alice.send("<message to='bob@partner.test' id='d1' type='chat'><body>out</body></message>")
+			peer.send(t, "<message from='bob@partner.test' to='alice@localhost/one' id='d2' type='chat'><body>in</body></message>")
+			if !allowed {
+				m := alice.expect(nsClient, "message")
+				if m.A("id") != "d1" || m.Child(nsClient, "error").Child(nsStanzas, "remote-server-not-found") == nil {
+					t.Fatalf("alice got %s", m)
+				}
+				waitFor(t, func() bool { return peer.bounces() > 0 })
+				alice.nothing(200 * time.Millisecond)
+				return
+			}
+			if got := peer.expect(t); got.Body() != "out" || got.Peer.Auth != s2s.AuthDialback {
+				t.Fatalf("peer got %s over %+v", got.El, got.Peer)
+			}
+			if m := alice.expect(nsClient, "message"); m.A("id") != "d2" {
+				t.Fatalf("alice got %s", m)
+			}
+			r := findRow(journalRows(t, e), ">in<")
+			if r == nil || !strings.Contains(r.rawData, `"auth":"dialback"`) {
+				t.Errorf("journal record of the inbound message: %+v", r)
+			}
+		})
+	}
+}
+
+// TestFederationPiggyback: a stream that authenticated as partner.test
+// may not carry stanzas from another domain: the stream is closed with
+// invalid-from and the stanza is not delivered.
+func TestFederationPiggyback(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	_, _, peerCert := ca.issue(t, dir, "partner.test")
+	e, logs := func() (*env, *observer.ObservedLogs) {
+		certFile, keyFile, _ := ca.issue(t, dir, "localhost")
+		return newEnvObserved(t, func(c *config.Config) {
+			c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
+			c.Listen.S2S = s2sAddr
+			c.Federation.Partners = []config.Partner{
+				{Name: "partner-a", Domains: []string{"partner.test"}, CAFile: ca.file, Endpoints: []string{"127.0.0.1:1"}},
+				{Name: "partner-b", Domains: []string{"other.test"}, CAFile: ca.file, Endpoints: []string{"127.0.0.1:1"}},
+			}
+		})
+	}()
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	raw := rawS2S(t, s2sAddr, "partner.test", ca, peerCert)
+	raw.send("<message from='bob@partner.test' to='alice@localhost/one' id='ok' type='chat'><body>fine</body></message>")
+	if m := alice.expect(nsClient, "message"); m.A("id") != "ok" {
+		t.Fatalf("alice got %s", m)
+	}
+	// other.test is a partner too, but this stream did not authenticate it.
+	raw.send("<message from='mallory@other.test' to='alice@localhost/one' id='bad' type='chat'><body>forged</body></message>")
+	raw.expectStreamError("invalid-from")
+	alice.nothing(200 * time.Millisecond)
+	if logs.FilterMessage("s2s_invalid_from").Len() != 1 {
+		t.Error("no s2s_invalid_from audit event")
+	}
+}
+
+// TestFederationStreamRules: RFC 6120 on the inbound side, raw: a stream
+// to a domain not served gets host-unknown, one without TLS may send
+// nothing but <starttls/>, and stanzas before authentication are refused.
+func TestFederationStreamRules(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	_ = federationEnv(t, dir, ca, s2sAddr, config.Partner{Name: "partner-a", Domains: []string{"partner.test"}, CAFile: ca.file, Endpoints: []string{"127.0.0.1:1"}})
+	open := func(from, to string) *client {
+		c := dialRaw(t, s2sAddr)
+		c.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' version='1.0' from='%s' to='%s'>", from, to)
+		return c
+	}
+	c := open("partner.test", "elsewhere.test")
+	c.expectS2SHeader()
+	c.expectStreamError("host-unknown")
+	c = open("partner.test", "localhost")
+	c.expectS2SHeader()
+	f := c.expect(nsStream, "features")
+	if f.Child(nsTLS, "starttls") == nil || f.Child(nsTLS, "starttls").Child(nsTLS, "required") == nil {
+		t.Fatalf("features %s, want starttls required", f)
+	}
+	c.send("<message from='bob@partner.test' to='alice@localhost'><body>plain</body></message>")
+	c.expectStreamError("policy-violation")
+	c = open("stranger.test", "localhost")
+	c.expectS2SHeader()
+	c.expectStreamError("policy-violation")
+}
+
+func (p *fakePeer) bounces() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.bounce)
+}
+
+func (p *fakePeer) lastBounce() *stanza.Error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bounce[len(p.bounce)-1]
+}
+
+// peerPin is the spki_pins form of the key in a PEM certificate file.
+func peerPin(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s2s.SPKIPin(c)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(short)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// dialRaw connects to a server-to-server listener without TLS.
+func dialRaw(t *testing.T, addr string) *client {
+	t.Helper()
+	raw, err := net.DialTimeout("tcp", addr, short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, mode: modeStartTLS, raw: raw, conn: raw, user: "raw-s2s"}
+	c.dec = xml.NewDecoder(raw)
+	t.Cleanup(c.close)
+	return c
+}
+
+// expectS2SHeader reads the server's stream header.
+func (c *client) expectS2SHeader() {
+	c.t.Helper()
+	if h := c.next(); !h.Is(nsStream, "stream") {
+		c.t.Fatalf("got %s, want a stream header", h)
+	}
+}
+
+// rawS2S is a raw partner stream to palisade's s2s listener, negotiated
+// as a real server would: STARTTLS with cert, SASL EXTERNAL as from.
+func rawS2S(t *testing.T, addr, from string, ca *testCA, cert *tls.Certificate) *client {
+	t.Helper()
+	c := dialRaw(t, addr)
+	header := func() {
+		c.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' from='%s' to='localhost'>", from)
+		c.expectS2SHeader()
+	}
+	header()
+	c.expect(nsStream, "features")
+	c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+	c.expect(nsTLS, "proceed")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	tc := tls.Client(c.raw, &tls.Config{RootCAs: pool, ServerName: "localhost", Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12})
+	_ = tc.SetDeadline(time.Now().Add(short))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	c.conn, c.dec = tc, xml.NewDecoder(tc)
+	header()
+	f := c.expect(nsStream, "features")
+	if m := mechanisms(f); len(m) != 1 || m[0] != "EXTERNAL" {
+		t.Fatalf("features under TLS: %s, want EXTERNAL", f)
+	}
+	c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>%s</auth>", base64.StdEncoding.EncodeToString([]byte(from)))
+	c.expect(nsSASL, "success")
+	c.dec = xml.NewDecoder(tc)
+	header()
+	c.expect(nsStream, "features")
+	return c
 }

@@ -282,6 +282,7 @@ func (s *Stanza) Result(payload *element.Element) *Stanza {
 // appended. Callers must not reply to a stanza of type error.
 func (s *Stanza) ErrorReply(e *Error) *Stanza {
 	r := s.Copy()
+	r.Peer = nil // a new stanza, going back
 	to, from := s.From, s.To
 	r.SetFrom(from)
 	r.SetTo(to)
