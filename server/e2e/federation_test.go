@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"encoding/xml"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -560,4 +561,141 @@ func rawS2S(t *testing.T, addr, from string, ca *testCA, cert *tls.Certificate) 
 	header()
 	c.expect(nsStream, "features")
 	return c
+}
+
+// expectMatch waits for the peer to receive a stanza matching ok, skipping
+// others (presence probes, roster-driven traffic).
+func (p *fakePeer) expectMatch(t *testing.T, what string, ok func(*stanza.Stanza) bool) *stanza.Stanza {
+	t.Helper()
+	deadline := time.After(short)
+	for {
+		select {
+		case st := <-p.got:
+			if ok(st) {
+				return st
+			}
+		case <-deadline:
+			t.Fatalf("%s did not receive %s", p.domain, what)
+			return nil
+		}
+	}
+}
+
+// TestFederationMAM: both directions of a conversation with a partner
+// are in the local user's MAM archive (XEP-0313); roster, offline storage
+// and carbons across the federation are covered with the real modules in
+// conformance/federation_test.go.
+func TestFederationMAM(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	peer := startPeer(t, dir, ca, "partner.test", s2sAddr, config.Partner{Name: "palisade", CAFile: ca.file})
+	e := federationEnv(t, dir, ca, s2sAddr, config.Partner{Name: "partner-a", Domains: []string{"partner.test"},
+		CAFile: ca.file, Endpoints: []string{peer.addr}})
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	peer.send(t, "<message from='bob@partner.test/desk' to='alice@localhost/one' id='m1' type='chat'><body>question</body></message>")
+	alice.expect(nsClient, "message")
+	alice.send("<message to='bob@partner.test' id='m2' type='chat'><body>answer</body></message>")
+	peer.expectMatch(t, "alice's answer", func(st *stanza.Stanza) bool { return st.ID == "m2" })
+
+	alice.send("<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2' queryid='q'/></iq>")
+	var bodies []string
+	for {
+		n := alice.next()
+		if n.Is(nsClient, "iq") && n.A("id") == "mam" {
+			break
+		}
+		if r := n.Child("urn:xmpp:mam:2", "result"); r != nil {
+			bodies = append(bodies, fmt.Sprint(r))
+		}
+	}
+	all := strings.Join(bodies, "\n")
+	if len(bodies) != 2 || !strings.Contains(all, "question") || !strings.Contains(all, "answer") {
+		t.Errorf("MAM results %q, want both directions", all)
+	}
+}
+
+// TestFederationReload: a partner removed by a reload has its live
+// streams closed with policy-violation, and is refused from then on.
+func TestFederationReload(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	peer := startPeer(t, dir, ca, "partner.test", s2sAddr, config.Partner{Name: "palisade", CAFile: ca.file})
+	partner := config.Partner{Name: "partner-a", Domains: []string{"partner.test"}, CAFile: ca.file, Endpoints: []string{peer.addr}}
+	e := federationEnv(t, dir, ca, s2sAddr, partner)
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	alice.send("<message to='bob@partner.test' id='r1' type='chat'><body>before</body></message>")
+	peer.expect(t)
+	peer.send(t, "<message from='bob@partner.test' to='alice@localhost/one' id='r2' type='chat'><body>hi</body></message>")
+	alice.expect(nsClient, "message")
+	if n := len(e.srv.FederationStatus()); n != 2 {
+		t.Fatalf("%d streams before the reload, want 2", n)
+	}
+
+	f := e.cfg.Federation
+	f.Partners = nil
+	if err := e.srv.ReloadFederation(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(e.srv.FederationStatus()) == 0 })
+	alice.send("<message to='bob@partner.test' id='r3' type='chat'><body>after</body></message>")
+	m := alice.expect(nsClient, "message")
+	if m.A("id") != "r3" || m.Child(nsClient, "error").Child(nsStanzas, "policy-violation") == nil {
+		t.Fatalf("alice got %s, want policy-violation", m)
+	}
+	peer.send(t, "<message from='bob@partner.test' to='alice@localhost/one' id='r4' type='chat'><body>still?</body></message>")
+	waitFor(t, func() bool { return peer.bounces() > 0 })
+	alice.nothing(200 * time.Millisecond)
+
+	// Adding it back federates again.
+	f.Partners = []config.Partner{partner}
+	if err := e.srv.ReloadFederation(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	alice.send("<message to='bob@partner.test' id='r5' type='chat'><body>again</body></message>")
+	peer.expectMatch(t, "the message after re-adding", func(st *stanza.Stanza) bool { return st.ID == "r5" })
+}
+
+// TestFederationIdleAndUnreachable: an idle outgoing stream closes after
+// idle_timeout and the next stanza opens a new one; a partner that cannot
+// be reached gets its stanzas bounced (remote-server-not-found), and
+// during the backoff that follows they are bounced at once.
+func TestFederationIdleAndUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	peer := startPeer(t, dir, ca, "partner.test", s2sAddr, config.Partner{Name: "palisade", CAFile: ca.file})
+	certFile, keyFile, _ := ca.issue(t, dir, "localhost")
+	e := newEnv(t, func(c *config.Config) {
+		c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
+		c.Listen.S2S = s2sAddr
+		c.Federation.IdleTimeout = config.Duration(300 * time.Millisecond)
+		c.Federation.RetryMin = config.Duration(time.Minute)
+		c.Federation.Partners = []config.Partner{
+			{Name: "partner-a", Domains: []string{"partner.test"}, CAFile: ca.file, Endpoints: []string{peer.addr}},
+			{Name: "gone", Domains: []string{"gone.test"}, CAFile: ca.file, Endpoints: []string{freeAddr(t)}},
+		}
+	})
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	alice.send("<message to='bob@partner.test' id='i1' type='chat'><body>one</body></message>")
+	peer.expect(t)
+	waitFor(t, func() bool {
+		for _, s := range e.srv.FederationStatus() {
+			if s.Direction == "out" {
+				return false
+			}
+		}
+		return true
+	})
+	alice.send("<message to='bob@partner.test' id='i2' type='chat'><body>two</body></message>")
+	peer.expectMatch(t, "the message after the idle close", func(st *stanza.Stanza) bool { return st.ID == "i2" })
+
+	for _, id := range []string{"g1", "g2"} {
+		alice.send("<message to='x@gone.test' id='%s' type='chat'><body>anyone?</body></message>", id)
+		m := alice.expect(nsClient, "message")
+		if m.A("id") != id || m.Child(nsClient, "error").Child(nsStanzas, "remote-server-not-found") == nil {
+			t.Fatalf("alice got %s, want remote-server-not-found for %s", m, id)
+		}
+	}
 }
