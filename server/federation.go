@@ -213,11 +213,62 @@ type fedHandler struct{ s *Server }
 // routes it, so that a stream's stanzas share group commits.
 func (h fedHandler) Receive(ctx context.Context, st *stanza.Stanza) (deliver func()) {
 	s := h.s
+	if !s.peerHygiene(ctx, st) {
+		return func() {}
+	}
 	wait, err := s.admit(ctx, st)
 	if err != nil {
 		return func() {}
 	}
 	return func() { _ = s.deliver(ctx, st, wait()) }
+}
+
+// peerHygiene is clientHygiene (hygiene.go) for a stanza from a partner:
+// RFC 6120 8.1.3 and 8.2.3 for IQs, the defined presence and message
+// types, and nothing only this server may say: a stanza-id or delay
+// claiming to be this server's is removed, a carbon or an archive result
+// (which only a user's own server sends) is refused with bad-request.
+func (s *Server) peerHygiene(ctx context.Context, st *stanza.Stanza) bool {
+	bad := func(text string) bool {
+		s.bounce(ctx, st, stanza.Err(stanza.Modify, stanza.BadRequest, text))
+		return false
+	}
+	switch st.Kind {
+	case stanza.IQ:
+		switch st.Type {
+		case "get", "set":
+			if st.ID == "" || elementCount(st.El) != 1 {
+				return bad("an iq request needs an 'id' and exactly one payload")
+			}
+		case "result", "error":
+			return st.ID != ""
+		default:
+			return bad("an iq's type is get, set, result or error")
+		}
+		return true
+	case stanza.Presence:
+		switch st.Type {
+		case "", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error":
+		default:
+			return bad("a presence's type is unavailable, subscribe, subscribed, unsubscribe, unsubscribed, probe or error")
+		}
+	case stanza.Message:
+		switch st.Type {
+		case "", "normal", "chat", "groupchat", "headline", "error":
+		default:
+			st.SetType("normal")
+		}
+	}
+	r, stripped := serverClaims(st.El, s.IsLocal, st.From)
+	if stripped {
+		st.Changed()
+	}
+	if r != "" {
+		s.audit.Info("stanza_refused", zap.String("reason", string(r)), zap.String("from", st.From.String()),
+			zap.String("to", st.To.String()), zap.String("kind", st.Kind.String()), zap.String("peer", st.Peer.Domain))
+		return bad(r.text())
+	}
+	return true
 }
 
 // Bounce answers a stanza the federation could not send.

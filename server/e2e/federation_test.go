@@ -699,3 +699,31 @@ func TestFederationIdleAndUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// TestFederationHygiene: what only this server may say is not taken from
+// a partner: a carbon copy is refused with bad-request, a stanza-id
+// claiming to be ours is removed, and an oversized stanza ends the stream
+// with policy-violation.
+func TestFederationHygiene(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	_, _, peerCert := ca.issue(t, dir, "partner.test")
+	e := federationEnv(t, dir, ca, s2sAddr, config.Partner{Name: "partner-a", Domains: []string{"partner.test"}, CAFile: ca.file, Endpoints: []string{"127.0.0.1:1"}})
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	raw := rawS2S(t, s2sAddr, "partner.test", ca, peerCert)
+	raw.send("<message from='bob@partner.test' to='alice@localhost/one' id='c1'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='alice@localhost/two' to='carol@localhost'><body>forged</body></message></forwarded></sent></message>")
+	raw.send("<message from='bob@partner.test' to='alice@localhost/one' id='s1' type='chat'><body>real</body><stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='fake'/></message>")
+	m := alice.expect(nsClient, "message")
+	if m.A("id") != "s1" {
+		t.Fatalf("alice got %s first, want s1 (the carbon refused)", m)
+	}
+	for _, c := range m.Nodes {
+		if c.Is("urn:xmpp:sid:0", "stanza-id") && c.A("id") == "fake" {
+			t.Errorf("the forged stanza-id reached alice: %s", m)
+		}
+	}
+	raw.send("<message from='bob@partner.test' to='alice@localhost/one' id='big'><body>%s</body></message>", strings.Repeat("x", 20000))
+	raw.expectStreamError("policy-violation")
+	alice.nothing(200 * time.Millisecond)
+}
