@@ -11,11 +11,12 @@ import (
 	"github.com/palisade-im/palisade/server/element"
 )
 
-// dialbackKey is the XEP-0220 section 2.4 key: HMAC-SHA256 keyed with
-// SHA-256 of the secret over "receiving originating streamid", in hex.
+// dialbackKey is the XEP-0185 key (XEP-0220 section 2.4): HMAC-SHA256
+// keyed with the hex SHA-256 of the secret over "receiving originating
+// streamid", in hex.
 func dialbackKey(secret []byte, receiving, originating, id string) string {
 	k := sha256.Sum256(secret)
-	m := hmac.New(sha256.New, k[:])
+	m := hmac.New(sha256.New, []byte(hex.EncodeToString(k[:])))
 	m.Write([]byte(receiving + " " + originating + " " + id))
 	return hex.EncodeToString(m.Sum(nil))
 }
