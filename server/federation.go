@@ -46,6 +46,9 @@ func (s *Server) partnerFor(domain string) *config.Partner {
 	return f.Partner(domain)
 }
 
+// Partner returns the live partner entry that names domain (module.PartnerOf).
+func (s *Server) Partner(domain string) *config.Partner { return s.partnerFor(domain) }
+
 // newFederation builds the s2s side.
 func (s *Server) newFederation() error {
 	secret, err := dialbackSecret(s.cfg)
@@ -166,6 +169,12 @@ func (s *Server) checkFederation(st *stanza.Stanza) *module.Denial {
 			Reason: "partner " + p.Name + ": kind " + st.Kind.String() + " not allowed",
 		}
 	}
+	if !p.Rooms && roomTraffic(st) {
+		return &module.Denial{
+			Err:    stanza.Err(stanza.Cancel, stanza.PolicyViolation, "federation with "+remote+" does not share rooms"),
+			Reason: "partner " + p.Name + ": rooms = false",
+		}
+	}
 	if p.EncryptionRequired && st.Kind == stanza.Message && st.Type != "error" {
 		if err := encryptedOnly(st.El); err != nil {
 			return &module.Denial{
@@ -178,6 +187,22 @@ func (s *Server) checkFederation(st *stanza.Stanza) *module.Denial {
 		st.Peer = &stanza.Peer{Domain: remote, Partner: p.Name, Auth: s.s2s.AuthOf(st.From.Domainpart(), remote)}
 	}
 	return nil
+}
+
+// roomTraffic reports whether st belongs to a multi-user chat (XEP-0045):
+// a groupchat message, a join or occupant presence, a room
+// administration IQ, a mediated (muc#user) or direct (XEP-0249)
+// invitation.
+func roomTraffic(st *stanza.Stanza) bool {
+	if st.Kind == stanza.Message && st.Type == "groupchat" {
+		return true
+	}
+	for _, n := range st.El.Nodes {
+		if c := n.El; c != nil && (strings.HasPrefix(c.Space, "http://jabber.org/protocol/muc") || c.Space == "jabber:x:conference") {
+			return true
+		}
+	}
+	return false
 }
 
 // routeRemote sends a stanza for another domain to its partner stream.

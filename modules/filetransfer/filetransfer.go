@@ -222,14 +222,32 @@ func Restricted(a config.Access) bool {
 
 // Check implements module.Policy.
 func (m *Module) Check(ctx context.Context, st *stanza.Stanza) *module.Denial {
-	if !m.restricted {
+	from, to := st.From, st.To
+	remote := ""
+	switch {
+	case to.Domainpart() != "" && !m.router.IsLocal(to.Domainpart()):
+		remote = to.Domainpart()
+	case from.Domainpart() != "" && !m.router.IsLocal(from.Domainpart()):
+		remote = from.Domainpart()
+	}
+	if !m.restricted && remote == "" {
 		return nil
 	}
 	kind := Recognise(st)
 	if kind == "" {
 		return nil
 	}
-	from, to := st.From, st.To
+	if remote != "" {
+		// Files with another organisation: its partner entry decides
+		// (files = true), then the local party's rights.
+		if p := module.PartnerOf(m.router, remote); p == nil || !p.Files {
+			return &module.Denial{Err: stanza.Err(stanza.Cancel, stanza.PolicyViolation, "file transfer with "+remote+" is not allowed"),
+				Reason: "partner of " + remote + ": files = false (" + kind + ")"}
+		}
+		if !m.restricted {
+			return nil
+		}
+	}
 	if from.Localpart() == "" || to.Localpart() == "" || from.Bare().Equal(to.Bare()) {
 		return nil
 	}

@@ -87,11 +87,15 @@ func TestRecognise(t *testing.T) {
 	}
 }
 
-// countingRouter counts the rights look-ups.
+// countingRouter counts the rights look-ups and knows partners.
 type countingRouter struct {
 	*moduletest.Router
-	lookups atomic.Int64
+	lookups  atomic.Int64
+	partners map[string]*config.Partner
 }
+
+// Partner implements what module.PartnerOf asks of the core's router.
+func (r *countingRouter) Partner(domain string) *config.Partner { return r.partners[domain] }
 
 func (r *countingRouter) AccountRights(bare jid.JID) config.Rights {
 	r.lookups.Add(1)
@@ -205,6 +209,7 @@ func TestScopes(t *testing.T) {
 func TestPassesServerAndSelf(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, "none", "all", true, nil)
+	f.router.partners = map[string]*config.Partner{"remote.example": {Files: true}, "proxy.example.com": {Files: true}}
 	for _, x := range []string{
 		`<iq type='set' id='1' from='example.com' to='alice@example.com/a'><open xmlns='http://jabber.org/protocol/ibb' sid='x' block-size='4096'/></iq>`,
 		`<iq type='get' id='2' from='alice@example.com/a' to='proxy.example.com'><query xmlns='http://jabber.org/protocol/bytestreams'/></iq>`,
@@ -298,5 +303,45 @@ func BenchmarkCheckChat(b *testing.B) {
 		if m.Check(ctx, st) != nil {
 			b.Fatal("denied")
 		}
+	}
+}
+
+// TestRemoteNeedsPartnerFiles: a transfer with another domain passes only
+// when its partner entry says files = true, in both directions and
+// whatever the local rights; then the local party's rights apply.
+func TestRemoteNeedsPartnerFiles(t *testing.T) {
+	ctx := context.Background()
+	out := `<iq type='set' id='1' from='bob@example.com/b' to='juliet@remote.example/r'><open xmlns='http://jabber.org/protocol/ibb' sid='x' block-size='4096'/></iq>`
+	in := `<iq type='set' id='2' from='juliet@remote.example/r' to='bob@example.com/b'><si xmlns='http://jabber.org/protocol/si' id='s' profile='http://jabber.org/protocol/si/profile/file-transfer'/></iq>`
+	chat := `<message from='juliet@remote.example/r' to='bob@example.com/b' type='chat'><body>hi</body></message>`
+	for _, restricted := range []bool{false, true} {
+		for _, c := range []struct {
+			name    string
+			partner *config.Partner
+			ok      bool
+		}{{"no partner", nil, false}, {"files = false", &config.Partner{}, false}, {"files = true", &config.Partner{Files: true}, true}} {
+			f := newFixture(t, "all", "all", restricted, nil)
+			if c.partner != nil {
+				f.router.partners = map[string]*config.Partner{"remote.example": c.partner}
+			}
+			for _, x := range []string{out, in} {
+				d := f.m.Check(ctx, moduletest.Parse(t, x))
+				if c.ok != (d == nil) {
+					t.Errorf("restricted %v, %s: %s: denial %+v, want allowed %v", restricted, c.name, x, d, c.ok)
+				}
+				if d != nil && (d.Err.Condition != stanza.PolicyViolation || !strings.Contains(d.Err.Text, "remote.example")) {
+					t.Errorf("%s: error %+v", c.name, d.Err)
+				}
+			}
+			if d := f.m.Check(ctx, moduletest.Parse(t, chat)); d != nil {
+				t.Errorf("%s: a chat message with the remote user denied: %s", c.name, d.Reason)
+			}
+		}
+	}
+	// With files = true, a local party's none still holds.
+	f := newFixture(t, "all", "none", true, nil)
+	f.router.partners = map[string]*config.Partner{"remote.example": {Files: true}}
+	if d := f.m.Check(ctx, moduletest.Parse(t, out)); d == nil {
+		t.Error("bob (none) to a partner with files = true: allowed")
 	}
 }

@@ -727,3 +727,70 @@ func TestFederationHygiene(t *testing.T) {
 	raw.expectStreamError("policy-violation")
 	alice.nothing(200 * time.Millisecond)
 }
+
+// TestFederationSharing: a partner entry's kinds, rooms and files hold on
+// every path: with kinds = ["message"], rooms = false and files = false,
+// presence, IQs, room traffic and transfer offers to the partner are
+// refused with policy-violation, and a chat message passes.
+func TestFederationSharing(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	peer := startPeer(t, dir, ca, "partner.test", s2sAddr, config.Partner{Name: "palisade", CAFile: ca.file})
+	e := federationEnv(t, dir, ca, s2sAddr, config.Partner{Name: "partner-a", Domains: []string{"partner.test", "conference.partner.test"},
+		CAFile: ca.file, Endpoints: []string{peer.addr}, Kinds: []string{config.PartnerMessage}})
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	refused := func(kind, id, want string) {
+		t.Helper()
+		n := alice.expect(nsClient, kind)
+		if n.A("id") != id || n.A("type") != "error" || n.Child(nsClient, "error").Child(nsStanzas, "policy-violation") == nil ||
+			!strings.Contains(n.Child(nsClient, "error").Child(nsStanzas, "text").Text, want) {
+			t.Fatalf("got %s, want %s refused saying %q", n, id, want)
+		}
+	}
+	alice.send("<presence to='bob@partner.test/desk' id='p1'/>")
+	refused("presence", "p1", "does not carry presence")
+	alice.send("<iq type='get' to='bob@partner.test/desk' id='q1'><query xmlns='jabber:iq:version'/></iq>")
+	refused("iq", "q1", "does not carry iq")
+	alice.send("<message to='room@conference.partner.test' type='groupchat' id='g1'><body>hi all</body></message>")
+	refused("message", "g1", "does not share rooms")
+	alice.send("<message to='bob@partner.test' id='x1'><x xmlns='jabber:x:conference' jid='room@conference.localhost'/></message>")
+	refused("message", "x1", "does not share rooms")
+	alice.send("<message to='bob@partner.test' id='o1'><body>file</body><x xmlns='jabber:x:oob'><url>https://files.example/a.pdf</url></x></message>")
+	refused("message", "o1", "file transfer with partner.test is not allowed")
+	alice.send("<message to='bob@partner.test' id='c1' type='chat'><body>plain chat</body></message>")
+	if got := peer.expect(t); got.ID != "c1" {
+		t.Fatalf("peer got %s", got.El)
+	}
+	// The partner's presence and IQs do not come in either.
+	peer.send(t, "<presence from='bob@partner.test/desk' to='alice@localhost/one'/>")
+	peer.send(t, "<message from='bob@partner.test/desk' to='alice@localhost/one' id='c2' type='chat'><body>back</body></message>")
+	if m := alice.expect(nsClient, "message"); m.A("id") != "c2" {
+		t.Fatalf("alice got %s, want only the chat message", m)
+	}
+}
+
+// TestFederationEncryptionRequired: a partner with encryption_required
+// gets no plaintext message from us, and its plaintext messages are not
+// delivered (the sender's server gets policy-violation).
+func TestFederationEncryptionRequired(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	s2sAddr := freeAddr(t)
+	peer := startPeer(t, dir, ca, "partner.test", s2sAddr, config.Partner{Name: "palisade", CAFile: ca.file})
+	e := federationEnv(t, dir, ca, s2sAddr, config.Partner{Name: "partner-a", Domains: []string{"partner.test"},
+		CAFile: ca.file, Endpoints: []string{peer.addr}, EncryptionRequired: true})
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	alice.send("<message to='bob@partner.test' id='e1' type='chat'><body>plain</body></message>")
+	m := alice.expect(nsClient, "message")
+	if m.A("id") != "e1" || m.Child(nsClient, "error").Child(nsStanzas, "policy-violation") == nil ||
+		!strings.Contains(m.Child(nsClient, "error").Child(nsStanzas, "text").Text, "must be end-to-end encrypted") {
+		t.Fatalf("alice got %s", m)
+	}
+	peer.send(t, "<message from='bob@partner.test/desk' to='alice@localhost/one' id='e2' type='chat'><body>plain in</body></message>")
+	got := peer.expectMatch(t, "the refusal of e2", func(st *stanza.Stanza) bool { return st.ID == "e2" && st.Type == "error" })
+	if !strings.Contains(got.El.String(), "policy-violation") {
+		t.Errorf("refusal %s", got.El)
+	}
+	alice.nothing(200 * time.Millisecond)
+}

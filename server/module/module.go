@@ -181,6 +181,22 @@ func AccountRule(r Router, bare jid.JID) (config.Rights, string) {
 	return r.AccountRights(bare), "access"
 }
 
+// partnerLister is implemented by the core's router: the live partner
+// entry of a domain.
+type partnerLister interface {
+	Partner(domain string) *config.Partner
+}
+
+// PartnerOf returns the live [[federation.partner]] entry that names
+// domain, nil when none does or r cannot tell (a test router): modules
+// read the sharing settings (files, rooms) from it.
+func PartnerOf(r Router, domain string) *config.Partner {
+	if p, ok := r.(partnerLister); ok {
+		return p.Partner(domain)
+	}
+	return nil
+}
+
 // Host is what a module's constructor receives.
 type Host struct {
 	Router Router
