@@ -402,7 +402,7 @@ func (o *outStream) run() {
 		select {
 		case <-o.wake:
 		case <-idle.C:
-			o.close("idle")
+			o.close("idle", readerDone)
 			return
 		case err := <-readerDone:
 			o.failed(fmt.Errorf("the peer closed the stream: %w", err))
@@ -504,8 +504,13 @@ func (o *outStream) failed(err error) {
 	}
 }
 
-// close ends an idle stream cleanly.
-func (o *outStream) close(why string) {
+// closeWait bounds how long a closing stream waits for the peer's
+// </stream:stream> (RFC 6120 4.4) before the connection is closed.
+const closeWait = 2 * time.Second
+
+// close ends an idle stream cleanly: our </stream:stream>, then the
+// peer's (readerDone reports it), then the connection.
+func (o *outStream) close(why string, readerDone <-chan error) {
 	o.mu.Lock()
 	c := o.conn
 	o.conn, o.ready, o.running = nil, false, false
@@ -515,6 +520,10 @@ func (o *outStream) close(why string) {
 	o.s.forget(o)
 	if c != nil {
 		_ = c.f.writeClose()
+		select {
+		case <-readerDone:
+		case <-time.After(closeWait):
+		}
 		_ = c.conn.Close()
 		o.s.log.Debug("s2s outgoing stream closed", zap.String("peer", o.remote), zap.String("reason", why))
 	}
