@@ -195,6 +195,7 @@ func (l *loader) validate(c *Config) {
 	l.validateHolds(c.Archive.Holds)
 	l.validateWitnesses(c.Archive.Witnesses)
 	l.validateAccess(c)
+	l.validateFederation(&c.Federation, c.Server.Domains) // federation_validate.go
 
 	names := make([]string, 0, len(c.Modules))
 	for n := range c.Modules {
@@ -333,6 +334,8 @@ func (l *loader) validateListen(ls *Listen) {
 		{"listen.c2s_direct_tls", ls.C2SDirectTLS},
 		{"listen.websocket", ls.WebSocket},
 		{"listen.admin", ls.Admin},
+		{"listen.s2s", ls.S2S},
+		{"listen.s2s_direct_tls", ls.S2SDirectTLS},
 	}
 	for i, a := range addrs {
 		if a.val == "" {
