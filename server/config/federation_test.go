@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -243,5 +244,75 @@ func TestFederationErrors(t *testing.T) {
 				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+// TestFederateRight checks access federate: true, false or a list of
+// declared partner names, in [access] default and [[access.rule]]; any
+// other value is an error at the key.
+func TestFederateRight(t *testing.T) {
+	partners := "[[federation.partner]]\nname = \"partner-a\"\ndomains = [\"a.example\"]\n" +
+		"[[federation.partner]]\nname = \"partner-b\"\ndomains = [\"b.example\"]\n"
+	doc := partners + "[groups]\nsales = \"\"\nstaff = \"\"\nops = \"\"\n" +
+		"[access]\ndefault = { federate = [\"partner-b\"] }\n" +
+		"[[access.rule]]\ngroup = \"sales\"\nfederate = [\"partner-a\",\n  \"partner-b\"]\n" +
+		"[[access.rule]]\ngroup = \"staff\"\nfederate = false\n" +
+		"[[access.rule]]\ngroup = \"ops\"\nfederate = true\n" +
+		"[[access.rule]]\njid = \"x@corp.example\"\n"
+	cfg, err := Parse("f.toml", []byte(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, rs := cfg.Access.Default, cfg.Access.Rules
+	for _, c := range []struct {
+		name        string
+		r           Rights
+		may, a, b   bool
+		describe    string
+		writtenForm string
+	}{
+		{"default", d, true, false, true, "login, federation with partner-b", `["partner-b"]`},
+		{"sales", rs[0].Rights, true, true, true, "login, federation with partner-a, partner-b", `["partner-a", "partner-b"]`},
+		{"staff", rs[1].Rights, false, false, false, "login, no federation", "false"},
+		{"ops", rs[2].Rights, true, true, true, "login", "true"},
+		{"unset", rs[3].Rights, true, true, true, "login", "true"},
+	} {
+		if c.r.MayFederate() != c.may || c.r.MayFederateWith("partner-a") != c.a || c.r.MayFederateWith("partner-b") != c.b ||
+			c.r.Describe() != c.describe || c.r.Federate.String() != c.writtenForm {
+			t.Errorf("%s: MayFederate %v, with a %v, with b %v, Describe %q, String %s; want %v %v %v %q %s", c.name,
+				c.r.MayFederate(), c.r.MayFederateWith("partner-a"), c.r.MayFederateWith("partner-b"), c.r.Describe(), c.r.Federate,
+				c.may, c.a, c.b, c.describe, c.writtenForm)
+		}
+	}
+	if !reflect.DeepEqual(rs[2].Federate, FederateAll()) || !reflect.DeepEqual(rs[1].Federate, FederateNone()) ||
+		!reflect.DeepEqual(rs[0].Federate, FederateWith("partner-a", "partner-b")) {
+		t.Errorf("federate values = %#v %#v %#v", rs[0].Federate, rs[1].Federate, rs[2].Federate)
+	}
+
+	bad := partners + "[groups]\nsales = \"\"\n" +
+		"[access]\ndefault = { login = true, federate = \"partner-a\" }\n" + // line 10
+		"[[access.rule]]\ngroup = \"sales\"\nfederate = [\"partner-a\", \"partner-c\", \"partner-a\"]\n" + // line 13
+		"[[access.rule]]\ngroup = \"sales\"\nfederate = 1\n" + // line 16
+		"[[access.rule]]\ngroup = \"sales\"\nfederate = [\"partner-a\", 2]\n" + // line 19
+		"[[access.rule]]\ngroup = \"sales\"\nfederate = { partner = \"a\" }\n" // line 22
+	_, err = Parse("f.toml", []byte(bad), nil)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	want := []string{
+		`f.toml:10:27: access.default.federate: expected true, false or an array of partner names, got string`,
+		`f.toml:13:26: access.rule[0].federate: unknown partner "partner-c" (declare it in [[federation.partner]])`,
+		`f.toml:13:39: access.rule[0].federate: duplicate partner "partner-a"`,
+		`f.toml:16:1: access.rule[1].federate: expected true, false or an array of partner names, got integer`,
+		`f.toml:19:1: access.rule[2].federate: expected true, false or an array of partner names, got integer at element 1`,
+		`f.toml:22:1: access.rule[3].federate: expected true, false or an array of partner names, got table`,
+	}
+	if got := err.Error(); got != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+	// Without any partner, a name is unknown.
+	_, err = Parse("f.toml", []byte("[access]\ndefault = { federate = [\"partner-a\"] }\n"), nil)
+	if err == nil || err.Error() != `f.toml:2:25: access.default.federate: unknown partner "partner-a" (declare it in [[federation.partner]])` {
+		t.Errorf("err = %v", err)
 	}
 }

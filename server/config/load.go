@@ -246,7 +246,7 @@ func (l *loader) decode(data []byte, wrapType reflect.Type, newTarget func() ref
 	copied := false
 	for range maxDecodeErrors {
 		w := newTarget()
-		err := toml.NewDecoder(bytes.NewReader(doc)).DisallowUnknownFields().Decode(w.Interface())
+		err := toml.NewDecoder(bytes.NewReader(doc)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(w.Interface())
 		if err == nil {
 			return w, true
 		}

@@ -282,7 +282,7 @@ func TestAccessReadOnly(t *testing.T) {
 func TestAccessNoFederation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *config.Config) {
-		c.Access.Rules = []config.Rule{{JID: "bob@localhost", Rights: config.Rights{Federate: boolp(false)}}}
+		c.Access.Rules = []config.Rule{{JID: "bob@localhost", Rights: config.Rights{Federate: config.FederateNone()}}}
 	})
 	alice := login(t, e, modeStartTLS, "alice", "a")
 	bob := login(t, e, modeStartTLS, "bob", "b")
