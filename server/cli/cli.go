@@ -78,6 +78,10 @@ commands:
   archive search [--user JID]... [--with JID]... [--from DAY] [--to DAY]
                  [--kind KIND]... [--text TEXT] [--decrypt-key FILE]
                            an officer's search (journaled)
+  federation status [--json]
+                           the running server's server-to-server streams:
+                           peer, partner, direction, authentication,
+                           certificate expiry (over the admin listener)
   version                  print the version
 
 Without --config, the embedded default serves localhost with data in ./data.
@@ -179,7 +183,7 @@ func (e *env) run(cmd string, args []string) error {
 		if err != nil {
 			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
 		}
-		fmt.Fprintf(e.stdout, "%s: OK\n%s%s%s", args[0], cfg.Summary(), note, bind)
+		fmt.Fprintf(e.stdout, "%s: OK\n%s%s%s%s", args[0], cfg.Summary(), federationSummary(cfg), note, bind)
 		// What weakens compliance: reported, not refused.
 		for _, w := range server.Posture(cfg) {
 			fmt.Fprintf(e.stdout, "warning: %s (%s)\n", w.Text, w.Code)
@@ -189,6 +193,8 @@ func (e *env) run(cmd string, args []string) error {
 		return e.user(args)
 	case "archive":
 		return e.archive(args)
+	case "federation":
+		return e.federation(args)
 	case "version":
 		fmt.Fprintln(e.stdout, "palisade", Version)
 		return nil

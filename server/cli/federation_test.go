@@ -3,11 +3,21 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"io"
+	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -321,5 +331,186 @@ func TestSIGHUPReload(t *testing.T) {
 	exited = true
 	if err != nil {
 		t.Fatalf("server process: %v\n%s", err, raw.String())
+	}
+}
+
+// writeTestCA writes a PEM file with one self-signed CA certificate.
+func writeTestCA(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Partner CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckConfigFederation: check-config prints the federation block:
+// the s2s listeners, then each partner with its domains, authentication,
+// endpoints, kinds and sharing, and rate; "off (no partner)" without one.
+func TestCheckConfigFederation(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "partner-ca.pem")
+	writeTestCA(t, ca)
+	path := writeConfig(t, dir, "[listen]\n")
+	// writeConfig's [listen] is complete; add the s2s keys to it.
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(doc), "admin = \"\"\n[listen]\n", "admin = \"\"\ns2s = \"0.0.0.0:5269\"\ns2s_direct_tls = \"0.0.0.0:5270\"\n", 1) +
+		"[federation]\nrate = 20.0\nburst = 40\n" +
+		"[[federation.partner]]\nname = \"partner-a\"\ndomains = [\"partner-a.test\", \"muc.partner-a.test\"]\nca_file = \"" + ca + "\"\n" +
+		"spki_pins = [\"sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\", \"sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]\n" +
+		"endpoints = [\"xmpp.partner-a.test:5270\"]\ndirect_tls = true\nkinds = [\"message\"]\nfiles = true\nencryption_required = true\n" +
+		"[[federation.partner]]\nname = \"partner-b\"\ndomains = [\"partner-b.test\"]\ndialback = true\nrooms = true\nrate = 0.5\nburst = 2\n"
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := run("check-config", path)
+	if code != 0 {
+		t.Fatalf("check-config: exit %d\n%s%s", code, out, errOut)
+	}
+	want := "s2s (STARTTLS):   0.0.0.0:5269\n" +
+		"s2s (direct TLS): 0.0.0.0:5270\n" +
+		"partner:          partner-a: partner-a.test, muc.partner-a.test\n" +
+		"                  auth: PKIX with ca_file " + ca + ", 2 SPKI pins, no dialback\n" +
+		"                  endpoints: xmpp.partner-a.test:5270 (direct TLS)\n" +
+		"                  kinds: message; files yes, rooms no, encryption_required yes\n" +
+		"                  rate: 20 stanzas/s, burst 40 (federation.rate)\n" +
+		"partner:          partner-b: partner-b.test\n" +
+		"                  auth: PKIX with the system roots, dialback allowed\n" +
+		"                  endpoints: DNS SRV\n" +
+		"                  kinds: message, presence, iq; files no, rooms yes, encryption_required no\n" +
+		"                  rate: 0.5 stanzas/s, burst 2\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("check-config output lacks the federation block:\n%s\nwant:\n%s", out, want)
+	}
+
+	code, out, _ = run("check-config", writeConfig(t, t.TempDir(), ""))
+	if code != 0 || !strings.Contains(out, "federation:       off (no partner)\n") || strings.Contains(out, "s2s (") {
+		t.Errorf("without partners: exit %d\n%s", code, out)
+	}
+}
+
+// adminStub serves GET /admin/federation with body for the token "tok",
+// and writes a configuration whose admin listener is it.
+func adminStub(t *testing.T, status int, body string) (path string, requests *[]string) {
+	t.Helper()
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "admin.token"), []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path = writeConfig(t, dir, "")
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc = []byte(strings.Replace(string(doc), "admin = \"\"", "admin = \""+strings.TrimPrefix(srv.URL, "http://")+"\"", 1))
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, &seen
+}
+
+// TestFederationStatus: `palisade federation status` reads GET
+// /admin/federation with the admin token and prints one row per stream
+// (peer, partner, direction, auth, remote address, TLS, established,
+// certificate expiry with the days left, stanza counts), "no federation
+// streams" when there are none, the JSON as is with --json, and a clear
+// error when the server or its admin listener is not there.
+func TestFederationStatus(t *testing.T) {
+	now := time.Now().UTC()
+	in100 := now.Add(100*24*time.Hour + time.Hour).Format(time.RFC3339)
+	ago3 := now.Add(-3*24*time.Hour - time.Hour).Format(time.RFC3339)
+	body := `{"streams":[` +
+		`{"peer":"partner.test","partner":"partner-a","direction":"out","auth":"sasl-external","local":"palisade.test","remote_addr":"127.0.0.2:5269","tls":"TLS 1.3","cert_not_after":"` + in100 + `","established":"2026-12-07T10:00:00Z","stanzas_in":3,"stanzas_out":4},` +
+		`{"peer":"ejpartner.test","partner":"partner-b","direction":"in","auth":"dialback","local":"palisade.test","remote_addr":"127.0.0.3:40000","tls":"TLS 1.2","cert_not_after":"` + ago3 + `","established":"2026-12-07T11:00:00Z","stanzas_in":12,"stanzas_out":0},` +
+		`{"peer":"partner.test","partner":"partner-a","direction":"in","auth":"sasl-external","local":"palisade.test","remote_addr":"127.0.0.2:41000","tls":"TLS 1.3","cert_not_after":"","established":"2026-12-07T10:00:01Z","stanzas_in":0,"stanzas_out":0}]}`
+	path, seen := adminStub(t, http.StatusOK, body)
+	code, out, errOut := run("--config", path, "federation", "status")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if len(*seen) != 1 || (*seen)[0] != "GET /admin/federation Bearer tok" {
+		t.Errorf("requests: %q", *seen)
+	}
+	rows := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	fields := make([][]string, len(rows))
+	for i, r := range rows {
+		fields[i] = strings.Fields(r)
+	}
+	day := func(ts string) string { return ts[:10] }
+	want := [][]string{
+		{"PEER", "PARTNER", "DIR", "AUTH", "REMOTE", "TLS", "ESTABLISHED", "CERTIFICATE", "EXPIRES", "IN", "OUT"},
+		{"ejpartner.test", "partner-b", "in", "dialback", "127.0.0.3:40000", "TLS", "1.2", "2026-12-07T11:00:00Z", day(ago3), "(expired", "3", "days", "ago)", "12", "0"},
+		{"partner.test", "partner-a", "in", "sasl-external", "127.0.0.2:41000", "TLS", "1.3", "2026-12-07T10:00:01Z", "-", "0", "0"},
+		{"partner.test", "partner-a", "out", "sasl-external", "127.0.0.2:5269", "TLS", "1.3", "2026-12-07T10:00:00Z", day(in100), "(100", "days", "left)", "3", "4"},
+	}
+	if !reflect.DeepEqual(fields, want) {
+		t.Errorf("table:\n%s\nwant rows %q", out, want)
+	}
+	// The columns line up.
+	if i := strings.Index(rows[0], "AUTH"); rows[1][i:i+8] != "dialback" || rows[3][i:i+13] != "sasl-external" {
+		t.Errorf("columns do not line up:\n%s", out)
+	}
+
+	code, out, _ = run("--config", path, "federation", "status", "--json")
+	if code != 0 || out != body+"\n" {
+		t.Errorf("--json: exit %d, %q", code, out)
+	}
+
+	empty, _ := adminStub(t, http.StatusOK, `{"streams":[]}`)
+	if code, out, _ := run("--config", empty, "federation", "status"); code != 0 || out != "no federation streams\n" {
+		t.Errorf("no streams: exit %d, %q", code, out)
+	}
+
+	for _, c := range []struct {
+		name, path, err string
+		code            int
+	}{
+		{"no endpoint", func() string { p, _ := adminStub(t, http.StatusNotFound, "404 page not found\n"); return p }(),
+			"the running server has no /admin/federation", 1},
+		{"refused", func() string { p, _ := adminStub(t, http.StatusInternalServerError, "boom\n"); return p }(), ": 500: boom", 1},
+		{"not JSON", func() string { p, _ := adminStub(t, http.StatusOK, "<html>"); return p }(), "is not its JSON", 1},
+		{"admin listener off", writeConfig(t, t.TempDir(), ""), "listen.admin is off: this command needs the running server's admin listener", 2},
+		{"server not running", func() string {
+			p, _ := adminStub(t, http.StatusOK, body)
+			doc, _ := os.ReadFile(p)
+			dead := freePort(t)
+			i := strings.Index(string(doc), "admin = \"")
+			j := strings.Index(string(doc)[i+9:], "\"")
+			_ = os.WriteFile(p, []byte(string(doc)[:i]+"admin = \""+dead+string(doc)[i+9+j:]), 0o600)
+			return p
+		}(), "is the server running? admin listener", 1},
+	} {
+		code, out, errOut := run("--config", c.path, "federation", "status")
+		if code != c.code || out != "" || !strings.Contains(errOut, c.err) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d and %q", c.name, code, out, errOut, c.code, c.err)
+		}
+	}
+	for _, args := range [][]string{{"federation"}, {"federation", "list"}, {"federation", "status", "--yaml"}} {
+		if code, _, errOut := run(args...); code != 2 || !strings.Contains(errOut, "usage: palisade federation status [--json]") {
+			t.Errorf("%q: exit %d, %q", args, code, errOut)
+		}
 	}
 }
