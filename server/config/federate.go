@@ -47,7 +47,13 @@ func (f *Federate) UnmarshalTOML(data []byte) error {
 		V any `toml:"v"`
 	}
 	if err := toml.Unmarshal(append([]byte("v = "), data...), &v); err != nil {
-		f.bad = fmt.Sprintf("expected true, false or an array of partner names: %v", err)
+		// A table ([access.default.federate]) arrives as a document.
+		var table map[string]any
+		if toml.Unmarshal(data, &table) == nil {
+			f.bad = "expected true, false or an array of partner names, got table"
+		} else {
+			f.bad = fmt.Sprintf("expected true, false or an array of partner names: %v", err)
+		}
 		return nil
 	}
 	switch x := v.V.(type) {

@@ -310,6 +310,11 @@ func TestFederateRight(t *testing.T) {
 	if got := err.Error(); got != strings.Join(want, "\n") {
 		t.Errorf("errors:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
+	// A table is no federate value either.
+	_, err = Parse("f.toml", []byte("[access]\n[access.default.federate]\npartner = \"a\"\n"), nil)
+	if err == nil || err.Error() != `f.toml:2:17: access.default.federate: expected true, false or an array of partner names, got table` {
+		t.Errorf("err = %v", err)
+	}
 	// Without any partner, a name is unknown.
 	_, err = Parse("f.toml", []byte("[access]\ndefault = { federate = [\"partner-a\"] }\n"), nil)
 	if err == nil || err.Error() != `f.toml:2:25: access.default.federate: unknown partner "partner-a" (declare it in [[federation.partner]])` {
