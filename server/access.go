@@ -169,19 +169,9 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 	fromAccount := s.isAccount(st.From)
 	if fromAccount {
 		from, fromRule = s.Rights(st.From.Bare())
-		if d := st.To.Domainpart(); d != "" && !s.IsLocal(d) {
-			if den := s.federateDenial(from, fromRule, d, "to"); den != nil {
-				return den
-			}
-		}
-	} else if d := st.From.Domainpart(); d != "" && !s.IsLocal(d) && s.isAccount(st.To) {
-		// From a partner to a local account: the recipient's federate
-		// right applies too. Looked up the same way whether the account
-		// exists or not, so a refusal tells nothing of it.
-		to, rule := s.Rights(st.To.Bare())
-		if den := s.federateDenial(to, rule, d, "from"); den != nil {
-			return den
-		}
+	}
+	if den := s.federateOf(st, fromAccount, from, fromRule); den != nil {
+		return den
 	}
 	if fromAccount && !from.MaySend() {
 		switch st.Kind {
@@ -225,6 +215,42 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 				Reason: ruleName(rule) + ": encryption_required (recipient): " + why.Error(),
 			}
 		}
+	}
+	return nil
+}
+
+// checkFederate applies only the federate rights to st, as checkRights
+// does: for the stanzas that reach a partner stream without crossing the
+// policy chain (presence broadcast copies, in routeRemote), so that a
+// group change applies to them at once too.
+func (s *Server) checkFederate(st *stanza.Stanza) *module.Denial {
+	if !s.stanzaRights {
+		return nil
+	}
+	var from config.Rights
+	fromRule := -1
+	fromAccount := s.isAccount(st.From)
+	if fromAccount {
+		from, fromRule = s.Rights(st.From.Bare())
+	}
+	return s.federateOf(st, fromAccount, from, fromRule)
+}
+
+// federateOf applies the federate rights to st: the sender's (from, of
+// rule fromRule, when fromAccount) to a stanza for another domain, the
+// recipient's to a stanza from another domain to a local account. The
+// recipient's are looked up the same way whether the account exists or
+// not, so a refusal tells nothing of it.
+func (s *Server) federateOf(st *stanza.Stanza, fromAccount bool, from config.Rights, fromRule int) *module.Denial {
+	if fromAccount {
+		if d := st.To.Domainpart(); d != "" && !s.IsLocal(d) {
+			return s.federateDenial(from, fromRule, d, "to")
+		}
+		return nil
+	}
+	if d := st.From.Domainpart(); d != "" && !s.IsLocal(d) && s.isAccount(st.To) {
+		to, rule := s.Rights(st.To.Bare())
+		return s.federateDenial(to, rule, d, "from")
 	}
 	return nil
 }

@@ -57,7 +57,7 @@ func TestCheckRightsFederate(t *testing.T) {
 	s.stanzaRights, s.encryptionRules = stanzaRightsOf(cfg.Access)
 	fed := cfg.Federation
 	s.federation.Store(&fed)
-	check := func(from, to, kind string) *module.Denial {
+	parse := func(from, to, kind string) *stanza.Stanza {
 		t.Helper()
 		el, err := element.Parse([]byte("<"+kind+" from='"+from+"' to='"+to+"' id='x'/>"), stanza.NSClient)
 		if err != nil {
@@ -67,8 +67,10 @@ func TestCheckRightsFederate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s.checkRights(st)
+		return st
 	}
+	check := func(from, to, kind string) *module.Denial { return s.checkRights(parse(from, to, kind)) }
+	checkOnly := func(from, to, kind string) *module.Denial { return s.checkFederate(parse(from, to, kind)) }
 	refused := func(d *module.Denial, text string) bool {
 		return d != nil && d.Err.Condition == stanza.PolicyViolation && d.Err.Type == stanza.Cancel && d.Err.Text == text
 	}
@@ -96,6 +98,10 @@ func TestCheckRightsFederate(t *testing.T) {
 		d := check(c.from, c.to, c.kind)
 		if c.text == "" && d != nil || c.text != "" && !refused(d, c.text) {
 			t.Errorf("%s %s -> %s: denial %+v, want %q", c.kind, c.from, c.to, d, c.text)
+		}
+		// checkFederate (the copies that skip the chain) decides the same.
+		if f := checkOnly(c.from, c.to, c.kind); (f == nil) != (d == nil) || f != nil && f.Err.Text != d.Err.Text {
+			t.Errorf("%s %s -> %s: checkFederate %+v, checkRights %+v", c.kind, c.from, c.to, f, d)
 		}
 	}
 	if d := check("x@b.test/r", "bob@localhost", "message"); d.Reason != `access.rule 1: federate = ["partner-a"] (recipient) excludes partner partner-b (b.test)` {

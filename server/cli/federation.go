@@ -173,7 +173,7 @@ func printStreams(e *env, streams []FederationStream, now time.Time) {
 	fmt.Fprintln(tw, "PEER\tPARTNER\tDIR\tAUTH\tREMOTE\tTLS\tESTABLISHED\tCERTIFICATE EXPIRES\tIN\tOUT")
 	for _, s := range streams {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", dash(s.Peer), dash(s.Partner), dash(s.Direction), dash(s.Auth),
-			dash(s.RemoteAddr), dash(s.TLS), dash(s.Established), certExpiry(s.CertNotAfter, now), s.StanzasIn, s.StanzasOut)
+			dash(s.RemoteAddr), dash(s.TLS), dash(established(s.Established)), certExpiry(s.CertNotAfter, now), s.StanzasIn, s.StanzasOut)
 	}
 	_ = tw.Flush()
 }
@@ -187,12 +187,24 @@ func certExpiry(notAfter string, now time.Time) string {
 	if err != nil {
 		return notAfter + " (unreadable)"
 	}
+	if t.IsZero() {
+		return "-" // Go's zero time: no certificate (dialback)
+	}
 	day := t.UTC().Format(time.DateOnly)
 	left := t.Sub(now)
 	if left < 0 {
 		return day + " (expired " + plural(int(-left/(24*time.Hour)), "day") + " ago)"
 	}
 	return day + " (" + plural(int(left/(24*time.Hour)), "day") + " left)"
+}
+
+// established writes an RFC 3339 time in UTC to the second.
+func established(ts string) string {
+	t, err := time.Parse(time.RFC3339, ts)
+	if err != nil || t.IsZero() {
+		return ts
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func dash(s string) string {

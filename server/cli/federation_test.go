@@ -445,7 +445,7 @@ func TestFederationStatus(t *testing.T) {
 	body := `{"streams":[` +
 		`{"peer":"partner.test","partner":"partner-a","direction":"out","auth":"sasl-external","local":"palisade.test","remote_addr":"127.0.0.2:5269","tls":"TLS 1.3","cert_not_after":"` + in100 + `","established":"2026-12-07T10:00:00Z","stanzas_in":3,"stanzas_out":4},` +
 		`{"peer":"ejpartner.test","partner":"partner-b","direction":"in","auth":"dialback","local":"palisade.test","remote_addr":"127.0.0.3:40000","tls":"TLS 1.2","cert_not_after":"` + ago3 + `","established":"2026-12-07T11:00:00Z","stanzas_in":12,"stanzas_out":0},` +
-		`{"peer":"partner.test","partner":"partner-a","direction":"in","auth":"sasl-external","local":"palisade.test","remote_addr":"127.0.0.2:41000","tls":"TLS 1.3","cert_not_after":"","established":"2026-12-07T10:00:01Z","stanzas_in":0,"stanzas_out":0}]}`
+		`{"peer":"partner.test","partner":"partner-a","direction":"in","auth":"sasl-external","local":"palisade.test","remote_addr":"127.0.0.2:41000","tls":"TLS 1.3","cert_not_after":"0001-01-01T00:00:00Z","established":"2026-12-07T11:00:01.123456789+01:00","stanzas_in":0,"stanzas_out":0}]}`
 	path, seen := adminStub(t, http.StatusOK, body)
 	code, out, errOut := run("--config", path, "federation", "status")
 	if code != 0 {
