@@ -395,8 +395,8 @@ const (
 
 // stanzaRightsOf reports whether the default or any rule restricts what
 // accounts may send or receive (send, federate false or a partner list)
-// and whether any requires end-to-end
-// encryption. Without either, checkRights looks nothing up.
+// and whether any requires end-to-end encryption. Without either,
+// checkRights looks nothing up.
 func stanzaRightsOf(a config.Access) (restricted, encryption bool) {
 	all := make([]config.Rights, 0, 1+len(a.Rules))
 	all = append(all, a.Default)

@@ -246,6 +246,8 @@ func (l *loader) decode(data []byte, wrapType reflect.Type, newTarget func() ref
 	copied := false
 	for range maxDecodeErrors {
 		w := newTarget()
+		// The unmarshaler interface decodes the values of more than one
+		// TOML type (access federate: a boolean or an array; federate.go).
 		err := toml.NewDecoder(bytes.NewReader(doc)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(w.Interface())
 		if err == nil {
 			return w, true
