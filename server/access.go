@@ -169,12 +169,9 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 	fromAccount := s.isAccount(st.From)
 	if fromAccount {
 		from, fromRule = s.Rights(st.From.Bare())
-		if d := st.To.Domainpart(); !from.MayFederate() && d != "" && !s.IsLocal(d) {
-			return &module.Denial{
-				Err:    stanza.Err(stanza.Cancel, stanza.PolicyViolation, "this account may not communicate with other domains"),
-				Reason: ruleName(fromRule) + ": federate = false",
-			}
-		}
+	}
+	if den := s.federateOf(st, fromAccount, from, fromRule); den != nil {
+		return den
 	}
 	if fromAccount && !from.MaySend() {
 		switch st.Kind {
@@ -220,6 +217,78 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 		}
 	}
 	return nil
+}
+
+// checkFederate applies only the federate rights to st, as checkRights
+// does: for the stanzas that reach a partner stream without crossing the
+// policy chain (presence broadcast copies, in routeRemote), so that a
+// group change applies to them at once too.
+func (s *Server) checkFederate(st *stanza.Stanza) *module.Denial {
+	if !s.stanzaRights {
+		return nil
+	}
+	var from config.Rights
+	fromRule := -1
+	fromAccount := s.isAccount(st.From)
+	if fromAccount {
+		from, fromRule = s.Rights(st.From.Bare())
+	}
+	return s.federateOf(st, fromAccount, from, fromRule)
+}
+
+// federateOf applies the federate rights to st: the sender's (from, of
+// rule fromRule, when fromAccount) to a stanza for another domain, the
+// recipient's to a stanza from another domain to a local account. The
+// recipient's are looked up the same way whether the account exists or
+// not, so a refusal tells nothing of it.
+func (s *Server) federateOf(st *stanza.Stanza, fromAccount bool, from config.Rights, fromRule int) *module.Denial {
+	if fromAccount {
+		if d := st.To.Domainpart(); d != "" && !s.IsLocal(d) {
+			return s.federateDenial(from, fromRule, d, "to")
+		}
+		return nil
+	}
+	if d := st.From.Domainpart(); d != "" && !s.IsLocal(d) && s.isAccount(st.To) {
+		to, rule := s.Rights(st.To.Bare())
+		return s.federateDenial(to, rule, d, "from")
+	}
+	return nil
+}
+
+// federateDenial applies an account's federate right r (from rule) to a
+// stanza exchanged with the other domain d; dir ("to" or "from") says
+// whether the account sends it or would receive it. false refuses every
+// other domain; a partner list refuses the partners it leaves out. A
+// domain no partner names passes here: the federation gate refuses it
+// ("not a partner", policy "federation").
+func (s *Server) federateDenial(r config.Rights, rule int, d, dir string) *module.Denial {
+	if !r.Federate.Only {
+		return nil
+	}
+	if !r.MayFederate() {
+		if dir == "to" {
+			return &module.Denial{
+				Err:    stanza.Err(stanza.Cancel, stanza.PolicyViolation, "this account may not communicate with other domains"),
+				Reason: ruleName(rule) + ": federate = false",
+			}
+		}
+		return &module.Denial{
+			Err:    stanza.Err(stanza.Cancel, stanza.PolicyViolation, "this account may not communicate with "+d),
+			Reason: ruleName(rule) + ": federate = false (recipient, from " + d + ")",
+		}
+	}
+	p := s.partnerFor(d)
+	if p == nil || r.MayFederateWith(p.Name) {
+		return nil
+	}
+	who := "sender"
+	if dir == "from" {
+		who = "recipient"
+	}
+	return &module.Denial{
+		Err:    stanza.Err(stanza.Cancel, stanza.PolicyViolation, "this account may not communicate with "+d),
+		Reason: ruleName(rule) + ": federate = " + r.Federate.String() + " (" + who + ") excludes partner " + p.Name + " (" + d + ")",
+	}
 }
 
 // Read-only accounts (send = false) on the other channels than messages.
@@ -325,8 +394,9 @@ const (
 )
 
 // stanzaRightsOf reports whether the default or any rule restricts what
-// accounts may send (send, federate) and whether any requires end-to-end
-// encryption. Without either, checkRights looks nothing up.
+// accounts may send or receive (send, federate false or a partner list)
+// and whether any requires end-to-end encryption. Without either,
+// checkRights looks nothing up.
 func stanzaRightsOf(a config.Access) (restricted, encryption bool) {
 	all := make([]config.Rights, 0, 1+len(a.Rules))
 	all = append(all, a.Default)
@@ -335,7 +405,7 @@ func stanzaRightsOf(a config.Access) (restricted, encryption bool) {
 	}
 	for _, r := range all {
 		encryption = encryption || r.EncryptionRequired
-		restricted = restricted || r.EncryptionRequired || !r.MaySend() || !r.MayFederate()
+		restricted = restricted || r.EncryptionRequired || !r.MaySend() || r.Federate.Only
 	}
 	return restricted, encryption
 }

@@ -212,7 +212,11 @@ func roomTraffic(st *stanza.Stanza) bool {
 // partner stream is recorded.
 func (s *Server) routeRemote(ctx context.Context, st *stanza.Stanza) {
 	if st.Peer == nil {
-		if d := s.checkFederation(st); d != nil {
+		d := s.checkFederate(st) // the account's federate right (access.go)
+		if d == nil {
+			d = s.checkFederation(st)
+		}
+		if d != nil {
 			if st.Kind != stanza.Presence {
 				s.denied(ctx, st, "federation", d)
 			}

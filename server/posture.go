@@ -55,6 +55,9 @@ const (
 	WarnNoWitness         = "no_witness"
 	WarnCheckpointsLocal  = "checkpoints_local_only"
 	WarnAuditStderrOnly   = "audit_stderr_only"
+	// WarnPartnerDialback: a [[federation.partner]] may authenticate by
+	// XEP-0220 dialback (one warning per such partner).
+	WarnPartnerDialback = "partner_dialback"
 )
 
 // RegistrationOpener is a module configuration that can open in-band
@@ -166,6 +169,14 @@ func postureOf(cfg *config.Config, leaf *x509.Certificate, generated bool) []War
 	}
 	if cfg.Log.AuditFile == "" && cfg.Log.AuditSyslog == "" {
 		add(WarnAuditStderrOnly, "audit events go to stderr only: set [log] audit_file or audit_syslog to keep them")
+	}
+	// A partner without ca_file or spki_pins is verified against the
+	// system roots: no warning. Dialback proves only control of DNS.
+	for _, p := range cfg.Federation.Partners {
+		if p.Dialback {
+			add(WarnPartnerDialback, "partner %s accepts dialback: its identity rests on DNS (%s), not on a certificate; set dialback = false once its certificate verifies",
+				p.Name, strings.Join(p.Domains, ", "))
+		}
 	}
 	return ws
 }

@@ -105,6 +105,19 @@ func TestPosture(t *testing.T) {
 			c.Archive.Witnesses, c.Archive.CheckpointSyslog = nil, ""
 		}, []string{WarnCheckpointsLocal, WarnNoWitness}},
 		{"audit on stderr only", func(c *config.Config) { c.Log.AuditFile = "" }, []string{WarnAuditStderrOnly}},
+		{"partners verified by certificate", func(c *config.Config) {
+			c.Federation.Partners = []config.Partner{
+				{Name: "system-roots", Domains: []string{"a.example.net"}},
+				{Name: "own-ca", Domains: []string{"b.example.net"}, CAFile: "/etc/palisade/b-ca.pem", SPKIPins: []string{"sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}},
+			}
+		}, nil},
+		{"partners accepting dialback", func(c *config.Config) {
+			c.Federation.Partners = []config.Partner{
+				{Name: "legacy", Domains: []string{"legacy.example.net"}, Dialback: true},
+				{Name: "own-ca", Domains: []string{"b.example.net"}, CAFile: "/etc/palisade/b-ca.pem"},
+				{Name: "old", Domains: []string{"old.example.net", "muc.old.example.net"}, Dialback: true},
+			}
+		}, []string{WarnPartnerDialback, WarnPartnerDialback}},
 	} {
 		c := hardened()
 		tc.mod(c)
@@ -120,6 +133,10 @@ func TestPosture(t *testing.T) {
 			}
 			if w.Code == WarnSelfSigned && !strings.Contains(w.Text, "example.com") {
 				t.Errorf("%s: %q does not name the domain", tc.name, w.Text)
+			}
+			if w.Code == WarnPartnerDialback && !strings.HasPrefix(w.Text, "partner legacy accepts dialback: its identity rests on DNS (legacy.example.net)") &&
+				!strings.HasPrefix(w.Text, "partner old accepts dialback: its identity rests on DNS (old.example.net, muc.old.example.net)") {
+				t.Errorf("%s: %q does not name the partner and its domains", tc.name, w.Text)
 			}
 		}
 	}

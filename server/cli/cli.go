@@ -13,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -76,6 +78,10 @@ commands:
   archive search [--user JID]... [--with JID]... [--from DAY] [--to DAY]
                  [--kind KIND]... [--text TEXT] [--decrypt-key FILE]
                            an officer's search (journaled)
+  federation status [--json]
+                           the running server's server-to-server streams:
+                           peer, partner, direction, authentication,
+                           certificate expiry (over the admin listener)
   version                  print the version
 
 Without --config, the embedded default serves localhost with data in ./data.
@@ -177,7 +183,7 @@ func (e *env) run(cmd string, args []string) error {
 		if err != nil {
 			return &exitError{code: 2, err: fmt.Errorf("%s: %w", args[0], err)}
 		}
-		fmt.Fprintf(e.stdout, "%s: OK\n%s%s%s", args[0], cfg.Summary(), note, bind)
+		fmt.Fprintf(e.stdout, "%s: OK\n%s%s%s%s", args[0], cfg.Summary(), federationSummary(cfg), note, bind)
 		// What weakens compliance: reported, not refused.
 		for _, w := range server.Posture(cfg) {
 			fmt.Fprintf(e.stdout, "warning: %s (%s)\n", w.Text, w.Code)
@@ -187,6 +193,8 @@ func (e *env) run(cmd string, args []string) error {
 		return e.user(args)
 	case "archive":
 		return e.archive(args)
+	case "federation":
+		return e.federation(args)
 	case "version":
 		fmt.Fprintln(e.stdout, "palisade", Version)
 		return nil
@@ -320,6 +328,20 @@ func (e *env) serve() error {
 	if src == "" {
 		src = "embedded default"
 	}
+	// SIGHUP reloads what can be: the partner list (reloadConfig).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reloadConfig(ctx, cfg, srv, log)
+			}
+		}
+	}()
 	log.Info("palisade starting", zap.String("version", Version), zap.String("config", src),
 		zap.Strings("domains", cfg.Server.Domains), zap.String("data_dir", cfg.Server.DataDir),
 		zap.String("add_user", "palisade user add alice@"+cfg.Server.Domains[0]+configHint(e.configPath)))
@@ -500,4 +522,91 @@ func (e *env) readPassword() (string, error) {
 		return "", fmt.Errorf("read password: %w", err)
 	}
 	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// federationReloader applies a reloaded [federation]:
+// (*server.Server).ReloadFederation.
+type federationReloader interface {
+	ReloadFederation(ctx context.Context, f config.Federation) error
+}
+
+// reloadConfig is SIGHUP: it loads running's file again with the same
+// registry. A file that does not parse or validate is logged (each error
+// as file:line:col: key: message, as at start), audited
+// (config_reload_failed) and changes nothing. Otherwise the new
+// [federation] is applied; the other sections are not, and each that
+// changed is named in a warning ("needs a restart"). The outcome is
+// audited: config_reloaded with the file's SHA-256 and the partner names.
+// It reports whether the federation was reloaded.
+func reloadConfig(ctx context.Context, running *config.Config, srv federationReloader, log *zap.Logger) bool {
+	audit := log.Named("audit").With(zap.Bool("audit", true), zap.String("actor", "sighup"))
+	if running.Path == "" {
+		log.Warn("SIGHUP: nothing to reload, the server runs the embedded default (start it with --config FILE)")
+		audit.Warn("config_reload_failed", zap.String("config", "embedded default"), zap.Strings("errors", []string{"no configuration file"}))
+		return false
+	}
+	next, err := config.Load(running.Path, module.ConfigRegistry{})
+	if err != nil {
+		lines := strings.Split(err.Error(), "\n")
+		for _, l := range lines {
+			log.Error("configuration error", zap.String("config", running.Path), zap.String("error", l))
+		}
+		log.Error("SIGHUP: configuration not reloaded, the server keeps running with the one it has", zap.String("config", running.Path), zap.Int("errors", len(lines)))
+		audit.Warn("config_reload_failed", zap.String("config", running.Path), zap.Strings("errors", lines))
+		return false
+	}
+	restart := changedSections(running, next)
+	for _, sec := range restart {
+		log.Warn("SIGHUP: ["+sec+"] changed and needs a restart: only [federation] is reloaded", zap.String("config", running.Path), zap.String("section", sec))
+	}
+	partners := make([]string, len(next.Federation.Partners))
+	for i, p := range next.Federation.Partners {
+		partners[i] = p.Name
+	}
+	if err := srv.ReloadFederation(ctx, next.Federation); err != nil {
+		log.Error("SIGHUP: federation not reloaded", zap.String("config", running.Path), zap.Error(err))
+		audit.Warn("config_reload_failed", zap.String("config", running.Path), zap.String("sha256", next.SHA256), zap.Strings("errors", []string{err.Error()}))
+		return false
+	}
+	log.Info("SIGHUP: federation reloaded", zap.String("config", running.Path), zap.Strings("partners", partners))
+	audit.Info("config_reloaded", zap.String("config", running.Path), zap.String("sha256", next.SHA256),
+		zap.Strings("partners", partners), zap.Strings("restart_needed", restart))
+	return true
+}
+
+// changedSections names the top-level sections other than [federation]
+// whose settings differ between a and b ("modules.NAME" for a module
+// section), in the order of Config's fields, then by module name.
+func changedSections(a, b *config.Config) []string {
+	var out []string
+	av, bv := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	t := av.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+		if name == "" || name == "-" || name == "federation" {
+			continue
+		}
+		if !reflect.DeepEqual(av.Field(i).Interface(), bv.Field(i).Interface()) {
+			out = append(out, name)
+		}
+	}
+	names := make([]string, 0, len(a.Modules)+len(b.Modules))
+	for n := range a.Modules {
+		names = append(names, n)
+	}
+	for n := range b.Modules {
+		if _, ok := a.Modules[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		// The section's values, not its line: moving it is no change.
+		sa, okA := a.Modules[n]
+		sb, okB := b.Modules[n]
+		if okA != okB || !reflect.DeepEqual(sa.Value, sb.Value) {
+			out = append(out, "modules."+n)
+		}
+	}
+	return out
 }

@@ -72,6 +72,11 @@ func (e *env) unlock(ctx context.Context, cfg *config.Config, arg string) error 
 // listener ([listen] admin), with the admin token the server keeps in
 // data_dir (only its user can read it), and returns the status and body.
 func adminPost(ctx context.Context, cfg *config.Config, path string) (int, []byte, error) {
+	return adminRequest(ctx, cfg, http.MethodPost, path)
+}
+
+// adminRequest is adminPost with another method (GET for reads).
+func adminRequest(ctx context.Context, cfg *config.Config, method, path string) (int, []byte, error) {
 	addr := cfg.Listen.Admin
 	if addr == "" {
 		return 0, nil, &exitError{code: 2, err: fmt.Errorf("listen.admin is off: this command needs the running server's admin listener")}
@@ -89,7 +94,7 @@ func adminPost(ctx context.Context, cfg *config.Config, path string) (int, []byt
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+net.JoinHostPort(host, port)+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+net.JoinHostPort(host, port)+path, nil)
 	if err != nil {
 		return 0, nil, err
 	}

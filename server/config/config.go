@@ -378,9 +378,10 @@ type Rights struct {
 	// Send says whether the account may send messages (default true);
 	// false makes a read-only account, which still receives.
 	Send *bool `toml:"send"`
-	// Federate says whether the account may address other domains
-	// (default true).
-	Federate *bool `toml:"federate"`
+	// Federate says with which partners ([[federation.partner]]) the
+	// account may exchange stanzas: true (default) every partner, false
+	// none, or a list of partner names.
+	Federate Federate `toml:"federate"`
 	// FileTransfer is whom the account may transfer files with: "none",
 	// "contacts" or "all" ("" means "all").
 	FileTransfer string `toml:"file_transfer"`
@@ -408,8 +409,13 @@ func (r Rights) MayLogin() bool { return r.Login == nil || *r.Login }
 // MaySend reports the right to send messages (true when unset).
 func (r Rights) MaySend() bool { return r.Send == nil || *r.Send }
 
-// MayFederate reports the right to address other domains (true when unset).
-func (r Rights) MayFederate() bool { return r.Federate == nil || *r.Federate }
+// MayFederate reports whether the account may address some other domain
+// (true when unset): federate is not false.
+func (r Rights) MayFederate() bool { return !r.Federate.Only || len(r.Federate.Partners) > 0 }
+
+// MayFederateWith reports whether the account may exchange stanzas with
+// the named partner.
+func (r Rights) MayFederateWith(partner string) bool { return r.Federate.Allows(partner) }
 
 // FileTransferScope returns FileTransfer, FileTransferAll when unset.
 func (r Rights) FileTransferScope() string {
@@ -440,6 +446,8 @@ func (r Rights) Describe() string {
 	}
 	if !r.MayFederate() {
 		parts = append(parts, "no federation")
+	} else if r.Federate.Only {
+		parts = append(parts, "federation with "+strings.Join(r.Federate.Partners, ", "))
 	}
 	if ft := r.FileTransferScope(); ft != FileTransferAll {
 		parts = append(parts, "file transfer "+ft)
@@ -533,7 +541,7 @@ func Default() *Config {
 		},
 		Groups: map[string]string{},
 		Access: Access{Default: Rights{Login: boolPtr(true), Networks: []string{}, Send: boolPtr(true),
-			Federate: boolPtr(true), FileTransfer: FileTransferAll}, Rules: []Rule{}},
+			Federate: FederateAll(), FileTransfer: FileTransferAll}, Rules: []Rule{}},
 		Federation: defaultFederation(),
 		Modules:    map[string]Section{},
 	}

@@ -246,7 +246,9 @@ func (l *loader) decode(data []byte, wrapType reflect.Type, newTarget func() ref
 	copied := false
 	for range maxDecodeErrors {
 		w := newTarget()
-		err := toml.NewDecoder(bytes.NewReader(doc)).DisallowUnknownFields().Decode(w.Interface())
+		// The unmarshaler interface decodes the values of more than one
+		// TOML type (access federate: a boolean or an array; federate.go).
+		err := toml.NewDecoder(bytes.NewReader(doc)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(w.Interface())
 		if err == nil {
 			return w, true
 		}

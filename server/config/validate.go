@@ -195,6 +195,7 @@ func (l *loader) validate(c *Config) {
 	l.validateHolds(c.Archive.Holds)
 	l.validateWitnesses(c.Archive.Witnesses)
 	l.validateAccess(c)
+	l.validateFederation(&c.Federation, c.Server.Domains) // federation_validate.go
 
 	names := make([]string, 0, len(c.Modules))
 	for n := range c.Modules {
@@ -260,6 +261,7 @@ func (l *loader) validateAccess(c *Config) {
 		} else if r.MaxSessionDuration > 0 && time.Duration(r.MaxSessionDuration) < time.Second {
 			l.invalid(key+".max_session_duration", -1, "must be 0 (no limit) or at least 1s, got %s", r.MaxSessionDuration)
 		}
+		l.validateFederate(key+".federate", r.Federate, c.Federation.Partners) // federate.go
 		if r.FileTransfer != "" && !slices.Contains(FileTransferScopes(), r.FileTransfer) {
 			l.invalid(key+".file_transfer", -1, `must be "none", "contacts" or "all", got %q`, r.FileTransfer)
 		}
@@ -333,6 +335,8 @@ func (l *loader) validateListen(ls *Listen) {
 		{"listen.c2s_direct_tls", ls.C2SDirectTLS},
 		{"listen.websocket", ls.WebSocket},
 		{"listen.admin", ls.Admin},
+		{"listen.s2s", ls.S2S},
+		{"listen.s2s_direct_tls", ls.S2SDirectTLS},
 	}
 	for i, a := range addrs {
 		if a.val == "" {

@@ -282,7 +282,7 @@ func TestAccessReadOnly(t *testing.T) {
 func TestAccessNoFederation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *config.Config) {
-		c.Access.Rules = []config.Rule{{JID: "bob@localhost", Rights: config.Rights{Federate: boolp(false)}}}
+		c.Access.Rules = []config.Rule{{JID: "bob@localhost", Rights: config.Rights{Federate: config.FederateNone()}}}
 		// A partner that cannot be reached: alice's stanzas pass the gate.
 		c.Federation.Partners = []config.Partner{{Name: "remote", Domains: []string{"remote.example"}, Endpoints: []string{"127.0.0.1:1"}}}
 	})

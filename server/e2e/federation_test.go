@@ -251,7 +251,9 @@ func TestFederationBothWays(t *testing.T) {
 		t.Errorf("incoming record direction %q", r.dir)
 	}
 
-	// The live streams, as palisade federation status shows them.
+	// The live streams, as palisade federation status shows them (the
+	// count follows the write that the peer may read first).
+	waitFor(t, func() bool { st := e.srv.FederationStatus(); return len(st) == 2 && st[0].StanzasOut == 2 })
 	st := e.srv.FederationStatus()
 	if len(st) != 2 || st[0].Direction != "out" || st[1].Direction != "in" || st[0].Partner != "partner-a" ||
 		st[0].Auth != s2s.AuthExternal || st[0].StanzasOut != 2 || st[1].StanzasIn != 1 || st[0].CertNotAfter.IsZero() {
