@@ -139,6 +139,7 @@ func (s *Server) ReloadFederation(ctx context.Context, f config.Federation) erro
 		names[i] = p.Name
 	}
 	s.audit.Info("federation_reloaded", zap.Strings("partners", names))
+	s.recordAct(ctx, "federation_reload", "sighup", "", map[string]string{"partners": strings.Join(names, ",")})
 	return s.openFederation()
 }
 
