@@ -120,6 +120,13 @@ func (p *fakePeer) Bounce(_ context.Context, st *stanza.Stanza, e *stanza.Error)
 // palisade (domain "localhost") at palisadeS2S.
 func startPeer(t *testing.T, dir string, ca *testCA, domain, palisadeS2S string, partner config.Partner) *fakePeer {
 	t.Helper()
+	return startPeerTLS(t, dir, ca, domain, palisadeS2S, partner, false)
+}
+
+// startPeerTLS is startPeer whose listener speaks direct TLS (XEP-0368)
+// when directTLS.
+func startPeerTLS(t *testing.T, dir string, ca *testCA, domain, palisadeS2S string, partner config.Partner, directTLS bool) *fakePeer {
+	t.Helper()
 	certFile, keyFile, _ := ca.issue(t, dir, domain)
 	kp, err := certs.LoadOrCreate(filepath.Join(dir, domain+"-data"), []string{domain}, certFile, keyFile)
 	if err != nil {
@@ -144,7 +151,7 @@ func startPeer(t *testing.T, dir string, ca *testCA, domain, palisadeS2S string,
 	p.srv = srv
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { _ = srv.ServeTCP(ctx, ln, false); close(done) }()
+	go func() { _ = srv.ServeTCP(ctx, ln, directTLS); close(done) }()
 	t.Cleanup(func() {
 		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c()
@@ -795,4 +802,35 @@ func TestFederationEncryptionRequired(t *testing.T) {
 		t.Errorf("refusal %s", got.El)
 	}
 	alice.nothing(200 * time.Millisecond)
+}
+
+// TestFederationDirectTLS: XEP-0368 both ways: palisade's s2s_direct_tls
+// listener takes the partner's stream, and palisade dials the partner's
+// direct TLS endpoint (direct_tls = true), ALPN xmpp-server.
+func TestFederationDirectTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "test-ca")
+	direct := freeAddr(t)
+	peer := startPeerTLS(t, dir, ca, "partner.test", direct, config.Partner{Name: "palisade", CAFile: ca.file, DirectTLS: true}, true)
+	certFile, keyFile, _ := ca.issue(t, dir, "localhost")
+	e := newEnv(t, func(c *config.Config) {
+		c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
+		c.Listen.S2S, c.Listen.S2SDirectTLS = "", direct
+		c.Federation.Partners = []config.Partner{{Name: "partner-a", Domains: []string{"partner.test"}, CAFile: ca.file,
+			Endpoints: []string{peer.addr}, DirectTLS: true}}
+	})
+	alice := login(t, e, modeStartTLS, "alice", "one")
+	alice.send("<message to='bob@partner.test' id='t1' type='chat'><body>direct out</body></message>")
+	if got := peer.expect(t); got.Body() != "direct out" {
+		t.Fatalf("peer got %s", got.El)
+	}
+	peer.send(t, "<message from='bob@partner.test' to='alice@localhost/one' id='t2' type='chat'><body>direct in</body></message>")
+	if m := alice.expect(nsClient, "message"); m.A("id") != "t2" {
+		t.Fatalf("alice got %s", m)
+	}
+	for _, st := range e.srv.FederationStatus() {
+		if st.Auth != s2s.AuthExternal || st.TLS != "TLS 1.3" {
+			t.Errorf("stream %+v", st)
+		}
+	}
 }

@@ -191,7 +191,16 @@ func newEnvAttempt(t testing.TB, mod func(*config.Config), also zapcore.Core, at
 		t.Fatal("no certificate in server.pem")
 	}
 	// Wait until every listener accepts.
-	for _, a := range []string{cfg.Listen.C2S, cfg.Listen.C2SDirectTLS, cfg.Listen.WebSocket} {
+	addrs := []string{cfg.Listen.C2S, cfg.Listen.C2SDirectTLS, cfg.Listen.WebSocket}
+	if len(cfg.Federation.Partners) > 0 {
+		// The s2s listeners open once a partner is configured.
+		for _, a := range []string{cfg.Listen.S2S, cfg.Listen.S2SDirectTLS} {
+			if a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	for _, a := range addrs {
 		deadline := time.Now().Add(short)
 		for {
 			select {
