@@ -196,22 +196,11 @@ func classify(err error) error {
 		return se
 	}
 	var syn *xml.SyntaxError
-	var nse *element.NamespaceError
-	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &syn) && strings.HasPrefix(syn.Msg, "unexpected EOF"):
-		return io.EOF
-	case errors.As(err, &syn), errors.As(err, &nse):
-		return streamErr("not-well-formed", "")
-	case errors.Is(err, element.ErrTooDeep):
-		return streamErr("policy-violation", "nesting too deep")
-	case errors.Is(err, element.ErrTooMany):
-		return streamErr("policy-violation", "too many elements")
-	case errors.Is(err, element.ErrRestricted):
-		return streamErr("restricted-xml", "comments, processing instructions and DTDs are not allowed")
-	case errors.Is(err, element.ErrUnsupportedEncoding):
-		return streamErr("unsupported-encoding", "only UTF-8 is supported")
-	case errors.Is(err, element.ErrUnsupportedVersion):
-		return streamErr("unsupported-version", "only XML 1.0 is supported")
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &syn) && strings.HasPrefix(syn.Msg, "unexpected EOF") {
+		return io.EOF // the peer went away mid-stream
+	}
+	if cond, text, ok := element.StreamCondition(err); ok {
+		return streamErr(cond, text)
 	}
 	return err
 }

@@ -442,21 +442,8 @@ func classify(err error) error {
 	if errors.As(err, &se) {
 		return se
 	}
-	var syn *xml.SyntaxError
-	var nse *element.NamespaceError
-	switch {
-	case errors.As(err, &syn), errors.As(err, &nse), errors.Is(err, io.ErrUnexpectedEOF):
-		return errStream("not-well-formed", "")
-	case errors.Is(err, element.ErrTooDeep):
-		return errStream("policy-violation", "nesting too deep")
-	case errors.Is(err, element.ErrTooMany):
-		return errStream("policy-violation", "too many elements")
-	case errors.Is(err, element.ErrRestricted):
-		return errStream("restricted-xml", "comments, processing instructions and DTDs are not allowed")
-	case errors.Is(err, element.ErrUnsupportedEncoding):
-		return errStream("unsupported-encoding", "only UTF-8 is supported")
-	case errors.Is(err, element.ErrUnsupportedVersion):
-		return errStream("unsupported-version", "only XML 1.0 is supported")
+	if cond, text, ok := element.StreamCondition(err); ok {
+		return errStream(cond, text)
 	}
 	return err
 }
