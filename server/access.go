@@ -164,12 +164,7 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 	if !s.stanzaRights {
 		return nil
 	}
-	var from config.Rights
-	fromRule := -1
-	fromAccount := s.isAccount(st.From)
-	if fromAccount {
-		from, fromRule = s.Rights(st.From.Bare())
-	}
+	fromAccount, from, fromRule := s.senderRights(st)
 	if den := s.federateOf(st, fromAccount, from, fromRule); den != nil {
 		return den
 	}
@@ -227,13 +222,18 @@ func (s *Server) checkFederate(st *stanza.Stanza) *module.Denial {
 	if !s.stanzaRights {
 		return nil
 	}
-	var from config.Rights
-	fromRule := -1
-	fromAccount := s.isAccount(st.From)
-	if fromAccount {
+	fromAccount, from, fromRule := s.senderRights(st)
+	return s.federateOf(st, fromAccount, from, fromRule)
+}
+
+// senderRights returns whether st comes from a local account, and if so
+// its rights and rule (-1 otherwise).
+func (s *Server) senderRights(st *stanza.Stanza) (fromAccount bool, from config.Rights, fromRule int) {
+	fromRule = -1
+	if fromAccount = s.isAccount(st.From); fromAccount {
 		from, fromRule = s.Rights(st.From.Bare())
 	}
-	return s.federateOf(st, fromAccount, from, fromRule)
+	return fromAccount, from, fromRule
 }
 
 // federateOf applies the federate rights to st: the sender's (from, of
