@@ -231,20 +231,7 @@ func (f *frame) writeHeader(from, to, id string) error {
 }
 
 // write writes b and flushes.
-func (f *frame) write(b []byte) error {
-	f.wmu.Lock()
-	defer f.wmu.Unlock()
-	if f.closed {
-		return net.ErrClosed
-	}
-	if f.wtime > 0 {
-		_ = f.raw.SetWriteDeadline(time.Now().Add(f.wtime))
-	}
-	if _, err := f.w.Write(b); err != nil {
-		return err
-	}
-	return f.w.Flush()
-}
+func (f *frame) write(b []byte) error { return f.writeElements([][]byte{b}) }
 
 // writeElements writes several serialized elements with one flush.
 func (f *frame) writeElements(elems [][]byte) error {
