@@ -34,7 +34,7 @@ type SlixSteps struct {
 	WaitPresence string   // JID to wait for (subscription both, available)
 	Send         []string // "JID=BODY" chat messages
 	Expect       []string // bodies to wait for
-	ExpectError  string   // a message error condition to wait for
+	ExpectError  string   // a message error condition to wait for ("any": any)
 	MAMWith      string   // JID to query the archive with
 	Linger       time.Duration
 	Absent       []string // bodies that must not have arrived after Linger

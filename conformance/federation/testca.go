@@ -108,8 +108,12 @@ func issue(dir, base, domain string, ips []net.IP, parent *x509.Certificate, par
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	if parent == nil {
+		// As `openssl req -x509` makes it: its own CA, so that clients can
+		// trust it as a root.
 		parent, parentKey = tmpl, key
 		tmpl.BasicConstraintsValid = true
+		tmpl.IsCA = true
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {

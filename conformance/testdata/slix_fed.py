@@ -12,7 +12,8 @@ Steps, in this order (each optional):
                         and JID's available presence arrived
   --send JID=BODY       send a chat message (repeatable)
   --expect BODY         wait until a message with that body arrives (repeatable)
-  --expect-error COND   wait until a message error with that condition arrives
+  --expect-error COND   wait until a message error with that condition (any
+                        condition: "any") arrives
   --mam-with JID        query the archive (XEP-0313) with JID; one MAM line each
   --linger SECONDS      stay online that long, then
   --absent BODY         fail if a message with that body arrived (repeatable)
@@ -104,7 +105,9 @@ async def scenario(accounts):
     for body in args.expect:
         await until(lambda: body in c.bodies(), "a message %r" % body)
 
-    if args.expect_error:
+    if args.expect_error == "any":
+        await until(lambda: errors, "a message error")
+    elif args.expect_error:
         await until(lambda: args.expect_error in errors, "a message error %s" % args.expect_error)
 
     if args.mam_with:
