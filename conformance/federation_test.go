@@ -340,39 +340,7 @@ func TestFederationPiggyback(t *testing.T) {
 	}, fedTimeout)
 	ca.WaitLine(t, `LOGIN OK .*`, fedTimeout)
 
-	cert, err := tls.LoadX509KeyPair(pki.Certs[federation.PartnerDomain].CertFile, pki.Certs[federation.PartnerDomain].KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	caPEM, _ := os.ReadFile(pki.CA.File)
-	roots.AppendCertsFromPEM(caPEM)
-	conn, err := net.DialTimeout("tcp", federation.S2SAddr(federation.PalisadeDomain), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	rs := newRawS2S(t, conn)
-	rs.open()
-	rs.expect("starttls")
-	rs.send(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`)
-	rs.expect("proceed")
-	tc := tls.Client(conn, &tls.Config{ServerName: federation.PalisadeDomain, RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	if err := tc.Handshake(); err != nil {
-		t.Fatalf("TLS with palisade.test: %v", err)
-	}
-	rs = newRawS2S(t, tc)
-	rs.open()
-	rs.expect("mechanisms")
-	if !strings.Contains(rs.last, "EXTERNAL") {
-		t.Fatalf("no SASL EXTERNAL offered after TLS with a partner certificate: %s", rs.last)
-	}
-	rs.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>` + base64.StdEncoding.EncodeToString([]byte(federation.PartnerDomain)) + `</auth>`)
-	rs.expect("success")
-	rs = newRawS2S(t, tc)
-	rs.open()
-	rs.expect("features")
+	rs := rawS2SExternal(t, federation.S2SAddr(federation.PalisadeDomain), pki.Certs[federation.PartnerDomain], pki.CA.File, federation.PalisadeDomain)
 	rs.send(`<message xmlns='jabber:server' from='x@stranger.test' to='alice@palisade.test' type='chat' id='p1'><body>piggy-backed</body></message>`)
 	for {
 		name := rs.next()
@@ -392,17 +360,66 @@ func TestFederationPiggyback(t *testing.T) {
 	}
 }
 
-// rawS2S reads top-level elements of an s2s stream.
-type rawS2S struct {
-	t    *testing.T
-	w    io.Writer
-	dec  *xml.Decoder
-	last string // the last element read, as XML
+// rawS2SExternal opens an s2s stream to addr as cert's domain:
+// STARTTLS (verifying the receiving server as domain to against caFile,
+// presenting cert), SASL EXTERNAL, and the restarted stream's features.
+func rawS2SExternal(t *testing.T, addr string, cert *federation.Cert, caFile, to string) *rawS2S {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.AppendCertsFromPEM(caPEM)
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	rs := newRawS2S(t, conn, cert.Domain, to)
+	rs.open()
+	rs.expect("starttls")
+	rs.send(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`)
+	rs.expect("proceed")
+	tc := tls.Client(conn, &tls.Config{ServerName: to, RootCAs: roots, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS with %s: %v", to, err)
+	}
+	rs = rs.restart(tc)
+	rs.open()
+	rs.expect("mechanisms")
+	if !strings.Contains(rs.last, "EXTERNAL") {
+		t.Fatalf("%s offers no SASL EXTERNAL after TLS with %s's certificate: %s", to, cert.Domain, rs.last)
+	}
+	rs.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>` + base64.StdEncoding.EncodeToString([]byte(cert.Domain)) + `</auth>`)
+	rs.expect("success")
+	rs = rs.restart(tc)
+	rs.open()
+	rs.expect("features")
+	return rs
 }
 
-func newRawS2S(t *testing.T, c io.ReadWriter) *rawS2S {
-	return &rawS2S{t: t, w: c, dec: xml.NewDecoder(bufio.NewReader(c))}
+// rawS2S is the initiating side of an s2s stream from one domain to
+// another, reading top-level elements.
+type rawS2S struct {
+	t        *testing.T
+	from, to string
+	w        io.Writer
+	dec      *xml.Decoder
+	last     string // the last element read, as XML
 }
+
+func newRawS2S(t *testing.T, c io.ReadWriter, from, to string) *rawS2S {
+	return &rawS2S{t: t, from: from, to: to, w: c, dec: xml.NewDecoder(bufio.NewReader(c))}
+}
+
+// restart is a new stream over c (after STARTTLS or SASL).
+func (r *rawS2S) restart(c io.ReadWriter) *rawS2S { return newRawS2S(r.t, c, r.from, r.to) }
 
 func (r *rawS2S) send(s string) {
 	r.t.Helper()
@@ -411,10 +428,10 @@ func (r *rawS2S) send(s string) {
 	}
 }
 
-// open sends a stream header from partner.test and reads the answer's.
+// open sends a stream header and reads the answer's.
 func (r *rawS2S) open() {
 	r.t.Helper()
-	r.send(`<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='partner.test' to='palisade.test' version='1.0'>`)
+	r.send(`<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='` + r.from + `' to='` + r.to + `' version='1.0'>`)
 	for {
 		tok, err := r.dec.Token()
 		if err != nil {
