@@ -20,7 +20,7 @@ Steps, in this order (each optional):
 
 Prints "LOGIN OK ...", "PRESENCE <user> <from> available",
 "SUBSCRIPTION <user> <jid> <state>", "BOTH <jid>", "SENT <to> <body>",
-"RECEIVED <user> <from> <body>", "MESSAGE ERROR <user> <from> <condition>",
+"RECEIVED <user> <from> <body>", "STANZA ERROR <user> <from> <condition> <text>",
 "MAM <from> <to> <body>", "MAM COUNT <n>", "ABSENT OK", "DONE"; exits 1 with
 "FAIL <reason>".
 """
@@ -32,6 +32,20 @@ from slix import Client, fail, out, until
 from slixmpp.xmlstream import JID
 
 PLUGINS = ("xep_0004", "xep_0059", "xep_0297", "xep_0313")
+
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+def condition(stanza):
+    """The defined condition of an error stanza. slixmpp 1.8.3 knows only
+    RFC 3920's conditions (msg["error"]["condition"] is empty for
+    policy-violation): read the element."""
+    err = stanza.xml.find("{jabber:client}error")
+    for el in err if err is not None else []:
+        if el.tag.startswith("{%s}" % STANZAS) and el.tag != "{%s}text" % STANZAS:
+            return el.tag.split("}", 1)[1]
+    return "(none)"
+
 
 EXTRA = (
     ("--subscribe", {}),
@@ -70,10 +84,12 @@ async def scenario(accounts):
 
     def on_msg_error(msg):
         if msg["type"] == "error":
-            errors.append(msg["error"]["condition"])
+            cond = condition(msg)
+            errors.append(cond)
+            out("STANZA ERROR", c.name, msg["from"].bare, cond, msg["error"]["text"])
 
     def on_pres_error(pres):
-        out("PRESENCE ERROR", c.name, pres["from"].bare, pres["error"]["condition"])
+        out("PRESENCE ERROR", c.name, pres["from"].bare, condition(pres))
 
     reported = set()
     c.add_event_handler("presence_available", on_avail)
