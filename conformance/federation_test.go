@@ -203,6 +203,16 @@ func refusedBothWays(t *testing.T, f *fed, pr *federation.Prosody, remote federa
 	return cond[1]
 }
 
+// auditedRefusal checks that Palisade audited the refusal of domain's
+// streams both ways, each with a reason matching why.
+func auditedRefusal(t *testing.T, s *Server, domain, why string) {
+	t.Helper()
+	d := regexp.QuoteMeta(domain)
+	for _, dir := range []string{"out", "in"} {
+		s.WaitLog(t, `"logger":"audit".*"direction":"`+dir+`".*"peer":"`+d+`".*`+why, 5*time.Second)
+	}
+}
+
 // TestFederationStranger: stranger.test (Prosody, certificate from the
 // test CA, no partner entry) is refused both ways: alice's message to it
 // gets policy-violation (a federation policy denial in the audit log),
@@ -222,16 +232,18 @@ func TestFederationStranger(t *testing.T) {
 
 // TestFederationWrongCA: partner.test's certificate is from the test CA,
 // but its partner entry names another CA (or pins another key): refused
-// both ways, alice's message bounced, paula's never delivered.
+// both ways, alice's message bounced, paula's never delivered, and both
+// refusals audited with the reason.
 func TestFederationWrongCA(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		mod  func(pki *federation.PKI, p *FedPartner)
+		why  string // the audited reason
 	}{
-		{"wrong-ca", func(pki *federation.PKI, p *FedPartner) { p.CAFile = pki.WrongCA.File }},
+		{"wrong-ca", func(pki *federation.PKI, p *FedPartner) { p.CAFile = pki.WrongCA.File }, "does not verify"},
 		{"spki-pin", func(pki *federation.PKI, p *FedPartner) {
 			p.SPKIPins = []string{pki.Certs[federation.StrangerDomain].SPKIPin}
-		}},
+		}, "pinned"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pki := federation.NewPKI(t)
@@ -244,6 +256,7 @@ func TestFederationWrongCA(t *testing.T) {
 			if cond == "" {
 				t.Errorf("alice's message to %s got no error", paula.JID)
 			}
+			auditedRefusal(t, f.s, federation.PartnerDomain, tc.why)
 		})
 	}
 }
@@ -280,7 +293,7 @@ func TestFederationReload(t *testing.T) {
 // TestFederationDialback: Prosody with a self-signed certificate (not
 // from the test CA, s2s_secure_auth off) federates by XEP-0220 dialback
 // when partner-a's entry allows it (messages both ways), and is refused
-// both ways when it does not.
+// both ways when it does not (audited, the reason naming dialback).
 func TestFederationDialback(t *testing.T) {
 	for _, allow := range []bool{true, false} {
 		t.Run(fmt.Sprintf("dialback=%v", allow), func(t *testing.T) {
@@ -309,6 +322,7 @@ func TestFederationDialback(t *testing.T) {
 				t.Errorf("alice's message to %s got no error", paula.JID)
 			}
 			t.Logf("alice's message to paula without dialback: error %q", cond)
+			auditedRefusal(t, f.s, federation.PartnerDomain, "dialback")
 		})
 	}
 }
