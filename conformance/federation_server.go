@@ -90,9 +90,10 @@ func tomlList(xs []string) string {
 // StartFederationServer starts palisade for domain palisade.test with the
 // federation configuration c: c2s and admin on free ports of 127.0.0.1,
 // s2s on 127.0.0.1:5269 (so federation tests cannot run in parallel). It
-// waits until c2s and admin are up, /healthz answers and the s2s port
-// accepts; the server is stopped when the test ends and its log copied
-// into the test log if the test failed.
+// waits until c2s, admin and s2s are up (logged) and /healthz answers and
+// the s2s port accepts; the server is stopped when the test ends and its log copied
+// into the test log if the test failed. The caller holds the federation
+// test lock (federation.NewPKI takes it).
 func StartFederationServer(t *testing.T, c FedConfig) *Server {
 	t.Helper()
 	if binPath == "" {
@@ -139,7 +140,8 @@ func StartFederationServer(t *testing.T, c FedConfig) *Server {
 		default:
 		}
 		log := s.Log()
-		if strings.Contains(log, `"msg":"listening","listener":"c2s"`) && strings.Contains(log, `"msg":"listening","listener":"admin"`) {
+		if strings.Contains(log, `"msg":"listening","listener":"c2s"`) && strings.Contains(log, `"msg":"listening","listener":"admin"`) &&
+			strings.Contains(log, `"msg":"listening","listener":"s2s","addr":"`+federation.S2SAddr(federation.PalisadeDomain)+`"`) {
 			resp, err := client.Get("http://" + s.Admin + "/healthz")
 			if err == nil {
 				ok := resp.StatusCode == http.StatusOK

@@ -1,10 +1,14 @@
 package federation
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"testing"
+	"time"
 )
 
 // The test domains and the loopback address each one's server listens on
@@ -47,4 +51,36 @@ func WriteHosts(dir string) (string, error) {
 		return "", fmt.Errorf("federation: write hosts file: %w", err)
 	}
 	return path, nil
+}
+
+// lockFile serializes federation tests across test processes: go test
+// runs packages in parallel, and every federation test binds the same
+// addresses (127.0.0.1-4:5269).
+var lockFile = filepath.Join(os.TempDir(), "palisade-federation-tests.lock")
+
+// Lock takes the machine-wide federation test lock for the rest of the
+// test (released at cleanup), waiting up to 10 minutes for another test
+// process to finish its federation test.
+func Lock(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("federation: lock file: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			t.Fatalf("federation: lock %s: %v", lockFile, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
 }

@@ -130,6 +130,11 @@ func StartProsody(t testing.TB, o ProsodyOptions) *Prosody {
 			t.Fatal(err)
 		}
 	}
+	// Prosody keeps running when a port is taken (by another server, whose
+	// port then accepts).
+	if strings.Contains(s.LogText(), "Failed to open server port") {
+		t.Fatalf("prosody %s could not open a port:\n%s", o.Domain, s.LogText())
+	}
 	return s
 }
 

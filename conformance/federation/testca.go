@@ -173,9 +173,11 @@ type PKI struct {
 	Hosts string
 }
 
-// NewPKI creates the test's PKI in a temporary directory.
+// NewPKI takes the federation test lock (Lock) and creates the test's
+// PKI in a temporary directory.
 func NewPKI(t testing.TB) *PKI {
 	t.Helper()
+	Lock(t)
 	dir := t.TempDir()
 	p := &PKI{Dir: dir, Certs: map[string]*Cert{}}
 	var err error
