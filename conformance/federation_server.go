@@ -90,10 +90,10 @@ func tomlList(xs []string) string {
 // StartFederationServer starts palisade for domain palisade.test with the
 // federation configuration c: c2s and admin on free ports of 127.0.0.1,
 // s2s on 127.0.0.1:5269 (so federation tests cannot run in parallel). It
-// waits until c2s, admin and s2s are up (logged) and /healthz answers and
-// the s2s port accepts; the server is stopped when the test ends and its log copied
-// into the test log if the test failed. The caller holds the federation
-// test lock (federation.NewPKI takes it).
+// waits until c2s, admin and s2s are up (logged), /healthz answers and
+// the s2s port accepts; the server is stopped when the test ends and its
+// log copied into the test log if the test failed. The caller holds the
+// federation test lock (federation.NewPKI takes it).
 func StartFederationServer(t *testing.T, c FedConfig) *Server {
 	t.Helper()
 	if binPath == "" {
