@@ -17,7 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
-for pkg in python3-slixmpp python3-aioxmpp go-sendxmpp gpg profanity tmux openssl slapd ldap-utils; do
+# prosody (with lua-unbound, its resolver) and ejabberd are the federation
+# tests' partner servers (conformance/federation); started by the tests only.
+for pkg in python3-slixmpp python3-aioxmpp go-sendxmpp gpg profanity tmux openssl slapd ldap-utils prosody lua-unbound ejabberd; do
 	if ! dpkg -s "$pkg" >/dev/null 2>&1; then
 		missing+=("$pkg")
 	fi
