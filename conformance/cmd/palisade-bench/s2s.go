@@ -309,7 +309,7 @@ func (f *federation) settings(o options) map[string]string {
 		"federation": "each the other's only [[federation.partner]]: ca_file = a CA made by the harness, endpoints pinned to the other's s2s address; certificates with serverAuth+clientAuth (SASL EXTERNAL both ways); one outgoing stream per direction",
 		"queues":     fmt.Sprintf("[federation] queue_stanzas %d, queue_bytes %d; [limits] send_queue 100000", fedQueueStanzas, fedQueueBytes),
 		"archive":    arch + " (both servers)",
-		"traffic":    fmt.Sprintf("pair i is u%%d@%s and u%%d@%s; window %d in flight per sender, %v warm-up, %v measured; latency on the generator's clock", f.a.domain, f.b.domain, o.window, o.warmup, o.length),
+		"traffic":    fmt.Sprintf("pair i is u<i>@%s and u<i>@%s, each sending to the other's full and bare JID in turn; window %d in flight per sender, %v warm-up, %v measured; latency on the generator's clock", f.a.domain, f.b.domain, o.window, o.warmup, o.length),
 		"cpu":        "server CPU cores and RSS are the sums over both servers",
 	}
 }
