@@ -270,6 +270,13 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 	if err != nil {
 		return res, err
 	}
+	return runPairs(ctx, tr, conns, samplerSet{tr.Sampler})
+}
+
+// runPairs drives the traffic of RunPairs over logged-in conns: pair i is
+// conns 2i and 2i+1. It closes the conns. ss samples the servers.
+func runPairs(ctx context.Context, tr Traffic, conns []*Conn, ss samplerSet) (ThroughputResult, error) {
+	res := ThroughputResult{Pairs: tr.Pairs, Window: tr.Window, OfferedRate: tr.Rate}
 	pcs := make([]*pairConn, len(conns))
 	for i, c := range conns {
 		pcs[i] = &pairConn{c: c, iq: tr.IQ}
@@ -323,6 +330,12 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 					noteErr(fmt.Errorf("read %s: %w", pc.c.JID, err))
 					return
 				}
+				if typ, _ := attr(el, "type"); typ == "error" {
+					// A bounce (e.g. from a federation that is not up)
+					// is no delivery.
+					noteErr(fmt.Errorf("%s got an error stanza: %.400s", pc.c.JID, el))
+					continue
+				}
 				ts, ok := bodyTimestamp(el)
 				if !ok {
 					continue
@@ -362,7 +375,7 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 	}
 
 	sleep(ctx, tr.Warmup)
-	if err := tr.Sampler.Start(); err != nil {
+	if err := ss.Start(); err != nil {
 		noteErr(err)
 	}
 	start := time.Now()
@@ -372,7 +385,7 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 	measuring.Store(false)
 	mEnd.Store(now())
 	el := time.Since(start)
-	cores, rss, err := tr.Sampler.Stop()
+	cores, rss, err := ss.Stop()
 	if err != nil {
 		noteErr(err)
 	}
@@ -404,9 +417,7 @@ func (d *Dialer) RunPairs(ctx context.Context, tr Traffic) (ThroughputResult, er
 		res.Missing = res.Sent - arrWin.Load()
 	}
 	res.CPUCores, res.RSS = cores, rss
-	if tr.Sampler != nil {
-		res.GenCores = tr.Sampler.GenCores
-	}
+	res.GenCores = ss.genCores()
 	if res.Delivered > 0 {
 		res.CPUPerMsg = cores * el.Seconds() / float64(res.Delivered) * 1e6
 	}

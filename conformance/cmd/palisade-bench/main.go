@@ -64,6 +64,9 @@ type options struct {
 	keep         bool
 	quick        bool
 	rounds       int
+	// s2s scenario (s2s.go)
+	s2sPairs      []int
+	s2sArchiveOff bool
 }
 
 func main() {
@@ -92,7 +95,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("palisade-bench", flag.ContinueOnError)
 	var o options
 	servers := fs.String("servers", "palisade,palisade+archive,ejabberd,prosody", "servers to run, in order")
-	scen := fs.String("scenarios", "idle,logins,pairs,open", "scenarios to run")
+	scen := fs.String("scenarios", "idle,logins,pairs,open,s2s", "scenarios to run (s2s: pairs across two federated Palisade servers)")
 	fs.StringVar(&o.out, "out", "bench-out", "directory for bench.json and bench.md")
 	fs.StringVar(&o.bin, "palisade", "", "palisade binary (default: go build the repository)")
 	fs.StringVar(&o.archive, "archive-toml", archiveOn, "TOML appended to Palisade's configuration for \"archive on\"")
@@ -113,7 +116,9 @@ func run(args []string) int {
 	fs.StringVar(&o.idleMech, "idle-mech", loadgen.SCRAMSHA256, "SASL mechanism of the idle sessions (SCRAM-SHA-1 where a server lacks it)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs)")
 	from := fs.String("from-json", "", "only print the table of an earlier bench.json again (into -out)")
-	fs.BoolVar(&o.quick, "quick", false, "short run: pairs 1,10,100; rates 5000,10000; 2000 idle sessions; 3s windows")
+	fs.BoolVar(&o.quick, "quick", false, "short run: pairs 1,10,100; rates 5000,10000; 2000 idle sessions; s2s 10 pairs; 3s windows")
+	s2sPairs := fs.String("s2s-pairs", "1,10,100", "s2s scenario: pair counts across the federation")
+	fs.BoolVar(&o.s2sArchiveOff, "s2s-archive-off", false, "s2s scenario: both servers with the archive off (default: -archive-toml)")
 	fs.IntVar(&o.rounds, "rounds", 1, "paired rounds of the archive's cost: after the main pass, palisade and palisade+archive run the pairs this many times in all, back to back, and the report gives each pair count's median on/off ratio")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -128,7 +133,7 @@ func run(args []string) int {
 	if o.quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		def := map[string]string{"pairs": "1,10,100", "rates": "5000,10000", "idle": "2000", "warmup": "1s", "length": "3s", "login-length": "3s"}
+		def := map[string]string{"pairs": "1,10,100", "rates": "5000,10000", "idle": "2000", "warmup": "1s", "length": "3s", "login-length": "3s", "s2s-pairs": "10"}
 		for k, v := range def {
 			if !set[k] {
 				_ = fs.Set(k, v)
@@ -139,7 +144,7 @@ func run(args []string) int {
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
 		switch s {
-		case "idle", "logins", "pairs", "open":
+		case "idle", "logins", "pairs", "open", "s2s":
 			o.scenarios[s] = true
 		default:
 			fmt.Fprintf(os.Stderr, "palisade-bench: unknown scenario %q\n", s)
@@ -153,6 +158,10 @@ func run(args []string) int {
 	}
 	if o.pairs, err = ints(*pairs); err != nil {
 		fmt.Fprintln(os.Stderr, "palisade-bench: -pairs:", err)
+		return 2
+	}
+	if o.s2sPairs, err = ints(*s2sPairs); err != nil {
+		fmt.Fprintln(os.Stderr, "palisade-bench: -s2s-pairs:", err)
 		return 2
 	}
 	if o.rates, err = ints(*rates); err != nil {
@@ -267,6 +276,9 @@ func bench(ctx context.Context, o options, fdMax int) (*report, error) {
 	}
 	results := map[string]*serverResult{}
 	for _, name := range o.servers {
+		if !o.scenarios["idle"] && !o.scenarios["logins"] && !o.scenarios["pairs"] && !o.scenarios["open"] {
+			break // s2s alone runs its own two servers
+		}
 		s, err := build(name, 1)
 		if err != nil {
 			return nil, err
@@ -304,6 +316,10 @@ func bench(ctx context.Context, o options, fdMax int) (*report, error) {
 				rounds = append(rounds, cr)
 			}
 		}
+	}
+	if o.scenarios["s2s"] {
+		fmt.Fprintln(os.Stderr, "bench: s2s: pairs across a Palisade-Palisade federation")
+		rep.S2S = runS2S(ctx, o, tmp)
 	}
 	rep.Cost = newArchiveCost(rounds)
 	if rep.Cost != nil && durable != nil {

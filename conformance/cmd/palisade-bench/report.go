@@ -52,6 +52,7 @@ type report struct {
 	Rows    []row             `json:"table"`
 	Targets []target          `json:"targets"`
 	Cost    *archiveCost      `json:"archive_cost,omitempty"`
+	S2S     *s2sResult        `json:"s2s,omitempty"`
 }
 
 func newReport(o options, fdMax int) *report {
@@ -404,6 +405,9 @@ func (r *report) write(w io.Writer, dir string) error {
 	if r.Cost != nil {
 		txt.WriteString("\n" + r.Cost.text())
 	}
+	if r.S2S != nil {
+		txt.WriteString("\n" + r.S2S.text())
+	}
 	if _, err := io.WriteString(w, txt.String()); err != nil {
 		return err
 	}
@@ -487,6 +491,9 @@ func (r *report) markdown(names, header []string) string {
 	}
 	if r.Cost != nil {
 		b.WriteString("\n```\n" + r.Cost.text() + "```\n")
+	}
+	if r.S2S != nil {
+		b.WriteString("\n" + r.S2S.markdown())
 	}
 	return b.String()
 }
