@@ -471,6 +471,7 @@ func (o *outStream) failed(err error) {
 	q := o.queue
 	o.queue, o.qbytes = nil, 0
 	wasReady := o.ready
+	shut := o.shutErr != nil // shut audited the close already
 	o.ready, o.running = false, false
 	c := o.conn
 	o.conn = nil
@@ -489,7 +490,9 @@ func (o *outStream) failed(err error) {
 	o.mu.Unlock()
 	if c != nil {
 		c.close()
-		s.audit.Info("s2s_stream_closed", zap.String("direction", "out"), zap.String("peer", o.remote), zap.String("reason", err.Error()))
+		if !shut {
+			s.audit.Info("s2s_stream_closed", zap.String("direction", "out"), zap.String("peer", o.remote), zap.String("reason", err.Error()))
+		}
 	}
 	if !wasReady {
 		s.log.Info("s2s: could not reach peer", zap.String("peer", o.remote), zap.Error(err), zap.Int("bounced", len(q)))
