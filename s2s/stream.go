@@ -265,7 +265,7 @@ func (f *frame) writeError(se *StreamError) error {
 	var b []byte
 	if !started {
 		b = append(b, streamHeader...)
-		b = append(b, '>')
+		b = append(b, " id='"+streamID()+"'>"...) // RFC 6120 4.7.3: every response header has one
 	}
 	b = append(b, "<stream:error><"...)
 	b = append(b, se.Condition...)
