@@ -163,17 +163,10 @@ func TestFederationEjabberd(t *testing.T) {
 	f.checkArchived(t, ejo)
 }
 
-// fedAudit matches a Palisade audit event naming domain that is a
-// federation policy decision or carries the condition policy-violation.
-func fedAudit(domain string) string {
-	d := regexp.QuoteMeta(domain)
-	p := `("policy":"federation"|policy-violation)`
-	return `"logger":"audit".*(` + d + `.*` + p + `|` + p + `.*` + d + `)`
-}
-
 // refusedBothWays checks that alice's message to remote gets a message
-// error (wantCond, or any when ""; the condition is returned) and that remote's message to alice never reaches her:
-// the sender's server never authenticates a stream to palisade.test.
+// error (wantCond, or any when ""; the condition is returned) and that
+// remote's message to alice never reaches her: the sender's server never
+// authenticates a stream to palisade.test.
 func refusedBothWays(t *testing.T, f *fed, pr *federation.Prosody, remote federation.User, wantCond string) string {
 	t.Helper()
 	if wantCond == "" {
@@ -263,8 +256,9 @@ func TestFederationWrongCA(t *testing.T) {
 
 // TestFederationReload: partner-a is removed from the file and palisade
 // gets SIGHUP: the live stream with partner.test is closed with the
-// stream error policy-violation (Prosody logs it), the act is audited,
-// and alice's next message to paula gets policy-violation.
+// stream error policy-violation (Prosody logs it for both of its
+// streams), Palisade audits both closings and the reload, and alice's
+// next message to paula gets policy-violation.
 func TestFederationReload(t *testing.T) {
 	pki := federation.NewPKI(t)
 	pr, paula := prosodyPartner(t, pki, federation.PartnerDomain)
@@ -272,10 +266,16 @@ func TestFederationReload(t *testing.T) {
 	exchangeOK(t, f.alice, paula)
 	before := len(pr.LogText())
 	f.s.Rewrite(t, FedConfig{Cert: f.cfg.Cert, CAFile: f.cfg.CAFile, Partners: []FedPartner{ejPartner(pki)}})
+	// Both of Prosody's streams with palisade.test end with the stream
+	// error policy-violation.
+	want := []string{
+		"Incoming s2s stream palisade.test->partner.test closed: policy-violation",
+		"Outgoing s2s stream partner.test->palisade.test closed: policy-violation",
+	}
 	deadline := time.Now().Add(15 * time.Second)
-	for !regexp.MustCompile(`(?s)<stream:error.*policy-violation|policy-violation.*stream`).MatchString(pr.LogText()[before:]) {
+	for !strings.Contains(pr.LogText()[before:], want[0]) || !strings.Contains(pr.LogText()[before:], want[1]) {
 		if time.Now().After(deadline) {
-			t.Fatalf("prosody saw no stream error policy-violation within 15s of SIGHUP:\n%s", tail(pr.LogText()[before:], 4000))
+			t.Fatalf("prosody did not log %q within 15s of SIGHUP:\n%s", want, tail(pr.LogText()[before:], 4000))
 		}
 		select {
 		case <-f.s.done:
@@ -283,7 +283,10 @@ func TestFederationReload(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	f.s.WaitLog(t, fedAudit(federation.PartnerDomain), 5*time.Second)
+	// Palisade audits the closing of each, and the reload.
+	f.s.WaitLog(t, `"logger":"audit".*"direction":"out".*"peer":"partner\.test".*"condition":"policy-violation"`, 5*time.Second)
+	f.s.WaitLog(t, `"logger":"audit".*"direction":"in".*"partner\.test".*"condition":"policy-violation"`, 5*time.Second)
+	f.s.WaitLog(t, `"logger":"audit","msg":"federation_reloaded".*"partners":\["ejpartner"\]`, 5*time.Second)
 	out := federation.StartSlix(t, "slixmpp alice after reload", f.alice, federation.SlixSteps{
 		Send: []string{paula.JID + "=after reload"}, ExpectError: "policy-violation",
 	}, fedTimeout).MustSucceed(t)
