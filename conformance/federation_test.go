@@ -163,6 +163,65 @@ func TestFederationEjabberd(t *testing.T) {
 	f.checkArchived(t, ejo)
 }
 
+// TestFederationOfflineCarbons: offline storage and carbons apply to
+// federated traffic. paula@partner.test (Prosody) writes to alice while
+// she is offline: alice gets it, with its delay stamp, at her next login.
+// Then alice is online twice with carbons enabled: her second resource
+// gets a sent carbon of what the first writes to paula and a received
+// carbon of what paula writes to the first.
+func TestFederationOfflineCarbons(t *testing.T) {
+	pki := federation.NewPKI(t)
+	_, paula := prosodyPartner(t, pki, federation.PartnerDomain)
+	f := newFed(t, pki, []FedPartner{partnerA(pki)})
+
+	federation.StartSlix(t, "slixmpp paula offline", paula, federation.SlixSteps{
+		Send: []string{f.alice.JID + "=offline from paula"}, Linger: time.Second,
+	}, fedTimeout).MustSucceed(t)
+	// The journal holds it before alice is online: it crossed the stream.
+	deadline := time.Now().Add(15 * time.Second)
+	for len(matching(searchLines(t, f.s, "--with", paula.JID, "--kind", "message"), `offline from paula$`)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("paula's message to offline alice is not in the journal within 15s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out := federation.StartSlix(t, "slixmpp alice login", f.alice, federation.SlixSteps{
+		Expect: []string{"offline from paula"},
+	}, fedTimeout).MustSucceed(t)
+	if !federation.HasLine(out, `RECEIVED alice `+regexp.QuoteMeta(paula.JID)+` offline from paula DELAY \S+`) {
+		t.Errorf("alice's offline message from paula, with its delay stamp:\n%s", out)
+	}
+
+	r1, r2 := f.alice, f.alice
+	r1.JID, r2.JID = f.alice.JID+"/r1", f.alice.JID+"/r2"
+	pl := federation.StartSlix(t, "slixmpp paula", paula, federation.SlixSteps{
+		Expect: []string{"carbon out"}, Linger: 3 * time.Second,
+	}, fedTimeout)
+	pl.WaitLine(t, `LOGIN OK .*`, fedTimeout)
+	c2 := federation.StartSlix(t, "slixmpp alice/r2", r2, federation.SlixSteps{
+		Carbons: true, ExpectCarbon: []string{"sent:carbon out", "received:carbon in"},
+	}, fedTimeout)
+	c2.WaitLine(t, `CARBONS ENABLED .*`, fedTimeout)
+	c1 := federation.StartSlix(t, "slixmpp alice/r1", r1, federation.SlixSteps{
+		Carbons: true, Send: []string{paula.JID + "=carbon out"}, Expect: []string{"carbon in"}, Linger: time.Second,
+	}, fedTimeout)
+	c1.WaitLine(t, `CARBONS ENABLED .*`, fedTimeout)
+	federation.StartSlix(t, "slixmpp paula to r1", paula, federation.SlixSteps{
+		Send: []string{r1.JID + "=carbon in"}, Linger: time.Second,
+	}, fedTimeout).MustSucceed(t)
+	pl.MustSucceed(t)
+	c1.MustSucceed(t)
+	out = c2.MustSucceed(t)
+	for _, want := range []string{
+		`CARBON sent alice/r2 ` + regexp.QuoteMeta(f.alice.JID+" "+paula.JID) + ` carbon out`,
+		`CARBON received alice/r2 ` + regexp.QuoteMeta(paula.JID+" "+f.alice.JID) + ` carbon in`,
+	} {
+		if !federation.HasLine(out, want) {
+			t.Errorf("alice/r2: no line /%s/:\n%s", want, out)
+		}
+	}
+}
+
 // refusedBothWays checks that alice's message to remote gets a message
 // error (wantCond, or any when ""; the condition is returned) and that
 // remote's message to alice never reaches her: the sender's server never

@@ -30,12 +30,14 @@ type User struct {
 // SlixSteps are the steps of testdata/slix_fed.py, in the order it runs
 // them.
 type SlixSteps struct {
+	Carbons      bool     // enable carbons (XEP-0280) first
 	Subscribe    string   // JID to ask for a subscription
 	WaitPresence string   // JID to wait for (subscription both, available)
 	Send         []string // "JID=BODY" chat messages
 	Expect       []string // bodies to wait for
 	ExpectError  string   // a message error condition to wait for ("any": any)
 	MAMWith      string   // JID to query the archive with
+	ExpectCarbon []string // "sent:BODY" or "received:BODY" carbons to wait for
 	Linger       time.Duration
 	Absent       []string // bodies that must not have arrived after Linger
 }
@@ -72,6 +74,9 @@ func StartSlix(t testing.TB, name string, u User, steps SlixSteps, timeout time.
 			args = append(args, flag, v)
 		}
 	}
+	if steps.Carbons {
+		args = append(args, "--carbons")
+	}
 	add("--subscribe", steps.Subscribe)
 	add("--wait-presence", steps.WaitPresence)
 	for _, s := range steps.Send {
@@ -81,6 +86,9 @@ func StartSlix(t testing.TB, name string, u User, steps SlixSteps, timeout time.
 		add("--expect", s)
 	}
 	add("--expect-error", steps.ExpectError)
+	for _, s := range steps.ExpectCarbon {
+		add("--expect-carbon", s)
+	}
 	add("--mam-with", steps.MAMWith)
 	if steps.Linger > 0 {
 		add("--linger", fmt.Sprint(steps.Linger.Seconds()))

@@ -6,6 +6,8 @@ domains over server-to-server streams.
 Usage: slix_fed.py --port P --ca CA [steps] JID:PASSWORD
 
 Steps, in this order (each optional):
+  --carbons             enable carbons (XEP-0280) and print the carbons that
+                        arrive
   --subscribe JID       ask JID for a subscription (and accept theirs: the
                         client authorizes and subscribes back automatically)
   --wait-presence JID   wait until the roster has JID at subscription=both
@@ -16,12 +18,16 @@ Steps, in this order (each optional):
                         condition: "any") arrives
   --mam-with JID        query the archive (XEP-0313) with JID; one MAM line each
   --linger SECONDS      stay online that long, then
+  --expect-carbon DIR:BODY
+                        wait until a carbon (DIR sent or received) of a
+                        message with that body arrives (repeatable)
   --absent BODY         fail if a message with that body arrived (repeatable)
 
 Prints "LOGIN OK ...", "PRESENCE <user> <from> available",
 "SUBSCRIPTION <user> <jid> <state>", "BOTH <jid>", "SENT <to> <body>",
 "RECEIVED <user> <from> <body>", "STANZA ERROR <user> <from> <condition> <text>",
-"MAM <from> <to> <body>", "MAM COUNT <n>", "ABSENT OK", "DONE"; exits 1 with
+"MAM <from> <to> <body>", "MAM COUNT <n>", "CARBONS ENABLED <user>",
+"CARBON <sent|received> <user> <from> <to> <body>", "ABSENT OK", "DONE"; exits 1 with
 "FAIL <reason>".
 """
 
@@ -31,7 +37,7 @@ import slix
 from slix import Client, fail, out, until
 from slixmpp.xmlstream import JID
 
-PLUGINS = ("xep_0004", "xep_0059", "xep_0297", "xep_0313")
+PLUGINS = ("xep_0004", "xep_0059", "xep_0297", "xep_0313", "xep_0280")
 
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
@@ -48,6 +54,7 @@ def condition(stanza):
 
 
 EXTRA = (
+    ("--carbons", {"action": "store_true"}),
     ("--subscribe", {}),
     ("--wait-presence", {}),
     ("--send", {"action": "append", "default": []}),
@@ -55,6 +62,7 @@ EXTRA = (
     ("--expect-error", {}),
     ("--mam-with", {}),
     ("--linger", {"type": float, "default": 0}),
+    ("--expect-carbon", {"action": "append", "default": []}),
     ("--absent", {"action": "append", "default": []}),
 )
 
@@ -91,13 +99,32 @@ async def scenario(accounts):
     def on_pres_error(pres):
         out("PRESENCE ERROR", c.name, pres["from"].bare, condition(pres))
 
+    carbons = set()
+
+    def on_carbon(direction):
+        def handler(msg):
+            fwd = msg["carbon_" + direction]
+            if fwd["body"]:
+                carbons.add((direction, fwd["body"]))
+                out("CARBON", direction, c.name, fwd["from"].bare, fwd["to"].bare, fwd["body"])
+        return handler
+
     reported = set()
     c.add_event_handler("presence_available", on_avail)
     c.add_event_handler("roster_update", on_roster)
     c.add_event_handler("changed_subscription", on_roster)
     c.add_event_handler("message", on_msg_error)
     c.add_event_handler("presence_error", on_pres_error)
+    c.add_event_handler("carbon_sent", on_carbon("sent"))
+    c.add_event_handler("carbon_received", on_carbon("received"))
     await c.start()
+
+    if args.carbons:
+        try:
+            await c["xep_0280"].enable(timeout=10)
+        except Exception as e:
+            fail("enabling carbons: %r" % (e,))
+        out("CARBONS ENABLED", c.name)
 
     if args.subscribe:
         c.send_presence_subscription(pto=args.subscribe)
@@ -125,6 +152,10 @@ async def scenario(accounts):
         await until(lambda: errors, "a message error")
     elif args.expect_error:
         await until(lambda: args.expect_error in errors, "a message error %s" % args.expect_error)
+
+    for spec in args.expect_carbon:
+        direction, body = spec.split(":", 1)
+        await until(lambda: (direction, body) in carbons, "a %s carbon of %r" % (direction, body))
 
     if args.mam_with:
         n = 0
