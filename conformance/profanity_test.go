@@ -115,18 +115,36 @@ func (p *profanity) waitScreen(re string, timeout time.Duration) string {
 // waitLog waits for re in profanity's debug log (the XML it sent and got).
 func (p *profanity) waitLog(re string, timeout time.Duration) string {
 	p.t.Helper()
+	m, ok := p.tryLog(re, timeout)
+	if !ok {
+		p.t.Fatalf("%s: no /%s/ in %s within %v", p.name, re, p.log, timeout)
+	}
+	return m
+}
+
+// tryLog is waitLog that reports a timeout instead of failing.
+func (p *profanity) tryLog(re string, timeout time.Duration) (string, bool) {
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(timeout)
 	for {
 		b, _ := os.ReadFile(p.log)
 		if m := rx.Find(b); m != nil {
-			return string(m)
+			return string(m), true
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: no /%s/ in %s within %v", p.name, re, p.log, timeout)
+			return "", false
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// logTail is the end of profanity's debug log.
+func (p *profanity) logTail(n int) string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }
 
 var fingerprintRE = `[0-9a-f]{8}(?:-[0-9a-f]{8}){7}`
