@@ -155,8 +155,47 @@ func (p *profanity) trust(contact string) {
 	p.cmd("/omemo fingerprint " + contact)
 	m := p.waitScreen(regexp.QuoteMeta(contact)+"'s OMEMO fingerprint: "+fingerprintRE, 20*time.Second)
 	fp := regexp.MustCompile(fingerprintRE).FindString(m)
+	bundles := p.countLog(bundleRE)
 	p.cmd("/omemo trust " + contact + " " + fp)
 	p.waitScreen(regexp.QuoteMeta(contact)+"'s OMEMO fingerprint: "+regexp.QuoteMeta(fp)+` \(trusted\)`, 10*time.Second)
+	// Trusting makes profanity fetch the bundle again and build its
+	// session from it: a line typed before that answer cannot be
+	// encrypted ("cannot be decrypted for any recipient").
+	deadline := time.Now().Add(10 * time.Second)
+	for p.countLog(bundleRE) <= bundles && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// bundleRE is an OMEMO bundle arriving in profanity's debug log.
+var bundleRE = regexp.MustCompile(`RECV: <iq[^\n]*<items node="eu\.siacs\.conversations\.axolotl\.bundles:`)
+
+// countLog counts the matches of re in profanity's debug log.
+func (p *profanity) countLog(re *regexp.Regexp) int {
+	b, _ := os.ReadFile(p.log)
+	return len(re.FindAll(b, -1))
+}
+
+// sendOMEMO types line in p's OMEMO chat window and waits until profanity
+// sent it encrypted. When it sent nothing (it has been seen to refuse the
+// first line on a loaded machine, its session not yet built), the user
+// types it again once; the screen and log are kept in the test log.
+// Whether and how it is delivered is checked on the recipient's side.
+func (p *profanity) sendOMEMO(line string) {
+	p.t.Helper()
+	sent := regexp.MustCompile(`SENT: <message[^\n]*<encrypted xmlns="eu.siacs.conversations.axolotl">[^\n]*<payload>`)
+	before := p.countLog(sent)
+	p.cmd(line)
+	deadline := time.Now().Add(20 * time.Second)
+	for p.countLog(sent) <= before {
+		if time.Now().After(deadline) {
+			p.t.Logf("%s sent no OMEMO message within 20s; typing it again. Screen:\n%s\nLog tail:\n%s", p.name, p.screen(), p.logTail(6000))
+			p.cmd(line)
+			p.waitLog(sent.String(), 30*time.Second)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // TestProfanityOMEMO: two profanity clients log in (STARTTLS, certificate
@@ -190,7 +229,7 @@ func TestProfanityOMEMO(t *testing.T) {
 	alice.cmd("/omemo start " + b)
 	alice.waitScreen(`\[OMEMO\]`, 20*time.Second)
 	alice.trust(b)
-	alice.cmd("omemo secret 4711")
+	alice.sendOMEMO("omemo secret 4711")
 	bob.cmd("/win 2")
 	bob.waitScreen(`~ `+regexp.QuoteMeta(a)+`/\S+: omemo secret 4711`, 30*time.Second)
 
