@@ -193,22 +193,48 @@ func (s *Server) checkRights(st *stanza.Stanza) *module.Denial {
 	if !s.encryptionRules {
 		return nil
 	}
-	why := encryptedOnly(st.El) // encryption.go
-	if why == nil {
+	return s.checkEncryption(st, fromAccount, from, fromRule)
+}
+
+// checkEncryption applies the end-to-end policies (encryption) of the
+// sending account and of a local recipient to a message: "forbidden"
+// refuses an OMEMO or OpenPGP payload, "required" anything but
+// well-formed payloads (encryptedOnly in encryption.go). The recipient's
+// rights are looked up only for a message one of them can refuse.
+func (s *Server) checkEncryption(st *stanza.Stanza, fromAccount bool, from config.Rights, fromRule int) *module.Denial {
+	payload := e2ePayload(st.El)
+	why := encryptedOnly(st.El)
+	if payload == "" && why == nil {
 		return nil
 	}
-	if fromAccount && from.EncryptionRequired {
+	policy := from.EncryptionPolicy()
+	switch {
+	case !fromAccount:
+	case payload != "" && policy == config.EncryptionForbidden:
+		return &module.Denial{
+			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "end-to-end encryption is forbidden for this account: its messages must stay readable to the content rules ("+payload+" payload)"),
+			Reason: ruleName(fromRule) + ": encryption = forbidden (sender): " + payload + " payload",
+		}
+	case why != nil && policy == config.EncryptionRequired:
 		return &module.Denial{
 			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "this account must encrypt messages end to end (OMEMO or OpenPGP): "+why.Error()),
 			Reason: ruleName(fromRule) + ": encryption_required (sender): " + why.Error(),
 		}
 	}
-	if s.isAccount(st.To) {
-		if to, rule := s.Rights(st.To.Bare()); to.EncryptionRequired {
-			return &module.Denial{
-				Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "the recipient accepts only end-to-end encrypted messages (OMEMO or OpenPGP): "+why.Error()),
-				Reason: ruleName(rule) + ": encryption_required (recipient): " + why.Error(),
-			}
+	if !s.isAccount(st.To) {
+		return nil
+	}
+	to, rule := s.Rights(st.To.Bare())
+	switch policy := to.EncryptionPolicy(); {
+	case payload != "" && policy == config.EncryptionForbidden:
+		return &module.Denial{
+			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "the recipient may not receive end-to-end encrypted messages: its messages must stay readable to the content rules ("+payload+" payload)"),
+			Reason: ruleName(rule) + ": encryption = forbidden (recipient): " + payload + " payload",
+		}
+	case why != nil && policy == config.EncryptionRequired:
+		return &module.Denial{
+			Err:    stanza.Err(stanza.Modify, stanza.PolicyViolation, "the recipient accepts only end-to-end encrypted messages (OMEMO or OpenPGP): "+why.Error()),
+			Reason: ruleName(rule) + ": encryption_required (recipient): " + why.Error(),
 		}
 	}
 	return nil
@@ -404,8 +430,9 @@ func stanzaRightsOf(a config.Access) (restricted, encryption bool) {
 		all = append(all, r.Rights)
 	}
 	for _, r := range all {
-		encryption = encryption || r.EncryptionRequired
-		restricted = restricted || r.EncryptionRequired || !r.MaySend() || r.Federate.Only
+		e2e := r.EncryptionPolicy() != config.EncryptionAllowed
+		encryption = encryption || e2e
+		restricted = restricted || e2e || !r.MaySend() || r.Federate.Only
 	}
 	return restricted, encryption
 }

@@ -4,7 +4,7 @@ package server
 // A module that implements module.Policy must be listed here; start-up
 // fails otherwise, so the road a stanza takes is always readable here.
 // Before these, the core applies the access rights (checkRights in
-// access.go: send, federate, encryption_required), audited as policy
+// access.go: send, federate, encryption), audited as policy
 // "access".
 var policyOrder = []string{
 	"blocking", // XEP-0191: stanzas to and from blocked JIDs

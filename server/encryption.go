@@ -200,6 +200,34 @@ func encryptedOnly(msg *element.Element) error {
 	return nil
 }
 
+// e2ePayload names the first end-to-end payload among msg's children
+// ("OMEMO", "OMEMO 2", "OpenPGP for XMPP", "jabber:x:encrypted"), "" when
+// it has none. It does not check the payload: under encryption =
+// "forbidden" an empty one is refused too.
+func e2ePayload(msg *element.Element) string {
+	for _, n := range msg.Nodes {
+		if c := n.El; c != nil {
+			if s := schemeOf(c.Space); s != 0 && c.Local == payloadName(s) {
+				return schemeName(s)
+			}
+		}
+	}
+	return ""
+}
+
+// schemeName is a scheme's name in refusal texts.
+func schemeName(s uint8) string {
+	switch s {
+	case schemeOMEMOLegacy:
+		return "OMEMO"
+	case schemeOMEMO2:
+		return "OMEMO 2"
+	case schemeOX:
+		return "OpenPGP for XMPP"
+	}
+	return "jabber:x:encrypted"
+}
+
 // payloadName is the local name of a scheme's payload element.
 func payloadName(s uint8) string {
 	switch s {

@@ -104,6 +104,9 @@ func (m *Module) publish(ctx context.Context, owner, from jid.JID, pub, opts *el
 	if se != nil {
 		return nil, se
 	}
+	if se := m.e2eForbidden(owner, from, node); se != nil {
+		return nil, se
+	}
 	var items []*element.Element
 	for _, k := range pub.Elements() {
 		if k.Space != NSPubSub || k.Local != "item" {

@@ -389,6 +389,37 @@ type Rights struct {
 	// malformed end-to-end payload instead of OMEMO or OpenPGP
 	// (server/encryption.go says what passes; default false).
 	EncryptionRequired bool `toml:"encryption_required"`
+	// Encryption is the end-to-end policy: "required" (what
+	// encryption_required = true says), "allowed" or "forbidden" (OMEMO
+	// and OpenPGP payloads, and publishing to their PEP nodes, are
+	// refused, so that content rules can read the account's messages).
+	// "" takes encryption_required's word.
+	Encryption string `toml:"encryption"`
+}
+
+// End-to-end policies of Rights.Encryption.
+const (
+	EncryptionRequired  = "required"
+	EncryptionAllowed   = "allowed"
+	EncryptionForbidden = "forbidden"
+)
+
+// EncryptionPolicies returns the values accepted in encryption.
+func EncryptionPolicies() []string {
+	return []string{EncryptionRequired, EncryptionAllowed, EncryptionForbidden}
+}
+
+// EncryptionPolicy returns the end-to-end policy: "required" when the
+// older encryption_required is true (validation refuses an encryption
+// that says otherwise beside it), else Encryption, "allowed" when unset.
+func (r Rights) EncryptionPolicy() string {
+	switch {
+	case r.EncryptionRequired:
+		return EncryptionRequired
+	case r.Encryption != "":
+		return r.Encryption
+	}
+	return EncryptionAllowed
 }
 
 // File transfer scopes of Rights.FileTransfer.
@@ -452,8 +483,8 @@ func (r Rights) Describe() string {
 	if ft := r.FileTransferScope(); ft != FileTransferAll {
 		parts = append(parts, "file transfer "+ft)
 	}
-	if r.EncryptionRequired {
-		parts = append(parts, "encryption required")
+	if e := r.EncryptionPolicy(); e != EncryptionAllowed {
+		parts = append(parts, "encryption "+e)
 	}
 	return strings.Join(parts, ", ")
 }
@@ -541,7 +572,7 @@ func Default() *Config {
 		},
 		Groups: map[string]string{},
 		Access: Access{Default: Rights{Login: boolPtr(true), Networks: []string{}, Send: boolPtr(true),
-			Federate: FederateAll(), FileTransfer: FileTransferAll}, Rules: []Rule{}},
+			Federate: FederateAll(), FileTransfer: FileTransferAll, Encryption: EncryptionAllowed}, Rules: []Rule{}},
 		Federation: defaultFederation(),
 		Modules:    map[string]Section{},
 	}

@@ -567,6 +567,10 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// olderKeys are keys still read but replaced by others: the example
+// file describes them in its comments instead of setting them.
+var olderKeys = map[string]bool{"access.default.encryption_required": true}
+
 func TestExampleFile(t *testing.T) {
 	path := filepath.Join("..", "..", "palisade.example.toml")
 	cfg, err := Load(path, fakeRegistry{})
@@ -611,7 +615,7 @@ func TestExampleFile(t *testing.T) {
 				}
 				continue
 			}
-			if _, ok := idx.lookup(key); !ok {
+			if _, ok := idx.lookup(key); !ok && !olderKeys[key] {
 				missing = append(missing, key)
 			}
 		}

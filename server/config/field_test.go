@@ -156,3 +156,64 @@ default = { send = true, file_transfer = "friends", max_session_duration = "10ms
 		}
 	}
 }
+
+// TestEncryptionPolicy checks encryption and the older
+// encryption_required: both read, "forbidden" kept, contradictions and
+// unknown values refused at their line.
+func TestEncryptionPolicy(t *testing.T) {
+	doc := `[groups]
+traders = "cn=traders,dc=x"
+kiosks = "cn=kiosks,dc=x"
+legacy = "cn=legacy,dc=x"
+
+[access]
+default = { encryption = "allowed" }
+
+[[access.rule]]
+group = "traders"
+encryption = "forbidden"
+
+[[access.rule]]
+group = "kiosks"
+encryption = "required"
+
+[[access.rule]]
+group = "legacy"
+encryption_required = true
+`
+	cfg, err := Parse("p.toml", []byte(doc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{EncryptionForbidden, EncryptionRequired, EncryptionRequired}
+	for i, r := range cfg.Access.Rules {
+		if got := r.EncryptionPolicy(); got != want[i] {
+			t.Errorf("rule %d: policy %q, want %q", i+1, got, want[i])
+		}
+	}
+	if got := cfg.Access.Default.EncryptionPolicy(); got != EncryptionAllowed {
+		t.Errorf("default: %q", got)
+	}
+	if got := cfg.Access.Rules[0].Describe(); got != "login, encryption forbidden" {
+		t.Errorf("Describe = %q", got)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{"[[access.rule]]\njid = \"a@localhost\"\nencryption = \"sometimes\"\n", `p.toml:3:1: access.rule[0].encryption: must be "required", "allowed" or "forbidden", got "sometimes"`},
+		{"[[access.rule]]\njid = \"a@localhost\"\nencryption_required = true\nencryption = \"forbidden\"\n", `p.toml:4:1: access.rule[0].encryption: "forbidden" contradicts encryption_required = true`},
+		{"[access]\ndefault = { encryption_required = true, encryption = \"allowed\" }\n", `access.default.encryption: "allowed" contradicts`},
+	} {
+		_, err := Parse("p.toml", []byte(tc.doc), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+	// encryption_required alone on the default: no contradiction with the
+	// built-in "allowed".
+	cfg, err = Parse("p.toml", []byte("[access]\ndefault = { encryption_required = true }\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Access.Default.EncryptionPolicy(); got != EncryptionRequired {
+		t.Errorf("default with encryption_required: %q", got)
+	}
+}

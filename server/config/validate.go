@@ -265,6 +265,13 @@ func (l *loader) validateAccess(c *Config) {
 		if r.FileTransfer != "" && !slices.Contains(FileTransferScopes(), r.FileTransfer) {
 			l.invalid(key+".file_transfer", -1, `must be "none", "contacts" or "all", got %q`, r.FileTransfer)
 		}
+		if r.Encryption != "" && !slices.Contains(EncryptionPolicies(), r.Encryption) {
+			l.invalid(key+".encryption", -1, `must be "required", "allowed" or "forbidden", got %q`, r.Encryption)
+		}
+	}
+	l.encryptionOf("access.default", &c.Access.Default)
+	for i := range c.Access.Rules {
+		l.encryptionOf(elemKey("access.rule", i), &c.Access.Rules[i].Rights)
 	}
 	check("access.default", Rule{Rights: c.Access.Default}, true)
 	for i, r := range c.Access.Rules {
@@ -517,5 +524,20 @@ func (l *loader) checkBareJIDs(key string, list []string) {
 		case slices.Index(list, v) < i:
 			l.invalid(key, i, "duplicate JID %q", v)
 		}
+	}
+}
+
+// encryptionOf settles r.Encryption from the older encryption_required:
+// true means "required" unless encryption is given too, and then it must
+// say "required"; unset means "allowed".
+func (l *loader) encryptionOf(key string, r *Rights) {
+	_, given := l.idx.lookup(key + ".encryption")
+	switch {
+	case r.EncryptionRequired && given && r.Encryption != EncryptionRequired:
+		l.invalid(key+".encryption", -1, `%q contradicts encryption_required = true: keep one of them (encryption replaces encryption_required)`, r.Encryption)
+	case r.EncryptionRequired:
+		r.Encryption = EncryptionRequired
+	case r.Encryption == "":
+		r.Encryption = EncryptionAllowed
 	}
 }
