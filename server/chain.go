@@ -8,6 +8,8 @@ package server
 // "access".
 var policyOrder = []string{
 	"blocking", // XEP-0191: stanzas to and from blocked JIDs
+	// [[content.rule]]: data loss prevention on what local accounts send
+	"content",
 	// file_transfer rights on SI, IBB, SOCKS5, Jingle and OOB transfers
 	"filetransfer",
 }

@@ -298,6 +298,7 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 	if st.Peer != nil {
 		v = via{peer: st.Peer.Domain, auth: st.Peer.Auth}
 	}
+	v.flags = st.Flags
 	if m.sealer == nil {
 		data, err = appendRecordVia((*rp)[:0], t, string(dir), string(kind), from, to, st.Type, st.ID, v, xml, EncNone, nil)
 	} else {

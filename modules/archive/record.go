@@ -29,7 +29,7 @@ const SaltSize = 16
 //
 //	{"v":1,"time":"2026-12-01T19:00:00.123456789Z","dir":"local","kind":"message",
 //	 "from":"alice@example.com/phone","to":"bob@example.com","type":"chat","id":"m1",
-//	 ["peer":"partner.example","auth":"sasl-external",] "size":123,"enc":"none","salt":"<base64 16 bytes>","commit":"<base64 SHA-256>",
+//	 ["peer":"partner.example","auth":"sasl-external",] ["flags":["cards"],] "size":123,"enc":"none","salt":"<base64 16 bytes>","commit":"<base64 SHA-256>",
 //	 "content":"<message ...>...</message>"}
 //
 // commit is SHA-256(salt || plaintext content), so that content stored
@@ -50,13 +50,16 @@ type Record struct {
 	// partner stream: the peer domain, and how the stream was
 	// authenticated ("sasl-external", "dialback", "dialback-pkix"; "" when
 	// an outgoing stanza was recorded before its stream was up).
-	Peer    string `json:"peer,omitempty"`
-	Auth    string `json:"auth,omitempty"`
-	Size    int    `json:"size"`
-	Enc     string `json:"enc"`
-	Salt    []byte `json:"salt"`
-	Commit  []byte `json:"commit"`
-	Content string `json:"content"`
+	Peer string `json:"peer,omitempty"`
+	Auth string `json:"auth,omitempty"`
+	// Flags are present only on records that content rules flagged for
+	// review: the rules' names.
+	Flags   []string `json:"flags,omitempty"`
+	Size    int      `json:"size"`
+	Enc     string   `json:"enc"`
+	Salt    []byte   `json:"salt"`
+	Commit  []byte   `json:"commit"`
+	Content string   `json:"content"`
 }
 
 // EncNone marks content stored as plaintext.
@@ -80,12 +83,17 @@ func appendSealedRecord(buf []byte, t time.Time, dir, kind, from, to, typ, id st
 	return appendRecordVia(buf, t, dir, kind, from, to, typ, id, via{}, plain, enc, sealed)
 }
 
-// via is the federation peer of a record: the peer domain and how its
-// stream was authenticated; zero for local traffic.
-type via struct{ peer, auth string }
+// via is what a record says beside the stanza: the federation peer (the
+// peer domain and how its stream was authenticated; zero for local
+// traffic) and the content rules that flagged it.
+type via struct {
+	peer, auth string
+	flags      []string
+}
 
 // appendRecordVia is appendSealedRecord for a stanza that crossed a
-// partner stream: "peer" and "auth" follow "id" when v.peer is set.
+// partner stream or was flagged: "peer" and "auth" follow "id" when
+// v.peer is set, then "flags" when v.flags is not empty.
 func appendRecordVia(buf []byte, t time.Time, dir, kind, from, to, typ, id string, v via, plain []byte, enc string, sealed []byte) ([]byte, error) {
 	content := plain
 	var salt [SaltSize]byte
@@ -114,6 +122,16 @@ func appendRecordVia(buf []byte, t time.Time, dir, kind, from, to, typ, id strin
 		buf = appendJSONString(buf, v.peer)
 		buf = append(buf, `,"auth":`...)
 		buf = appendJSONString(buf, v.auth)
+	}
+	if len(v.flags) > 0 {
+		buf = append(buf, `,"flags":[`...)
+		for i, f := range v.flags {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendJSONString(buf, f)
+		}
+		buf = append(buf, ']')
 	}
 	buf = append(buf, `,"size":`...)
 	buf = strconv.AppendInt(buf, int64(len(content)), 10)

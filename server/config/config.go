@@ -49,6 +49,8 @@ type Config struct {
 	Access Access `toml:"access"`
 	// Federation holds the server-to-server settings and the partners.
 	Federation Federation `toml:"federation"`
+	// Content holds the data loss prevention rules ([[content.rule]]).
+	Content Content `toml:"content"`
 	// Modules holds one Section per module, keyed by module name: every
 	// module present in the file, plus, when the Registry implements
 	// ModuleLister, every registered module absent from the file (with its

@@ -196,6 +196,7 @@ func (l *loader) validate(c *Config) {
 	l.validateWitnesses(c.Archive.Witnesses)
 	l.validateAccess(c)
 	l.validateFederation(&c.Federation, c.Server.Domains) // federation_validate.go
+	l.validateContent(c)                                  // content.go
 
 	names := make([]string, 0, len(c.Modules))
 	for n := range c.Modules {

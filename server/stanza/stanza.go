@@ -58,6 +58,9 @@ type Stanza struct {
 	// Peer is the federation peer the stanza came in from (set by s2s on
 	// inbound stanzas), nil for stanzas of local origin.
 	Peer *Peer
+	// Flags are the names of the content rules that flagged the stanza
+	// for review (modules/content); the journal records them.
+	Flags []string
 
 	wire []byte // Wire's bytes, once computed
 }
@@ -282,7 +285,7 @@ func (s *Stanza) Result(payload *element.Element) *Stanza {
 // appended. Callers must not reply to a stanza of type error.
 func (s *Stanza) ErrorReply(e *Error) *Stanza {
 	r := s.Copy()
-	r.Peer = nil // a new stanza, going back
+	r.Peer, r.Flags = nil, nil // a new stanza, going back
 	to, from := s.From, s.To
 	r.SetFrom(from)
 	r.SetTo(to)
