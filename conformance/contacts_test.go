@@ -35,7 +35,7 @@ subscriptions = "none"
 		}
 	}
 	for _, what := range []string{"message", "iq"} {
-		m := regexp.MustCompile(`(?m)^REFUSED ` + what + ` (\S+) (.*)$`).FindAllStringSubmatch(out, -1)
+		m := regexp.MustCompile(`(?m)^REFUSED `+what+` (\S+) (.*)$`).FindAllStringSubmatch(out, -1)
 		if len(m) != 2 {
 			t.Fatalf("%s: %d refusals in:\n%s", what, len(m), out)
 		}
