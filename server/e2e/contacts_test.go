@@ -49,7 +49,7 @@ var attrID = regexp.MustCompile(` id=["'][^"']*["']`)
 // TestContactsStrangerRefused: alice, a stranger to bob (contacts =
 // "roster"), gets for her message and her IQ to his full JID exactly what
 // an account that does not exist answers (compared on the raw WebSocket
-// frames), her directed presence and subscription request reach nothing;
+// frames; a file offer too), her directed presence and subscription request reach nothing;
 // carol, on bob's roster, passes; each refusal is one audit event naming
 // the rule; bob's disco#info names his policy.
 func TestContactsStrangerRefused(t *testing.T) {
@@ -77,6 +77,7 @@ func TestContactsStrangerRefused(t *testing.T) {
 		{"message", "<message to='%s' id='%s' type='chat'><body>hello stranger</body></message>", "bob@localhost", "nobody@localhost"},
 		{"message to full JID", "<message to='%s' id='%s'><body>hello again</body></message>", "bob@localhost/b", "nobody@localhost/b"},
 		{"iq to full JID", "<iq to='%s' id='%s' type='get'><query xmlns='jabber:iq:version'/></iq>", "bob@localhost/b", "nobody@localhost/b"},
+		{"file offer (SI)", ftStanzas[0].xml, "bob@localhost/b", "nobody@localhost/b"},
 		{"iq to bare JID", "<iq to='%s' id='%s' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>", "bob@localhost", "nobody@localhost"},
 	} {
 		got, want := refusal(c.stanza, c.bob, "x1"), refusal(c.stanza, c.nobody, "x2")
@@ -108,13 +109,14 @@ func TestContactsStrangerRefused(t *testing.T) {
 	carol.sync()
 	bob.nothing(quiet)
 
-	// One audit event per refusal: 4 to bob, 2 presences, carol's subscribe.
+	// One audit event per refusal: 5 stanzas to bob, the directed
+	// presence, both subscription requests.
 	var got []string
 	for _, a := range audits() {
 		got = append(got, a["from"].(string)+" "+a["reason"].(string))
 	}
 	want := []string{}
-	for i := 0; i < 4+1; i++ {
+	for i := 0; i < 5+1; i++ {
 		want = append(want, "alice@localhost/a access.rule 1: contacts = roster: not a contact")
 	}
 	want = append(want, "alice@localhost/a access.rule 1: subscriptions = none: subscription requests refused",
