@@ -81,12 +81,14 @@ func New(r module.Router, rosters storage.Rosters, access config.Access, modules
 // contacts or subscriptions other than "anyone". Without one the policy
 // looks nothing up.
 func Restricted(a config.Access) bool {
-	all := append([]config.Rights{a.Default}, make([]config.Rights, 0, len(a.Rules))...)
-	for _, r := range a.Rules {
-		all = append(all, r.Rights)
+	open := func(r config.Rights) bool {
+		return r.ContactScope() == config.ContactsAnyone && r.SubscriptionScope() == config.ContactsAnyone
 	}
-	for _, r := range all {
-		if r.ContactScope() != config.ContactsAnyone || r.SubscriptionScope() != config.ContactsAnyone {
+	if !open(a.Default) {
+		return true
+	}
+	for _, r := range a.Rules {
+		if !open(r.Rights) {
 			return true
 		}
 	}
