@@ -8,6 +8,7 @@ package server
 // "access".
 var policyOrder = []string{
 	"blocking", // XEP-0191: stanzas to and from blocked JIDs
+	"contacts", // contacts and subscriptions rights: who may reach an account
 	// [[content.rule]]: data loss prevention on what local accounts send
 	"content",
 	// file_transfer rights on SI, IBB, SOCKS5, Jingle and OOB transfers

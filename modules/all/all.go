@@ -7,6 +7,7 @@ import (
 	_ "github.com/palisade-im/palisade/modules/archive"  // compliance journal (server's module.Journal)
 	_ "github.com/palisade-im/palisade/modules/blocking" // XEP-0191 blocking command
 	_ "github.com/palisade-im/palisade/modules/carbons"  // XEP-0280 message carbons
+	_ "github.com/palisade-im/palisade/modules/contacts" // contact policy (a policy link, server/chain.go)
 	_ "github.com/palisade-im/palisade/modules/content"  // [[content.rule]] data loss prevention (a policy link)
 	_ "github.com/palisade-im/palisade/modules/disco"    // XEP-0030 discovery, XEP-0115 caps
 	_ "github.com/palisade-im/palisade/modules/extdisco" // XEP-0215 external services (STUN/TURN)

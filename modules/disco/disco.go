@@ -348,7 +348,19 @@ func (m *Module) accountInfo(ctx context.Context, _ module.Session, iq *stanza.S
 		return nil, stanza.Err(stanza.Cancel, stanza.ItemNotFound, "")
 	}
 	m.load()
-	return m.account.Element(""), nil
+	info := m.account
+	for _, x := range m.host.Modules() {
+		if a, ok := x.(AccountFeaturer); ok {
+			info.Features = uniq(append(slices.Clone(info.Features), a.AccountFeaturesFor(iq.To.Bare())...))
+		}
+	}
+	return info.Element(""), nil
+}
+
+// AccountFeaturer is implemented by modules whose account features depend
+// on the account (the contacts policy in effect for it).
+type AccountFeaturer interface {
+	AccountFeaturesFor(account jid.JID) []string
 }
 
 // accountItems answers disco#items to a bare JID with what the modules

@@ -380,6 +380,18 @@ type Rights struct {
 	// Send says whether the account may send messages (default true);
 	// false makes a read-only account, which still receives.
 	Send *bool `toml:"send"`
+	// Contacts is who may reach the account (modules/contacts): "roster"
+	// (a subscription either way, a pending request the account sent, or
+	// a shared-roster group), "organisation" (also every local account),
+	// "partners" (also live federation partners) or "anyone" ("" means
+	// "anyone").
+	Contacts string `toml:"contacts"`
+	// Subscriptions is who may send the account subscription requests:
+	// "anyone" ("" too), "organisation", "partners" or "none".
+	Subscriptions string `toml:"subscriptions"`
+	// ContactsExempt are [groups] names whose members always reach the
+	// account, whatever Contacts and Subscriptions say (a helpdesk).
+	ContactsExempt []string `toml:"contacts_exempt"`
 	// Federate says with which partners ([[federation.partner]]) the
 	// account may exchange stanzas: true (default) every partner, false
 	// none, or a list of partner names.
@@ -574,6 +586,7 @@ func Default() *Config {
 		},
 		Groups: map[string]string{},
 		Access: Access{Default: Rights{Login: boolPtr(true), Networks: []string{}, Send: boolPtr(true),
+			Contacts: ContactsAnyone, Subscriptions: ContactsAnyone, ContactsExempt: []string{},
 			Federate: FederateAll(), FileTransfer: FileTransferAll, Encryption: EncryptionAllowed}, Rules: []Rule{}},
 		Federation: defaultFederation(),
 		Modules:    map[string]Section{},

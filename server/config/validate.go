@@ -263,6 +263,7 @@ func (l *loader) validateAccess(c *Config) {
 			l.invalid(key+".max_session_duration", -1, "must be 0 (no limit) or at least 1s, got %s", r.MaxSessionDuration)
 		}
 		l.validateFederate(key+".federate", r.Federate, c.Federation.Partners) // federate.go
+		l.validateContacts(key, r.Rights, c.Groups)                            // contacts.go
 		if r.FileTransfer != "" && !slices.Contains(FileTransferScopes(), r.FileTransfer) {
 			l.invalid(key+".file_transfer", -1, `must be "none", "contacts" or "all", got %q`, r.FileTransfer)
 		}
