@@ -51,3 +51,15 @@ func (m *Module) e2eForbidden(owner, from jid.JID, node string) *stanza.Error {
 	}
 	return stanza.Err(stanza.Cancel, stanza.PolicyViolation, "end-to-end encryption is forbidden for this account: it may not publish encryption keys")
 }
+
+// NSEncryptionFeature prefixes the disco#info feature of an account that
+// names its end-to-end policy: urn:palisade:encryption:required,
+// :allowed or :forbidden, so that its clients can tell before they try.
+const NSEncryptionFeature = "urn:palisade:encryption:"
+
+// AccountFeaturesFor returns the feature naming the end-to-end policy in
+// effect for account (modules/disco adds it to the account's disco#info).
+func (m *Module) AccountFeaturesFor(account jid.JID) []string {
+	r, _ := module.AccountRule(m.router, account.Bare())
+	return []string{NSEncryptionFeature + r.EncryptionPolicy()}
+}

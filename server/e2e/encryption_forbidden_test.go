@@ -14,7 +14,8 @@ import (
 // policy-violation whether alice sends it or carol sends it to alice, and
 // is never journaled; plain messages pass. alice may not publish to the
 // OMEMO and OpenPGP key nodes; her other PEP nodes work, and carol (not
-// under the rule) may publish her OMEMO device list.
+// under the rule) may publish her OMEMO device list. Each one's
+// disco#info names the policy in effect for the account.
 func TestEncryptionForbidden(t *testing.T) {
 	t.Parallel()
 	e, logs := newEnvObserved(t, func(c *config.Config) {
@@ -72,6 +73,19 @@ func TestEncryptionForbidden(t *testing.T) {
 	}
 	if n := len(auditEvents(logs, "policy_denied", "reason", "access.rule 1: encryption = forbidden (pep publish of end-to-end keys)")); n != 7 {
 		t.Errorf("%d audit events for refused key publishes, want 7", n)
+	}
+	// Each account's disco#info names its policy.
+	for c, want := range map[*pc]string{alice: "urn:palisade:encryption:forbidden", carol: "urn:palisade:encryption:allowed"} {
+		r := c.ok("get", "", "<query xmlns='"+nsDiscoI+"'/>")
+		var got []string
+		for _, f := range r.Child(nsDiscoI, "query").Nodes {
+			if v := f.A("var"); strings.HasPrefix(v, "urn:palisade:encryption:") {
+				got = append(got, v)
+			}
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%s's disco#info: encryption features %v, want [%s]", c.name(), got, want)
+		}
 	}
 	alice.ok("set", "", publish("urn:xmpp:avatar:metadata", "1", "<metadata xmlns='urn:xmpp:avatar:metadata'/>", ""))
 	carol.ok("set", "", publish("eu.siacs.conversations.axolotl.devicelist", "current", devices, ""))
