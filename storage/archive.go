@@ -76,6 +76,9 @@ const (
 	// kicks, unlocks, the configuration's digest at each start); its
 	// content is JSON.
 	KindAdmin RecordKind = "admin"
+	// KindReview closes a record that content rules flagged for review:
+	// who closed it, when and why; its content is JSON.
+	KindReview RecordKind = "review"
 )
 
 // JournalRecord is one entry of the compliance journal. Data is the record

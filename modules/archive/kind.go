@@ -34,7 +34,7 @@ var recordKinds = []storage.RecordKind{
 	storage.KindIQ, storage.KindFileTransfer, storage.KindJingle, storage.KindCommand,
 	storage.KindPEP, storage.KindVCard,
 	storage.KindExport, storage.KindHold, storage.KindDisposition, storage.KindSearch,
-	storage.KindPolicy, storage.KindAdmin,
+	storage.KindPolicy, storage.KindAdmin, storage.KindReview,
 }
 
 // RecordKinds returns the names of every record kind the journal knows,

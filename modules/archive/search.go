@@ -1,9 +1,11 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +20,9 @@ import (
 type SearchOptions struct {
 	ExportOptions
 	Text string
+	// Flag selects the records that the content rule of that name
+	// flagged for review.
+	Flag string
 	// Limit bounds the hits returned (0: 1000).
 	Limit int
 }
@@ -33,6 +38,8 @@ type Hit struct {
 	Body      string
 	Encrypted bool
 	Purged    bool
+	// Flags are the content rules that flagged the record.
+	Flags []string
 }
 
 // ErrSearchNeedsKey is returned for a text search over encrypted records
@@ -47,6 +54,7 @@ type searchRecord struct {
 	With      []string   `json:"with,omitempty"`
 	Kinds     []string   `json:"kinds,omitempty"`
 	Text      string     `json:"text,omitempty"`
+	Flag      string     `json:"flag,omitempty"`
 	Decrypted bool       `json:"decrypted"`
 	Hits      int        `json:"hits"`
 	Seqs      [][2]int64 `json:"seqs"`
@@ -72,8 +80,11 @@ func Search(ctx context.Context, j storage.Journal, opt SearchOptions, actor str
 		return nil, err
 	}
 	err = j.Records(ctx, 0, head.Size, func(r storage.JournalRecord) error {
-		if !opt.match(r) || text != "" && r.Kind != storage.KindMessage {
+		if !opt.match(r) || (text != "" || opt.Flag != "") && r.Kind != storage.KindMessage {
 			return nil
+		}
+		if opt.Flag != "" && (r.Purged || !bytes.Contains(r.Data, []byte(`"flags":[`))) {
+			return nil // a record's flags are outside its content: no key needed
 		}
 		h := Hit{Seq: r.Seq, Time: r.Time, Direction: string(r.Direction), Kind: string(r.Kind), From: r.From, To: r.To,
 			Type: r.StanzaType, Purged: r.Purged}
@@ -82,6 +93,10 @@ func Search(ctx context.Context, j storage.Journal, opt SearchOptions, actor str
 			if err != nil {
 				return fmt.Errorf("record %d: %w", r.Seq, err)
 			}
+			if opt.Flag != "" && !slices.Contains(rec.Flags, opt.Flag) {
+				return nil
+			}
+			h.Flags = rec.Flags
 			content := rec.Content
 			if rec.Enc != EncNone {
 				h.Encrypted, content = true, ""
@@ -118,7 +133,7 @@ func Search(ctx context.Context, j storage.Journal, opt SearchOptions, actor str
 	for i, h := range hits {
 		seqs[i] = h.Seq
 	}
-	desc := searchRecord{Users: opt.Users, With: opt.With, Kinds: opt.Kinds, Text: opt.Text, Decrypted: opt.Open != nil,
+	desc := searchRecord{Users: opt.Users, With: opt.With, Kinds: opt.Kinds, Text: opt.Text, Flag: opt.Flag, Decrypted: opt.Open != nil,
 		Hits: len(hits), Seqs: runs(seqs), By: actor}
 	if !opt.From.IsZero() {
 		desc.From = opt.From.UTC().Format(time.RFC3339)
@@ -141,7 +156,7 @@ func Search(ctx context.Context, j storage.Journal, opt SearchOptions, actor str
 		return nil, fmt.Errorf("the search could not be recorded in the journal: %w", err)
 	}
 	audit.Info("archive_search", zap.String("actor", actor), zap.Strings("users", opt.Users), zap.Strings("with", opt.With),
-		zap.Strings("kinds", opt.Kinds), zap.String("text", opt.Text), zap.String("from", desc.From), zap.String("to", desc.To),
+		zap.Strings("kinds", opt.Kinds), zap.String("text", opt.Text), zap.String("flag", opt.Flag), zap.String("from", desc.From), zap.String("to", desc.To),
 		zap.Bool("decrypted", opt.Open != nil), zap.Int("hits", len(hits)), zap.Int64("record", seq))
 	return hits, nil
 }

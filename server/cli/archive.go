@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ import (
 
 func (e *env) archive(args []string) error {
 	if len(args) == 0 {
-		return usageErr("usage: palisade archive verify|pubkey|export|verify-export|hold|purge|search")
+		return usageErr("usage: palisade archive verify|pubkey|export|verify-export|hold|purge|search|review")
 	}
 	sub, args := args[0], args[1:]
 	if sub == "verify-export" {
@@ -48,6 +49,8 @@ func (e *env) archive(args []string) error {
 		return e.archivePurge(cfg, files, args)
 	case "search":
 		return e.archiveSearch(cfg, files, args)
+	case "review":
+		return e.archiveReview(cfg, files, args)
 	case "pubkey":
 		if len(args) == 1 && args[0] == "--openpgp" {
 			if _, err := os.Stat(files.OpenPGPKey); err != nil {
@@ -809,15 +812,16 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 	fs.Var(&with, "with", "conversation partner (repeatable)")
 	fs.Var(&kinds, "kind", "record kind (repeatable)")
 	text := fs.String("text", "", "text the message body contains (case-insensitive)")
+	flagged := fs.String("flag", "", "content rule whose flagged records to find")
 	decryptKey := fs.String("decrypt-key", "", "officer's OpenPGP private key file: decrypt encrypted records")
 	limit := fs.Int("limit", 1000, "most records printed")
 	by := fs.String("by", "", "who searches (default $USER)")
-	const use = "usage: palisade archive search [--user JID]... [--with JID]... [--from DAY] [--to DAY] [--kind KIND]... [--text TEXT] [--decrypt-key FILE] [--limit N] [--by WHO]"
+	const use = "usage: palisade archive search [--user JID]... [--with JID]... [--from DAY] [--to DAY] [--kind KIND]... [--text TEXT] [--flag RULE] [--decrypt-key FILE] [--limit N] [--by WHO]"
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *limit < 1 {
 		return usageErr("%s", use)
 	}
 	var opt archive.SearchOptions
-	opt.Text, opt.Limit = *text, *limit
+	opt.Text, opt.Flag, opt.Limit = *text, *flagged, *limit
 	f, err := parseRecordFilter(*from, *to, users, with, kinds)
 	if err != nil {
 		return err
@@ -857,6 +861,9 @@ func (e *env) archiveSearch(cfg *config.Config, files archive.Files, args []stri
 			body = "[content purged by retention]"
 		case h.Encrypted && opt.Open == nil:
 			body = "[encrypted: --decrypt-key]"
+		}
+		if len(h.Flags) > 0 {
+			body = "[flagged: " + strings.Join(h.Flags, ", ") + "] " + body
 		}
 		fmt.Fprintf(e.stdout, "%d\t%s\t%s\t%s\t%s -> %s\t%s\t%s\n", h.Seq, h.Time.UTC().Format(time.RFC3339Nano), h.Kind, h.Direction,
 			h.From, h.To, h.Type, strings.ReplaceAll(body, "\n", " "))
@@ -917,4 +924,83 @@ func opener(ctx context.Context, j storage.EpochKeys, officer openpgp.EntityList
 		return nil, err
 	}
 	return archive.NewOpener(officer, epochs), nil
+}
+
+const reviewUsage = "usage: palisade archive review list [--all] | close SEQ --reason TEXT [--by WHO]"
+
+// archiveReview lists the records content rules flagged for review, and
+// closes one (a review record in the journal). The list holds no content:
+// archive search --flag RULE reads the messages, and is journaled.
+func (e *env) archiveReview(cfg *config.Config, files archive.Files, args []string) error {
+	if len(args) == 0 {
+		return usageErr("%s", reviewUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("archive review "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ctx := context.Background()
+	switch sub {
+	case "list":
+		all := fs.Bool("all", false, "also closed reviews")
+		if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+			return usageErr("%s", reviewUsage)
+		}
+		j, err := sqlite.OpenJournalReadOnly(ctx, files.Journal)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		items, err := archive.ReviewQueue(ctx, j)
+		if err != nil {
+			return err
+		}
+		open := 0
+		for _, it := range items {
+			if it.Closed == 0 {
+				open++
+			} else if !*all {
+				continue
+			}
+			state := "open"
+			if it.Closed != 0 {
+				state = fmt.Sprintf("closed by %s (record %d): %s", it.By, it.Closed, it.Reason)
+			}
+			fmt.Fprintf(e.stdout, "%d\t%s\t%s -> %s\t%s\t%s\n", it.Seq, it.Time.UTC().Format(time.RFC3339), it.From, it.To,
+				strings.Join(it.Flags, ","), state)
+		}
+		fmt.Fprintf(e.stdout, "%d open, %d flagged in all\n", open, len(items))
+		return nil
+	case "close":
+		if len(args) == 0 {
+			return usageErr("%s", reviewUsage)
+		}
+		seq, err := strconv.ParseInt(args[0], 10, 64)
+		if err != nil || seq < 0 {
+			return usageErr("archive review close: %q is not a record number\n%s", args[0], reviewUsage)
+		}
+		reason := fs.String("reason", "", "the finding")
+		by := fs.String("by", "", "who closes it (default $USER)")
+		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 || strings.TrimSpace(*reason) == "" {
+			return usageErr("%s", reviewUsage)
+		}
+		audit, err := e.auditLogger(cfg)
+		if err != nil {
+			return err
+		}
+		j, err := sqlite.OpenJournal(ctx, files.Journal)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		rec, err := archive.CloseReview(ctx, j, seq, "cli:"+actorFrom(*by), *reason, audit)
+		if errors.Is(err, archive.ErrNotFlagged) || errors.Is(err, archive.ErrReviewClosed) {
+			return usageErr("archive review close %d: %v", seq, err)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "review of record %d closed (review record %d)\n", seq, rec)
+		return nil
+	}
+	return usageErr("%s", reviewUsage)
 }
