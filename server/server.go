@@ -151,6 +151,13 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 		AccountQueueBytes: cfg.Limits.AccountQueueBytes,
 
 		RegistrationTimeout: time.Duration(cfg.Limits.RegistrationTimeout),
+
+		MaxUnauthenticated:      cfg.Limits.MaxUnauthenticated,
+		MaxUnauthenticatedPerIP: cfg.Limits.MaxUnauthenticatedPerIP,
+		ConnectionRatePerIP:     cfg.Limits.ConnectionRatePerIP,
+		ConnectionBurstPerIP:    cfg.Limits.ConnectionBurstPerIP,
+		ReadBytesPerSecond:      cfg.Limits.ReadBytesPerSecond,
+		ReadBurstBytes:          cfg.Limits.ReadBurstBytes,
 	}, handler{s}, s.table, log.Named("c2s"), s.audit)
 	return s, nil
 }
