@@ -326,7 +326,11 @@ func (s *Server) Run(ctx context.Context) error {
 		hs := newHTTPServer(mux, tlsCfg, s.log.Named("http"))
 		httpServers = append(httpServers, hs)
 		err = listen("websocket", l.WebSocket, func(ln net.Listener) error {
-			ln = s.c2s.Listener(ctx, ln) // counted under the client connection cap
+			if l.WebSocketPlain {
+				ln = s.c2s.ProxiedListener(ctx, ln) // behind a proxy: no per-address limits
+			} else {
+				ln = s.c2s.Listener(ctx, ln) // counted under the client connection cap
+			}
 			var e error
 			if l.WebSocketPlain {
 				e = hs.Serve(ln)

@@ -125,15 +125,26 @@ func (srv *Server) refuse(c net.Conn, plain bool) {
 // its connections count against Config.MaxConns: one over the cap is
 // closed at once, and Accept backs off and retries after an accept error
 // instead of returning it. Its Accept returns only net.ErrClosed.
+// Its connections also pass the gate: the connection rate and the caps
+// on unauthenticated connections.
 func (srv *Server) Listener(ctx context.Context, ln net.Listener) net.Listener {
+	return &capListener{Listener: ln, srv: srv, ctx: ctx, perAddr: true}
+}
+
+// ProxiedListener is Listener for a listener behind a reverse proxy
+// (websocket_plain on loopback): every connection comes from the proxy's
+// address, so the per-address rate and cap do not apply; the total cap
+// on unauthenticated connections and the login deadline do.
+func (srv *Server) ProxiedListener(ctx context.Context, ln net.Listener) net.Listener {
 	return &capListener{Listener: ln, srv: srv, ctx: ctx}
 }
 
 type capListener struct {
 	net.Listener
-	srv *Server
-	ctx context.Context
-	bo  acceptBackoff
+	srv     *Server
+	ctx     context.Context
+	bo      acceptBackoff
+	perAddr bool
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
@@ -153,7 +164,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 			l.srv.refuse(c, false)
 			continue
 		}
-		sl, reason := l.srv.gate.enter(hostOf(c.RemoteAddr().String()))
+		sl, reason := l.srv.gate.enter(hostOf(c.RemoteAddr().String()), l.perAddr)
 		if reason != "" {
 			l.srv.release()
 			l.srv.refuseEarly(c, false, reason)

@@ -75,8 +75,13 @@ func hostOf(remote string) string {
 }
 
 // enter admits a new connection from ip, or returns the reason (one of
-// the refused* constants) it is refused for.
-func (g *gate) enter(ip string) (*slot, string) {
+// the refused* constants) it is refused for. Without perAddr (a listener
+// behind a reverse proxy, where every connection comes from the proxy)
+// only the total cap applies, and ip is not told apart.
+func (g *gate) enter(ip string, perAddr bool) (*slot, string) {
+	if !perAddr {
+		ip = ""
+	}
 	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -84,7 +89,7 @@ func (g *gate) enter(ip string) (*slot, string) {
 	st := g.addrs[ip]
 	if st == nil {
 		st = &addrState{}
-		if g.rate > 0 {
+		if g.rate > 0 && perAddr {
 			st.lim = rate.NewLimiter(g.rate, g.burst)
 		}
 		g.addrs[ip] = st
@@ -93,7 +98,7 @@ func (g *gate) enter(ip string) (*slot, string) {
 	switch {
 	case st.lim != nil && !st.lim.AllowN(now, 1):
 		reason = refusedRate
-	case g.maxPerIP > 0 && st.unauth >= g.maxPerIP:
+	case perAddr && g.maxPerIP > 0 && st.unauth >= g.maxPerIP:
 		reason = refusedPerIP
 	case g.maxTotal > 0 && g.total >= g.maxTotal:
 		reason = refusedTotal

@@ -241,7 +241,7 @@ func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool
 			srv.refuse(c, !directTLS)
 			continue
 		}
-		sl, reason := srv.gate.enter(hostOf(c.RemoteAddr().String()))
+		sl, reason := srv.gate.enter(hostOf(c.RemoteAddr().String()), true)
 		if reason != "" {
 			srv.release()
 			srv.refuseEarly(c, !directTLS, reason)
