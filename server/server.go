@@ -151,6 +151,13 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 		AccountQueueBytes: cfg.Limits.AccountQueueBytes,
 
 		RegistrationTimeout: time.Duration(cfg.Limits.RegistrationTimeout),
+
+		MaxUnauthenticated:      cfg.Limits.MaxUnauthenticated,
+		MaxUnauthenticatedPerIP: cfg.Limits.MaxUnauthenticatedPerIP,
+		ConnectionRatePerIP:     cfg.Limits.ConnectionRatePerIP,
+		ConnectionBurstPerIP:    cfg.Limits.ConnectionBurstPerIP,
+		ReadBytesPerSecond:      cfg.Limits.ReadBytesPerSecond,
+		ReadBurstBytes:          cfg.Limits.ReadBurstBytes,
 	}, handler{s}, s.table, log.Named("c2s"), s.audit)
 	return s, nil
 }
@@ -319,7 +326,11 @@ func (s *Server) Run(ctx context.Context) error {
 		hs := newHTTPServer(mux, tlsCfg, s.log.Named("http"))
 		httpServers = append(httpServers, hs)
 		err = listen("websocket", l.WebSocket, func(ln net.Listener) error {
-			ln = s.c2s.Listener(ctx, ln) // counted under the client connection cap
+			if l.WebSocketPlain {
+				ln = s.c2s.ProxiedListener(ctx, ln) // behind a proxy: no per-address limits
+			} else {
+				ln = s.c2s.Listener(ctx, ln) // counted under the client connection cap
+			}
 			var e error
 			if l.WebSocketPlain {
 				e = hs.Serve(ln)

@@ -44,6 +44,8 @@ websocket = ""
 admin = ""
 [limits]
 max_sessions_per_user = 100
+max_unauthenticated_per_ip = 0
+connection_rate_per_ip = 0.0
 [modules.register]
 allow = true
 `, dir, addr)

@@ -91,6 +91,19 @@ func (srv *Server) admit() bool {
 // release gives an admitted connection's place back.
 func (srv *Server) release() { srv.open.Add(-1) }
 
+// refuseEarly closes a connection the gate refused, before TLS: a
+// STARTTLS stream is told why first, as in refuse.
+func (srv *Server) refuseEarly(c net.Conn, plain bool, reason string) {
+	if plain {
+		b := []byte(`<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>`)
+		b = streamErrorBytes(b, errStream("policy-violation", "too many connections from your address ("+reason+")"))
+		b = append(b, "</stream:stream>"...)
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.Write(b)
+	}
+	_ = c.Close()
+}
+
 // refuse closes a connection over the cap. A STARTTLS stream (plain text
 // so far) is told why first, with a short deadline: the write lands in an
 // empty socket buffer and never waits for the peer.
@@ -112,15 +125,26 @@ func (srv *Server) refuse(c net.Conn, plain bool) {
 // its connections count against Config.MaxConns: one over the cap is
 // closed at once, and Accept backs off and retries after an accept error
 // instead of returning it. Its Accept returns only net.ErrClosed.
+// Its connections also pass the gate: the connection rate and the caps
+// on unauthenticated connections.
 func (srv *Server) Listener(ctx context.Context, ln net.Listener) net.Listener {
+	return &capListener{Listener: ln, srv: srv, ctx: ctx, perAddr: true}
+}
+
+// ProxiedListener is Listener for a listener behind a reverse proxy
+// (websocket_plain on loopback): every connection comes from the proxy's
+// address, so the per-address rate and cap do not apply; the total cap
+// on unauthenticated connections and the login deadline do.
+func (srv *Server) ProxiedListener(ctx context.Context, ln net.Listener) net.Listener {
 	return &capListener{Listener: ln, srv: srv, ctx: ctx}
 }
 
 type capListener struct {
 	net.Listener
-	srv *Server
-	ctx context.Context
-	bo  acceptBackoff
+	srv     *Server
+	ctx     context.Context
+	bo      acceptBackoff
+	perAddr bool
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
@@ -140,20 +164,41 @@ func (l *capListener) Accept() (net.Conn, error) {
 			l.srv.refuse(c, false)
 			continue
 		}
-		return &capConn{Conn: c, srv: l.srv}, nil
+		sl, reason := l.srv.gate.enter(hostOf(c.RemoteAddr().String()), l.perAddr)
+		if reason != "" {
+			l.srv.release()
+			l.srv.refuseEarly(c, false, reason)
+			continue
+		}
+		cc := &capConn{Conn: c, srv: l.srv, slot: sl}
+		l.srv.wsSlots.Store(c.RemoteAddr().String(), sl)
+		return cc, nil
 	}
 }
 
-// capConn gives its place under the cap back when closed, once.
+// capConn gives its place under the cap back when closed, once, and its
+// place among the unauthenticated connections if SASL did not.
 type capConn struct {
 	net.Conn
 	srv    *Server
+	slot   *slot
 	closed atomic.Bool
 }
 
 func (c *capConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
+		c.srv.wsSlots.CompareAndDelete(c.RemoteAddr().String(), c.slot)
+		c.slot.free()
 		c.srv.release()
 	}
 	return c.Conn.Close()
+}
+
+// wsSlot returns the gate slot of the WebSocket connection from remote
+// (http.Request.RemoteAddr), nil when there is none.
+func (srv *Server) wsSlot(remote string) *slot {
+	if v, ok := srv.wsSlots.Load(remote); ok {
+		return v.(*slot)
+	}
+	return nil
 }

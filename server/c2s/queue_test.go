@@ -232,6 +232,7 @@ func (f *fakeTransport) wait() error                                  { return n
 func (f *fakeTransport) ready() bool                                  { return false }
 func (f *fakeTransport) remoteAddr() string                           { return "127.0.0.1:1" }
 func (f *fakeTransport) secure() bool                                 { return true }
+func (f *fakeTransport) limitRead(*readBucket)                        {}
 
 // waitWriter waits until the session has no writer running.
 func waitWriter(s *Session) {

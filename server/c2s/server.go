@@ -107,6 +107,19 @@ type Config struct {
 	// limit (RLIMIT_NOFILE) minus a reserve of 5%, at least 64; negative
 	// means no cap.
 	MaxConns int
+	// MaxUnauthenticated and MaxUnauthenticatedPerIP cap the connections
+	// that have not finished SASL, in total and per source address;
+	// ConnectionRatePerIP (per second, ConnectionBurstPerIP at once)
+	// limits new connections per address. Past any of them a connection
+	// is closed before TLS. 0: no limit.
+	MaxUnauthenticated      int
+	MaxUnauthenticatedPerIP int
+	ConnectionRatePerIP     float64
+	ConnectionBurstPerIP    int
+	// ReadBytesPerSecond and ReadBurstBytes are the token bucket on a
+	// bound session's reader: past it reading pauses (0: no limit).
+	ReadBytesPerSecond int
+	ReadBurstBytes     int
 }
 
 // account is the state one bare JID's sessions share: the bytes queued
@@ -139,6 +152,11 @@ type Server struct {
 	// while connections are refused (one log line per episode).
 	open   atomic.Int64
 	capHit atomic.Bool
+
+	// gate admits connections by source address; wsSlots holds the gate
+	// slots of WebSocket connections by remote address, for the handler.
+	gate    *gate
+	wsSlots sync.Map
 }
 
 // acquireAccount returns the shared state of bare's sessions.
@@ -187,7 +205,8 @@ func New(cfg Config, h Handler, table *router.Table, log, audit *zap.Logger) *Se
 		log.Info("client connection cap", zap.Int("max_connections", cfg.MaxConns), zap.Uint64("open_file_limit", limit))
 	}
 	return &Server{cfg: cfg, h: h, table: table, log: log, audit: audit,
-		resumable: make(map[string]*Session), accounts: make(map[string]*account)}
+		resumable: make(map[string]*Session), accounts: make(map[string]*account),
+		gate: newGate(cfg, log, audit)}
 }
 
 func (srv *Server) isLocal(domain string) bool {
@@ -222,23 +241,31 @@ func (srv *Server) ServeTCP(ctx context.Context, ln net.Listener, directTLS bool
 			srv.refuse(c, !directTLS)
 			continue
 		}
+		sl, reason := srv.gate.enter(hostOf(c.RemoteAddr().String()), true)
+		if reason != "" {
+			srv.release()
+			srv.refuseEarly(c, !directTLS, reason)
+			continue
+		}
 		if !srv.addConn() {
 			_ = c.Close()
+			sl.free()
 			srv.release()
 			return nil
 		}
 		go func() {
 			defer srv.conns.Done()
-			srv.serveTCPConn(ctx, c, directTLS)
+			srv.serveTCPConn(ctx, c, directTLS, sl)
 		}()
 	}
 }
 
 // serveTCPConn serves an admitted connection; it (or the read loop it
 // starts) releases its place under Config.MaxConns when done.
-func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool) {
+func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool, sl *slot) {
 	handedOver := false
 	defer func() {
+		sl.free()
 		if !handedOver {
 			srv.release()
 		}
@@ -248,7 +275,8 @@ func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool)
 	if directTLS {
 		rec = newRecordConn(c)
 		tc := tls.Server(rec, srv.directTLS())
-		hctx, cancel := context.WithTimeout(ctx, srv.cfg.AuthTimeout)
+		// The login deadline runs from accept, the handshake included.
+		hctx, cancel := context.WithDeadline(ctx, sl.since.Add(srv.cfg.AuthTimeout))
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {
@@ -260,7 +288,7 @@ func (srv *Server) serveTCPConn(ctx context.Context, c net.Conn, directTLS bool)
 		cb = bindingOf(tc.ConnectionState(), srv.cfg.Leaf)
 	}
 	tt := newTCPTransport(c, rec, srv.cfg.preauthBounds(), srv.cfg.WriteTimeout)
-	cn := &conn{srv: srv, tr: tt, tcp: tt, cb: cb}
+	cn := &conn{srv: srv, tr: tt, tcp: tt, cb: cb, slot: sl}
 	loop := cn.negotiated(ctx)
 	if loop == nil {
 		return
@@ -306,7 +334,7 @@ func (srv *Server) WebSocketHandler(ctx context.Context, secure bool) http.Handl
 			}
 			defer srv.conns.Done()
 			tr := newWSTransport(ws, r.RemoteAddr, secure, srv.cfg.preauthBounds(), srv.cfg.WriteTimeout)
-			cn := &conn{srv: srv, tr: tr, cb: cb}
+			cn := &conn{srv: srv, tr: tr, cb: cb, slot: srv.wsSlot(r.RemoteAddr)}
 			cn.serve(ctx)
 		},
 	}

@@ -51,6 +51,9 @@ type conn struct {
 	authTimer    *time.Timer
 	authDeadline time.Time
 	registering  bool
+	// slot is the connection's place among the unauthenticated ones
+	// (nil: not counted); SASL success or the end of negotiation frees it.
+	slot *slot
 }
 
 func (c *conn) log() *zap.Logger {
@@ -71,8 +74,16 @@ func (c *conn) serve(ctx context.Context) {
 // goroutine parks in ~8 KiB (measured at 1,000 sessions).
 func (c *conn) negotiated(ctx context.Context) (readLoop func()) {
 	c.id = randomID()
-	c.authDeadline = time.Now().Add(c.srv.cfg.AuthTimeout)
-	authTimer := time.AfterFunc(c.srv.cfg.AuthTimeout, func() {
+	defer c.slot.free()
+	// The login deadline runs from accept (the TLS handshake of direct
+	// TLS, the WebSocket upgrade included): a client that sends a byte
+	// now and then cannot stretch it, whatever each read waits.
+	start := time.Now()
+	if c.slot != nil && !c.slot.since.IsZero() {
+		start = c.slot.since
+	}
+	c.authDeadline = start.Add(c.srv.cfg.AuthTimeout)
+	authTimer := time.AfterFunc(time.Until(c.authDeadline), func() {
 		_ = c.tr.writeError(errStream("connection-timeout", "authentication took too long"))
 		_ = c.tr.close()
 	})
@@ -94,6 +105,9 @@ func (c *conn) negotiated(ctx context.Context) (readLoop func()) {
 	if err != nil {
 		c.fail(err)
 		return nil
+	}
+	if r := c.srv.cfg.ReadBytesPerSecond; r > 0 {
+		c.tr.limitRead(newReadBucket(r, c.srv.cfg.ReadBurstBytes))
 	}
 	return func() { c.srv.readLoop(ctx, sess, c.tr) }
 }
@@ -200,7 +214,7 @@ func (c *conn) startTLS(ctx context.Context) error {
 	}
 	rec := newRecordConn(c.tcp.raw)
 	tc := tls.Server(rec, c.srv.cfg.TLS)
-	hctx, cancel := context.WithTimeout(ctx, c.srv.cfg.AuthTimeout)
+	hctx, cancel := context.WithDeadline(ctx, c.authDeadline)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		return err
@@ -256,6 +270,7 @@ func (c *conn) authenticate(ctx context.Context) error {
 				return err
 			}
 			if ok {
+				c.slot.free() // authenticated: no longer counted as unauthenticated
 				return nil
 			}
 			c.fails++

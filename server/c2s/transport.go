@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/palisade-im/palisade/server/element"
@@ -108,6 +109,8 @@ type transport interface {
 	ready() bool
 	remoteAddr() string
 	secure() bool
+	// limitRead puts reads from now on under b (the session's byte rate).
+	limitRead(b *readBucket)
 }
 
 // idleConn wraps a net.Conn so that read timeouts never reach the XML
@@ -122,11 +125,17 @@ type idleConn struct {
 	// limit: bytes that may still be read before the current stanza is
 	// too large (reset by the reader at stanza boundaries); <0 means none.
 	limit int64
+	// bucket paces reads (nil: no byte rate); set before the read loop
+	// starts, read by the reader only.
+	bucket *readBucket
 }
 
 var errTimeout = errStream("connection-timeout", "no traffic")
 
 func (c *idleConn) Read(p []byte) (int, error) {
+	if c.bucket != nil && len(p) > c.bucket.burst {
+		p = p[:c.bucket.burst]
+	}
 	c.mu.Lock()
 	idle, ping, onIdle := c.idle, c.ping, c.onIdle
 	c.mu.Unlock()
@@ -140,6 +149,11 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		return 0, werr
 	}
 	if n > 0 {
+		if c.bucket != nil {
+			if berr := c.bucket.take(n); berr != nil {
+				return 0, berr
+			}
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.limit >= 0 {
@@ -242,6 +256,9 @@ type tcpTransport struct {
 	wmu     sync.Mutex
 	wtime   time.Duration
 	started bool
+	// bucket is the session's byte rate, closed with the transport so
+	// that a reader sleeping in it wakes.
+	bucket atomic.Pointer[readBucket]
 }
 
 // newTCPTransport frames a connection; rec is the recordConn under c when
@@ -535,7 +552,15 @@ func (t *tcpTransport) writeClose() error {
 	return t.write([][]byte{[]byte("</stream:stream>")})
 }
 
-func (t *tcpTransport) close() error { return t.rawConn().Close() }
+func (t *tcpTransport) close() error {
+	t.bucket.Load().close()
+	return t.rawConn().Close()
+}
+
+func (t *tcpTransport) limitRead(b *readBucket) {
+	t.conn.bucket = b
+	t.bucket.Store(b)
+}
 
 // Bounds of lingerClose.
 const (
@@ -544,6 +569,7 @@ const (
 )
 
 func (t *tcpTransport) lingerClose() error {
+	t.bucket.Load().close()
 	raw := t.rawConn()
 	base := raw
 	if tc, ok := raw.(*tls.Conn); ok {

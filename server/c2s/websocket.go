@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/palisade-im/palisade/server/element"
@@ -28,6 +29,10 @@ type wsTransport struct {
 	idle   time.Duration
 	ping   time.Duration
 	onIdle func()
+
+	// bucket is the session's byte rate (nil: none): each message is
+	// paid for before it is handled, so the next one waits to be read.
+	bucket atomic.Pointer[readBucket]
 }
 
 func newWSTransport(ws *websocket.Conn, remote string, isTLS bool, b bounds, writeTimeout time.Duration) *wsTransport {
@@ -75,6 +80,11 @@ func (t *wsTransport) next() (event, error) {
 			return event{}, errTooBig
 		}
 		return event{}, err
+	}
+	if b := t.bucket.Load(); b != nil {
+		if err := b.take(len(msg)); err != nil {
+			return event{}, err
+		}
 	}
 	if len(bytes.TrimSpace(msg)) == 0 {
 		return t.next() // keepalive
@@ -190,9 +200,14 @@ func (t *wsTransport) writeClose() error {
 	return t.sendMsg([]byte(`<close xmlns="urn:ietf:params:xml:ns:xmpp-framing"/>`))
 }
 
-func (t *wsTransport) close() error { return t.ws.Close() }
+func (t *wsTransport) close() error {
+	t.bucket.Load().close()
+	return t.ws.Close()
+}
 
-func (t *wsTransport) lingerClose() error { return t.ws.Close() }
+func (t *wsTransport) lingerClose() error { return t.close() }
+
+func (t *wsTransport) limitRead(b *readBucket) { t.bucket.Store(b) }
 
 func (t *wsTransport) setIdle(idle, ping time.Duration, onIdle func()) {
 	t.mu.Lock()

@@ -171,6 +171,22 @@ type Limits struct {
 	MaxPEPBytes     int `toml:"max_pep_bytes"`
 	// MaxVCardBytes bounds one account's vCard (XEP-0054).
 	MaxVCardBytes int `toml:"max_vcard_bytes"`
+
+	// MaxUnauthenticated caps the client connections that have not
+	// finished SASL, over all listeners (0: no cap).
+	MaxUnauthenticated int `toml:"max_unauthenticated"`
+	// MaxUnauthenticatedPerIP caps them per source address (0: no cap).
+	MaxUnauthenticatedPerIP int `toml:"max_unauthenticated_per_ip"`
+	// ConnectionRatePerIP is how many new client connections one source
+	// address may open per second, with ConnectionBurstPerIP at once
+	// (0: no limit).
+	ConnectionRatePerIP  float64 `toml:"connection_rate_per_ip"`
+	ConnectionBurstPerIP int     `toml:"connection_burst_per_ip"`
+	// ReadBytesPerSecond is the rate at which one session's stream is
+	// read once it is bound, with ReadBurstBytes at once: past it reading
+	// pauses (0: no limit).
+	ReadBytesPerSecond int `toml:"read_bytes_per_second"`
+	ReadBurstBytes     int `toml:"read_burst_bytes"`
 }
 
 // Log is the [log] section.
@@ -563,6 +579,13 @@ func Default() *Config {
 			MaxVCardBytes:      256 << 10,
 
 			RegistrationTimeout: Duration(5 * time.Minute),
+
+			MaxUnauthenticated:      2000,
+			MaxUnauthenticatedPerIP: 50,
+			ConnectionRatePerIP:     20,
+			ConnectionBurstPerIP:    100,
+			ReadBytesPerSecond:      1 << 20,
+			ReadBurstBytes:          4 << 20,
 		},
 		Log: Log{Format: "json", Level: "info", AuditFileMaxMB: 100, AuditFileKeep: 10},
 		Auth: Auth{

@@ -90,6 +90,33 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 
+	for _, n := range []struct {
+		key string
+		val int
+	}{
+		{"limits.max_unauthenticated", lim.MaxUnauthenticated},
+		{"limits.max_unauthenticated_per_ip", lim.MaxUnauthenticatedPerIP},
+		{"limits.read_bytes_per_second", lim.ReadBytesPerSecond},
+	} {
+		if n.val < 0 {
+			l.invalid(n.key, -1, "must be 0 (no limit) or more, got %d", n.val)
+		}
+	}
+	if r := lim.ConnectionRatePerIP; r < 0 || r != r {
+		l.invalid("limits.connection_rate_per_ip", -1, "must be 0 (no limit) or more, got %v", r)
+	} else if r > 0 && lim.ConnectionBurstPerIP < 1 {
+		l.invalid("limits.connection_burst_per_ip", -1, "must be at least 1, got %d", lim.ConnectionBurstPerIP)
+	}
+	if lim.ReadBytesPerSecond > 0 && (lim.ReadBytesPerSecond < 1024 || lim.ReadBurstBytes < 4096 || lim.ReadBurstBytes < lim.ReadBytesPerSecond/10) {
+		// A session reads in chunks of up to 4 KiB; a burst below that, or
+		// far below the rate, would pause reading for every chunk.
+		if lim.ReadBytesPerSecond < 1024 {
+			l.invalid("limits.read_bytes_per_second", -1, "must be 0 (no limit) or at least 1024, got %d", lim.ReadBytesPerSecond)
+		} else {
+			l.invalid("limits.read_burst_bytes", -1, "must be at least 4096 and a tenth of limits.read_bytes_per_second, got %d", lim.ReadBurstBytes)
+		}
+	}
+
 	if !slices.Contains([]string{"json", "console"}, c.Log.Format) {
 		l.invalid("log.format", -1, `must be "json" or "console", got %q`, c.Log.Format)
 	}

@@ -79,6 +79,7 @@ func benchPairs(b *testing.B, pairs int, mod func(*config.Config)) {
 	e := newEnv(b, func(c *config.Config) {
 		c.Limits.SendQueue = 100000
 		c.Limits.MaxSessionsPerUser = 1000
+		c.Limits.ReadBytesPerSecond = 0 // capacity, not the flood limit
 		if mod != nil {
 			mod(c)
 		}
