@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"sync/atomic"
 
 	"github.com/palisade-im/palisade/server/config"
@@ -31,21 +30,13 @@ import (
 // or "anyone".
 const NSFeature = "urn:palisade:contacts:"
 
-// SharedRoster is implemented by the roster module: the [groups] names
-// whose members all see each other (shared_groups).
-type SharedRoster interface {
-	SharedGroups() []string
-}
-
 // Module is the contact policy.
 type Module struct {
 	router     module.Router
 	rosters    storage.Rosters
 	restricted bool // some rule has contacts or subscriptions other than "anyone"
 
-	modules    func() []any
-	sharedOnce sync.Once
-	shared     SharedRoster
+	shared     *module.SharedGroups
 
 	notContact, noSubscriptions, failures atomic.Uint64
 }
@@ -74,7 +65,7 @@ func init() {
 // once). rosters answers "roster"; modules lists the host's modules, where
 // the SharedRoster is looked for on first use (nil: none).
 func New(r module.Router, rosters storage.Rosters, access config.Access, modules func() []any) *Module {
-	return &Module{router: r, rosters: rosters, restricted: Restricted(access), modules: modules}
+	return &Module{router: r, rosters: rosters, restricted: Restricted(access), shared: module.NewSharedGroups(r, modules)}
 }
 
 // Restricted reports whether the default or any rule of access has
@@ -255,39 +246,5 @@ func (m *Module) onRoster(ctx context.Context, account, peer jid.JID) (bool, err
 	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		return false, err
 	}
-	if !m.router.IsLocal(peer.Domainpart()) {
-		return false, nil
-	}
-	shared := m.sharedGroups()
-	if len(shared) == 0 {
-		return false, nil
-	}
-	mine, theirs := m.router.Groups(account), m.router.Groups(peer)
-	for _, g := range shared {
-		if slices.Contains(mine, g) && slices.Contains(theirs, g) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// sharedGroups returns the shared-roster groups, looking for the
-// SharedRoster among the host's modules on first use (they are all built
-// by then).
-func (m *Module) sharedGroups() []string {
-	m.sharedOnce.Do(func() {
-		if m.modules == nil {
-			return
-		}
-		for _, x := range m.modules() {
-			if s, ok := x.(SharedRoster); ok {
-				m.shared = s
-				return
-			}
-		}
-	})
-	if m.shared == nil {
-		return nil
-	}
-	return m.shared.SharedGroups()
+	return m.shared.Share(account, peer), nil
 }

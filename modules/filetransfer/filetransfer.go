@@ -29,8 +29,6 @@ package filetransfer
 import (
 	"context"
 	"errors"
-	"slices"
-	"sync"
 
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
@@ -164,22 +162,13 @@ func isFT(space string) bool {
 	return space == NSJingleFT5 || space == NSJingleFT4 || space == NSJingleFT3
 }
 
-// SharedRoster is implemented by the roster module: the [groups] names
-// whose members all see each other (shared_groups). Members of one of
-// them are contacts for "contacts".
-type SharedRoster interface {
-	SharedGroups() []string
-}
-
 // Module is the file-transfer policy.
 type Module struct {
 	router     module.Router
 	rosters    storage.Rosters
 	restricted bool // some rule restricts file_transfer
 
-	modules    func() []any
-	sharedOnce sync.Once
-	shared     SharedRoster
+	shared     *module.SharedGroups
 }
 
 var _ module.Policy = (*Module)(nil)
@@ -203,7 +192,7 @@ func init() {
 // modules lists the host's modules, where the SharedRoster is looked for
 // on first use (nil: none).
 func New(r module.Router, rosters storage.Rosters, access config.Access, modules func() []any) *Module {
-	return &Module{router: r, rosters: rosters, restricted: Restricted(access), modules: modules}
+	return &Module{router: r, rosters: rosters, restricted: Restricted(access), shared: module.NewSharedGroups(r, modules)}
 }
 
 // Restricted reports whether the default or any rule of access has a
@@ -306,39 +295,5 @@ func (m *Module) contacts(ctx context.Context, account, peer jid.JID) (bool, err
 	case err != nil && !errors.Is(err, storage.ErrNotFound):
 		return false, err
 	}
-	if !m.router.IsLocal(peer.Domainpart()) {
-		return false, nil
-	}
-	shared := m.sharedGroups()
-	if len(shared) == 0 {
-		return false, nil
-	}
-	mine, theirs := m.router.Groups(account), m.router.Groups(peer)
-	for _, g := range shared {
-		if slices.Contains(mine, g) && slices.Contains(theirs, g) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// sharedGroups returns the shared-roster groups, looking for the
-// SharedRoster among the host's modules on first use (they are all built
-// by then).
-func (m *Module) sharedGroups() []string {
-	m.sharedOnce.Do(func() {
-		if m.modules == nil {
-			return
-		}
-		for _, x := range m.modules() {
-			if s, ok := x.(SharedRoster); ok {
-				m.shared = s
-				return
-			}
-		}
-	})
-	if m.shared == nil {
-		return nil
-	}
-	return m.shared.SharedGroups()
+	return m.shared.Share(account, peer), nil
 }
