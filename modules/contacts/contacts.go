@@ -36,7 +36,7 @@ type Module struct {
 	rosters    storage.Rosters
 	restricted bool // some rule has contacts or subscriptions other than "anyone"
 
-	shared     *module.SharedGroups
+	shared *module.SharedGroups
 
 	notContact, noSubscriptions, failures atomic.Uint64
 }

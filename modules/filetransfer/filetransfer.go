@@ -168,7 +168,7 @@ type Module struct {
 	rosters    storage.Rosters
 	restricted bool // some rule restricts file_transfer
 
-	shared     *module.SharedGroups
+	shared *module.SharedGroups
 }
 
 var _ module.Policy = (*Module)(nil)
