@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -97,7 +98,7 @@ next:
 
 // TestMetricsScrape: GET /metrics on the admin listener (admin token
 // required) serves the Prometheus text format; after logins over the three
-// transports, a failed login, messages, a stanza the access rules deny and
+// transports, failed and locked-out logins, messages, a stanza the access rules deny and
 // a MAM query, a second scrape shows the sessions, stanzas, logins,
 // denial, journal and MAM counters moved, with no JID in any label; a
 // closed session leaves the gauge.
@@ -105,6 +106,8 @@ func TestMetricsScrape(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) {
 		c.Listen.Admin = freeAddr(t)
 		c.Access.Rules = []config.Rule{{JID: "carol@localhost", Rights: config.Rights{Send: boolp(false)}}}
+		c.Auth.LockoutThreshold = 2
+		c.Auth.FailureDelay, c.Auth.MaxFailureDelay = config.Duration(time.Millisecond), config.Duration(5*time.Millisecond)
 	})
 	deadline := time.Now().Add(short)
 	for {
@@ -175,6 +178,12 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatalf("mam query: %s", fin.errCond)
 	}
 	alice.sync()
+	// Two wrong passwords for bob from 127.0.0.30 lock that address out
+	// of his account: the right one is then refused as locked.
+	for i := range 2 {
+		wantFailure(t, authFrom(t, e, "127.0.0.30", "bob", fmt.Sprint("guess-", i)), "not-authorized", "a guess")
+	}
+	wantLockedOut(t, authFrom(t, e, "127.0.0.30", "bob", users["bob"]), "bob from the guessing address")
 
 	after := scrapeMetrics(t, e, token)
 	moved := func(what string, min float64, name string, labels ...string) {
@@ -190,7 +199,8 @@ func TestMetricsScrape(t *testing.T) {
 		}
 	}
 	exact("logins", 3, "palisade_logins_total", "result", "success", "mechanism", "PLAIN")
-	exact("failed login", 1, "palisade_logins_total", "result", "failure", "mechanism", "PLAIN")
+	exact("failed logins", 3, "palisade_logins_total", "result", "failure", "mechanism", "PLAIN")
+	exact("locked login", 1, "palisade_logins_total", "result", "locked", "mechanism", "PLAIN")
 	exact("tcp session", 1, "palisade_sessions_open", "transport", "tcp", "mechanism", "PLAIN")
 	exact("tls session", 1, "palisade_sessions_open", "transport", "tls", "mechanism", "PLAIN")
 	exact("websocket session", 1, "palisade_sessions_open", "transport", "websocket", "mechanism", "PLAIN")
