@@ -346,3 +346,16 @@ func (s *Server) adminTokenOK(tok string) bool {
 	a, b := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(s.adminToken))
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
+
+// adminMetrics serves GET /metrics: the Prometheus exposition of the
+// core's and the modules' metrics (server/metrics). It is an
+// administrative request like the others on this listener (loopback and
+// the admin token, "Authorization: Bearer TOKEN", which Prometheus sends
+// with `authorization: {credentials_file: ...}`): the figures show who is
+// active when, which /healthz does not. No label holds a JID.
+func (s *Server) adminMetrics(w http.ResponseWriter, r *http.Request) {
+	if !s.adminAuthorized(w, r, http.MethodGet) {
+		return
+	}
+	s.metrics.Handler().ServeHTTP(w, r)
+}

@@ -72,6 +72,11 @@ func (s *Server) denied(ctx context.Context, st *stanza.Stanza, policy string, d
 	s.audit.Info("policy_denied",
 		zap.String("policy", policy), zap.String("reason", d.Reason),
 		zap.String("from", st.From.String()), zap.String("to", st.To.String()), zap.String("kind", st.Kind.String()))
+	var cond stanza.Condition // "": dropped silently
+	if d.Err != nil {
+		cond = d.Err.Condition
+	}
+	s.metrics.Denied(policy, cond)
 	if d.Err != nil {
 		s.bounce(ctx, st, d.Err)
 	}
@@ -449,6 +454,7 @@ func (h handler) SessionEnded(ctx context.Context, sess *c2s.Session) {
 // order once it has admitted what else its client sent together.
 func (h handler) HandleStanza(ctx context.Context, sess *c2s.Session, st *stanza.Stanza) (then func()) {
 	s := h.s
+	s.metrics.StanzaIn(st.Kind)
 	if !s.clientHygiene(sess, st) {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/palisade-im/palisade/server/c2s"
 	"github.com/palisade-im/palisade/server/config"
 	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/metrics"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/router"
 	"github.com/palisade-im/palisade/server/sasl"
@@ -89,6 +90,9 @@ type Server struct {
 	healthMu   sync.Mutex
 	unhealthy  map[string]string // component -> problem
 	journalBad atomic.Bool
+
+	// metrics is this server's Prometheus registry (GET /metrics).
+	metrics *metrics.Metrics
 }
 
 // noJournal is the journal step until the archive module replaces it.
@@ -120,6 +124,8 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 	}
 	s.host = module.NewHost(s, store, log, s.audit, cfg, func() []any { return s.modules })
 	s.host.SetHealth = s.SetHealth
+	s.metrics = metrics.New(append([]string{"access", "federation"}, policyOrder...))
+	s.host.Metrics = s.metrics.Registerer()
 	s.host.AuthorizeLogin = func(ctx context.Context, bare jid.JID, remote string) error {
 		_, err := s.authorizeLogin(ctx, bare, remote)
 		return err
@@ -158,6 +164,7 @@ func New(cfg *config.Config, store storage.Store, log *zap.Logger) (*Server, err
 		ConnectionBurstPerIP:    cfg.Limits.ConnectionBurstPerIP,
 		ReadBytesPerSecond:      cfg.Limits.ReadBytesPerSecond,
 		ReadBurstBytes:          cfg.Limits.ReadBurstBytes,
+		Metrics:                 s.metrics,
 	}, handler{s}, s.table, log.Named("c2s"), s.audit)
 	return s, nil
 }
@@ -360,6 +367,7 @@ func (s *Server) Run(ctx context.Context) error {
 		mux.HandleFunc("/admin/end-sessions", s.adminEndSessions)
 		mux.HandleFunc("/archive/checkpoint", s.adminCheckpoint)
 		mux.HandleFunc("/admin/federation", s.adminFederation)
+		mux.HandleFunc("/metrics", s.adminMetrics) // admin.go
 		hs := newHTTPServer(mux, nil, s.log.Named("admin"))
 		httpServers = append(httpServers, hs)
 		err = listen("admin", l.Admin, func(ln net.Listener) error {

@@ -167,6 +167,10 @@ func newFromHost(h *module.Host, _ any) (any, error) {
 	if h.SetHealth != nil {
 		m.health = h.SetHealth
 	}
+	if err := m.met.register(h.Metrics); err != nil {
+		j.Close()
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -215,6 +219,8 @@ type Module struct {
 	// startAct is the configuration's digest, journaled by Start (nil:
 	// none, as in tests building the module with New).
 	startAct *AdminAct
+	// met counts appends, commit latency and failures (metrics.go).
+	met *journalMetrics
 }
 
 var (
@@ -232,7 +238,7 @@ func New(j storage.Journal, signer note.Signer, sinks []Sink, r Localer, interva
 	return &Module{
 		j: j, signer: signer, sinks: sinks, local: r.IsLocal, interval: interval,
 		log: log, audit: audit, now: time.Now, lastSize: -1,
-		health: func(string, string) {},
+		health: func(string, string) {}, met: newJournalMetrics(),
 	}
 }
 
@@ -315,15 +321,20 @@ func (m *Module) Submit(ctx context.Context, st *stanza.Stanza) (wait func() err
 		*rp = data
 	}
 	if err != nil {
+		m.met.failures.Inc()
 		return func() error { return fmt.Errorf("archive: %w", err) }
 	}
 	recs := []storage.JournalRecord{{
 		Time: t, Direction: dir, Kind: kind, From: from, To: to,
 		StanzaType: st.Type, StanzaSize: len(xml), Data: data,
 	}}
+	start := time.Now()           // not m.now: tests set that clock
 	done := m.j.Submit(ctx, recs) // copies data: the buffers go back now
+	m.met.appends.Inc()
 	return func() error {
-		if err := done(); err != nil {
+		err := done()
+		m.met.committed(start, err)
+		if err != nil {
 			return fmt.Errorf("archive: %w", err)
 		}
 		return nil

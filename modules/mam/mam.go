@@ -31,6 +31,7 @@ import (
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/rsm"
 	"github.com/palisade-im/palisade/storage"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"mellium.im/xmpp/jid"
 )
@@ -87,6 +88,12 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		if h.Metrics != nil {
+			if err := h.Metrics.Register(m.queries); err != nil {
+				_ = m.Stop(context.Background())
+				return nil, fmt.Errorf("mam: metrics: %w", err)
+			}
+		}
 		if h.Config != nil {
 			m.SetRetention(Retention{Policies: h.Config.Archive.Retention, Interval: time.Duration(h.Config.Archive.PurgeInterval),
 				Groups: func(b string) []string {
@@ -125,6 +132,9 @@ type Module struct {
 
 	ret    Retention
 	purged chan struct{} // closed when the purge loop ended; nil before Start
+
+	// queries counts query sets by result (palisade_mam_queries_total).
+	queries *prometheus.CounterVec
 }
 
 // writeReq is a batch of items for the writer, or (items nil) a barrier
@@ -160,6 +170,10 @@ func New(r module.Router, st Store, log *zap.Logger, cfg Config) (*Module, error
 		router: r, store: st, log: log, cfg: cfg, now: time.Now,
 		prefs: map[string]storage.HistoryPrefs{},
 		queue: make(chan writeReq, 16384), stop: make(chan struct{}), done: make(chan struct{}),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "palisade_mam_queries_total",
+			Help: "XEP-0313 archive queries (query sets) by result: ok (answered with results and fin) or error.",
+		}, []string{"result"}),
 	}
 	go m.writer()
 	return m, nil

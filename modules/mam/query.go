@@ -67,7 +67,16 @@ func queryForm() *element.Element {
 // maxQueryID bounds the client's queryid, which every result repeats.
 const maxQueryID = 256
 
-func (m *Module) query(ctx context.Context, sess module.Session, iq *stanza.Stanza) (*element.Element, error) {
+func (m *Module) query(ctx context.Context, sess module.Session, iq *stanza.Stanza) (_ *element.Element, err error) {
+	if iq.Type == "set" {
+		defer func() {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			m.queries.WithLabelValues(result).Inc()
+		}()
+	}
 	own, err := owner(iq)
 	if err != nil {
 		return nil, err

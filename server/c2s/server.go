@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/metrics"
 	"github.com/palisade-im/palisade/server/router"
 	"github.com/palisade-im/palisade/server/sasl"
 	"github.com/palisade-im/palisade/server/stanza"
@@ -120,6 +121,9 @@ type Config struct {
 	// bound session's reader: past it reading pauses (0: no limit).
 	ReadBytesPerSecond int
 	ReadBurstBytes     int
+	// Metrics counts sessions, stanzas queued to clients and logins
+	// (nil: nothing is counted).
+	Metrics *metrics.Metrics
 }
 
 // account is the state one bare JID's sessions share: the bytes queued
@@ -423,6 +427,14 @@ func (srv *Server) bindResource(ctx context.Context, c *conn, bare jid.JID, iq *
 	}
 	s := &Session{srv: srv, id: c.id, jid: full, mech: c.mech, remote: c.tr.remoteAddr(), tr: c.tr,
 		acct: srv.acquireAccount(bare.String())}
+	transport := "websocket"
+	if c.tcp != nil {
+		transport = "tcp" // STARTTLS
+		if c.tcp.direct {
+			transport = "tls"
+		}
+	}
+	s.open = srv.cfg.Metrics.SessionOpened(transport, c.mech)
 	if old := srv.table.Bind(s); old != nil {
 		// Resource conflict: the new session wins (RFC 6120 7.7.2.2).
 		old.Close("conflict", "replaced by a new session")
@@ -749,6 +761,7 @@ func (s *Session) end(ctx context.Context) {
 	}
 	srv.mu.Unlock()
 	srv.table.Unbind(s)
+	s.open.Close()
 	srv.h.SessionEnded(ctx, s)
 	if left := s.takeLeftovers(); len(left) > 0 {
 		srv.h.Reroute(ctx, s, left)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/metrics"
 	"github.com/palisade-im/palisade/server/module"
 	"github.com/palisade-im/palisade/server/stanza"
 	"go.uber.org/zap"
@@ -84,6 +85,8 @@ type Session struct {
 	carbons   bool
 	inactive  bool
 	held      map[string][]byte // latest presence per sender while inactive (XEP-0352)
+	// open is the session's place in palisade_sessions_open.
+	open metrics.Session
 }
 
 var _ module.Session = (*Session)(nil)
@@ -205,6 +208,7 @@ func (s *Session) Send(st *stanza.Stanza) {
 		s.srv.h.Reroute(context.Background(), s, [][]byte{b})
 		return
 	}
+	s.srv.cfg.Metrics.StanzaOut(st.Kind)
 	var spill [][]byte
 	switch {
 	case s.closing:

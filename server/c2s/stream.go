@@ -13,6 +13,7 @@ import (
 
 	"github.com/palisade-im/palisade/certs"
 	"github.com/palisade-im/palisade/server/element"
+	"github.com/palisade-im/palisade/server/metrics"
 	"github.com/palisade-im/palisade/server/sasl"
 	"github.com/palisade-im/palisade/server/stanza"
 	"go.uber.org/zap"
@@ -382,6 +383,10 @@ func (c *conn) saslExchange(ctx context.Context, mechs []sasl.Mechanism, auth *e
 			fields = append(fields, zap.String("detail", detail))
 		}
 		c.srv.audit.Info("login", fields...)
+		if reason == "locked" {
+			result = metrics.LoginLocked
+		}
+		c.srv.cfg.Metrics.Login(result, name)
 	}
 	if err := c.srv.h.LoginLocked(jid.JID{}, c.tr.remoteAddr()); err != nil {
 		detail = failureDetail(err)

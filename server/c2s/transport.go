@@ -253,6 +253,7 @@ type tcpTransport struct {
 	max     int64
 	limits  element.Limits
 	tls     bool
+	direct  bool // direct TLS (XEP-0368), not STARTTLS
 	wmu     sync.Mutex
 	wtime   time.Duration
 	started bool
@@ -264,7 +265,7 @@ type tcpTransport struct {
 // newTCPTransport frames a connection; rec is the recordConn under c when
 // c is a direct TLS connection, else nil.
 func newTCPTransport(c net.Conn, rec *recordConn, b bounds, writeTimeout time.Duration) *tcpTransport {
-	t := &tcpTransport{raw: c, rec: rec, tls: rec != nil, wtime: writeTimeout}
+	t := &tcpTransport{raw: c, rec: rec, tls: rec != nil, direct: rec != nil, wtime: writeTimeout}
 	t.conn = &idleConn{Conn: c, limit: -1}
 	t.newDecoder()
 	t.setBounds(b)

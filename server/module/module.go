@@ -20,6 +20,7 @@ import (
 	"github.com/palisade-im/palisade/server/element"
 	"github.com/palisade-im/palisade/server/stanza"
 	"github.com/palisade-im/palisade/storage"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"mellium.im/xmpp/jid"
 )
@@ -207,6 +208,12 @@ type Host struct {
 	// SetHealth records a failing component for /healthz; problem ""
 	// clears it.
 	SetHealth func(component, problem string)
+	// Metrics is where a module registers its Prometheus collectors,
+	// served with the core's at GET /metrics on the admin listener. Names
+	// start with "palisade_", every collector has a HELP text, and no
+	// label value holds a JID, a domain of a user or a resource (bounded
+	// sets only). Nil in hosts without metrics: register nothing then.
+	Metrics prometheus.Registerer
 	// AuthorizeLogin applies the access rules ([[access.rule]]) to an
 	// account connecting from remote (host:port), as at login; a non-nil
 	// error says why it may not. Nil in hosts without access rules.
